@@ -1,0 +1,1 @@
+//! Subcommand implementations; `src/main.rs` only parses arguments and calls these.
