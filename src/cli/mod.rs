@@ -1,1 +1,6 @@
 //! Subcommand implementations; `src/main.rs` only parses arguments and calls these.
+//! Each returns the process exit code, or an error whose chain is printed.
+
+pub mod decode;
+pub mod replay;
+pub mod validate;
