@@ -26,9 +26,12 @@
 //! Shells that do I/O (`albatross/`, `proxmox/`, `daemon/`) turn bytes into core
 //! inputs and decisions into calls; they hold no policy of their own.
 
+pub mod albatross;
+pub mod cert;
 pub mod cli;
 pub mod config;
 pub mod core;
 pub mod name;
 pub mod sim;
+pub mod testing;
 pub mod wire;

@@ -1,0 +1,3 @@
+//! The albatross shell: TLS transport to albatross' endpoint.
+
+pub mod tls;
