@@ -159,16 +159,37 @@ mod tests {
         let rel = Name::parse(":web").unwrap();
         assert_eq!(rel.resolve_under(&sub).to_string(), "alice:web");
         let sub = Name::parse("a:").unwrap();
-        assert_eq!(Name::parse("b:vm2").unwrap().resolve_under(&sub).to_string(), "a:b:vm2");
+        assert_eq!(
+            Name::parse("b:vm2")
+                .unwrap()
+                .resolve_under(&sub)
+                .to_string(),
+            "a:b:vm2"
+        );
     }
 
     #[test]
     fn bad_labels_are_rejected_with_the_reason() {
         assert!(matches!(Name::parse(""), Err(NameError::Empty)));
         assert!(matches!(label("-x"), Err(NameError::LeadingDash { .. })));
-        assert!(matches!(label("a_b"), Err(NameError::BadChar { ch: '_', .. })));
-        assert!(matches!(label(&"a".repeat(64)), Err(NameError::TooLong { len: 64, .. })));
+        assert!(matches!(
+            label("a_b"),
+            Err(NameError::BadChar { ch: '_', .. })
+        ));
+        assert!(matches!(
+            label(&"a".repeat(64)),
+            Err(NameError::TooLong { len: 64, .. })
+        ));
         assert!(label(&"a".repeat(63)).is_ok());
-        assert!(matches!(Name::parse("al ice:web"), Err(NameError::BadChar { ch: ' ', .. })));
+        assert!(matches!(
+            Name::parse("al ice:web"),
+            Err(NameError::BadChar { ch: ' ', .. })
+        ));
+    }
+}
+
+impl serde::Serialize for Name {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }

@@ -1,1 +1,22 @@
-//! stub
+//! The sans-IO heart: pure state machines, no tokio, no clock, no I/O.
+//!
+//! * [`Cluster`] is one group (primary + clones); [`Engine`] routes samples to groups.
+//! * Both are values (`Clone + Debug + PartialEq`): `handle(self, now, input)` returns
+//!   the next state and the outputs; `next_deadline()` says when to tick.
+//! * Outputs ([`Output`]) are data: computed samples, decisions with the inputs that
+//!   justified them, and evaluations with their "why not".
+
+mod budget;
+pub mod cluster;
+pub mod cpu;
+pub mod engine;
+pub mod naming;
+pub mod output;
+pub mod policy;
+pub mod time;
+
+pub use cluster::{Cluster, Member, MemberState, Role};
+pub use engine::{Engine, Input, Options};
+pub use output::{Action, ActionId, Decision, Evaluation, Output, SampleReport, Verdict};
+pub use policy::{Policy, PrimaryDeath};
+pub use time::Timestamp;

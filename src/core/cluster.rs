@@ -1,0 +1,850 @@
+//! One scaling group: a primary and its clones, as an immutable state machine.
+//!
+//! Calling contract (as in quinn-proto and str0m): feed every input with the time it
+//! happened, `handle(self, now, input) -> (Self, outputs)`, and call `handle(now,
+//! Input::Tick)` no later than [`Cluster::next_deadline`]. `now` must not go
+//! backwards. Every decision that [`Action::needs_result`] must be answered with
+//! [`Input::ActionResult`]; until then the group takes no other action.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::budget::Budget;
+use super::cpu::{self, Bp, Delta, Reading};
+use super::naming;
+use super::output::{Action, ActionId, Decision, Evaluation, Output, SampleReport, Verdict};
+use super::policy::{Policy, PrimaryDeath};
+use super::time::Timestamp;
+use crate::name::Name;
+
+/// An input to a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// A statistics sample of a member: cumulative utime + stime in microseconds.
+    Sample {
+        vm: Arc<Name>,
+        cpu_us: u64,
+        /// vCPUs of the instance, if the source knows (else the policy's `vcpus`).
+        vcpus: Option<u32>,
+    },
+    /// Time passed; call at or after [`Cluster::next_deadline`].
+    Tick,
+    /// The actuator's answer to a decision.
+    ActionResult {
+        id: ActionId,
+        outcome: Result<(), String>,
+    },
+    /// An owned clone known to be running (from the ownership record or a replay).
+    Adopt { vm: Arc<Name> },
+    /// A name in use by something the group does not own: never reused, never touched.
+    Foreign { vm: Arc<Name> },
+}
+
+/// A member's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Primary,
+    Clone,
+}
+
+/// A member's lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberState {
+    Running,
+    /// Being created (a clone) or re-created (the primary) by action `id`.
+    Creating(ActionId),
+    /// Being destroyed by action `id`; still counted against `max_instances`.
+    Leaving(ActionId),
+    /// The primary stopped reporting (clones are dropped instead).
+    Dead,
+}
+
+/// One instance of the group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub name: Arc<Name>,
+    pub role: Role,
+    /// Created or adopted by the autoscaler: only owned clones are ever destroyed.
+    pub owned: bool,
+    /// Join order; the newest owned clone is the scale-down victim.
+    pub seq: u64,
+    /// When it joined, or finished being created.
+    pub since: Timestamp,
+    pub reading: Option<Reading>,
+    pub last_seen: Option<Timestamp>,
+    pub bp: Option<Bp>,
+    pub vcpus: u32,
+    pub state: MemberState,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct InFlight {
+    id: ActionId,
+    action: Action,
+    instance: Arc<Name>,
+}
+
+/// The state of one group. A value: `Clone + Debug + PartialEq`, no I/O.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cluster {
+    group: Arc<Name>,
+    primary: Arc<Name>,
+    policy: Policy,
+    members: BTreeMap<Arc<Name>, Member>,
+    foreign: Vec<Arc<Name>>,
+    high: u32,
+    low: u32,
+    last_eval: Timestamp,
+    last_avg: Option<Bp>,
+    last_up: Option<Timestamp>,
+    last_action: Option<Timestamp>,
+    budget: Budget,
+    in_flight: Option<InFlight>,
+    failures: u32,
+    retry_at: Option<Timestamp>,
+    redecide_at: Option<Timestamp>,
+    death_check_at: Timestamp,
+    next_id: ActionId,
+    next_seq: u64,
+    membership: u64,
+}
+
+impl Cluster {
+    /// A group whose primary is `primary`, created at `now` (the primary's death
+    /// clock starts now).
+    pub fn new(primary: Name, policy: Policy, now: Timestamp) -> Self {
+        let primary = Arc::new(primary);
+        let mut members = BTreeMap::new();
+        members.insert(
+            primary.clone(),
+            Member {
+                name: primary.clone(),
+                role: Role::Primary,
+                owned: false,
+                seq: 0,
+                since: now,
+                reading: None,
+                last_seen: None,
+                bp: None,
+                vcpus: policy.vcpus,
+                state: MemberState::Running,
+            },
+        );
+        Self {
+            group: primary.clone(),
+            primary,
+            death_check_at: now.add(policy.death_timeout),
+            policy,
+            members,
+            foreign: Vec::new(),
+            high: 0,
+            low: 0,
+            last_eval: now,
+            last_avg: None,
+            last_up: None,
+            last_action: None,
+            budget: Budget::default(),
+            in_flight: None,
+            failures: 0,
+            retry_at: None,
+            redecide_at: None,
+            next_id: 1,
+            next_seq: 1,
+            membership: 0,
+        }
+    }
+
+    /// The group's name (its original primary).
+    pub fn group(&self) -> &Arc<Name> {
+        &self.group
+    }
+
+    /// The current primary (differs from the group name after a promotion).
+    pub fn primary(&self) -> &Arc<Name> {
+        &self.primary
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Members, by name.
+    pub fn members(&self) -> impl Iterator<Item = &Member> {
+        self.members.values()
+    }
+
+    /// Whether `vm` is a member.
+    pub fn has_member(&self, vm: &Name) -> bool {
+        self.members.contains_key(vm)
+    }
+
+    /// Changes whenever members join or leave (for routing caches).
+    pub fn membership(&self) -> u64 {
+        self.membership
+    }
+
+    /// Consecutive high and low ticks.
+    pub fn counters(&self) -> (u32, u32) {
+        (self.high, self.low)
+    }
+
+    /// Actions left in the sliding hour at `now`.
+    pub fn budget_left(&self, now: Timestamp) -> u32 {
+        self.budget.left(now, self.policy.max_actions_per_hour)
+    }
+
+    /// Whether `label` is a clone label of this group's template.
+    pub fn matches_clone_pattern(&self, vm: &Name) -> bool {
+        let (Some(p), Some(l)) = (self.group.label.as_deref(), vm.label.as_deref()) else {
+            return false;
+        };
+        vm.path == self.group.path && naming::index_of(&self.policy.clone_name, p, l).is_some()
+    }
+
+    /// The latest time at which [`Input::Tick`] must be handled.
+    pub fn next_deadline(&self) -> Timestamp {
+        let eval = self.last_eval.add(self.policy.sample_interval.mul_f32(1.5));
+        [Some(eval), Some(self.death_check_at), self.redecide_at]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(eval)
+    }
+
+    /// Advance the state machine.
+    pub fn handle(mut self, now: Timestamp, input: Input) -> (Self, Vec<Output>) {
+        let mut out = Vec::new();
+        self.step(now, input, &mut out);
+        (self, out)
+    }
+
+    /// [`Cluster::handle`] in place, appending to `out` (for owners of many groups).
+    pub fn step(&mut self, now: Timestamp, input: Input, out: &mut Vec<Output>) {
+        match input {
+            Input::Sample { vm, cpu_us, vcpus } => self.on_sample(now, &vm, cpu_us, vcpus, out),
+            Input::Tick => self.on_tick(now, out),
+            Input::ActionResult { id, outcome } => self.on_result(now, id, outcome, out),
+            Input::Adopt { vm } => self.adopt(now, vm),
+            Input::Foreign { vm } => {
+                if !self.members.contains_key(&vm) && !self.foreign.contains(&vm) {
+                    self.foreign.push(vm);
+                }
+            }
+        }
+    }
+
+    fn on_sample(
+        &mut self,
+        now: Timestamp,
+        vm: &Arc<Name>,
+        cpu_us: u64,
+        vcpus: Option<u32>,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(m) = self.members.get_mut(vm) else {
+            return;
+        };
+        if let Some(v) = vcpus {
+            m.vcpus = v.max(1);
+        }
+        if m.state == MemberState::Dead {
+            // The primary reports again (albatross restarted it, or the network healed).
+            m.state = MemberState::Running;
+        }
+        let next = Reading { at: now, cpu_us };
+        match m.reading.map(|prev| cpu::delta(prev, next, m.vcpus)) {
+            Some(Delta::Duplicate) => return,
+            Some(Delta::Reset) => {
+                m.bp = None;
+                out.push(Output::CounterReset {
+                    vm: m.name.clone(),
+                    t: now,
+                });
+            }
+            Some(Delta::Share {
+                bp,
+                cpu_us,
+                elapsed_ms,
+            }) => {
+                m.bp = Some(bp);
+                out.push(Output::Sample(SampleReport {
+                    t: now,
+                    vm: m.name.clone(),
+                    group: Some(self.group.clone()),
+                    bp,
+                    cpu_us,
+                    elapsed_ms,
+                    vcpus: m.vcpus,
+                }));
+            }
+            None => {}
+        }
+        m.reading = Some(next);
+        m.last_seen = Some(now);
+        let is_primary = m.role == Role::Primary;
+        // One tick per interval, on the primary's sample: more clones must not make
+        // the counters run faster.
+        if is_primary && now >= self.last_eval.add(self.policy.sample_interval / 2) {
+            self.evaluate(now, out);
+        } else if now >= self.death_check_at {
+            self.check_deaths(now, out);
+        }
+    }
+
+    fn on_tick(&mut self, now: Timestamp, out: &mut Vec<Output>) {
+        if now >= self.last_eval.add(self.policy.sample_interval.mul_f32(1.5)) {
+            // The primary is silent: evaluate on the timer.
+            self.evaluate(now, out);
+            return;
+        }
+        if now >= self.death_check_at {
+            self.check_deaths(now, out);
+        }
+        if self.redecide_at.is_some_and(|t| t <= now) {
+            // A cooldown or backoff that blocked an action ended: decide again with
+            // the counters as they are, without counting a tick.
+            self.redecide_at = None;
+            let verdict = self.decide(now, self.last_avg, out);
+            if matches!(verdict, Verdict::Acted(_)) {
+                out.push(self.evaluation(now, self.last_avg, None, verdict));
+            }
+        }
+    }
+
+    fn adopt(&mut self, now: Timestamp, vm: Arc<Name>) {
+        if self.members.contains_key(&vm) {
+            return;
+        }
+        self.foreign.retain(|f| *f != vm);
+        let seq = self.bump_seq();
+        self.members.insert(
+            vm.clone(),
+            Member {
+                name: vm,
+                role: Role::Clone,
+                owned: true,
+                seq,
+                since: now,
+                reading: None,
+                last_seen: None,
+                bp: None,
+                vcpus: self.policy.vcpus,
+                state: MemberState::Running,
+            },
+        );
+        self.death_check_at = self.death_check_at.min(now.add(self.policy.death_timeout));
+        self.membership += 1;
+    }
+
+    fn bump_seq(&mut self) -> u64 {
+        let s = self.next_seq;
+        self.next_seq += 1;
+        s
+    }
+
+    /// Drop dead clones, mark a dead primary, and remember when to look again.
+    fn check_deaths(&mut self, now: Timestamp, out: &mut Vec<Output>) {
+        let timeout = self.policy.death_timeout;
+        let mut next_check = now.add(timeout);
+        let mut dead = Vec::new();
+        for m in self.members.values() {
+            if m.state != MemberState::Running {
+                continue;
+            }
+            let deadline = m.last_seen.unwrap_or(m.since).add(timeout);
+            if deadline <= now {
+                dead.push(m.name.clone());
+            } else {
+                next_check = next_check.min(deadline);
+            }
+        }
+        self.death_check_at = next_check;
+        for name in dead {
+            let Some(m) = self.members.get(&name) else {
+                continue;
+            };
+            let silent = now.since(m.last_seen.unwrap_or(m.since));
+            if m.role == Role::Primary {
+                self.primary_died(now, silent, out);
+                continue;
+            }
+            let owned = m.owned;
+            self.members.remove(&name);
+            self.membership += 1;
+            if owned {
+                let reason = format!(
+                    "no sample for {}; dropped from the group (death_timeout = {})",
+                    fmt_dur(silent),
+                    fmt_dur(timeout)
+                );
+                self.push_decision(now, Action::CloneLost, name, reason, None, out);
+            }
+        }
+    }
+
+    fn primary_died(&mut self, now: Timestamp, silent: Duration, out: &mut Vec<Output>) {
+        let primary = self.primary.clone();
+        if let Some(m) = self.members.get_mut(&primary) {
+            m.state = MemberState::Dead;
+            m.bp = None;
+        }
+        if self.policy.primary_death != PrimaryDeath::Promote {
+            return;
+        }
+        let heir = self
+            .members
+            .values()
+            .filter(|m| m.role == Role::Clone && m.state == MemberState::Running)
+            .min_by_key(|m| m.seq)
+            .map(|m| m.name.clone());
+        let Some(heir) = heir else {
+            return; // nobody to promote: decide() recreates the primary instead
+        };
+        self.members.remove(&primary);
+        if let Some(m) = self.members.get_mut(&heir) {
+            m.role = Role::Primary;
+            m.owned = false; // a primary is never a scale-down victim
+        }
+        self.primary = heir.clone();
+        self.membership += 1;
+        let reason = format!(
+            "primary {primary} sent no sample for {}; primary_death = promote",
+            fmt_dur(silent)
+        );
+        self.push_decision(now, Action::Promote, heir, reason, None, out);
+    }
+
+    /// One tick: deaths, group average over fresh members, counters, decision.
+    fn evaluate(&mut self, now: Timestamp, out: &mut Vec<Output>) {
+        self.check_deaths(now, out);
+        self.last_eval = now;
+        self.redecide_at = None;
+        let (avg, fresh) = self.average(now);
+        self.last_avg = avg;
+        match avg {
+            Some(bp) if bp > self.policy.scale_up_threshold * 100 => {
+                self.high += 1;
+                self.low = 0;
+            }
+            Some(bp) if bp < self.policy.scale_down_threshold * 100 => {
+                self.low += 1;
+                self.high = 0;
+            }
+            // Between the thresholds, or nothing to average: both streaks end.
+            _ => {
+                self.high = 0;
+                self.low = 0;
+            }
+        }
+        let verdict = self.decide(now, avg, out);
+        out.push(self.evaluation(now, avg, Some(fresh), verdict));
+    }
+
+    fn evaluation(
+        &self,
+        now: Timestamp,
+        avg: Option<Bp>,
+        fresh: Option<u32>,
+        verdict: Verdict,
+    ) -> Output {
+        Output::Evaluation(Box::new(Evaluation {
+            t: now,
+            group: self.group.clone(),
+            avg_bp: avg,
+            fresh: fresh.unwrap_or_else(|| self.average(now).1),
+            instances: self.count(),
+            high_ticks: self.high,
+            low_ticks: self.low,
+            budget_left: self.budget_left(now),
+            verdict,
+        }))
+    }
+
+    /// vCPU-weighted average share of the fresh members, and how many there were.
+    fn average(&self, now: Timestamp) -> (Option<Bp>, u32) {
+        let (mut sum, mut weight, mut n) = (0u64, 0u64, 0u32);
+        for m in self.members.values() {
+            let fresh = m.state == MemberState::Running
+                && now.since(m.since) >= self.policy.startup_grace
+                && m.last_seen
+                    .is_some_and(|t| t.add(self.policy.death_timeout) > now);
+            if let (true, Some(bp)) = (fresh, m.bp) {
+                // A share above 100 % is measurement jitter; it must not outvote others.
+                sum += u64::from(bp.min(cpu::FULL)) * u64::from(m.vcpus);
+                weight += u64::from(m.vcpus);
+                n += 1;
+            }
+        }
+        let avg = (weight > 0).then(|| Bp::try_from(sum / weight).unwrap_or(cpu::FULL));
+        (avg, n)
+    }
+
+    /// Instances counted against `max_instances`: everything that exists or is
+    /// being created or destroyed.
+    fn count(&self) -> u32 {
+        u32::try_from(self.members.len()).unwrap_or(u32::MAX)
+    }
+
+    /// Instances that will remain: counted against `min_instances`.
+    fn staying(&self) -> u32 {
+        let leaving = self
+            .members
+            .values()
+            .filter(|m| matches!(m.state, MemberState::Leaving(_)))
+            .count();
+        self.count()
+            .saturating_sub(u32::try_from(leaving).unwrap_or(u32::MAX))
+    }
+
+    fn primary_state(&self) -> Option<MemberState> {
+        self.members.get(&self.primary).map(|m| m.state)
+    }
+
+    fn decide(&mut self, now: Timestamp, avg: Option<Bp>, out: &mut Vec<Output>) -> Verdict {
+        let p = &self.policy;
+        if self.primary_state() == Some(MemberState::Dead) {
+            return self.decide_primary_dead(now, out);
+        }
+        let (want, reason) = if self.staying() < p.min_instances {
+            (
+                Action::ScaleUp,
+                format!(
+                    "below min_instances ({} < {})",
+                    self.staying(),
+                    p.min_instances
+                ),
+            )
+        } else if self.high >= p.scale_up_ticks {
+            (
+                Action::ScaleUp,
+                format!(
+                    "group average {:.2}% > {}% for {} consecutive ticks",
+                    cpu::percent(avg.unwrap_or(0)),
+                    p.scale_up_threshold,
+                    self.high
+                ),
+            )
+        } else if self.low >= p.scale_down_ticks {
+            (
+                Action::ScaleDown,
+                format!(
+                    "group average {:.2}% < {}% for {} consecutive ticks",
+                    cpu::percent(avg.unwrap_or(0)),
+                    p.scale_down_threshold,
+                    self.low
+                ),
+            )
+        } else {
+            return Verdict::Hold;
+        };
+        let below_min = reason.starts_with("below");
+        match self.blocker(now, want, !below_min) {
+            Some(why_not) => Verdict::Blocked {
+                wanted: want,
+                why_not,
+            },
+            None => self.act(now, want, reason, avg, out),
+        }
+    }
+
+    /// The first rule that forbids `want` now, as a sentence; `None` if allowed.
+    fn blocker(&mut self, now: Timestamp, want: Action, cooldowns: bool) -> Option<String> {
+        let p = &self.policy;
+        if let Some(f) = &self.in_flight {
+            return Some(format!(
+                "{} of {} still in flight",
+                f.action.as_str(),
+                f.instance
+            ));
+        }
+        match want {
+            Action::ScaleUp if self.count() >= p.max_instances => {
+                return Some(format!("at max_instances ({})", p.max_instances));
+            }
+            Action::ScaleDown if self.staying() <= p.min_instances => {
+                return Some(format!("at min_instances ({})", p.min_instances));
+            }
+            _ => {}
+        }
+        let cooldown_end = match want {
+            Action::ScaleUp => self
+                .last_up
+                .map(|t| (t.add(p.scale_up_cooldown), "scale_up_cooldown")),
+            Action::ScaleDown => self
+                .last_action
+                .map(|t| (t.add(p.scale_down_cooldown), "scale_down_cooldown")),
+            _ => None,
+        };
+        if let (true, Some((end, key))) = (cooldowns, cooldown_end) {
+            if end > now {
+                self.redecide_at = Some(end);
+                return Some(format!("{key}: {} left", fmt_dur(end.since(now))));
+            }
+        }
+        if let Some(at) = self.retry_at.filter(|t| *t > now) {
+            self.redecide_at = Some(at);
+            return Some(format!(
+                "backing off after {} failed action(s): {} left",
+                self.failures,
+                fmt_dur(at.since(now))
+            ));
+        }
+        if self.budget_left(now) == 0 {
+            self.redecide_at = self.budget.refill_at(now);
+            return Some(format!(
+                "max_actions_per_hour ({}) used up",
+                p.max_actions_per_hour
+            ));
+        }
+        match want {
+            Action::ScaleUp if self.new_clone_name().is_none() => {
+                Some("no free clone name under the template".to_string())
+            }
+            Action::ScaleDown if self.victim().is_none() => {
+                Some("no owned clone to remove".to_string())
+            }
+            _ => None,
+        }
+    }
+
+    fn decide_primary_dead(&mut self, now: Timestamp, out: &mut Vec<Output>) -> Verdict {
+        let primary = self.primary.clone();
+        if self.policy.primary_death == PrimaryDeath::Drain {
+            // Draining ignores min_instances and cooldowns, never the budget.
+            let why_not = if self.victim().is_none() {
+                Some("primary dead and no owned clone left; waiting for the primary".to_string())
+            } else if let Some(f) = &self.in_flight {
+                Some(format!(
+                    "{} of {} still in flight",
+                    f.action.as_str(),
+                    f.instance
+                ))
+            } else if self.budget_left(now) == 0 {
+                self.redecide_at = self.budget.refill_at(now);
+                Some(format!(
+                    "max_actions_per_hour ({}) used up",
+                    self.policy.max_actions_per_hour
+                ))
+            } else {
+                None
+            };
+            return match why_not {
+                Some(why_not) => Verdict::Blocked {
+                    wanted: Action::ScaleDown,
+                    why_not,
+                },
+                None => {
+                    let reason = format!("primary {primary} dead; primary_death = drain");
+                    self.act(now, Action::ScaleDown, reason, None, out)
+                }
+            };
+        }
+        match self.blocker(now, Action::ReplacePrimary, false) {
+            Some(why_not) => Verdict::Blocked {
+                wanted: Action::ReplacePrimary,
+                why_not,
+            },
+            None => {
+                let reason = format!(
+                    "primary {primary} sent no sample for death_timeout ({}); primary_death = {}",
+                    fmt_dur(self.policy.death_timeout),
+                    if self.policy.primary_death == PrimaryDeath::Promote {
+                        "promote, but no live clone: recreate"
+                    } else {
+                        "recreate"
+                    }
+                );
+                self.act(now, Action::ReplacePrimary, reason, None, out)
+            }
+        }
+    }
+
+    fn new_clone_name(&self) -> Option<Name> {
+        let taken = self.members.keys().chain(self.foreign.iter()).map(|n| &**n);
+        naming::next_free(&self.policy.clone_name, &self.group, taken)
+    }
+
+    /// The newest owned running clone: never the primary, never a foreign instance.
+    fn victim(&self) -> Option<Arc<Name>> {
+        self.members
+            .values()
+            .filter(|m| m.role == Role::Clone && m.owned && m.state == MemberState::Running)
+            .max_by_key(|m| m.seq)
+            .map(|m| m.name.clone())
+    }
+
+    fn act(
+        &mut self,
+        now: Timestamp,
+        action: Action,
+        reason: String,
+        avg: Option<Bp>,
+        out: &mut Vec<Output>,
+    ) -> Verdict {
+        let instance = match action {
+            Action::ScaleUp => {
+                let Some(name) = self.new_clone_name() else {
+                    return Verdict::Hold; // blocker() checked; unreachable in practice
+                };
+                Arc::new(name)
+            }
+            Action::ScaleDown => match self.victim() {
+                Some(v) => v,
+                None => return Verdict::Hold,
+            },
+            _ => self.primary.clone(),
+        };
+        let id = self.push_decision(now, action, instance.clone(), reason, avg, out);
+        self.budget.spend(now);
+        self.last_action = Some(now);
+        self.in_flight = Some(InFlight {
+            id,
+            action,
+            instance: instance.clone(),
+        });
+        self.high = 0;
+        self.low = 0;
+        match action {
+            Action::ScaleUp => {
+                self.last_up = Some(now);
+                let seq = self.bump_seq();
+                self.members.insert(
+                    instance.clone(),
+                    Member {
+                        name: instance,
+                        role: Role::Clone,
+                        owned: true,
+                        seq,
+                        since: now,
+                        reading: None,
+                        last_seen: None,
+                        bp: None,
+                        vcpus: self.policy.vcpus,
+                        state: MemberState::Creating(id),
+                    },
+                );
+                self.foreign.retain(|f| !self.members.contains_key(f));
+                self.membership += 1;
+            }
+            Action::ScaleDown => {
+                if let Some(m) = self.members.get_mut(&instance) {
+                    m.state = MemberState::Leaving(id);
+                }
+            }
+            Action::ReplacePrimary => {
+                if let Some(m) = self.members.get_mut(&instance) {
+                    m.state = MemberState::Creating(id);
+                }
+            }
+            Action::Promote | Action::CloneLost => {}
+        }
+        Verdict::Acted(action)
+    }
+
+    fn push_decision(
+        &mut self,
+        now: Timestamp,
+        action: Action,
+        instance: Arc<Name>,
+        reason: String,
+        avg: Option<Bp>,
+        out: &mut Vec<Output>,
+    ) -> ActionId {
+        let id = self.next_id;
+        self.next_id += 1;
+        out.push(Output::Decision(Box::new(Decision {
+            id,
+            t: now,
+            group: self.group.clone(),
+            action,
+            instance,
+            reason,
+            avg_bp: avg,
+            instances: self.count(),
+            high_ticks: self.high,
+            low_ticks: self.low,
+        })));
+        id
+    }
+
+    fn on_result(
+        &mut self,
+        now: Timestamp,
+        id: ActionId,
+        outcome: Result<(), String>,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(f) = self.in_flight.take_if(|f| f.id == id) else {
+            return; // not ours, or already settled
+        };
+        let ok = outcome.is_ok();
+        match (f.action, ok) {
+            (Action::ScaleUp | Action::ReplacePrimary, true) => {
+                if let Some(m) = self.members.get_mut(&f.instance) {
+                    // Boot starts now: grace and the death clock run from here.
+                    m.state = MemberState::Running;
+                    m.since = now;
+                    m.reading = None;
+                    m.last_seen = None;
+                    m.bp = None;
+                }
+                self.death_check_at = self.death_check_at.min(now.add(self.policy.death_timeout));
+            }
+            (Action::ScaleUp, false) => {
+                self.members.remove(&f.instance);
+                self.membership += 1;
+            }
+            (Action::ScaleDown, true) => {
+                self.members.remove(&f.instance);
+                self.membership += 1;
+            }
+            (Action::ScaleDown, false) => {
+                if let Some(m) = self.members.get_mut(&f.instance) {
+                    m.state = MemberState::Running;
+                }
+            }
+            (Action::ReplacePrimary, false) => {
+                if let Some(m) = self.members.get_mut(&f.instance) {
+                    m.state = MemberState::Dead;
+                }
+            }
+            (Action::Promote | Action::CloneLost, _) => {}
+        }
+        if ok {
+            self.failures = 0;
+            self.retry_at = None;
+            return;
+        }
+        self.failures += 1;
+        let delay = backoff(&self.policy, self.failures);
+        let at = now.add(delay);
+        self.retry_at = Some(at);
+        self.redecide_at = Some(self.redecide_at.map_or(at, |r| r.min(at)));
+        out.push(Output::ActionFailed {
+            id,
+            t: now,
+            group: self.group.clone(),
+            action: f.action,
+            instance: f.instance,
+            error: outcome.err().unwrap_or_default(),
+            retry_in: delay,
+        });
+    }
+}
+
+/// Exponential backoff: `retry_backoff * 2^(failures-1)`, capped.
+fn backoff(p: &Policy, failures: u32) -> Duration {
+    let factor = 1u32 << failures.saturating_sub(1).min(16);
+    p.retry_backoff
+        .saturating_mul(factor)
+        .min(p.retry_backoff_max)
+}
+
+fn fmt_dur(d: Duration) -> String {
+    humantime::format_duration(Duration::from_millis(
+        u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+    ))
+    .to_string()
+}

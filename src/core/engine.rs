@@ -1,0 +1,204 @@
+//! All groups of a daemon or replay: routes samples to their group and keeps CPU
+//! meters for instances that belong to none (so every sample can be reported).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::cluster::{self, Cluster};
+use super::cpu::{self, Delta, Reading};
+use super::output::{ActionId, Output, SampleReport};
+use super::policy::Policy;
+use super::time::Timestamp;
+use crate::name::Name;
+
+/// An input to the engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// A statistics sample: cumulative utime + stime of `vm` in microseconds.
+    Sample {
+        vm: Name,
+        cpu_us: u64,
+        vcpus: Option<u32>,
+    },
+    /// Time passed; call at or after [`Engine::next_deadline`].
+    Tick,
+    /// The actuator's answer to decision `id` of `group`.
+    ActionResult {
+        group: Name,
+        id: ActionId,
+        outcome: Result<(), String>,
+    },
+    /// An owned clone of `group` known to be running.
+    Adopt { group: Name, vm: Name },
+}
+
+/// How the engine treats instances it has not been told about.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Options {
+    /// Make every unknown instance a group of its own with this policy
+    /// (`replay` without a config file).
+    pub auto_group: Option<Policy>,
+    /// Adopt unknown instances whose name matches a group's clone template as
+    /// owned clones. Right for a replay (the recording is the record of what
+    /// runs); wrong for the daemon, which adopts only what its ownership record says.
+    pub adopt_by_name: bool,
+}
+
+/// The engine: a value, like [`Cluster`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Engine {
+    clusters: Vec<Cluster>,
+    routes: HashMap<Arc<Name>, usize>,
+    unassigned: HashMap<Arc<Name>, Reading>,
+    options: Options,
+}
+
+impl Engine {
+    /// Groups given as (primary, policy), all created at `now`.
+    pub fn new(groups: Vec<(Name, Policy)>, options: Options, now: Timestamp) -> Self {
+        let clusters = groups
+            .into_iter()
+            .map(|(primary, policy)| Cluster::new(primary, policy, now))
+            .collect();
+        let mut e = Self {
+            clusters,
+            routes: HashMap::new(),
+            unassigned: HashMap::new(),
+            options,
+        };
+        e.reroute();
+        e
+    }
+
+    /// The groups.
+    pub fn clusters(&self) -> &[Cluster] {
+        &self.clusters
+    }
+
+    /// The earliest time at which [`Input::Tick`] must be handled.
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        self.clusters.iter().map(Cluster::next_deadline).min()
+    }
+
+    /// Advance the engine.
+    pub fn handle(mut self, now: Timestamp, input: Input) -> (Self, Vec<Output>) {
+        let mut out = Vec::new();
+        self.step(now, input, &mut out);
+        (self, out)
+    }
+
+    /// [`Engine::handle`] in place, appending to `out`.
+    pub fn step(&mut self, now: Timestamp, input: Input, out: &mut Vec<Output>) {
+        match input {
+            Input::Sample { vm, cpu_us, vcpus } => self.on_sample(now, vm, cpu_us, vcpus, out),
+            Input::Tick => {
+                for i in 0..self.clusters.len() {
+                    if self.clusters[i].next_deadline() <= now {
+                        self.step_cluster(i, now, cluster::Input::Tick, out);
+                    }
+                }
+            }
+            Input::ActionResult { group, id, outcome } => {
+                if let Some(i) = self.clusters.iter().position(|c| **c.group() == group) {
+                    self.step_cluster(i, now, cluster::Input::ActionResult { id, outcome }, out);
+                }
+            }
+            Input::Adopt { group, vm } => {
+                if let Some(i) = self.clusters.iter().position(|c| **c.group() == group) {
+                    let vm = Arc::new(vm);
+                    self.unassigned.remove(&vm);
+                    self.step_cluster(i, now, cluster::Input::Adopt { vm }, out);
+                }
+            }
+        }
+    }
+
+    fn step_cluster(
+        &mut self,
+        i: usize,
+        now: Timestamp,
+        input: cluster::Input,
+        out: &mut Vec<Output>,
+    ) {
+        let before = self.clusters[i].membership();
+        self.clusters[i].step(now, input, out);
+        if self.clusters[i].membership() != before {
+            self.reroute();
+        }
+    }
+
+    fn reroute(&mut self) {
+        self.routes.clear();
+        for (i, c) in self.clusters.iter().enumerate() {
+            for m in c.members() {
+                self.routes.insert(m.name.clone(), i);
+            }
+        }
+    }
+
+    fn on_sample(
+        &mut self,
+        now: Timestamp,
+        vm: Name,
+        cpu_us: u64,
+        vcpus: Option<u32>,
+        out: &mut Vec<Output>,
+    ) {
+        if let Some((vm, &i)) = self.routes.get_key_value(&vm) {
+            let vm = vm.clone();
+            return self.step_cluster(i, now, cluster::Input::Sample { vm, cpu_us, vcpus }, out);
+        }
+        let vm = Arc::new(vm);
+        if let Some(i) = self
+            .clusters
+            .iter()
+            .position(|c| c.matches_clone_pattern(&vm))
+        {
+            let input = if self.options.adopt_by_name {
+                self.unassigned.remove(&vm);
+                cluster::Input::Adopt { vm: vm.clone() }
+            } else {
+                cluster::Input::Foreign { vm: vm.clone() }
+            };
+            self.step_cluster(i, now, input, out);
+            if self.options.adopt_by_name {
+                return self.step_cluster(
+                    i,
+                    now,
+                    cluster::Input::Sample { vm, cpu_us, vcpus },
+                    out,
+                );
+            }
+        } else if let Some(policy) = &self.options.auto_group {
+            self.clusters
+                .push(Cluster::new((*vm).clone(), policy.clone(), now));
+            self.reroute();
+            let i = self.clusters.len() - 1;
+            return self.step_cluster(i, now, cluster::Input::Sample { vm, cpu_us, vcpus }, out);
+        }
+        // In no group: still report its CPU share.
+        let next = Reading { at: now, cpu_us };
+        let v = vcpus.unwrap_or(1);
+        match self
+            .unassigned
+            .insert(vm.clone(), next)
+            .map(|prev| cpu::delta(prev, next, v))
+        {
+            Some(Delta::Share {
+                bp,
+                cpu_us,
+                elapsed_ms,
+            }) => out.push(Output::Sample(SampleReport {
+                t: now,
+                vm,
+                group: None,
+                bp,
+                cpu_us,
+                elapsed_ms,
+                vcpus: v,
+            })),
+            Some(Delta::Reset) => out.push(Output::CounterReset { vm, t: now }),
+            Some(Delta::Duplicate) | None => {}
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! What the engine says: computed samples, decisions, and evaluations with their
+//! "why not". Plain data; the shells render it (JSON Lines, logs, metrics).
+
+use std::sync::Arc;
+
+use super::cpu::{self, Bp};
+use super::time::Timestamp;
+use crate::name::Name;
+
+/// Identifies an action so the actuator's result can be matched to it.
+pub type ActionId = u64;
+
+/// One engine output.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// A CPU share computed from two consecutive readings of one instance.
+    Sample(SampleReport),
+    /// An instance's counter went backwards: a new baseline, no value.
+    CounterReset { vm: Arc<Name>, t: Timestamp },
+    /// Something for an actuator to do (or record).
+    Decision(Box<Decision>),
+    /// One group evaluation (tick) with its counters and verdict.
+    Evaluation(Box<Evaluation>),
+    /// The actuator reported that an action failed; the group backs off.
+    ActionFailed {
+        id: ActionId,
+        t: Timestamp,
+        group: Arc<Name>,
+        action: Action,
+        instance: Arc<Name>,
+        error: String,
+        retry_in: std::time::Duration,
+    },
+}
+
+/// A computed sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleReport {
+    pub t: Timestamp,
+    pub vm: Arc<Name>,
+    /// The group the instance belongs to, if any.
+    pub group: Option<Arc<Name>>,
+    pub bp: Bp,
+    pub cpu_us: u64,
+    pub elapsed_ms: u64,
+    pub vcpus: u32,
+}
+
+impl SampleReport {
+    /// The share as a percentage.
+    pub fn cpu_percent(&self) -> f64 {
+        cpu::percent(self.bp)
+    }
+}
+
+/// The kind of a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Create `instance` as a clone of the primary.
+    ScaleUp,
+    /// Destroy the owned clone `instance`.
+    ScaleDown,
+    /// Create the dead primary `instance` again from its last known configuration.
+    ReplacePrimary,
+    /// The live clone `instance` is now the group's primary (bookkeeping, no I/O).
+    Promote,
+    /// The owned clone `instance` stopped reporting and was dropped from the group;
+    /// the actuator removes its remains if it still exists. Not a capacity change,
+    /// so it does not use the action budget.
+    CloneLost,
+}
+
+impl Action {
+    /// Whether the actuator must report a result for this action.
+    pub fn needs_result(self) -> bool {
+        matches!(self, Self::ScaleUp | Self::ScaleDown | Self::ReplacePrimary)
+    }
+
+    /// The name used in logs and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ScaleUp => "scale_up",
+            Self::ScaleDown => "scale_down",
+            Self::ReplacePrimary => "replace_primary",
+            Self::Promote => "promote",
+            Self::CloneLost => "clone_lost",
+        }
+    }
+}
+
+/// A decision with the inputs that justified it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub id: ActionId,
+    pub t: Timestamp,
+    pub group: Arc<Name>,
+    pub action: Action,
+    pub instance: Arc<Name>,
+    pub reason: String,
+    /// Group average over fresh members at the evaluation, if there was one.
+    pub avg_bp: Option<Bp>,
+    /// Instances in the group before the action (pending creates included).
+    pub instances: u32,
+    pub high_ticks: u32,
+    pub low_ticks: u32,
+}
+
+/// The verdict of one evaluation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// No threshold streak long enough; nothing wanted.
+    Hold,
+    /// An action was emitted (see the decision output).
+    Acted(Action),
+    /// An action was wanted and not emitted; the reason says which rule stopped it.
+    Blocked { wanted: Action, why_not: String },
+}
+
+/// One evaluation of a group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    pub t: Timestamp,
+    pub group: Arc<Name>,
+    /// `None` when no member had a fresh sample.
+    pub avg_bp: Option<Bp>,
+    /// Members averaged.
+    pub fresh: u32,
+    /// Instances counted against the bounds.
+    pub instances: u32,
+    pub high_ticks: u32,
+    pub low_ticks: u32,
+    /// Actions left in the sliding hour.
+    pub budget_left: u32,
+    pub verdict: Verdict,
+}

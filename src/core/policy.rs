@@ -1,0 +1,80 @@
+//! The engine's view of a group's policy: already validated, in plain units.
+
+use std::time::Duration;
+
+/// What to do when the primary stops reporting for `death_timeout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PrimaryDeath {
+    /// Create the primary again from its last known configuration.
+    Recreate,
+    /// Make the oldest live clone the group's primary (no I/O; falls back to
+    /// recreate when no clone is alive).
+    Promote,
+    /// Destroy the group's owned clones (budget permitting) and wait for the
+    /// primary to come back.
+    Drain,
+}
+
+/// Scaling policy of one group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// Expected cadence of the primary's samples; one evaluation (tick) per interval.
+    pub sample_interval: Duration,
+    /// Percent of the group's vCPU time; above it a tick counts as high.
+    pub scale_up_threshold: u32,
+    /// Consecutive high ticks before scaling up.
+    pub scale_up_ticks: u32,
+    /// Percent; below it a tick counts as low.
+    pub scale_down_threshold: u32,
+    /// Consecutive low ticks before scaling down.
+    pub scale_down_ticks: u32,
+    /// Minimum time from one scale-up to the next.
+    pub scale_up_cooldown: Duration,
+    /// Minimum time from any scale action to a scale-down.
+    pub scale_down_cooldown: Duration,
+    /// No sample for this long: the instance is dead.
+    pub death_timeout: Duration,
+    /// Samples of an instance younger than this are not averaged (boot CPU).
+    pub startup_grace: Duration,
+    /// Lower bound on instances, primary included.
+    pub min_instances: u32,
+    /// Upper bound on instances, primary included; never exceeded.
+    pub max_instances: u32,
+    /// Actions in any sliding hour; never exceeded.
+    pub max_actions_per_hour: u32,
+    /// Clone name template with `{primary}` (the primary's label) and `{n}`.
+    pub clone_name: String,
+    /// Primary death handling.
+    pub primary_death: PrimaryDeath,
+    /// vCPUs per instance when the source does not say (stats carry no count).
+    pub vcpus: u32,
+    /// First retry delay after a failed action; doubles per failure.
+    pub retry_backoff: Duration,
+    /// Cap of the retry delay.
+    pub retry_backoff_max: Duration,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            sample_interval: Duration::from_secs(10),
+            scale_up_threshold: 90,
+            scale_up_ticks: 3,
+            scale_down_threshold: 40,
+            scale_down_ticks: 5,
+            scale_up_cooldown: Duration::from_secs(60),
+            scale_down_cooldown: Duration::from_secs(600),
+            death_timeout: Duration::from_secs(90),
+            startup_grace: Duration::ZERO,
+            min_instances: 1,
+            max_instances: 4,
+            max_actions_per_hour: 12,
+            clone_name: "{primary}-clone-{n}".to_string(),
+            primary_death: PrimaryDeath::Recreate,
+            vcpus: 1,
+            retry_backoff: Duration::from_secs(10),
+            retry_backoff_max: Duration::from_secs(300),
+        }
+    }
+}
