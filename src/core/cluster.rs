@@ -71,6 +71,8 @@ pub struct Member {
     pub seq: u64,
     /// When it joined, or finished being created.
     pub since: Timestamp,
+    /// Its samples are not averaged before this (boot CPU; see `startup_grace`).
+    pub grace_until: Timestamp,
     pub reading: Option<Reading>,
     pub last_seen: Option<Timestamp>,
     pub bp: Option<Bp>,
@@ -124,6 +126,8 @@ impl Cluster {
                 owned: false,
                 seq: 0,
                 since: now,
+                // Running before we started: not booting.
+                grace_until: now,
                 reading: None,
                 last_seen: None,
                 bp: None,
@@ -327,6 +331,7 @@ impl Cluster {
                 owned: true,
                 seq,
                 since: now,
+                grace_until: now.add(self.policy.startup_grace),
                 reading: None,
                 last_seen: None,
                 bp: None,
@@ -467,7 +472,7 @@ impl Cluster {
         let (mut sum, mut weight, mut n) = (0u64, 0u64, 0u32);
         for m in self.members.values() {
             let fresh = m.state == MemberState::Running
-                && now.since(m.since) >= self.policy.startup_grace
+                && now >= m.grace_until
                 && m.last_seen
                     .is_some_and(|t| t.add(self.policy.death_timeout) > now);
             if let (true, Some(bp)) = (fresh, m.bp) {
@@ -718,6 +723,7 @@ impl Cluster {
                         owned: true,
                         seq,
                         since: now,
+                        grace_until: now.add(self.policy.startup_grace),
                         reading: None,
                         last_seen: None,
                         bp: None,
@@ -786,6 +792,7 @@ impl Cluster {
                     // Boot starts now: grace and the death clock run from here.
                     m.state = MemberState::Running;
                     m.since = now;
+                    m.grace_until = now.add(self.policy.startup_grace);
                     m.reading = None;
                     m.last_seen = None;
                     m.bp = None;
