@@ -1,0 +1,647 @@
+//! DER primitives: a borrowed reader on top of asn1-rs (`Any` for every TLV, asn1-rs'
+//! DER checks for INTEGER, BOOLEAN and GeneralizedTime) and a small explicit writer.
+//!
+//! The reader is strict where albatross is strict (definite, minimal lengths; minimal
+//! INTEGERs; no trailing bytes inside any constructed value) and adds the checks
+//! asn1-rs 0.7 leaves to the caller: `from_der` returns the remainder without
+//! complaint and does not check that long-form lengths are minimal.
+
+use asn1_rs::{Any, CheckDerConstraints, Class, FromDer};
+
+use super::error::{DecodeError, DecodeErrorKind, TagClass, TagInfo};
+
+pub(crate) const INTEGER: u32 = 2;
+pub(crate) const BOOLEAN: u32 = 1;
+pub(crate) const OCTET_STRING: u32 = 4;
+pub(crate) const NULL: u32 = 5;
+pub(crate) const UTF8_STRING: u32 = 12;
+pub(crate) const SEQUENCE: u32 = 16;
+pub(crate) const SET: u32 = 17;
+pub(crate) const GENERALIZED_TIME: u32 = 24;
+
+pub(crate) type Error = DecodeError;
+pub(crate) type Result<T> = std::result::Result<T, DecodeError>;
+
+fn class_of(c: Class) -> TagClass {
+    match c {
+        Class::Universal => TagClass::Universal,
+        Class::Application => TagClass::Application,
+        Class::ContextSpecific => TagClass::Context,
+        Class::Private => TagClass::Private,
+    }
+}
+
+/// One decoded tag-length-value, borrowed from the input.
+#[derive(Debug, Clone)]
+pub(crate) struct Tlv<'a> {
+    pub any: Any<'a>,
+    /// The whole TLV (header and content).
+    pub raw: &'a [u8],
+    /// Offset of the TLV in the reader's base buffer.
+    pub offset: usize,
+}
+
+impl<'a> Tlv<'a> {
+    pub fn info(&self) -> TagInfo {
+        TagInfo {
+            class: class_of(self.any.header.class()),
+            constructed: self.any.header.is_constructed(),
+            number: self.any.header.tag().0,
+        }
+    }
+
+    pub fn is(&self, class: TagClass, constructed: bool, number: u32) -> bool {
+        let i = self.info();
+        i.class == class && i.constructed == constructed && i.number == number
+    }
+}
+
+/// A cursor over a sequence of TLVs. `base` is the whole decoded buffer, kept only
+/// to report offsets.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Reader<'a> {
+    base: &'a [u8],
+    rest: &'a [u8],
+}
+
+/// Number of bytes a minimal DER length field takes for `len`.
+fn der_len_size(len: usize) -> usize {
+    if len < 0x80 {
+        1
+    } else {
+        1 + (usize::BITS as usize / 8 - (len.leading_zeros() as usize / 8))
+    }
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(input: &'a [u8]) -> Self {
+        Self {
+            base: input,
+            rest: input,
+        }
+    }
+
+    /// Reader over the content of `tlv`, reporting offsets in the same base buffer.
+    pub fn inner(&self, tlv: &Tlv<'a>) -> Reader<'a> {
+        Reader {
+            base: self.base,
+            rest: tlv.any.data,
+        }
+    }
+
+    fn offset_of(&self, s: &[u8]) -> usize {
+        (s.as_ptr() as usize).wrapping_sub(self.base.as_ptr() as usize)
+    }
+
+    pub fn offset(&self) -> usize {
+        self.offset_of(self.rest)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rest.is_empty()
+    }
+
+    pub fn err(&self, offset: usize, field: &'static str, kind: DecodeErrorKind) -> DecodeError {
+        DecodeError {
+            offset,
+            field,
+            kind,
+        }
+    }
+
+    /// The tag of the next element (class, constructed, number), if any, without
+    /// consuming it. Used for OPTIONAL elements and CHOICE dispatch.
+    pub fn peek(&self) -> Option<TagInfo> {
+        let first = *self.rest.first()?;
+        let class = match first >> 6 {
+            0 => TagClass::Universal,
+            1 => TagClass::Application,
+            2 => TagClass::Context,
+            _ => TagClass::Private,
+        };
+        let constructed = first & 0x20 != 0;
+        let number = u32::from(first & 0x1f);
+        if number == 0x1f {
+            // High tag numbers never match an optional field of this grammar.
+            return Some(TagInfo {
+                class,
+                constructed,
+                number: u32::MAX,
+            });
+        }
+        Some(TagInfo {
+            class,
+            constructed,
+            number,
+        })
+    }
+
+    /// Is the next element the context tag `[n]` (constructed, i.e. EXPLICIT or an
+    /// IMPLICIT SEQUENCE)?
+    pub fn next_is_context(&self, n: u32) -> bool {
+        self.peek()
+            .is_some_and(|t| t.class == TagClass::Context && t.constructed && t.number == n)
+    }
+
+    /// Is the next element the universal primitive tag `n` (OPTIONAL primitives)?
+    pub fn next_is_universal(&self, n: u32) -> bool {
+        self.peek()
+            .is_some_and(|t| t.class == TagClass::Universal && !t.constructed && t.number == n)
+    }
+
+    /// Read the next TLV, whatever its tag.
+    pub fn any(&mut self, field: &'static str) -> Result<Tlv<'a>> {
+        let offset = self.offset();
+        if self.rest.is_empty() {
+            return Err(self.err(offset, field, DecodeErrorKind::Missing));
+        }
+        let (rem, any) = Any::from_der(self.rest).map_err(|e| {
+            let kind = match e {
+                nom::Err::Incomplete(_) => DecodeErrorKind::Truncated,
+                nom::Err::Error(e) | nom::Err::Failure(e) => match e {
+                    asn1_rs::Error::DerConstraintFailed(
+                        asn1_rs::DerConstraint::IndefiniteLength,
+                    )
+                    | asn1_rs::Error::IndefiniteLengthUnexpected => {
+                        DecodeErrorKind::IndefiniteLength
+                    }
+                    asn1_rs::Error::Incomplete(_) => DecodeErrorKind::Truncated,
+                    other => DecodeErrorKind::Malformed(other.to_string()),
+                },
+            };
+            self.err(offset, field, kind)
+        })?;
+        let total = self.rest.len() - rem.len();
+        let raw = self.rest.get(..total).unwrap_or_default();
+        // asn1-rs accepts long-form lengths that fit the short form, and high-tag
+        // form for small numbers; DER forbids both.
+        let tag_len = any.header.raw_tag().map_or(1, <[u8]>::len);
+        let minimal_tag = tag_len == 1 || any.header.tag().0 >= 0x1f;
+        let header_len = total - any.data.len();
+        if !minimal_tag || header_len != tag_len + der_len_size(any.data.len()) {
+            return Err(self.err(offset, field, DecodeErrorKind::NonMinimalEncoding));
+        }
+        self.rest = rem;
+        Ok(Tlv { any, raw, offset })
+    }
+
+    /// Read the next TLV and require a given tag.
+    pub fn expect(
+        &mut self,
+        field: &'static str,
+        class: TagClass,
+        constructed: bool,
+        number: u32,
+    ) -> Result<Tlv<'a>> {
+        let tlv = self.any(field)?;
+        if !tlv.is(class, constructed, number) {
+            return Err(self.err(
+                tlv.offset,
+                field,
+                DecodeErrorKind::UnexpectedTag {
+                    expected: TagInfo {
+                        class,
+                        constructed,
+                        number,
+                    },
+                    found: tlv.info(),
+                },
+            ));
+        }
+        Ok(tlv)
+    }
+
+    /// Require that nothing is left (end of a constructed value or of the input).
+    pub fn finish(&self, field: &'static str) -> Result<()> {
+        if self.rest.is_empty() {
+            Ok(())
+        } else {
+            Err(self.err(
+                self.offset(),
+                field,
+                DecodeErrorKind::TrailingBytes {
+                    count: self.rest.len(),
+                },
+            ))
+        }
+    }
+
+    /// `SEQUENCE`: returns a reader over its content.
+    pub fn sequence(&mut self, field: &'static str) -> Result<Reader<'a>> {
+        let tlv = self.expect(field, TagClass::Universal, true, SEQUENCE)?;
+        Ok(self.inner(&tlv))
+    }
+
+    /// `SET` (of): returns a reader over its content. Members are accepted in any
+    /// order, as albatross does.
+    pub fn set(&mut self, field: &'static str) -> Result<Reader<'a>> {
+        let tlv = self.expect(field, TagClass::Universal, true, SET)?;
+        Ok(self.inner(&tlv))
+    }
+
+    /// `[n] EXPLICIT X`: returns a reader positioned on X; the caller reads X and
+    /// calls `finish` on it.
+    pub fn explicit(&mut self, n: u32, field: &'static str) -> Result<Reader<'a>> {
+        let tlv = self.expect(field, TagClass::Context, true, n)?;
+        Ok(self.inner(&tlv))
+    }
+
+    /// A CHOICE of context tags: returns (tag number, the alternative's TLV).
+    pub fn choice(&mut self, field: &'static str) -> Result<(u32, Tlv<'a>)> {
+        let tlv = self.any(field)?;
+        let info = tlv.info();
+        if info.class != TagClass::Context {
+            return Err(self.err(
+                tlv.offset,
+                field,
+                DecodeErrorKind::UnexpectedTag {
+                    expected: TagInfo {
+                        class: TagClass::Context,
+                        constructed: true,
+                        number: 0,
+                    },
+                    found: info,
+                },
+            ));
+        }
+        Ok((info.number, tlv))
+    }
+
+    /// The content of an EXPLICIT alternative returned by `choice`; rejects a
+    /// primitive encoding.
+    pub fn explicit_content(&self, tlv: &Tlv<'a>, field: &'static str) -> Result<Reader<'a>> {
+        if !tlv.any.header.is_constructed() {
+            let info = tlv.info();
+            return Err(self.err(
+                tlv.offset,
+                field,
+                DecodeErrorKind::UnexpectedTag {
+                    expected: TagInfo {
+                        constructed: true,
+                        ..info
+                    },
+                    found: info,
+                },
+            ));
+        }
+        Ok(self.inner(tlv))
+    }
+
+    /// `INT`: INTEGER into i64 (minimal encoding enforced by asn1-rs).
+    pub fn int(&mut self, field: &'static str) -> Result<i64> {
+        let tlv = self.expect(field, TagClass::Universal, false, INTEGER)?;
+        let conv = <i64 as CheckDerConstraints>::check_constraints(&tlv.any)
+            .and_then(|()| i64::try_from(&tlv.any));
+        conv.map_err(|e| {
+            self.err(
+                tlv.offset,
+                field,
+                DecodeErrorKind::BadInteger(e.to_string()),
+            )
+        })
+    }
+
+    /// `INT64`: an OCTET STRING of exactly 8 bytes, big-endian two's complement.
+    pub fn int64(&mut self, field: &'static str) -> Result<i64> {
+        let tlv = self.expect(field, TagClass::Universal, false, OCTET_STRING)?;
+        let bytes: [u8; 8] = tlv.any.data.try_into().map_err(|_| {
+            self.err(
+                tlv.offset,
+                field,
+                DecodeErrorKind::BadInt64Length(tlv.any.data.len()),
+            )
+        })?;
+        Ok(i64::from_be_bytes(bytes))
+    }
+
+    pub fn bool(&mut self, field: &'static str) -> Result<bool> {
+        let tlv = self.expect(field, TagClass::Universal, false, BOOLEAN)?;
+        <bool as CheckDerConstraints>::check_constraints(&tlv.any)
+            .and_then(|()| bool::try_from(&tlv.any))
+            .map_err(|e| {
+                self.err(
+                    tlv.offset,
+                    field,
+                    DecodeErrorKind::BadBoolean(e.to_string()),
+                )
+            })
+    }
+
+    pub fn null(&mut self, field: &'static str) -> Result<()> {
+        let tlv = self.expect(field, TagClass::Universal, false, NULL)?;
+        if tlv.any.data.is_empty() {
+            Ok(())
+        } else {
+            Err(self.err(
+                tlv.offset,
+                field,
+                DecodeErrorKind::BadNull(tlv.any.data.len()),
+            ))
+        }
+    }
+
+    pub fn octets(&mut self, field: &'static str) -> Result<&'a [u8]> {
+        Ok(self
+            .expect(field, TagClass::Universal, false, OCTET_STRING)?
+            .any
+            .data)
+    }
+
+    /// UTF8String content as raw bytes: albatross does not validate UTF-8.
+    pub fn utf8_bytes(&mut self, field: &'static str) -> Result<&'a [u8]> {
+        Ok(self
+            .expect(field, TagClass::Universal, false, UTF8_STRING)?
+            .any
+            .data)
+    }
+
+    /// UTF8String as text; invalid UTF-8 is replaced (U+FFFD) rather than failing
+    /// the whole message, since albatross itself never validates it.
+    pub fn utf8(&mut self, field: &'static str) -> Result<String> {
+        Ok(String::from_utf8_lossy(self.utf8_bytes(field)?).into_owned())
+    }
+
+    /// `[n] EXPLICIT NULL` etc. helpers for the many tagged NULL alternatives.
+    pub fn explicit_null(&self, tlv: &Tlv<'a>, field: &'static str) -> Result<()> {
+        let mut r = self.explicit_content(tlv, field)?;
+        r.null(field)?;
+        r.finish(field)
+    }
+
+    pub fn explicit_int(&self, tlv: &Tlv<'a>, field: &'static str) -> Result<i64> {
+        let mut r = self.explicit_content(tlv, field)?;
+        let v = r.int(field)?;
+        r.finish(field)?;
+        Ok(v)
+    }
+
+    pub fn explicit_bool(&self, tlv: &Tlv<'a>, field: &'static str) -> Result<bool> {
+        let mut r = self.explicit_content(tlv, field)?;
+        let v = r.bool(field)?;
+        r.finish(field)?;
+        Ok(v)
+    }
+
+    /// Optional `[n] EXPLICIT X` read with `f`; absent when the next tag differs.
+    pub fn opt_explicit<T>(
+        &mut self,
+        n: u32,
+        field: &'static str,
+        f: impl FnOnce(&mut Reader<'a>) -> Result<T>,
+    ) -> Result<Option<T>> {
+        if !self.next_is_context(n) {
+            return Ok(None);
+        }
+        let mut r = self.explicit(n, field)?;
+        let v = f(&mut r)?;
+        r.finish(field)?;
+        Ok(Some(v))
+    }
+
+    /// Read all elements until the end with `f` (content of SEQUENCE OF / SET OF).
+    pub fn many<T>(mut self, mut f: impl FnMut(&mut Reader<'a>) -> Result<T>) -> Result<Vec<T>> {
+        let mut out = Vec::new();
+        while !self.is_empty() {
+            out.push(f(&mut self)?);
+        }
+        Ok(out)
+    }
+}
+
+/// A DER writer. Context tags are all below 31 in this grammar, so every tag is one
+/// byte; lengths are written minimally.
+#[derive(Debug, Default)]
+pub(crate) struct Writer {
+    buf: Vec<u8>,
+}
+
+pub(crate) const fn context(n: u8) -> u8 {
+    0xa0 | n
+}
+
+impl Writer {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn into_vec(self) -> Vec<u8> {
+        self.buf
+    }
+
+    fn header(&mut self, tag: u8, len: usize) {
+        self.buf.push(tag);
+        if len < 0x80 {
+            self.buf.push(len as u8);
+        } else {
+            let bytes = len.to_be_bytes();
+            let skip = (len.leading_zeros() / 8) as usize;
+            let n = bytes.len() - skip;
+            self.buf.push(0x80 | n as u8);
+            self.buf.extend(bytes.iter().skip(skip));
+        }
+    }
+
+    /// A constructed value whose content `f` writes; the length is patched in after
+    /// (one placeholder byte, widened only for contents of 128 bytes or more).
+    pub fn tlv(&mut self, tag: u8, f: impl FnOnce(&mut Writer)) {
+        self.buf.push(tag);
+        let len_pos = self.buf.len();
+        self.buf.push(0);
+        f(self);
+        let len = self.buf.len() - len_pos - 1;
+        if len < 0x80 {
+            if let Some(b) = self.buf.get_mut(len_pos) {
+                *b = len as u8;
+            }
+        } else {
+            let bytes = len.to_be_bytes();
+            let skip = (len.leading_zeros() / 8) as usize;
+            let n = bytes.len() - skip;
+            if let Some(b) = self.buf.get_mut(len_pos) {
+                *b = 0x80 | n as u8;
+            }
+            self.buf
+                .splice(len_pos + 1..len_pos + 1, bytes.iter().skip(skip).copied());
+        }
+    }
+
+    pub fn primitive(&mut self, tag: u8, content: &[u8]) {
+        self.header(tag, content.len());
+        self.buf.extend_from_slice(content);
+    }
+
+    /// Bytes that are already a complete TLV (e.g. an unknown alternative kept raw).
+    pub fn raw(&mut self, tlv: &[u8]) {
+        self.buf.extend_from_slice(tlv);
+    }
+
+    pub fn sequence(&mut self, f: impl FnOnce(&mut Writer)) {
+        self.tlv(0x30, f);
+    }
+
+    pub fn explicit(&mut self, n: u8, f: impl FnOnce(&mut Writer)) {
+        self.tlv(context(n), f);
+    }
+
+    /// `INTEGER`, minimal two's complement.
+    pub fn int(&mut self, v: i64) {
+        let bytes = v.to_be_bytes();
+        let mut start = 0;
+        // Drop a leading 00/FF while the next byte still carries the sign.
+        while start < 7 {
+            let (b, next) = (bytes[start], bytes[start + 1]);
+            if (b == 0 && next & 0x80 == 0) || (b == 0xff && next & 0x80 != 0) {
+                start += 1;
+            } else {
+                break;
+            }
+        }
+        self.primitive(0x02, &bytes[start..]);
+    }
+
+    /// `INT64`: 8-byte OCTET STRING.
+    pub fn int64(&mut self, v: i64) {
+        self.primitive(0x04, &v.to_be_bytes());
+    }
+
+    pub fn bool(&mut self, v: bool) {
+        self.primitive(0x01, &[if v { 0xff } else { 0x00 }]);
+    }
+
+    pub fn null(&mut self) {
+        self.primitive(0x05, &[]);
+    }
+
+    pub fn octets(&mut self, v: &[u8]) {
+        self.primitive(0x04, v);
+    }
+
+    pub fn utf8(&mut self, v: &[u8]) {
+        self.primitive(0x0c, v);
+    }
+
+    pub fn explicit_null(&mut self, n: u8) {
+        self.explicit(n, Writer::null);
+    }
+
+    pub fn explicit_int(&mut self, n: u8, v: i64) {
+        self.explicit(n, |w| w.int(v));
+    }
+
+    /// `SET OF`: members sorted by their DER encodings (X.690 11.6).
+    pub fn set_of<T>(&mut self, items: &[T], f: impl Fn(&mut Writer, &T)) {
+        let mut encoded: Vec<Vec<u8>> = items
+            .iter()
+            .map(|item| {
+                let mut w = Writer::new();
+                f(&mut w, item);
+                w.into_vec()
+            })
+            .collect();
+        encoded.sort_unstable();
+        self.tlv(0x31, |w| {
+            for e in &encoded {
+                w.raw(e);
+            }
+        });
+    }
+
+    /// `SEQUENCE OF`, in the given order.
+    pub fn sequence_of<T>(&mut self, items: &[T], f: impl Fn(&mut Writer, &T)) {
+        self.sequence(|w| {
+            for item in items {
+                f(w, item);
+            }
+        });
+    }
+}
+
+/// Sort a SET OF INTEGER the way the encoder does (by DER bytes), so decoded sets
+/// compare equal to re-encoded ones.
+pub fn der_sort_ints(v: &mut [i64]) {
+    v.sort_by_cached_key(|x| {
+        let mut w = Writer::new();
+        w.int(*x);
+        w.into_vec()
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn int_der(v: i64) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.int(v);
+        w.into_vec()
+    }
+
+    #[test]
+    fn integers_are_minimal() {
+        assert_eq!(int_der(0), [2, 1, 0]);
+        assert_eq!(int_der(-1), [2, 1, 0xff]);
+        assert_eq!(int_der(127), [2, 1, 0x7f]);
+        assert_eq!(int_der(128), [2, 2, 0, 0x80]);
+        assert_eq!(int_der(-128), [2, 1, 0x80]);
+        assert_eq!(int_der(-129), [2, 2, 0xff, 0x7f]);
+        assert_eq!(int_der(i64::MIN), [2, 8, 0x80, 0, 0, 0, 0, 0, 0, 0]);
+        for v in [0, 1, -1, 127, 128, 255, 256, -32768, i64::MAX, i64::MIN] {
+            let der = int_der(v);
+            assert_eq!(Reader::new(&der).int("x").unwrap(), v);
+        }
+    }
+
+    #[test]
+    fn long_lengths_are_minimal_and_checked() {
+        let mut w = Writer::new();
+        w.octets(&[7; 300]);
+        let der = w.into_vec();
+        assert_eq!(&der[..4], &[0x04, 0x82, 0x01, 0x2c]);
+        assert_eq!(Reader::new(&der).octets("x").unwrap().len(), 300);
+        let mut w = Writer::new();
+        w.sequence(|w| w.octets(&[1; 200]));
+        let der = w.into_vec();
+        assert_eq!(&der[..3], &[0x30, 0x81, 203]);
+        // `04 81 01 00`: long form for a short length is not DER.
+        let err = Reader::new(&[0x04, 0x81, 0x01, 0x00])
+            .octets("x")
+            .unwrap_err();
+        assert_eq!(err.kind, DecodeErrorKind::NonMinimalEncoding);
+    }
+
+    #[test]
+    fn reader_rejects_what_albatross_rejects() {
+        let k = |bytes: &[u8]| Reader::new(bytes).int("x").unwrap_err().kind;
+        assert!(matches!(k(&[2, 2, 0, 5]), DecodeErrorKind::BadInteger(_)));
+        assert_eq!(k(&[2, 5, 0]), DecodeErrorKind::Truncated);
+        assert_eq!(k(&[]), DecodeErrorKind::Missing);
+        assert!(matches!(
+            k(&[4, 1, 0]),
+            DecodeErrorKind::UnexpectedTag { .. }
+        ));
+        assert_eq!(
+            Reader::new(&[0x30, 0x80, 0, 0])
+                .sequence("x")
+                .unwrap_err()
+                .kind,
+            DecodeErrorKind::IndefiniteLength
+        );
+        assert_eq!(
+            Reader::new(&[4, 7, 0, 0, 0, 0, 0, 0, 0])
+                .int64("x")
+                .unwrap_err()
+                .kind,
+            DecodeErrorKind::BadInt64Length(7)
+        );
+    }
+
+    #[test]
+    fn set_of_is_sorted_by_encoding() {
+        let mut w = Writer::new();
+        w.set_of(&[1i64, -1, 256, 0], |w, v| w.int(*v));
+        assert_eq!(
+            w.into_vec(),
+            [0x31, 13, 2, 1, 0, 2, 1, 1, 2, 1, 0xff, 2, 2, 1, 0]
+        );
+    }
+}
