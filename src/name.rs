@@ -140,6 +140,12 @@ impl std::str::FromStr for Name {
     }
 }
 
+impl serde::Serialize for Name {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,11 +191,5 @@ mod tests {
             Name::parse("al ice:web"),
             Err(NameError::BadChar { ch: ' ', .. })
         ));
-    }
-}
-
-impl serde::Serialize for Name {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
     }
 }

@@ -75,10 +75,10 @@ impl Run {
         let (c, out) = self.c.clone().handle(Timestamp(self.now), input);
         self.c = c;
         for o in &out {
-            if let Output::Decision(d) = o {
-                if d.action.needs_result() {
-                    self.pending.push_back(d.id);
-                }
+            if let Output::Decision(d) = o
+                && d.action.needs_result()
+            {
+                self.pending.push_back(d.id);
             }
         }
         self.outputs.extend(out);

@@ -1,12 +1,91 @@
-//! Placeholder until implemented.
+//! `replay [--config FILE] [--interval DUR] [--explain] FILE...`: recorded stats
+//! through the engine, JSON Lines on stdout.
 
+use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-/// Arguments.
+use anyhow::Context;
+
+use crate::config::Config;
+use crate::core::{Engine, Options, Policy, Timestamp};
+use crate::jsonl;
+use crate::name::Name;
+use crate::sim::{recording, replay};
+
+/// Arguments of `replay`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// Configuration file; without it every VM is its own group with the default policy.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Time between two samples of a VM in a framed stream (stats carry no timestamp).
+    /// Default: the config's sample_interval, else 10s.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub interval: Option<Duration>,
+    /// Name of the subscriber, to resolve relative names when the stream lacks the
+    /// leading subscribe reply.
+    #[arg(long)]
+    pub subscription: Option<Name>,
+    /// Also print one line per evaluation with counters and the "why not".
+    #[arg(long)]
+    pub explain: bool,
+    /// Framed albatross stats streams (.bin) or JSON Lines recordings.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}
 
-/// Run the subcommand.
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not implemented yet")
+/// Run `replay`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let config = args.config.as_deref().map(Config::load).transpose()?;
+    let interval = args
+        .interval
+        .or(config.as_ref().map(|c| c.policy.sample_interval))
+        .unwrap_or(Duration::from_secs(10));
+    if interval.is_zero() {
+        anyhow::bail!("--interval must be above 0s");
+    }
+    let framed = recording::FramedOptions {
+        interval,
+        subscription: args.subscription.clone(),
+    };
+    let mut records = Vec::new();
+    for f in &args.files {
+        records.extend(recording::load(f, &framed)?);
+    }
+    let (groups, auto_group) = match &config {
+        Some(c) => (
+            c.groups
+                .iter()
+                .map(|g| (g.primary.clone(), g.policy.clone()))
+                .collect(),
+            None,
+        ),
+        None => (
+            Vec::new(),
+            Some(Policy {
+                sample_interval: interval,
+                ..Policy::default()
+            }),
+        ),
+    };
+    let options = Options {
+        auto_group,
+        adopt_by_name: true,
+    };
+    let start = records.iter().map(|r| r.t).min().unwrap_or(Timestamp::ZERO);
+    let engine = Engine::new(groups, options, start);
+    let stdout = std::io::stdout();
+    let mut w = std::io::BufWriter::new(stdout.lock());
+    let mut result = Ok(());
+    replay::run(engine, &records, |o| {
+        if let (Ok(()), Some(line)) = (&result, jsonl::line(o, args.explain)) {
+            result = writeln!(w, "{line}");
+        }
+    });
+    result
+        .and_then(|()| w.flush())
+        .context("writing to stdout")?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,12 +1,37 @@
-//! Placeholder until implemented.
+//! `validate CONFIG`: load the configuration and report every problem.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Arguments.
-#[derive(clap::Args, Debug)]
-pub struct Args {}
+use crate::config::Config;
 
-/// Run the subcommand.
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not implemented yet")
+/// Arguments of `validate`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The configuration file.
+    pub config: PathBuf,
+}
+
+/// Run `validate`: exit 0 and a summary if the file is good, else the problems.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let c = Config::load(&args.config)?;
+    println!("{}: ok, {} group(s)", args.config.display(), c.groups.len());
+    for g in &c.groups {
+        let p = &g.policy;
+        println!(
+            "  {}: {}..={} instances, up > {}% x{} (cooldown {}), down < {}% x{} (cooldown {}), {} actions/h, primary_death = {:?}",
+            g.primary,
+            p.min_instances,
+            p.max_instances,
+            p.scale_up_threshold,
+            p.scale_up_ticks,
+            humantime::format_duration(p.scale_up_cooldown),
+            p.scale_down_threshold,
+            p.scale_down_ticks,
+            humantime::format_duration(p.scale_down_cooldown),
+            p.max_actions_per_hour,
+            p.primary_death
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }

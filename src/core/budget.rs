@@ -16,13 +16,13 @@ pub struct Budget {
 impl Budget {
     /// Actions still allowed at `now` under a limit of `max` per hour.
     pub fn left(&self, now: Timestamp, max: u32) -> u32 {
-        let used = self.taken.iter().filter(|t| t.add(WINDOW) > now).count();
+        let used = self.taken.iter().filter(|t| t.plus(WINDOW) > now).count();
         max.saturating_sub(u32::try_from(used).unwrap_or(u32::MAX))
     }
 
     /// Record an action at `now`, forgetting those that left the window.
     pub fn spend(&mut self, now: Timestamp) {
-        while self.taken.front().is_some_and(|t| t.add(WINDOW) <= now) {
+        while self.taken.front().is_some_and(|t| t.plus(WINDOW) <= now) {
             self.taken.pop_front();
         }
         self.taken.push_back(now);
@@ -32,7 +32,7 @@ impl Budget {
     pub fn refill_at(&self, now: Timestamp) -> Option<Timestamp> {
         self.taken
             .iter()
-            .map(|t| t.add(WINDOW))
+            .map(|t| t.plus(WINDOW))
             .find(|end| *end > now)
     }
 }

@@ -95,6 +95,9 @@ pub struct Cluster {
     policy: Policy,
     members: BTreeMap<Arc<Name>, Member>,
     foreign: Vec<Arc<Name>>,
+    /// Clones this group destroyed (most recent last, bounded): late samples from
+    /// them must not bring them back by name.
+    retired: Vec<Arc<Name>>,
     high: u32,
     low: u32,
     last_eval: Timestamp,
@@ -138,10 +141,11 @@ impl Cluster {
         Self {
             group: primary.clone(),
             primary,
-            death_check_at: now.add(policy.death_timeout),
+            death_check_at: now.plus(policy.death_timeout),
             policy,
             members,
             foreign: Vec::new(),
+            retired: Vec::new(),
             high: 0,
             low: 0,
             last_eval: now,
@@ -199,7 +203,12 @@ impl Cluster {
         self.budget.left(now, self.policy.max_actions_per_hour)
     }
 
-    /// Whether `label` is a clone label of this group's template.
+    /// Whether the group destroyed `vm` (and has not created it again since).
+    pub fn is_retired(&self, vm: &Name) -> bool {
+        self.retired.iter().any(|r| **r == *vm)
+    }
+
+    /// Whether `vm` is named like a clone of this group under its template.
     pub fn matches_clone_pattern(&self, vm: &Name) -> bool {
         let (Some(p), Some(l)) = (self.group.label.as_deref(), vm.label.as_deref()) else {
             return false;
@@ -209,7 +218,7 @@ impl Cluster {
 
     /// The latest time at which [`Input::Tick`] must be handled.
     pub fn next_deadline(&self) -> Timestamp {
-        let eval = self.last_eval.add(self.policy.sample_interval.mul_f32(1.5));
+        let eval = self.last_eval.plus(self.policy.sample_interval.mul_f32(1.5));
         [Some(eval), Some(self.death_check_at), self.redecide_at]
             .into_iter()
             .flatten()
@@ -290,7 +299,7 @@ impl Cluster {
         let is_primary = m.role == Role::Primary;
         // One tick per interval, on the primary's sample: more clones must not make
         // the counters run faster.
-        if is_primary && now >= self.last_eval.add(self.policy.sample_interval / 2) {
+        if is_primary && now >= self.last_eval.plus(self.policy.sample_interval / 2) {
             self.evaluate(now, out);
         } else if now >= self.death_check_at {
             self.check_deaths(now, out);
@@ -298,7 +307,7 @@ impl Cluster {
     }
 
     fn on_tick(&mut self, now: Timestamp, out: &mut Vec<Output>) {
-        if now >= self.last_eval.add(self.policy.sample_interval.mul_f32(1.5)) {
+        if now >= self.last_eval.plus(self.policy.sample_interval.mul_f32(1.5)) {
             // The primary is silent: evaluate on the timer.
             self.evaluate(now, out);
             return;
@@ -331,7 +340,7 @@ impl Cluster {
                 owned: true,
                 seq,
                 since: now,
-                grace_until: now.add(self.policy.startup_grace),
+                grace_until: now.plus(self.policy.startup_grace),
                 reading: None,
                 last_seen: None,
                 bp: None,
@@ -339,7 +348,7 @@ impl Cluster {
                 state: MemberState::Running,
             },
         );
-        self.death_check_at = self.death_check_at.min(now.add(self.policy.death_timeout));
+        self.death_check_at = self.death_check_at.min(now.plus(self.policy.death_timeout));
         self.membership += 1;
     }
 
@@ -352,13 +361,13 @@ impl Cluster {
     /// Drop dead clones, mark a dead primary, and remember when to look again.
     fn check_deaths(&mut self, now: Timestamp, out: &mut Vec<Output>) {
         let timeout = self.policy.death_timeout;
-        let mut next_check = now.add(timeout);
+        let mut next_check = now.plus(timeout);
         let mut dead = Vec::new();
         for m in self.members.values() {
             if m.state != MemberState::Running {
                 continue;
             }
-            let deadline = m.last_seen.unwrap_or(m.since).add(timeout);
+            let deadline = m.last_seen.unwrap_or(m.since).plus(timeout);
             if deadline <= now {
                 dead.push(m.name.clone());
             } else {
@@ -474,7 +483,7 @@ impl Cluster {
             let fresh = m.state == MemberState::Running
                 && now >= m.grace_until
                 && m.last_seen
-                    .is_some_and(|t| t.add(self.policy.death_timeout) > now);
+                    .is_some_and(|t| t.plus(self.policy.death_timeout) > now);
             if let (true, Some(bp)) = (fresh, m.bp) {
                 // A share above 100 % is measurement jitter; it must not outvote others.
                 sum += u64::from(bp.min(cpu::FULL)) * u64::from(m.vcpus);
@@ -576,17 +585,17 @@ impl Cluster {
         let cooldown_end = match want {
             Action::ScaleUp => self
                 .last_up
-                .map(|t| (t.add(p.scale_up_cooldown), "scale_up_cooldown")),
+                .map(|t| (t.plus(p.scale_up_cooldown), "scale_up_cooldown")),
             Action::ScaleDown => self
                 .last_action
-                .map(|t| (t.add(p.scale_down_cooldown), "scale_down_cooldown")),
+                .map(|t| (t.plus(p.scale_down_cooldown), "scale_down_cooldown")),
             _ => None,
         };
-        if let (true, Some((end, key))) = (cooldowns, cooldown_end) {
-            if end > now {
-                self.redecide_at = Some(end);
-                return Some(format!("{key}: {} left", fmt_dur(end.since(now))));
-            }
+        if let (true, Some((end, key))) = (cooldowns, cooldown_end)
+            && end > now
+        {
+            self.redecide_at = Some(end);
+            return Some(format!("{key}: {} left", fmt_dur(end.since(now))));
         }
         if let Some(at) = self.retry_at.filter(|t| *t > now) {
             self.redecide_at = Some(at);
@@ -723,7 +732,7 @@ impl Cluster {
                         owned: true,
                         seq,
                         since: now,
-                        grace_until: now.add(self.policy.startup_grace),
+                        grace_until: now.plus(self.policy.startup_grace),
                         reading: None,
                         last_seen: None,
                         bp: None,
@@ -732,6 +741,7 @@ impl Cluster {
                     },
                 );
                 self.foreign.retain(|f| !self.members.contains_key(f));
+                self.retired.retain(|r| !self.members.contains_key(r));
                 self.membership += 1;
             }
             Action::ScaleDown => {
@@ -792,12 +802,12 @@ impl Cluster {
                     // Boot starts now: grace and the death clock run from here.
                     m.state = MemberState::Running;
                     m.since = now;
-                    m.grace_until = now.add(self.policy.startup_grace);
+                    m.grace_until = now.plus(self.policy.startup_grace);
                     m.reading = None;
                     m.last_seen = None;
                     m.bp = None;
                 }
-                self.death_check_at = self.death_check_at.min(now.add(self.policy.death_timeout));
+                self.death_check_at = self.death_check_at.min(now.plus(self.policy.death_timeout));
             }
             (Action::ScaleUp, false) => {
                 self.members.remove(&f.instance);
@@ -806,6 +816,10 @@ impl Cluster {
             (Action::ScaleDown, true) => {
                 self.members.remove(&f.instance);
                 self.membership += 1;
+                if self.retired.len() >= MAX_RETIRED {
+                    self.retired.remove(0);
+                }
+                self.retired.push(f.instance.clone());
             }
             (Action::ScaleDown, false) => {
                 if let Some(m) = self.members.get_mut(&f.instance) {
@@ -826,7 +840,7 @@ impl Cluster {
         }
         self.failures += 1;
         let delay = backoff(&self.policy, self.failures);
-        let at = now.add(delay);
+        let at = now.plus(delay);
         self.retry_at = Some(at);
         self.redecide_at = Some(self.redecide_at.map_or(at, |r| r.min(at)));
         out.push(Output::ActionFailed {
@@ -840,6 +854,9 @@ impl Cluster {
         });
     }
 }
+
+/// How many destroyed clone names a group remembers.
+const MAX_RETIRED: usize = 64;
 
 /// Exponential backoff: `retry_backoff * 2^(failures-1)`, capped.
 fn backoff(p: &Policy, failures: u32) -> Duration {

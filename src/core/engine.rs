@@ -152,7 +152,7 @@ impl Engine {
         if let Some(i) = self
             .clusters
             .iter()
-            .position(|c| c.matches_clone_pattern(&vm))
+            .position(|c| c.matches_clone_pattern(&vm) && !c.is_retired(&vm))
         {
             let input = if self.options.adopt_by_name {
                 self.unassigned.remove(&vm);

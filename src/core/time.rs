@@ -22,12 +22,12 @@ impl Timestamp {
     }
 
     /// `self + d`, saturating at the far future.
-    pub fn add(self, d: Duration) -> Self {
+    pub fn plus(self, d: Duration) -> Self {
         Self(self.0.saturating_add(duration_ms(d)))
     }
 
     /// `self - d`, saturating at the origin.
-    pub fn sub(self, d: Duration) -> Self {
+    pub fn minus(self, d: Duration) -> Self {
         Self(self.0.saturating_sub(duration_ms(d)))
     }
 

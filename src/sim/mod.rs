@@ -1,1 +1,5 @@
-//! stub
+//! Drives the core with recorded or synthetic load. `replay`, `simulate` and the
+//! tests share it; nothing here touches a socket or a clock.
+
+pub mod recording;
+pub mod replay;

@@ -1,0 +1,81 @@
+//! JSON Lines rendering of engine outputs. `replay` prints these lines and the
+//! daemon's decision log writes the same ones, so scripts read both alike.
+
+use serde_json::{Value, json};
+
+use crate::core::{Output, Verdict, cpu};
+
+/// The JSON object for one output; `None` for evaluations unless `explain`.
+pub fn line(out: &Output, explain: bool) -> Option<Value> {
+    Some(match out {
+        Output::Sample(s) => json!({
+            "event": "sample",
+            "t_ms": s.t.as_millis(),
+            "vm": s.vm,
+            "group": s.group,
+            "cpu_percent": s.cpu_percent(),
+            "cpu_us": s.cpu_us,
+            "elapsed_ms": s.elapsed_ms,
+            "vcpus": s.vcpus,
+        }),
+        Output::CounterReset { vm, t } => json!({
+            "event": "counter_reset",
+            "t_ms": t.as_millis(),
+            "vm": vm,
+            "reason": "cpu time went backwards (instance restarted); new baseline",
+        }),
+        Output::Decision(d) => json!({
+            "event": "decision",
+            "t_ms": d.t.as_millis(),
+            "group": d.group,
+            "action": d.action,
+            "instance": d.instance,
+            "reason": d.reason,
+            "id": d.id,
+            "avg_cpu_percent": d.avg_bp.map(cpu::percent),
+            "instances": d.instances,
+            "high_ticks": d.high_ticks,
+            "low_ticks": d.low_ticks,
+        }),
+        Output::ActionFailed {
+            id,
+            t,
+            group,
+            action,
+            instance,
+            error,
+            retry_in,
+        } => json!({
+            "event": "action_failed",
+            "t_ms": t.as_millis(),
+            "group": group,
+            "action": action,
+            "instance": instance,
+            "id": id,
+            "error": error,
+            "retry_in_ms": u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX),
+        }),
+        Output::Evaluation(e) if explain => {
+            let (verdict, wanted, why_not) = match &e.verdict {
+                Verdict::Hold => ("hold", None, None),
+                Verdict::Acted(a) => ("acted", Some(*a), None),
+                Verdict::Blocked { wanted, why_not } => ("blocked", Some(*wanted), Some(why_not)),
+            };
+            json!({
+                "event": "evaluation",
+                "t_ms": e.t.as_millis(),
+                "group": e.group,
+                "avg_cpu_percent": e.avg_bp.map(cpu::percent),
+                "fresh": e.fresh,
+                "instances": e.instances,
+                "high_ticks": e.high_ticks,
+                "low_ticks": e.low_ticks,
+                "budget_left": e.budget_left,
+                "verdict": verdict,
+                "wanted": wanted,
+                "why_not": why_not,
+            })
+        }
+        Output::Evaluation(_) => return None,
+    })
+}
