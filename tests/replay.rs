@@ -184,7 +184,10 @@ fn jsonl_recordings_replay_with_clones_adopted_by_name() {
         .collect();
     assert_eq!(
         downs,
-        ["scale_down alice:web-clone-2", "scale_down alice:web-clone-3"],
+        [
+            "scale_down alice:web-clone-2",
+            "scale_down alice:web-clone-3"
+        ],
         "{actions:?}"
     );
 }

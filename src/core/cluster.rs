@@ -218,7 +218,9 @@ impl Cluster {
 
     /// The latest time at which [`Input::Tick`] must be handled.
     pub fn next_deadline(&self) -> Timestamp {
-        let eval = self.last_eval.plus(self.policy.sample_interval.mul_f32(1.5));
+        let eval = self
+            .last_eval
+            .plus(self.policy.sample_interval.mul_f32(1.5));
         [Some(eval), Some(self.death_check_at), self.redecide_at]
             .into_iter()
             .flatten()
@@ -307,7 +309,11 @@ impl Cluster {
     }
 
     fn on_tick(&mut self, now: Timestamp, out: &mut Vec<Output>) {
-        if now >= self.last_eval.plus(self.policy.sample_interval.mul_f32(1.5)) {
+        if now
+            >= self
+                .last_eval
+                .plus(self.policy.sample_interval.mul_f32(1.5))
+        {
             // The primary is silent: evaluate on the timer.
             self.evaluate(now, out);
             return;
