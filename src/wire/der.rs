@@ -193,17 +193,29 @@ impl<'a> Reader<'a> {
         constructed: bool,
         number: u32,
     ) -> Result<Tlv<'a>> {
+        let expected = TagInfo {
+            class,
+            constructed,
+            number,
+        };
+        // Check the tag before the length, so "not a SEQUENCE" is reported as such
+        // even when the bogus length runs past the end.
+        if let Some(found) = self.peek()
+            && found != expected
+        {
+            return Err(self.err(
+                self.offset(),
+                field,
+                DecodeErrorKind::UnexpectedTag { expected, found },
+            ));
+        }
         let tlv = self.any(field)?;
         if !tlv.is(class, constructed, number) {
             return Err(self.err(
                 tlv.offset,
                 field,
                 DecodeErrorKind::UnexpectedTag {
-                    expected: TagInfo {
-                        class,
-                        constructed,
-                        number,
-                    },
+                    expected,
                     found: tlv.info(),
                 },
             ));
