@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use super::der::{self, Reader, Writer};
+use super::der::{self, Reader, Writer, der_sort};
 use super::error::DecodeErrorKind;
 
 /// Hypervisor kind.
@@ -121,6 +121,35 @@ pub struct Policy {
     /// MB of block storage; absent = no block devices allowed.
     pub block: Option<i64>,
     pub bridges: Vec<String>,
+}
+
+impl FailBehaviour {
+    fn canonicalize(&mut self) {
+        if let FailBehaviour::Restart { exit_codes } = self {
+            der_sort(exit_codes, |w, c| w.int(*c));
+        }
+    }
+}
+
+impl UnikernelConfig {
+    /// Put every SET OF in DER order (what the encoder writes, hence what decoding
+    /// an albatross message yields), so configs compare equal as sets.
+    pub fn canonicalize(&mut self) {
+        self.fail_behaviour.canonicalize();
+        der_sort(&mut self.cpuids, |w, c| w.int(*c));
+        der_sort(&mut self.block_devices, encode_block_spec);
+        der_sort(&mut self.bridges, encode_net_spec);
+    }
+}
+
+impl UnikernelArguments {
+    /// See [`UnikernelConfig::canonicalize`].
+    pub fn canonicalize(&mut self) {
+        self.fail_behaviour.canonicalize();
+        der_sort(&mut self.cpuids, |w, c| w.int(*c));
+        der_sort(&mut self.block_devices, encode_block_spec);
+        der_sort(&mut self.bridges, encode_net_spec);
+    }
 }
 
 // ---- decoding -------------------------------------------------------------------
@@ -369,6 +398,30 @@ pub(crate) fn encode_fail(w: &mut Writer, f: &FailBehaviour) {
     }
 }
 
+fn encode_block_spec(w: &mut Writer, b: &BlockSpec) {
+    w.sequence(|w| {
+        w.utf8(b.name.as_bytes());
+        if let Some(d) = &b.device {
+            w.utf8(d.as_bytes());
+        }
+        if let Some(s) = b.sector_size {
+            w.int(s);
+        }
+    });
+}
+
+fn encode_net_spec(w: &mut Writer, n: &NetSpec) {
+    w.sequence(|w| {
+        w.utf8(n.name.as_bytes());
+        if let Some(h) = &n.host_device {
+            w.utf8(h.as_bytes());
+        }
+        if let Some(m) = n.mac {
+            w.octets(&m.0);
+        }
+    });
+}
+
 fn encode_tail(
     w: &mut Writer,
     blocks: &[BlockSpec],
@@ -379,34 +432,10 @@ fn encode_tail(
 ) {
     // Empty lists are omitted, as albatross' encoder does.
     if !blocks.is_empty() {
-        w.explicit(0, |w| {
-            w.set_of(blocks, |w, b| {
-                w.sequence(|w| {
-                    w.utf8(b.name.as_bytes());
-                    if let Some(d) = &b.device {
-                        w.utf8(d.as_bytes());
-                    }
-                    if let Some(s) = b.sector_size {
-                        w.int(s);
-                    }
-                });
-            });
-        });
+        w.explicit(0, |w| w.set_of(blocks, encode_block_spec));
     }
     if !bridges.is_empty() {
-        w.explicit(1, |w| {
-            w.set_of(bridges, |w, n| {
-                w.sequence(|w| {
-                    w.utf8(n.name.as_bytes());
-                    if let Some(h) = &n.host_device {
-                        w.utf8(h.as_bytes());
-                    }
-                    if let Some(m) = n.mac {
-                        w.octets(&m.0);
-                    }
-                });
-            });
-        });
+        w.explicit(1, |w| w.set_of(bridges, encode_net_spec));
     }
     if !argv.is_empty() {
         w.explicit(2, |w| w.sequence_of(argv, |w, a| w.utf8(a.as_bytes())));

@@ -568,12 +568,12 @@ impl Writer {
     }
 }
 
-/// Sort a SET OF INTEGER the way the encoder does (by DER bytes), so decoded sets
-/// compare equal to re-encoded ones.
-pub fn der_sort_ints(v: &mut [i64]) {
+/// Sort SET OF members the way the encoder does (by their DER bytes), so decoded
+/// sets compare equal to re-encoded ones.
+pub(crate) fn der_sort<T>(v: &mut [T], enc: impl Fn(&mut Writer, &T)) {
     v.sort_by_cached_key(|x| {
         let mut w = Writer::new();
-        w.int(*x);
+        enc(&mut w, x);
         w.into_vec()
     });
 }

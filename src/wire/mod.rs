@@ -35,7 +35,6 @@ pub use command::{Command, ConsoleStart, StatsTap};
 pub use config::{
     BlockSpec, FailBehaviour, Mac, NetSpec, Policy, Typ, UnikernelArguments, UnikernelConfig,
 };
-pub use der::der_sort_ints;
 pub use error::{DecodeError, DecodeErrorKind, FrameError, ImageError, TagClass, TagInfo};
 pub use frame::{DEFAULT_MAX_FRAME, Frame, FrameDecoder, STATS_MAX_FRAME, frame};
 pub use image::{compress_image, decompress_image};

@@ -8,7 +8,7 @@ use super::config::{
     FailBehaviour, Mac, Policy, Typ, decode_fail, decode_mac, decode_policy, decode_typ,
     encode_fail, encode_policy, encode_typ,
 };
-use super::der::{self, Reader, Writer};
+use super::der::{self, Reader, Writer, der_sort};
 use super::error::DecodeErrorKind;
 use super::message::{decode_name, encode_name};
 use super::time::Time;
@@ -170,6 +170,18 @@ impl Serialize for Success {
     }
 }
 
+impl UnikernelInfo {
+    /// Put every SET OF in DER order; see [`super::UnikernelConfig::canonicalize`].
+    pub fn canonicalize(&mut self) {
+        if let FailBehaviour::Restart { exit_codes } = &mut self.fail_behaviour {
+            der_sort(exit_codes, |w, c| w.int(*c));
+        }
+        der_sort(&mut self.cpuids, |w, c| w.int(*c));
+        der_sort(&mut self.block_devices, encode_block_info);
+        der_sort(&mut self.bridges, encode_net_info);
+    }
+}
+
 // ---- decoding -------------------------------------------------------------------
 
 fn decode_info(r: &mut Reader<'_>) -> der::Result<UnikernelInfo> {
@@ -315,6 +327,23 @@ pub(crate) fn decode_success(r: &mut Reader<'_>) -> der::Result<Success> {
 
 // ---- encoding -------------------------------------------------------------------
 
+fn encode_block_info(w: &mut Writer, b: &BlockInfo) {
+    w.sequence(|w| {
+        w.utf8(b.unikernel_device.as_bytes());
+        w.utf8(b.host_device.as_bytes());
+        w.int(b.sector_size);
+        w.int(b.size);
+    });
+}
+
+fn encode_net_info(w: &mut Writer, n: &NetInfo) {
+    w.sequence(|w| {
+        w.utf8(n.unikernel_device.as_bytes());
+        w.utf8(n.host_device.as_bytes());
+        w.octets(&n.mac.0);
+    });
+}
+
 fn encode_info(w: &mut Writer, i: &UnikernelInfo) {
     w.sequence(|w| {
         encode_typ(w, i.typ);
@@ -326,27 +355,10 @@ fn encode_info(w: &mut Writer, i: &UnikernelInfo) {
         w.int(i.memory);
         w.octets(&i.digest);
         if !i.block_devices.is_empty() {
-            w.explicit(0, |w| {
-                w.set_of(&i.block_devices, |w, b| {
-                    w.sequence(|w| {
-                        w.utf8(b.unikernel_device.as_bytes());
-                        w.utf8(b.host_device.as_bytes());
-                        w.int(b.sector_size);
-                        w.int(b.size);
-                    });
-                });
-            });
+            w.explicit(0, |w| w.set_of(&i.block_devices, encode_block_info));
         }
         if !i.bridges.is_empty() {
-            w.explicit(1, |w| {
-                w.set_of(&i.bridges, |w, n| {
-                    w.sequence(|w| {
-                        w.utf8(n.unikernel_device.as_bytes());
-                        w.utf8(n.host_device.as_bytes());
-                        w.octets(&n.mac.0);
-                    });
-                });
-            });
+            w.explicit(1, |w| w.set_of(&i.bridges, encode_net_info));
         }
         if !i.argv.is_empty() {
             w.explicit(2, |w| w.sequence_of(&i.argv, |w, a| w.utf8(a.as_bytes())));
