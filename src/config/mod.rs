@@ -1,14 +1,14 @@
 //! The TOML configuration: `[policy]` defaults, `[[group]]` overrides, validated into
 //! the engine's [`Policy`] per group. Every problem is reported with its key.
 
+mod policy;
+
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use serde::Deserialize;
-
+use crate::core::Policy;
 use crate::core::naming;
-use crate::core::{Policy, PrimaryDeath};
-use crate::name::{self, Name};
+use crate::name::Name;
+use policy::{PolicyFile, check, merge, policy_file};
 
 /// A loaded, validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,38 +45,8 @@ pub enum ConfigError {
     },
 }
 
-/// The policy keys, all optional: `[policy]` and every `[[group]]` may set them.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PolicyFile {
-    #[serde(default, with = "humantime_serde")]
-    sample_interval: Option<Duration>,
-    scale_up_threshold: Option<i64>,
-    scale_up_ticks: Option<i64>,
-    scale_down_threshold: Option<i64>,
-    scale_down_ticks: Option<i64>,
-    #[serde(default, with = "humantime_serde")]
-    scale_up_cooldown: Option<Duration>,
-    #[serde(default, with = "humantime_serde")]
-    scale_down_cooldown: Option<Duration>,
-    #[serde(default, with = "humantime_serde")]
-    death_timeout: Option<Duration>,
-    #[serde(default, with = "humantime_serde")]
-    startup_grace: Option<Duration>,
-    min_instances: Option<i64>,
-    max_instances: Option<i64>,
-    max_actions_per_hour: Option<i64>,
-    clone_name: Option<String>,
-    primary_death: Option<PrimaryDeath>,
-    vcpus: Option<i64>,
-    #[serde(default, with = "humantime_serde")]
-    retry_backoff: Option<Duration>,
-    #[serde(default, with = "humantime_serde")]
-    retry_backoff_max: Option<Duration>,
-}
-
 /// Keys a `[[group]]` table has besides the policy keys.
-const GROUP_KEYS: &[&str] = &["primary"];
+pub(crate) const GROUP_KEYS: &[&str] = &["primary"];
 /// Top-level sections.
 const TOP_KEYS: &[&str] = &["policy", "group"];
 
@@ -190,174 +160,6 @@ fn build(mut table: toml::Table, problems: &mut Vec<String>) -> Option<Config> {
     })
 }
 
-fn policy_file(t: toml::Table, at: &str, problems: &mut Vec<String>) -> Option<PolicyFile> {
-    match PolicyFile::deserialize(toml::Value::Table(t)) {
-        Ok(f) => Some(f),
-        Err(e) => {
-            let msg = e.to_string();
-            let msg = msg.trim_end();
-            let hint = if msg.contains("unknown field") && at.starts_with("group") {
-                format!(
-                    " (a [[group]] takes {} and the [policy] keys)",
-                    GROUP_KEYS.join(", ")
-                )
-            } else {
-                String::new()
-            };
-            problems.push(format!("{at}: {msg}{hint}"));
-            None
-        }
-    }
-}
-
-fn merge(mut p: Policy, f: &PolicyFile) -> Policy {
-    fn set<T: Copy>(dst: &mut T, src: Option<T>) {
-        if let Some(v) = src {
-            *dst = v;
-        }
-    }
-    fn set_u32(dst: &mut u32, src: Option<i64>) {
-        if let Some(v) = src {
-            // Out-of-range values are reported by check(); clamp so merging never fails.
-            *dst = u32::try_from(v.max(0)).unwrap_or(u32::MAX);
-        }
-    }
-    set(&mut p.sample_interval, f.sample_interval);
-    set_u32(&mut p.scale_up_threshold, f.scale_up_threshold);
-    set_u32(&mut p.scale_up_ticks, f.scale_up_ticks);
-    set_u32(&mut p.scale_down_threshold, f.scale_down_threshold);
-    set_u32(&mut p.scale_down_ticks, f.scale_down_ticks);
-    set(&mut p.scale_up_cooldown, f.scale_up_cooldown);
-    set(&mut p.scale_down_cooldown, f.scale_down_cooldown);
-    set(&mut p.death_timeout, f.death_timeout);
-    set(&mut p.startup_grace, f.startup_grace);
-    set_u32(&mut p.min_instances, f.min_instances);
-    set_u32(&mut p.max_instances, f.max_instances);
-    set_u32(&mut p.max_actions_per_hour, f.max_actions_per_hour);
-    if let Some(t) = &f.clone_name {
-        p.clone_name = t.clone();
-    }
-    set(&mut p.primary_death, f.primary_death);
-    set_u32(&mut p.vcpus, f.vcpus);
-    set(&mut p.retry_backoff, f.retry_backoff);
-    set(&mut p.retry_backoff_max, f.retry_backoff_max);
-    p
-}
-
-/// Check an effective policy. A problem is reported under the section that set the
-/// offending key: this one, or `[policy]`, whose own check already reported it.
-fn check(
-    p: &Policy,
-    here: &PolicyFile,
-    at: &str,
-    primary: Option<&Name>,
-    problems: &mut Vec<String>,
-) {
-    let is_policy = at == "policy";
-    // Report a rule on this section if it set one of the keys involved, or if this
-    // is [policy] itself; otherwise the [policy] check already said it.
-    let mut report = |set_here: bool, msg: String| {
-        if set_here || is_policy {
-            problems.push(format!("{at}.{msg}"));
-        }
-    };
-    let ranges: [(&str, Option<i64>, i64, i64); 8] = [
-        ("scale_up_threshold", here.scale_up_threshold, 0, 100),
-        ("scale_down_threshold", here.scale_down_threshold, 0, 100),
-        ("scale_up_ticks", here.scale_up_ticks, 1, 1_000_000),
-        ("scale_down_ticks", here.scale_down_ticks, 1, 1_000_000),
-        ("min_instances", here.min_instances, 1, 10_000),
-        ("max_instances", here.max_instances, 1, 10_000),
-        (
-            "max_actions_per_hour",
-            here.max_actions_per_hour,
-            1,
-            1_000_000,
-        ),
-        ("vcpus", here.vcpus, 1, 4096),
-    ];
-    for (key, value, lo, hi) in ranges {
-        if let Some(v) = value.filter(|v| !(lo..=hi).contains(v)) {
-            report(true, format!("{key}: {v} is out of range {lo}..={hi}"));
-        }
-    }
-    let (up, down) = (p.scale_up_threshold, p.scale_down_threshold);
-    if down >= up && up <= 100 {
-        report(
-            here.scale_up_threshold.is_some() || here.scale_down_threshold.is_some(),
-            format!(
-                "scale_down_threshold: {down} must be below scale_up_threshold ({up}), or the group would flap"
-            ),
-        );
-    }
-    if p.min_instances > p.max_instances {
-        report(
-            here.min_instances.is_some() || here.max_instances.is_some(),
-            format!(
-                "min_instances: {} is above max_instances ({})",
-                p.min_instances, p.max_instances
-            ),
-        );
-    }
-    if p.sample_interval.is_zero() {
-        report(
-            here.sample_interval.is_some(),
-            "sample_interval: must be above 0s".into(),
-        );
-    }
-    if p.death_timeout <= p.sample_interval {
-        report(
-            here.death_timeout.is_some() || here.sample_interval.is_some(),
-            format!(
-                "death_timeout: {} must be longer than sample_interval ({}), or every instance dies between two samples",
-                humantime::format_duration(p.death_timeout),
-                humantime::format_duration(p.sample_interval)
-            ),
-        );
-    }
-    if p.retry_backoff.is_zero() || p.retry_backoff_max < p.retry_backoff {
-        report(
-            here.retry_backoff.is_some() || here.retry_backoff_max.is_some(),
-            "retry_backoff: must be above 0s and not above retry_backoff_max".into(),
-        );
-    }
-    let template_set = here.clone_name.is_some();
-    if let Err(e) = check_template(&p.clone_name, primary) {
-        // A template that only fails for this group's (long) primary is this group's problem.
-        let only_here = primary.is_some() && check_template(&p.clone_name, None).is_ok();
-        report(template_set || only_here, format!("clone_name: {e}"));
-    }
-}
-
-/// A template must contain `{n}` once, only the placeholders `{primary}` and `{n}`,
-/// and render to a label albatross accepts for every index up to [`naming::MAX_INDEX`].
-fn check_template(t: &str, primary: Option<&Name>) -> Result<(), String> {
-    if t.matches("{n}").count() != 1 {
-        return Err(format!("{t:?} must contain {{n}} exactly once"));
-    }
-    let stripped = t.replace("{primary}", "").replace("{n}", "");
-    if let Some(c) = stripped
-        .chars()
-        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '.'))
-    {
-        return Err(format!(
-            "{t:?} contains {c:?}; albatross labels allow only a-z, 0-9, '-' and '.' (and lower-case them)"
-        ));
-    }
-    let label = primary.and_then(|p| p.label.as_deref()).unwrap_or("p");
-    let longest = naming::render(t, label, naming::MAX_INDEX);
-    if longest.len() > name::MAX_LABEL_LEN {
-        return Err(format!(
-            "{t:?} renders to {longest:?} ({} characters) for index {}; albatross allows at most {}",
-            longest.len(),
-            naming::MAX_INDEX,
-            name::MAX_LABEL_LEN
-        ));
-    }
-    name::label(&naming::render(t, label, 1)).map_err(|e| format!("{t:?}: {e}"))?;
-    Ok(())
-}
-
 fn check_groups(groups: &[Group], problems: &mut Vec<String>) {
     for (i, a) in groups.iter().enumerate() {
         for (j, b) in groups.iter().enumerate().skip(i + 1) {
@@ -408,7 +210,7 @@ mod tests {
         let p = &c.groups[0].policy;
         assert_eq!(p.scale_up_threshold, 80);
         assert_eq!(p.max_instances, 3);
-        assert_eq!(p.scale_down_cooldown, Duration::from_secs(300));
+        assert_eq!(p.scale_down_cooldown, std::time::Duration::from_secs(300));
         assert_eq!(c.policy.max_instances, 4);
     }
 
