@@ -1,7 +1,10 @@
 //! The TOML configuration: `[policy]` defaults, `[[group]]` overrides, validated into
 //! the engine's [`Policy`] per group. Every problem is reported with its key.
 
+mod daemon;
 mod policy;
+
+pub use daemon::{Daemon, Endpoint};
 
 use std::path::{Path, PathBuf};
 
@@ -17,6 +20,10 @@ pub struct Config {
     pub policy: Policy,
     /// The groups, each with its effective policy.
     pub groups: Vec<Group>,
+    /// albatross TLS endpoints (`[albatross]` / `[[albatross]]`); none for `replay`.
+    pub endpoints: Vec<Endpoint>,
+    /// `[daemon]`.
+    pub daemon: Daemon,
 }
 
 /// One scaling group.
@@ -25,6 +32,9 @@ pub struct Group {
     /// Albatross name of the primary, e.g. `alice:web`.
     pub primary: Name,
     pub policy: Policy,
+    /// The albatross endpoint that runs it (`endpoint = "name"`; the only one if
+    /// there is one). `None` when the config has no endpoints.
+    pub endpoint: Option<String>,
 }
 
 /// Why a configuration was rejected.
@@ -46,9 +56,9 @@ pub enum ConfigError {
 }
 
 /// Keys a `[[group]]` table has besides the policy keys.
-pub(crate) const GROUP_KEYS: &[&str] = &["primary"];
+pub(crate) const GROUP_KEYS: &[&str] = &["primary", "endpoint"];
 /// Top-level sections.
-const TOP_KEYS: &[&str] = &["policy", "group"];
+const TOP_KEYS: &[&str] = &["policy", "group", "albatross", "daemon"];
 
 impl Config {
     /// Read and validate a file.
@@ -69,7 +79,8 @@ impl Config {
                     message: e.to_string().trim_end().to_string(),
                 })?;
         let mut problems = Vec::new();
-        let config = build(table, &mut problems);
+        let base = path.parent().unwrap_or(Path::new("."));
+        let config = build(table, base, &mut problems);
         match config {
             Some(c) if problems.is_empty() => Ok(c),
             _ => Err(ConfigError::Invalid {
@@ -80,7 +91,7 @@ impl Config {
     }
 }
 
-fn build(mut table: toml::Table, problems: &mut Vec<String>) -> Option<Config> {
+fn build(mut table: toml::Table, base: &Path, problems: &mut Vec<String>) -> Option<Config> {
     for key in table.keys() {
         if !TOP_KEYS.contains(&key.as_str()) {
             problems.push(format!(
@@ -100,6 +111,8 @@ fn build(mut table: toml::Table, problems: &mut Vec<String>) -> Option<Config> {
     let defaults = merge(Policy::default(), &top);
     check(&defaults, &top, "policy", None, problems);
 
+    let endpoints = daemon::endpoints(table.remove("albatross"), base, problems);
+    let daemon = daemon::daemon(table.remove("daemon"), base, problems);
     let groups = match table.remove("group") {
         None => Vec::new(),
         Some(toml::Value::Array(a)) => a,
@@ -144,19 +157,47 @@ fn build(mut table: toml::Table, problems: &mut Vec<String>) -> Option<Config> {
             Some(p) => format!("group[{i}] ({p})"),
             None => at,
         };
+        let endpoint = match (g.remove("endpoint"), endpoints.as_slice()) {
+            (Some(toml::Value::String(e)), eps) if eps.iter().any(|x| x.name == e) => Some(e),
+            (Some(toml::Value::String(e)), eps) => {
+                let known: Vec<&str> = eps.iter().map(|x| x.name.as_str()).collect();
+                problems.push(format!(
+                    "{at}.endpoint: no [[albatross]] endpoint is named {e:?} (known: {known:?})"
+                ));
+                None
+            }
+            (Some(_), _) => {
+                problems.push(format!("{at}.endpoint: must be a string"));
+                None
+            }
+            (None, []) => None,
+            (None, [one]) => Some(one.name.clone()),
+            (None, _) => {
+                problems.push(format!(
+                    "{at}: missing key endpoint (there are several [[albatross]] endpoints)"
+                ));
+                None
+            }
+        };
         let Some(file) = policy_file(g, &at, problems) else {
             continue;
         };
         let policy = merge(defaults.clone(), &file);
         check(&policy, &file, &at, primary.as_ref(), problems);
         if let Some(primary) = primary {
-            out.push(Group { primary, policy });
+            out.push(Group {
+                primary,
+                policy,
+                endpoint,
+            });
         }
     }
     check_groups(&out, problems);
     Some(Config {
         policy: defaults,
         groups: out,
+        endpoints,
+        daemon,
     })
 }
 
@@ -292,5 +333,48 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("t.toml") && err.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn endpoints_resolve_relative_paths_and_groups_pick_theirs() {
+        let dir = std::env::temp_dir().join(format!("aa-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in ["ca.pem", "sub.pem", "sub.key"] {
+            std::fs::write(dir.join(f), "x").unwrap();
+        }
+        let text = "[[albatross]]\nname = \"a\"\nendpoint = \"127.0.0.1:1025\"\nca = \"ca.pem\"\ncert = \"sub.pem\"\nkey = \"sub.key\"\n\
+            [[albatross]]\nname = \"b\"\nendpoint = \"host-b:1025\"\nca = \"ca.pem\"\ncert = \"sub.pem\"\nkey = \"sub.key\"\n\
+            [daemon]\nstate_file = \"state.json\"\n\
+            [[group]]\nprimary = \"alice:web\"\nendpoint = \"b\"\n";
+        let c = Config::parse(text, &dir.join("c.toml")).unwrap();
+        assert_eq!(c.endpoints.len(), 2);
+        assert_eq!(c.endpoints[0].ca, dir.join("ca.pem"));
+        assert_eq!(c.daemon.state_file, dir.join("state.json"));
+        assert_eq!(c.groups[0].endpoint.as_deref(), Some("b"));
+        let bad = text
+            .replace("endpoint = \"b\"", "endpoint = \"c\"")
+            .replace("host-b:1025", "host-b");
+        let err = Config::parse(&bad, &dir.join("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("group[0] (alice:web).endpoint: no [[albatross]] endpoint is named \"c\""),
+            "{err}"
+        );
+        assert!(
+            err.contains("albatross[1].endpoint: \"host-b\" is not host:port"),
+            "{err}"
+        );
+        let missing = text.replace("key = \"sub.key\"\n\\", "key = \"nope.key\"\n");
+        let err = Config::parse(
+            &missing.replacen("sub.key", "nope.key", 1),
+            &dir.join("c.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("albatross[0].key:") && err.contains("nope.key"),
+            "{err}"
+        );
     }
 }

@@ -1,0 +1,172 @@
+//! The daemon's sections: `[albatross]` endpoints (one table, or several as
+//! `[[albatross]]` with a `name` each) and `[daemon]` (decision log, state file).
+//! Relative paths are resolved against the config file's directory.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// One albatross TLS endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// How groups refer to it (`endpoint = "..."`); `default` for a single `[albatross]`.
+    pub name: String,
+    /// `host:port` of albatross-tls-endpoint.
+    pub address: String,
+    /// Trust anchor for the server certificate.
+    pub ca: PathBuf,
+    /// The operator's CA or sub-CA certificate (PEM; may be followed by its chain).
+    pub cert: PathBuf,
+    /// Its private key: signs one short-lived leaf per command.
+    pub key: PathBuf,
+    /// Name expected in the server certificate; see the README on why albatross
+    /// server certificates often do not name the host.
+    pub server_name: String,
+    pub connect_timeout: Duration,
+    /// Reconnect delays of the stats stream: doubling from `reconnect_min` up to this.
+    pub reconnect_max: Duration,
+    pub reconnect_min: Duration,
+}
+
+/// `[daemon]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Daemon {
+    /// JSON Lines decision log (appended).
+    pub decision_log: Option<PathBuf>,
+    /// Ownership record: the clones this autoscaler created.
+    pub state_file: PathBuf,
+}
+
+impl Default for Daemon {
+    fn default() -> Self {
+        Self {
+            decision_log: None,
+            state_file: PathBuf::from("albatross-autoscale.state.json"),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EndpointFile {
+    name: Option<String>,
+    endpoint: String,
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+    server_name: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    connect_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    reconnect_min: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    reconnect_max: Option<Duration>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DaemonFile {
+    decision_log: Option<PathBuf>,
+    state_file: Option<PathBuf>,
+}
+
+fn resolve(base: &Path, p: PathBuf) -> PathBuf {
+    if p.is_absolute() { p } else { base.join(p) }
+}
+
+/// Parse `[albatross]` / `[[albatross]]`.
+pub(super) fn endpoints(
+    v: Option<toml::Value>,
+    base: &Path,
+    problems: &mut Vec<String>,
+) -> Vec<Endpoint> {
+    let tables: Vec<(String, toml::Value)> = match v {
+        None => return Vec::new(),
+        Some(t @ toml::Value::Table(_)) => vec![("albatross".to_string(), t)],
+        Some(toml::Value::Array(a)) => a
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| (format!("albatross[{i}]"), t))
+            .collect(),
+        Some(_) => {
+            problems
+                .push("albatross: must be a table ([albatross]) or tables ([[albatross]])".into());
+            return Vec::new();
+        }
+    };
+    let single = tables.len() == 1;
+    let mut out: Vec<Endpoint> = Vec::new();
+    for (at, t) in tables {
+        let f = match EndpointFile::deserialize(t) {
+            Ok(f) => f,
+            Err(e) => {
+                problems.push(format!("{at}: {}", e.to_string().trim_end()));
+                continue;
+            }
+        };
+        let name = match (f.name, single) {
+            (Some(n), _) => n,
+            (None, true) => "default".to_string(),
+            (None, false) => {
+                problems.push(format!(
+                    "{at}: missing key name (needed with several [[albatross]] endpoints)"
+                ));
+                continue;
+            }
+        };
+        if out.iter().any(|e| e.name == name) {
+            problems.push(format!("{at}.name: {name:?} is used twice"));
+        }
+        if !f
+            .endpoint
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+        {
+            problems.push(format!("{at}.endpoint: {:?} is not host:port (albatross-tls-endpoint listens on 1025 by default)", f.endpoint));
+        }
+        let ep = Endpoint {
+            name,
+            address: f.endpoint,
+            ca: resolve(base, f.ca),
+            cert: resolve(base, f.cert),
+            key: resolve(base, f.key),
+            server_name: f.server_name.unwrap_or_else(|| "albatross".to_string()),
+            connect_timeout: f.connect_timeout.unwrap_or(Duration::from_secs(10)),
+            reconnect_min: f.reconnect_min.unwrap_or(Duration::from_secs(1)),
+            reconnect_max: f.reconnect_max.unwrap_or(Duration::from_secs(60)),
+        };
+        for (key, path) in [("ca", &ep.ca), ("cert", &ep.cert), ("key", &ep.key)] {
+            if let Err(e) = std::fs::metadata(path) {
+                problems.push(format!("{at}.{key}: {}: {e}", path.display()));
+            }
+        }
+        if ep.reconnect_min.is_zero() || ep.reconnect_max < ep.reconnect_min {
+            problems.push(format!(
+                "{at}.reconnect_min: must be above 0s and not above reconnect_max"
+            ));
+        }
+        out.push(ep);
+    }
+    out
+}
+
+/// Parse `[daemon]`.
+pub(super) fn daemon(v: Option<toml::Value>, base: &Path, problems: &mut Vec<String>) -> Daemon {
+    let Some(v) = v else {
+        return Daemon {
+            state_file: resolve(base, Daemon::default().state_file),
+            ..Daemon::default()
+        };
+    };
+    match DaemonFile::deserialize(v) {
+        Ok(f) => Daemon {
+            decision_log: f.decision_log.map(|p| resolve(base, p)),
+            state_file: resolve(base, f.state_file.unwrap_or(Daemon::default().state_file)),
+        },
+        Err(e) => {
+            problems.push(format!("daemon: {}", e.to_string().trim_end()));
+            Daemon::default()
+        }
+    }
+}
