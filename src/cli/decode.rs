@@ -161,7 +161,7 @@ fn parse_hex(text: &str) -> anyhow::Result<Vec<u8>> {
         .bytes()
         .filter(|b| !b.is_ascii_whitespace() && *b != b':')
         .collect();
-    anyhow::ensure!(digits.len() % 2 == 0, "odd number of hex digits");
+    anyhow::ensure!(digits.len().is_multiple_of(2), "odd number of hex digits");
     digits
         .chunks_exact(2)
         .enumerate()
