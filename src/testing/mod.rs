@@ -1,1 +1,11 @@
-//! Test helpers: an in-process albatross endpoint.
+//! Test helpers: a throw-away PKI and an in-process albatross TLS endpoint hosting
+//! simulated unikernels. Used by integration tests and the `demo` command.
+
+mod endpoint;
+mod hosted;
+pub mod pki;
+mod session;
+
+pub use endpoint::{Endpoint, EndpointConfig, Handled, Outcome};
+pub use hosted::{GroupFn, Hosted, LoadFn, default_group};
+pub use pki::{PkiFiles, SERVER_NAME, TestPki};

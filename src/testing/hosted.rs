@@ -1,0 +1,270 @@
+//! Simulated unikernels: each has CPU counters that a group-wide load function
+//! advances. The demand of a group (in vCPUs) is spread evenly over its instances
+//! that have finished booting; each takes at most its own vCPU count. Demand that no
+//! instance can take is lost, as on an overloaded host.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::name::Name;
+use crate::wire::{
+    IfData, KinfoMem, Mac, NamedUnikernelInfo, NetInfo, Rusage, StatsData, Time, Timeval,
+    UnikernelConfig, UnikernelInfo,
+};
+
+/// Demand of a group, in vCPUs, at time `t` since the endpoint started. The group is
+/// named by its primary (`alice:web`).
+pub type LoadFn = Arc<dyn Fn(&str, Duration) -> f64 + Send + Sync>;
+
+/// The group of an instance: its primary's name.
+pub type GroupFn = Arc<dyn Fn(&Name) -> Name + Send + Sync>;
+
+/// The default grouping: `<primary>-clone-<n>` belongs to `<primary>`, anything else
+/// is its own group (the clone naming of mollymawk and the engine's default).
+pub fn default_group(name: &Name) -> Name {
+    let Some(label) = &name.label else {
+        return name.clone();
+    };
+    if let Some((primary, n)) = label.rsplit_once("-clone-")
+        && !primary.is_empty()
+        && !n.is_empty()
+        && n.bytes().all(|b| b.is_ascii_digit())
+    {
+        return name.with_label(primary.to_string());
+    }
+    name.clone()
+}
+
+/// One running (simulated) unikernel.
+#[derive(Debug, Clone)]
+pub struct Hosted {
+    pub group: Name,
+    /// As created, including the image (uncompressed or zlib per `compressed`).
+    pub config: UnikernelConfig,
+    /// SHA-256 of the uncompressed image (what `info` reports).
+    pub digest: Vec<u8>,
+    /// Endpoint time from which it takes load (creation + boot delay).
+    pub serving_from: Duration,
+    pub started: Option<Time>,
+    /// Accumulated CPU time, µs (fractional to avoid drift at small ticks).
+    pub cpu_us: f64,
+    /// Packets the unikernel received (grows with the CPU it used).
+    pub packets: f64,
+}
+
+impl Hosted {
+    /// vCPUs this instance can use.
+    pub fn vcpus(&self) -> f64 {
+        self.config.numcpus.unwrap_or(1).max(1) as f64
+    }
+
+    /// The statistics sample albatross would send now.
+    pub fn stats(&self) -> StatsData {
+        let cpu = self.cpu_us.max(0.0) as i64;
+        // albatross reports utime and stime separately; a unikernel spends most of
+        // its time in the guest (user) part.
+        let stime = cpu / 10;
+        let utime = cpu - stime;
+        let tv = |us: i64| Timeval {
+            sec: us / 1_000_000,
+            usec: us % 1_000_000,
+        };
+        let pages = self.config.memory.max(1) * 256;
+        let packets = self.packets as i64;
+        StatsData {
+            rusage: Rusage {
+                utime: tv(utime),
+                stime: tv(stime),
+                maxrss: pages * 4,
+                minflt: pages,
+                nvcsw: packets,
+                nivcsw: cpu / 10_000,
+                ..Rusage::default()
+            },
+            ifdata: self
+                .config
+                .bridges
+                .iter()
+                .map(|b| IfData {
+                    bridge: b.name.clone(),
+                    flags: 0x11043,
+                    mtu: 1500,
+                    input_packets: packets,
+                    input_bytes: packets * 800,
+                    output_packets: packets,
+                    output_bytes: packets * 200,
+                    ..IfData::default()
+                })
+                .collect(),
+            vmm: None,
+            kinfo_mem: Some(KinfoMem {
+                vsize: self.config.memory * 1024 * 1024,
+                rss: pages,
+                runtime: cpu,
+                start: Timeval {
+                    sec: self.started.map_or(0, |t| t.unix_seconds()),
+                    usec: 0,
+                },
+                ..KinfoMem::default()
+            }),
+        }
+    }
+
+    /// The `info` entry for this instance.
+    pub fn info(&self, name: Name, full: &Name) -> NamedUnikernelInfo {
+        let c = &self.config;
+        NamedUnikernelInfo {
+            name,
+            info: UnikernelInfo {
+                typ: c.typ,
+                startup: c.startup,
+                fail_behaviour: c.fail_behaviour.clone(),
+                cpuids: c.cpuids.clone(),
+                memory: c.memory,
+                digest: self.digest.clone(),
+                block_devices: Vec::new(),
+                bridges: c
+                    .bridges
+                    .iter()
+                    .map(|b| NetInfo {
+                        unikernel_device: b.name.clone(),
+                        host_device: b.host_device.clone().unwrap_or_else(|| b.name.clone()),
+                        mac: b.mac.unwrap_or_else(|| derived_mac(&b.name, full)),
+                    })
+                    .collect(),
+                argv: c.argv.clone(),
+                started: self.started,
+                numcpus: c.numcpus,
+                linux_boot_partition: c.linux_boot_partition.clone(),
+            },
+        }
+    }
+}
+
+/// albatross derives a MAC from the interface and unikernel names (MD5 there; any
+/// stable hash is fine for a simulation): `00:80:41` + 3 bytes.
+fn derived_mac(netif: &str, name: &Name) -> Mac {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in netif.bytes().chain(name.to_string().bytes()) {
+        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    let [_, a, b, c] = h.to_be_bytes();
+    Mac([0x00, 0x80, 0x41, a, b, c])
+}
+
+/// All hosted unikernels, by full name.
+#[derive(Default)]
+pub struct Fleet {
+    pub unikernels: BTreeMap<Name, Hosted>,
+    /// Endpoint time the counters were last advanced to.
+    pub advanced_to: Duration,
+}
+
+impl Fleet {
+    /// Advance every counter from `advanced_to` to `t`, split where an instance
+    /// finishes booting so the share changes at the right moment.
+    pub fn advance(&mut self, t: Duration, load: &LoadFn) {
+        while self.advanced_to < t {
+            let from = self.advanced_to;
+            let to = self
+                .unikernels
+                .values()
+                .map(|h| h.serving_from)
+                .filter(|&s| s > from && s < t)
+                .min()
+                .unwrap_or(t);
+            self.advance_segment(from, to, load);
+            self.advanced_to = to;
+        }
+    }
+
+    /// Over `[from, to)` the set of serving instances is fixed; the demand is the
+    /// one at `to`.
+    fn advance_segment(&mut self, from: Duration, to: Duration, load: &LoadFn) {
+        let mut serving: BTreeMap<Name, Vec<Name>> = BTreeMap::new();
+        for (name, h) in &self.unikernels {
+            if h.serving_from <= from {
+                serving
+                    .entry(h.group.clone())
+                    .or_default()
+                    .push(name.clone());
+            }
+        }
+        let dt_us = (to - from).as_secs_f64() * 1e6;
+        for (group, members) in serving {
+            let demand = load(&group.to_string(), to);
+            let demand = if demand.is_finite() {
+                demand.max(0.0)
+            } else {
+                0.0
+            };
+            let share = demand / members.len() as f64;
+            for m in members {
+                if let Some(h) = self.unikernels.get_mut(&m) {
+                    let used = share.min(h.vcpus()) * dt_us;
+                    h.cpu_us += used;
+                    h.packets += used / 1000.0;
+                }
+            }
+        }
+    }
+
+    /// Unikernels a subscriber named `sub` sees, with names relative to its path
+    /// (§4.2): a name with a label sees exactly that unikernel; a path sees every
+    /// unikernel at or below it.
+    pub fn in_scope<'a>(&'a self, sub: &'a Name) -> impl Iterator<Item = (Name, &'a Hosted)> + 'a {
+        self.unikernels.iter().filter_map(move |(name, h)| {
+            let rel = relative(name, sub)?;
+            Some((rel, h))
+        })
+    }
+}
+
+/// `name` relative to `base`'s path if `base` covers it.
+pub fn relative(name: &Name, base: &Name) -> Option<Name> {
+    if base.label.is_some() {
+        return (name == base).then(|| Name::new(Vec::new(), name.label.clone()));
+    }
+    let rest = name.path.strip_prefix(base.path.as_slice())?;
+    Some(Name::new(rest.to_vec(), name.label.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clones_belong_to_their_primary() {
+        let g = |s: &str| default_group(&Name::parse(s).unwrap()).to_string();
+        assert_eq!(g("alice:web-clone-3"), "alice:web");
+        assert_eq!(g("alice:web"), "alice:web");
+        assert_eq!(g("alice:web-clone-"), "alice:web-clone-");
+        assert_eq!(g(":x-clone-9"), ":x");
+    }
+
+    #[test]
+    fn names_are_relative_to_the_subscriber_path() {
+        let n = |s: &str| Name::parse(s).unwrap();
+        assert_eq!(
+            relative(&n("user:vm1"), &n(":")).unwrap().to_string(),
+            "user:vm1"
+        );
+        assert_eq!(
+            relative(&n("user:vm1"), &n("user:")).unwrap().to_string(),
+            ":vm1"
+        );
+        assert_eq!(
+            relative(&n("user:vm1"), &n("user:vm1"))
+                .unwrap()
+                .to_string(),
+            ":vm1"
+        );
+        assert_eq!(
+            relative(&n("a:b:vm2"), &n("a:")).unwrap().to_string(),
+            "b:vm2"
+        );
+        assert_eq!(relative(&n("a:vm2"), &n("b:")), None);
+        assert_eq!(relative(&n("a:vm2"), &n("a:vm3")), None);
+    }
+}
