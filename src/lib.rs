@@ -31,6 +31,7 @@ pub mod cert;
 pub mod cli;
 pub mod config;
 pub mod core;
+pub mod daemon;
 pub mod jsonl;
 pub mod name;
 pub mod sim;

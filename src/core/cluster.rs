@@ -178,6 +178,12 @@ impl Cluster {
         &self.policy
     }
 
+    /// Apply a new policy (config reload). Counters, cooldowns, the budget spent
+    /// and members are kept; the new bounds apply from the next evaluation.
+    pub fn set_policy(&mut self, policy: Policy) {
+        self.policy = policy;
+    }
+
     /// Members, by name.
     pub fn members(&self) -> impl Iterator<Item = &Member> {
         self.members.values()

@@ -75,6 +75,23 @@ impl Engine {
         &self.clusters
     }
 
+    /// Replace the set of groups (config reload): groups that stay keep their state
+    /// under the new policy, new ones start at `now`, removed ones are forgotten.
+    pub fn reconfigure(&mut self, groups: Vec<(Name, Policy)>, now: Timestamp) {
+        let mut old = std::mem::take(&mut self.clusters);
+        for (primary, policy) in groups {
+            match old.iter().position(|c| **c.group() == primary) {
+                Some(i) => {
+                    let mut c = old.swap_remove(i);
+                    c.set_policy(policy);
+                    self.clusters.push(c);
+                }
+                None => self.clusters.push(Cluster::new(primary, policy, now)),
+            }
+        }
+        self.reroute();
+    }
+
     /// The earliest time at which [`Input::Tick`] must be handled.
     pub fn next_deadline(&self) -> Option<Timestamp> {
         self.clusters.iter().map(Cluster::next_deadline).min()

@@ -1,0 +1,8 @@
+//! The daemon: tokio wiring around the pure engine. Stats streams and actuators are
+//! shells; [`runner::Runner`] is the one task that owns the engine.
+
+pub mod decision_log;
+pub mod ownership;
+pub mod runner;
+
+pub use runner::{Actuator, Event, Runner, Settings};

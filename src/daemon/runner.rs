@@ -1,0 +1,279 @@
+//! The engine task: owns the [`Engine`] value, feeds it samples and actuator results
+//! with their arrival time, sleeps until its next deadline, and hands decisions to
+//! an [`Actuator`]. The only place where tokio time meets the pure core.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::decision_log::DecisionLog;
+use super::ownership::Ownership;
+use crate::core::{Action, Decision, Engine, Input, Output, Policy, Timestamp};
+use crate::name::Name;
+
+/// Carries out decisions (albatross: clone/destroy unikernels; Proxmox: containers).
+pub trait Actuator: Send + Sync + 'static {
+    /// Carry out `d`; `Ok` once the change is complete. Errors are one line for the
+    /// decision log.
+    fn execute(&self, d: Decision) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// What the engine task receives.
+#[derive(Debug)]
+pub enum Event {
+    /// A statistics sample, timestamped on arrival.
+    Sample {
+        vm: Name,
+        cpu_us: u64,
+        vcpus: Option<u32>,
+        at: Instant,
+    },
+    /// An owned clone found running at start (reconciliation).
+    Adopt { group: Name, vm: Name },
+    /// A configuration reload: the new groups and policies.
+    Reconfigure(Vec<(Name, Policy)>),
+}
+
+/// Settings of the engine task.
+pub struct Settings {
+    pub dry_run: bool,
+    pub state_file: PathBuf,
+    /// How long shutdown waits for in-flight actions.
+    pub shutdown_grace: Duration,
+}
+
+/// The engine task.
+pub struct Runner<A> {
+    engine: Engine,
+    actuator: Arc<A>,
+    log: DecisionLog,
+    ownership: Ownership,
+    settings: Settings,
+    start: Instant,
+    last: Timestamp,
+    observers: broadcast::Sender<Output>,
+}
+
+type Done = (Decision, Result<(), String>);
+
+impl<A: Actuator> Runner<A> {
+    /// A runner whose time origin is `start` (the engine's t = 0).
+    pub fn new(
+        engine: Engine,
+        actuator: Arc<A>,
+        log: DecisionLog,
+        ownership: Ownership,
+        settings: Settings,
+        start: Instant,
+    ) -> Self {
+        Self {
+            engine,
+            actuator,
+            log,
+            ownership,
+            settings,
+            start,
+            last: Timestamp::ZERO,
+            observers: broadcast::channel(1024).0,
+        }
+    }
+
+    /// Every engine output, for live views, metrics and tests.
+    pub fn subscribe(&self) -> broadcast::Receiver<Output> {
+        self.observers.subscribe()
+    }
+
+    fn stamp(&mut self, at: Instant) -> Timestamp {
+        let ms =
+            u64::try_from(at.saturating_duration_since(self.start).as_millis()).unwrap_or(u64::MAX);
+        // Channel delays can reorder arrivals by a hair; the core needs monotonic time.
+        self.last = self.last.max(Timestamp(ms));
+        self.last
+    }
+
+    fn instant(&self, t: Timestamp) -> Instant {
+        self.start + Duration::from_millis(t.as_millis())
+    }
+
+    /// Run until `shutdown` fires and the in-flight actions have finished (or the
+    /// grace period ran out). Returns the final engine.
+    pub async fn run(
+        mut self,
+        mut events: mpsc::Receiver<Event>,
+        shutdown: CancellationToken,
+    ) -> Engine {
+        let mut in_flight: JoinSet<Done> = JoinSet::new();
+        loop {
+            let deadline = self.engine.next_deadline().map(|t| self.instant(t));
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                Some(done) = in_flight.join_next() => {
+                    if let Ok(done) = done {
+                        self.settle(done, &mut in_flight);
+                    }
+                }
+                ev = events.recv() => match ev {
+                    Some(ev) => self.on_event(ev, &mut in_flight),
+                    None => break,
+                },
+                () = sleep_until(deadline) => {
+                    let now = self.stamp(Instant::now());
+                    self.step(now, Input::Tick, &mut in_flight);
+                }
+            }
+        }
+        // Let actions in flight finish so their outcome is recorded.
+        let grace = tokio::time::sleep(self.settings.shutdown_grace);
+        tokio::pin!(grace);
+        while !in_flight.is_empty() {
+            tokio::select! {
+                Some(Ok(done)) = in_flight.join_next() => {
+                    let mut late = JoinSet::new();
+                    self.settle(done, &mut late);
+                    // No new actions during shutdown.
+                    late.abort_all();
+                }
+                () = &mut grace => {
+                    tracing::warn!(pending = in_flight.len(), "shutdown: actions still running after the grace period; their outcome is unknown");
+                    break;
+                }
+            }
+        }
+        self.engine
+    }
+
+    fn on_event(&mut self, ev: Event, in_flight: &mut JoinSet<Done>) {
+        match ev {
+            Event::Sample {
+                vm,
+                cpu_us,
+                vcpus,
+                at,
+            } => {
+                let now = self.stamp(at);
+                self.step(now, Input::Sample { vm, cpu_us, vcpus }, in_flight);
+            }
+            Event::Adopt { group, vm } => {
+                let now = self.stamp(Instant::now());
+                self.step(now, Input::Adopt { group, vm }, in_flight);
+            }
+            Event::Reconfigure(groups) => {
+                let now = self.stamp(Instant::now());
+                self.engine.reconfigure(groups, now);
+                tracing::info!(
+                    groups = self.engine.clusters().len(),
+                    "configuration applied"
+                );
+            }
+        }
+    }
+
+    fn step(&mut self, now: Timestamp, input: Input, in_flight: &mut JoinSet<Done>) {
+        let mut out = Vec::new();
+        self.engine.step(now, input, &mut out);
+        for o in out {
+            self.log.output(&o, self.settings.dry_run);
+            if let Output::Decision(d) = &o {
+                self.dispatch(now, d, in_flight);
+            }
+            if let Output::ActionFailed {
+                group,
+                action,
+                instance,
+                error,
+                retry_in,
+                ..
+            } = &o
+            {
+                tracing::warn!(%group, action = action.as_str(), %instance, %error, retry_in = %humantime::format_duration(*retry_in), "action failed");
+            }
+            let _ = self.observers.send(o);
+        }
+    }
+
+    fn dispatch(&mut self, now: Timestamp, d: &Decision, in_flight: &mut JoinSet<Done>) {
+        tracing::info!(group = %d.group, action = d.action.as_str(), instance = %d.instance, reason = %d.reason, dry_run = self.settings.dry_run, "decision");
+        let group = d.group.to_string();
+        let instance = d.instance.to_string();
+        match d.action {
+            Action::Promote => {
+                // The new primary is never a scale-down victim.
+                if self.ownership.remove(&group, &instance) {
+                    self.save_ownership();
+                }
+                return;
+            }
+            Action::ScaleUp if !self.settings.dry_run => {
+                // Record the intent before creating, so a crash mid-create leaves
+                // an owned name that reconciliation can clean up, not an orphan.
+                self.ownership.add(&group, &instance);
+                self.save_ownership();
+            }
+            _ => {}
+        }
+        if self.settings.dry_run {
+            if d.action.needs_result() {
+                let ack = Input::ActionResult {
+                    group: (*d.group).clone(),
+                    id: d.id,
+                    outcome: Ok(()),
+                };
+                self.step(now, ack, in_flight);
+            }
+            return;
+        }
+        let actuator = self.actuator.clone();
+        let d = d.clone();
+        in_flight.spawn(async move {
+            let r = actuator.execute(d.clone()).await;
+            (d, r)
+        });
+    }
+
+    fn settle(&mut self, (d, r): Done, in_flight: &mut JoinSet<Done>) {
+        let now = self.stamp(Instant::now());
+        let (group, instance) = (d.group.to_string(), d.instance.to_string());
+        let gone = matches!(
+            (&r, d.action),
+            (Ok(()), Action::ScaleDown | Action::CloneLost) | (Err(_), Action::ScaleUp)
+        );
+        if gone && self.ownership.remove(&group, &instance) {
+            self.save_ownership();
+        }
+        if r.is_ok() {
+            self.log.done(&d, now.as_millis());
+            tracing::info!(%group, action = d.action.as_str(), %instance, "action done");
+        }
+        if d.action.needs_result() {
+            // The engine logs failures itself (action_failed) with the retry delay.
+            let result = Input::ActionResult {
+                group: (*d.group).clone(),
+                id: d.id,
+                outcome: r,
+            };
+            self.step(now, result, in_flight);
+        } else if let Err(e) = r {
+            tracing::warn!(%group, action = d.action.as_str(), %instance, error = %e, "cleanup failed; the instance stays in the ownership record");
+        }
+    }
+
+    fn save_ownership(&self) {
+        if let Err(e) = self.ownership.save(&self.settings.state_file) {
+            tracing::error!(error = %e, "cannot write the ownership record");
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
