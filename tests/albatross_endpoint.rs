@@ -456,3 +456,24 @@ async fn connector_loads_the_files_an_operator_configures() {
     assert!(matches!(e, TlsError::Connect { .. }), "{e}");
     let _ = std::fs::remove_dir_all(files.ca.parent().unwrap());
 }
+
+#[tokio::test]
+async fn client_and_endpoint_can_be_shared_across_tasks() {
+    fn shareable<T: Send + Sync>() {}
+    fn send<T: Send>(_: &T) {}
+    shareable::<Connector>();
+    shareable::<Endpoint>();
+    let s = setup(&TestPki::default_policy()).await;
+    {
+        let fut = s.client.request(Some("web"), &Command::UnikernelInfo, None);
+        send(&fut);
+    }
+    let client = Arc::new(s.client);
+    let c = client.clone();
+    let m =
+        tokio::spawn(async move { c.request(Some("web"), &Command::UnikernelInfo, None).await })
+            .await
+            .unwrap()
+            .unwrap();
+    assert!(matches!(m.payload, Payload::Success(Success::UnikernelInfo(ref l)) if l.len() == 1));
+}

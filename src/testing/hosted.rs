@@ -70,13 +70,14 @@ impl Hosted {
             sec: us / 1_000_000,
             usec: us % 1_000_000,
         };
-        let pages = self.config.memory.max(1) * 256;
+        // Saturating: memory comes from a client's create request.
+        let pages = self.config.memory.max(1).saturating_mul(256);
         let packets = self.packets as i64;
         StatsData {
             rusage: Rusage {
                 utime: tv(utime),
                 stime: tv(stime),
-                maxrss: pages * 4,
+                maxrss: pages.saturating_mul(4),
                 minflt: pages,
                 nvcsw: packets,
                 nivcsw: cpu / 10_000,
@@ -91,15 +92,15 @@ impl Hosted {
                     flags: 0x11043,
                     mtu: 1500,
                     input_packets: packets,
-                    input_bytes: packets * 800,
+                    input_bytes: packets.saturating_mul(800),
                     output_packets: packets,
-                    output_bytes: packets * 200,
+                    output_bytes: packets.saturating_mul(200),
                     ..IfData::default()
                 })
                 .collect(),
             vmm: None,
             kinfo_mem: Some(KinfoMem {
-                vsize: self.config.memory * 1024 * 1024,
+                vsize: self.config.memory.saturating_mul(1024 * 1024),
                 rss: pages,
                 runtime: cpu,
                 start: Timeval {

@@ -328,7 +328,7 @@ fn check_policy(w: &World, req: &Request, config: &UnikernelConfig) -> Result<()
     for (n, h) in &w.fleet.unikernels {
         if n.path.starts_with(&path.path) && *n != req.name {
             running += 1;
-            used += h.config.memory;
+            used = used.saturating_add(h.config.memory);
         }
     }
     if running + 1 > p.unikernels {
@@ -337,7 +337,7 @@ fn check_policy(w: &World, req: &Request, config: &UnikernelConfig) -> Result<()
             p.unikernels
         ));
     }
-    if config.memory > p.memory - used {
+    if config.memory > p.memory.saturating_sub(used) {
         return Err(format!(
             "maximum allowed memory ({}, used {used}) would be exceeded (requesting {})",
             p.memory, config.memory
