@@ -586,3 +586,73 @@ pub async fn upload<W: AsyncWrite + Unpin>(
     w.write_all(&0i32.to_be_bytes()).await.map_err(err)?;
     w.flush().await.map_err(err)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn reader_over(bytes: Vec<u8>) -> FrameReader<tokio::io::DuplexStream> {
+        let (mut tx, rx) = tokio::io::duplex(1024);
+        tokio::spawn(async move {
+            let _ = tx.write_all(&bytes).await;
+        });
+        FrameReader::new(rx, "192.0.2.1:1025", 64)
+    }
+
+    #[tokio::test]
+    async fn eof_before_the_first_frame_is_a_rejection() {
+        let mut r = reader_over(Vec::new()).await;
+        let e = r.next_frame().await.unwrap_err();
+        assert!(matches!(e, TlsError::Rejected { .. }), "{e}");
+        assert!(e.to_string().contains("192.0.2.1:1025"), "{e}");
+        let mut r = reader_over(0i32.to_be_bytes().to_vec()).await;
+        assert!(matches!(
+            r.next_frame().await,
+            Err(TlsError::Rejected { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn frames_then_eof_or_end_marker_end_the_stream() {
+        let mut bytes = wire::frame(b"ab");
+        bytes.extend(wire::frame(b"cde"));
+        let mut r = reader_over(bytes.clone()).await;
+        assert_eq!(r.next_frame().await.unwrap().unwrap(), b"ab");
+        assert_eq!(r.next_frame().await.unwrap().unwrap(), b"cde");
+        assert!(r.next_frame().await.unwrap().is_none());
+        bytes.extend(0i32.to_be_bytes());
+        bytes.extend(wire::frame(b"ignored"));
+        let mut r = reader_over(bytes).await;
+        r.next_frame().await.unwrap().unwrap();
+        r.next_frame().await.unwrap().unwrap();
+        assert!(r.next_frame().await.unwrap().is_none());
+        assert_eq!(r.frames(), 2);
+    }
+
+    #[tokio::test]
+    async fn truncated_and_oversized_frames_are_errors() {
+        let mut bytes = wire::frame(b"ab");
+        bytes.extend(&wire::frame(b"cdef")[..6]);
+        let mut r = reader_over(bytes).await;
+        r.next_frame().await.unwrap().unwrap();
+        assert!(matches!(r.next_frame().await, Err(TlsError::Frame { .. })));
+        let mut r = reader_over(wire::frame(&[0u8; 65])).await;
+        assert!(matches!(r.next_frame().await, Err(TlsError::Frame { .. })));
+        // Bytes that are not a message: a decode error naming the frame.
+        let mut r = reader_over(wire::frame(b"not der")).await;
+        let e = r.next_message().await.unwrap_err();
+        assert!(matches!(e, TlsError::Decode { frame: 0, .. }), "{e}");
+    }
+
+    #[tokio::test]
+    async fn upload_writes_frames_and_the_end_marker() {
+        let mut out = Vec::new();
+        upload(&mut out, "x", b"abcde", 2).await.unwrap();
+        let mut want = Vec::new();
+        for part in [&b"ab"[..], b"cd", b"e"] {
+            want.extend(wire::frame(part));
+        }
+        want.extend(0i32.to_be_bytes());
+        assert_eq!(out, want);
+    }
+}
