@@ -31,19 +31,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::{verify_server_cert_signed_by_trust_anchor, verify_server_name};
+use rustls::RootCertStore;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::server::ParsedCertificate;
-use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use crate::cert::{self, CertError, Issuer};
+use crate::cert::{self, CertError, Issuer, ServerVerifier};
 use crate::wire::{self, Frame, FrameDecoder};
 
 /// Upload frame size for images (albatross reads any size; 64 KiB keeps memory flat).
@@ -124,7 +121,7 @@ pub struct Connector {
     endpoint: String,
     server_name: String,
     issuer: Issuer,
-    verifier: Arc<ChainVerifier>,
+    verifier: Arc<ServerVerifier>,
     provider: Arc<CryptoProvider>,
     connect_timeout: Duration,
 }
@@ -167,11 +164,11 @@ impl Connector {
             endpoint: endpoint.clone(),
             source: e,
         })?;
-        let verifier = Arc::new(ChainVerifier {
-            roots: Arc::new(roots),
-            expected_name: server_name.clone(),
-            provider: provider.clone(),
-        });
+        let verifier = Arc::new(ServerVerifier::new(
+            Arc::new(roots),
+            server_name.clone(),
+            provider.clone(),
+        ));
         Ok(Self {
             endpoint,
             server_name,
@@ -329,116 +326,6 @@ fn load_ca(path: &Path, endpoint: &str) -> Result<CertificateDer<'static>, TlsEr
         n => Err(err(format!(
             "{n} certificates; the trust anchor file must hold exactly one"
         ))),
-    }
-}
-
-/// Checks the server chain against the configured CA; the name as the module docs say.
-#[derive(Debug)]
-struct ChainVerifier {
-    roots: Arc<RootCertStore>,
-    expected_name: String,
-    provider: Arc<CryptoProvider>,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("server certificate is for {found}, configured server_name is {expected:?}")]
-struct NameMismatch {
-    found: String,
-    expected: String,
-}
-
-impl ChainVerifier {
-    fn check_name(&self, parsed: &ParsedCertificate<'_>, der: &[u8]) -> Result<(), rustls::Error> {
-        if self.expected_name.is_empty() {
-            return Ok(());
-        }
-        let mismatch = |found: String| {
-            rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(
-                Arc::new(NameMismatch {
-                    found,
-                    expected: self.expected_name.clone(),
-                }),
-            )))
-        };
-        let summary = x509_parser::parse_x509_certificate(der)
-            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?
-            .1;
-        let has_san = summary
-            .subject_alternative_name()
-            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?
-            .is_some();
-        if has_san {
-            let name = ServerName::try_from(self.expected_name.as_str())
-                .map_err(|_| mismatch("its subjectAltName".to_string()))?;
-            return verify_server_name(parsed, &name)
-                .map_err(|_| mismatch("other subjectAltNames".to_string()));
-        }
-        let cn = summary
-            .subject()
-            .iter_common_name()
-            .next()
-            .and_then(|cn| cn.as_str().ok());
-        match cn {
-            Some(cn) if cn.eq_ignore_ascii_case(&self.expected_name) => Ok(()),
-            Some(cn) => Err(mismatch(format!("CN={cn}"))),
-            None => Err(mismatch("no name at all".to_string())),
-        }
-    }
-}
-
-impl ServerCertVerifier for ChainVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let parsed = ParsedCertificate::try_from(end_entity)?;
-        verify_server_cert_signed_by_trust_anchor(
-            &parsed,
-            &self.roots,
-            intermediates,
-            now,
-            self.provider.signature_verification_algorithms.all,
-        )?;
-        self.check_name(&parsed, end_entity)?;
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
     }
 }
 

@@ -12,6 +12,7 @@
 mod issuer;
 mod leaf;
 mod parse;
+mod server_verify;
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -22,6 +23,7 @@ pub use parse::{
     CertSummary, ChainView, MAX_CHAIN_LEN, PolicyCert, albatross_extension, name_from_chain,
     summary,
 };
+pub use server_verify::ServerVerifier;
 
 /// The albatross extension OID, as arcs (rcgen wants them this way).
 pub const ALBATROSS_OID_ARCS: [u64; 8] = [1, 3, 6, 1, 4, 1, 49836, 42];
