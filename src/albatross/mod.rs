@@ -1,3 +1,4 @@
 //! The albatross shell: TLS transport to albatross' endpoint.
 
 pub mod tls;
+pub mod client;

@@ -6,12 +6,12 @@
 //! backwards. Every decision that [`Action::needs_result`] must be answered with
 //! [`Input::ActionResult`]; until then the group takes no other action.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::budget::Budget;
 use super::cpu::{self, Bp, Delta, Reading};
+use super::members::Members;
 use super::naming;
 use super::output::{Action, ActionId, Decision, Evaluation, Output, SampleReport, Verdict};
 use super::policy::{Policy, PrimaryDeath};
@@ -93,7 +93,7 @@ pub struct Cluster {
     group: Arc<Name>,
     primary: Arc<Name>,
     policy: Policy,
-    members: BTreeMap<Arc<Name>, Member>,
+    members: Members,
     foreign: Vec<Arc<Name>>,
     /// Clones this group destroyed (most recent last, bounded): late samples from
     /// them must not bring them back by name.
@@ -120,24 +120,21 @@ impl Cluster {
     /// clock starts now).
     pub fn new(primary: Name, policy: Policy, now: Timestamp) -> Self {
         let primary = Arc::new(primary);
-        let mut members = BTreeMap::new();
-        members.insert(
-            primary.clone(),
-            Member {
-                name: primary.clone(),
-                role: Role::Primary,
-                owned: false,
-                seq: 0,
-                since: now,
-                // Running before we started: not booting.
-                grace_until: now,
-                reading: None,
-                last_seen: None,
-                bp: None,
-                vcpus: policy.vcpus,
-                state: MemberState::Running,
-            },
-        );
+        let mut members = Members::default();
+        members.insert(Member {
+            name: primary.clone(),
+            role: Role::Primary,
+            owned: false,
+            seq: 0,
+            since: now,
+            // Running before we started: not booting.
+            grace_until: now,
+            reading: None,
+            last_seen: None,
+            bp: None,
+            vcpus: policy.vcpus,
+            state: MemberState::Running,
+        });
         Self {
             group: primary.clone(),
             primary,
@@ -344,22 +341,19 @@ impl Cluster {
         }
         self.foreign.retain(|f| *f != vm);
         let seq = self.bump_seq();
-        self.members.insert(
-            vm.clone(),
-            Member {
-                name: vm,
-                role: Role::Clone,
-                owned: true,
-                seq,
-                since: now,
-                grace_until: now.plus(self.policy.startup_grace),
-                reading: None,
-                last_seen: None,
-                bp: None,
-                vcpus: self.policy.vcpus,
-                state: MemberState::Running,
-            },
-        );
+        self.members.insert(Member {
+            name: vm,
+            role: Role::Clone,
+            owned: true,
+            seq,
+            since: now,
+            grace_until: now.plus(self.policy.startup_grace),
+            reading: None,
+            last_seen: None,
+            bp: None,
+            vcpus: self.policy.vcpus,
+            state: MemberState::Running,
+        });
         self.death_check_at = self.death_check_at.min(now.plus(self.policy.death_timeout));
         self.membership += 1;
     }
@@ -736,22 +730,19 @@ impl Cluster {
             Action::ScaleUp => {
                 self.last_up = Some(now);
                 let seq = self.bump_seq();
-                self.members.insert(
-                    instance.clone(),
-                    Member {
-                        name: instance,
-                        role: Role::Clone,
-                        owned: true,
-                        seq,
-                        since: now,
-                        grace_until: now.plus(self.policy.startup_grace),
-                        reading: None,
-                        last_seen: None,
-                        bp: None,
-                        vcpus: self.policy.vcpus,
-                        state: MemberState::Creating(id),
-                    },
-                );
+                self.members.insert(Member {
+                    name: instance,
+                    role: Role::Clone,
+                    owned: true,
+                    seq,
+                    since: now,
+                    grace_until: now.plus(self.policy.startup_grace),
+                    reading: None,
+                    last_seen: None,
+                    bp: None,
+                    vcpus: self.policy.vcpus,
+                    state: MemberState::Creating(id),
+                });
                 self.foreign.retain(|f| !self.members.contains_key(f));
                 self.retired.retain(|r| !self.members.contains_key(r));
                 self.membership += 1;

@@ -48,11 +48,18 @@ pub fn delta(prev: Reading, next: Reading, vcpus: u32) -> Delta {
         return Delta::Duplicate;
     }
     let cpu_us = next.cpu_us - prev.cpu_us;
-    // bp = cpu_us / (elapsed_ms * 1000 * vcpus) * 10_000, rounded half up; u128 so
-    // that no realistic counter overflows.
-    let num = u128::from(cpu_us) * 10_000;
-    let den = u128::from(elapsed_ms) * 1_000 * u128::from(vcpus.max(1));
-    let bp = (num + den / 2) / den;
+    // bp = cpu_us / (elapsed_ms * 1000 * vcpus) * 10_000, rounded half up. In u64
+    // when it fits (always, for sane intervals), else in u128: never overflows.
+    let v = u64::from(vcpus.max(1));
+    let fast = cpu_us
+        .checked_mul(10_000)
+        .zip(elapsed_ms.checked_mul(1_000).and_then(|e| e.checked_mul(v)))
+        .and_then(|(num, den)| Some(num.checked_add(den / 2)? / den));
+    let bp = fast.unwrap_or_else(|| {
+        let num = u128::from(cpu_us) * 10_000;
+        let den = u128::from(elapsed_ms) * 1_000 * u128::from(v);
+        u64::try_from((num + den / 2) / den).unwrap_or(u64::MAX)
+    });
     Delta::Share {
         bp: Bp::try_from(bp).unwrap_or(Bp::MAX),
         cpu_us,

@@ -1,11 +1,11 @@
 //! All groups of a daemon or replay: routes samples to their group and keeps CPU
 //! meters for instances that belong to none (so every sample can be reported).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::cluster::{self, Cluster};
 use super::cpu::{self, Delta, Reading};
+use super::members::FxMap;
 use super::output::{ActionId, Output, SampleReport};
 use super::policy::Policy;
 use super::time::Timestamp;
@@ -48,8 +48,8 @@ pub struct Options {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Engine {
     clusters: Vec<Cluster>,
-    routes: HashMap<Arc<Name>, usize>,
-    unassigned: HashMap<Arc<Name>, Reading>,
+    routes: FxMap<Arc<Name>, usize>,
+    unassigned: FxMap<Arc<Name>, Reading>,
     options: Options,
 }
 
@@ -62,8 +62,8 @@ impl Engine {
             .collect();
         let mut e = Self {
             clusters,
-            routes: HashMap::new(),
-            unassigned: HashMap::new(),
+            routes: FxMap::default(),
+            unassigned: FxMap::default(),
             options,
         };
         e.reroute();

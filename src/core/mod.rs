@@ -10,6 +10,7 @@ mod budget;
 pub mod cluster;
 pub mod cpu;
 pub mod engine;
+mod members;
 pub mod naming;
 pub mod output;
 pub mod policy;

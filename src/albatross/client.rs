@@ -1,0 +1,214 @@
+//! Typed albatross operations over [`Connector`]: one command per connection, the
+//! command in the leaf certificate, replies decoded by the wire codec.
+
+use std::sync::Arc;
+
+use super::tls::{Connector, TlsError};
+use crate::cert;
+use crate::name::Name;
+use crate::wire::{self, Command, NamedUnikernelInfo, Payload, Success, UnikernelConfig};
+
+/// Why an operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// albatross answered with a failure reply.
+    #[error("albatross {endpoint}: {command} {name}: {message}")]
+    Failure {
+        endpoint: String,
+        command: &'static str,
+        name: String,
+        message: String,
+    },
+    #[error("albatross {endpoint}: {command} {name}: unexpected reply {got}")]
+    Unexpected {
+        endpoint: String,
+        command: &'static str,
+        name: String,
+        got: String,
+    },
+    #[error("{name} is not under {path}, the path of the operator certificate for {endpoint}")]
+    OutsidePath {
+        endpoint: String,
+        name: String,
+        path: String,
+    },
+    #[error("albatross {endpoint}: the image of {name}: {source}")]
+    Image {
+        endpoint: String,
+        name: String,
+        source: wire::ImageError,
+    },
+}
+
+/// A client for one albatross endpoint.
+#[derive(Clone)]
+pub struct Client {
+    connector: Arc<Connector>,
+    /// The path the operator certificate speaks for (its sub-CA CNs).
+    path: Name,
+}
+
+impl Client {
+    /// A client; the path comes from the policy sub-CAs in the issuer's chain.
+    pub fn new(connector: Arc<Connector>) -> Self {
+        let mut labels = Vec::new();
+        for der in connector.issuer().intermediates().iter().rev() {
+            if let Ok(s) = cert::summary(der)
+                && s.extension.is_some()
+                && let Some(cn) = s.subject_cn
+            {
+                labels.push(cn.to_ascii_lowercase());
+            }
+        }
+        Self {
+            connector,
+            path: Name::new(labels, None),
+        }
+    }
+
+    /// The endpoint's address.
+    pub fn endpoint(&self) -> &str {
+        self.connector.endpoint()
+    }
+
+    /// The path commands are issued under (`alice:` for sub-CA alice; `:` for the root CA).
+    pub fn path(&self) -> &Name {
+        &self.path
+    }
+
+    /// The leaf label that addresses `name`, which must sit directly under the path.
+    pub fn label_of<'n>(&self, name: &'n Name) -> Result<&'n str, ClientError> {
+        match (&name.label, name.path == self.path.path) {
+            (Some(l), true) => Ok(l),
+            _ => Err(ClientError::OutsidePath {
+                endpoint: self.endpoint().to_string(),
+                name: name.to_string(),
+                path: self.path.to_string(),
+            }),
+        }
+    }
+
+    async fn request(
+        &self,
+        what: &'static str,
+        name: Option<&Name>,
+        cmd: &Command,
+        image: Option<&[u8]>,
+    ) -> Result<Success, ClientError> {
+        let label = name.map(|n| self.label_of(n)).transpose()?;
+        let shown = name.map_or_else(|| self.path.to_string(), Name::to_string);
+        let reply = self.connector.request(label, cmd, image).await?;
+        match reply.payload {
+            Payload::Success(s) => Ok(s),
+            Payload::Failure(message) => Err(ClientError::Failure {
+                endpoint: self.endpoint().to_string(),
+                command: what,
+                name: shown,
+                message,
+            }),
+            other => Err(ClientError::Unexpected {
+                endpoint: self.endpoint().to_string(),
+                command: what,
+                name: shown,
+                got: format!("{other:?}").chars().take(120).collect(),
+            }),
+        }
+    }
+
+    fn unexpected(&self, what: &'static str, name: &str, got: &Success) -> ClientError {
+        ClientError::Unexpected {
+            endpoint: self.endpoint().to_string(),
+            command: what,
+            name: name.to_string(),
+            got: format!("{got:?}").chars().take(120).collect(),
+        }
+    }
+
+    /// `unikernel info` of one unikernel (`Some(name)`) or of every unikernel under
+    /// the path (`None`). Names in the result are absolute.
+    pub async fn info(&self, name: Option<&Name>) -> Result<Vec<NamedUnikernelInfo>, ClientError> {
+        let s = self
+            .request("info", name, &Command::UnikernelInfo, None)
+            .await?;
+        match s {
+            Success::UnikernelInfo(list) => Ok(list
+                .into_iter()
+                .map(|mut i| {
+                    // A path listing names entries relative to the path; a single
+                    // unikernel's entry carries its full name.
+                    if name.is_none() {
+                        i.name = i.name.resolve_under(&self.path);
+                    }
+                    i
+                })
+                .collect()),
+            other => Err(self.unexpected(
+                "info",
+                &name.map_or_else(|| self.path.to_string(), Name::to_string),
+                &other,
+            )),
+        }
+    }
+
+    /// `unikernel get`: the image of a running unikernel, decompressed (bounded).
+    pub async fn get_image(&self, name: &Name) -> Result<Vec<u8>, ClientError> {
+        let s = self
+            .request("get", Some(name), &Command::UnikernelGet { level: 9 }, None)
+            .await?;
+        match s {
+            Success::UnikernelImage {
+                compressed: false,
+                image,
+            } => Ok(image),
+            Success::UnikernelImage {
+                compressed: true,
+                image,
+            } => wire::decompress_image(&image, wire::DEFAULT_MAX_FRAME).map_err(|source| {
+                ClientError::Image {
+                    endpoint: self.endpoint().to_string(),
+                    name: name.to_string(),
+                    source,
+                }
+            }),
+            other => Err(self.unexpected("get", &name.to_string(), &other)),
+        }
+    }
+
+    /// `unikernel create`: the image is zlib-compressed and uploaded after the
+    /// handshake (the config in the certificate carries an empty image), so the
+    /// certificate stays small whatever the image size.
+    pub async fn create(
+        &self,
+        name: &Name,
+        mut config: UnikernelConfig,
+        image: &[u8],
+    ) -> Result<(), ClientError> {
+        let compressed = wire::compress_image(image);
+        config.compressed = true;
+        config.image = Vec::new();
+        let cmd = Command::UnikernelCreate {
+            config: Box::new(config),
+        };
+        match self
+            .request("create", Some(name), &cmd, Some(&compressed))
+            .await?
+        {
+            Success::String(_) | Success::Empty => Ok(()),
+            other => Err(self.unexpected("create", &name.to_string(), &other)),
+        }
+    }
+
+    /// `unikernel destroy`. `Ok(false)` if albatross does not know the unikernel.
+    pub async fn destroy(&self, name: &Name) -> Result<bool, ClientError> {
+        match self
+            .request("destroy", Some(name), &Command::UnikernelDestroy, None)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(ClientError::Failure { message, .. }) if message.contains("not found") => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
