@@ -34,6 +34,7 @@ pub mod core;
 pub mod daemon;
 pub mod jsonl;
 pub mod name;
+pub mod proxmox;
 pub mod sim;
 pub mod testing;
 pub mod wire;

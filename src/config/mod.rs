@@ -3,6 +3,7 @@
 
 mod daemon;
 mod policy;
+pub mod proxmox;
 
 pub use daemon::{Daemon, Endpoint};
 
@@ -24,6 +25,10 @@ pub struct Config {
     pub endpoints: Vec<Endpoint>,
     /// `[daemon]`.
     pub daemon: Daemon,
+    /// `[proxmox]`, if LXC containers are scaled.
+    pub proxmox: Option<proxmox::Proxmox>,
+    /// `[[lxc]]` containers.
+    pub lxc: Vec<proxmox::Lxc>,
 }
 
 /// One scaling group.
@@ -58,7 +63,7 @@ pub enum ConfigError {
 /// Keys a `[[group]]` table has besides the policy keys.
 pub(crate) const GROUP_KEYS: &[&str] = &["primary", "endpoint"];
 /// Top-level sections.
-const TOP_KEYS: &[&str] = &["policy", "group", "albatross", "daemon"];
+const TOP_KEYS: &[&str] = &["policy", "group", "albatross", "daemon", "proxmox", "lxc"];
 
 impl Config {
     /// Read and validate a file.
@@ -113,6 +118,8 @@ fn build(mut table: toml::Table, base: &Path, problems: &mut Vec<String>) -> Opt
 
     let endpoints = daemon::endpoints(table.remove("albatross"), base, problems);
     let daemon = daemon::daemon(table.remove("daemon"), base, problems);
+    let pve = proxmox::proxmox(table.remove("proxmox"), base, problems);
+    let lxc = proxmox::lxcs(table.remove("lxc"), pve.as_ref(), &defaults, problems);
     let groups = match table.remove("group") {
         None => Vec::new(),
         Some(toml::Value::Array(a)) => a,
@@ -198,6 +205,8 @@ fn build(mut table: toml::Table, base: &Path, problems: &mut Vec<String>) -> Opt
         groups: out,
         endpoints,
         daemon,
+        proxmox: pve,
+        lxc,
     })
 }
 

@@ -15,6 +15,7 @@ pub mod naming;
 pub mod output;
 pub mod policy;
 pub mod time;
+pub mod vertical;
 
 pub use cluster::{Cluster, Member, MemberState, Role};
 pub use engine::{Engine, Input, Options};

@@ -1,0 +1,658 @@
+//! `[proxmox]` (API endpoint, token, TLS, polling) and `[[lxc]]` (one container each:
+//! mode, bounds, steps, clone settings, and any `[policy]` key). Every problem names
+//! its key; relative paths are resolved against the config file's directory.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::policy::{check, merge, policy_file};
+use crate::core::Policy;
+use crate::core::vertical::{CpuKnob, VerticalPolicy};
+use crate::name::{self, Name};
+
+/// Where the token secret comes from. The secret itself never enters the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Secret {
+    File(PathBuf),
+    Env(String),
+}
+
+/// How the server certificate is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tls {
+    /// Verify the chain against this CA (e.g. the cluster's `pve-root-ca.pem`).
+    Ca(PathBuf),
+    /// Accept a leaf whose SHA-256 is one of these (several: renewals overlap).
+    Fingerprints(Vec<[u8; 32]>),
+    /// `http://` URL: no TLS (tests, or a local TLS-terminating proxy).
+    Plain,
+}
+
+/// `[proxmox]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proxmox {
+    /// Base URL, e.g. `https://pve.example:8006` (the `/api2/json` prefix is added).
+    pub url: String,
+    /// `USER@REALM!TOKENID`.
+    pub token_id: String,
+    pub secret: Secret,
+    pub tls: Tls,
+    pub poll_interval: Duration,
+    /// Requests in flight at once, all nodes together.
+    pub max_concurrency: usize,
+    pub request_timeout: Duration,
+    /// Retries of idempotent calls (GET) after a transport error, 5xx or 59x.
+    pub retries: u32,
+    pub host_memory_reserve_mib: u32,
+    /// Longest wait for a clone/start/shutdown/destroy task.
+    pub task_timeout: Duration,
+    /// Consecutive failures that open a node's circuit breaker.
+    pub breaker_failures: u32,
+    /// How long an open breaker refuses calls before one trial.
+    pub breaker_open: Duration,
+    /// Ownership record of the clones created (separate from albatross's).
+    pub state_file: PathBuf,
+    /// Tag put on every clone created; only tagged, recorded clones are destroyed.
+    pub tag: String,
+}
+
+/// How a container is scaled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    Vertical,
+    Horizontal,
+    /// Grow in place up to the cap, then clone; shrink clones first, then size.
+    VerticalThenHorizontal,
+}
+
+/// Clone settings for horizontal modes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloneSpec {
+    /// Clone from this vmid (a template or stopped golden container); the primary if `None`.
+    pub source: Option<u32>,
+    pub full: bool,
+    pub storage: Option<String>,
+    pub pool: Option<String>,
+    /// Snapshot to clone from (a running container can only be full-cloned from one).
+    pub snapname: Option<String>,
+}
+
+/// One `[[lxc]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lxc {
+    pub vmid: u32,
+    /// Name in decisions and the clone template (`name`, default `ct<vmid>`), under path `lxc`.
+    pub name: Name,
+    pub mode: Mode,
+    /// Effective policy (horizontal engine; thresholds, ticks, cooldowns, budget).
+    pub policy: Policy,
+    pub vertical: VerticalPolicy,
+    pub clone: CloneSpec,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProxmoxFile {
+    url: String,
+    token_id: String,
+    token_secret_file: Option<PathBuf>,
+    token_secret_env: Option<String>,
+    fingerprint: Option<OneOrMany>,
+    ca: Option<PathBuf>,
+    #[serde(default, with = "humantime_serde")]
+    poll_interval: Option<Duration>,
+    max_concurrency: Option<i64>,
+    #[serde(default, with = "humantime_serde")]
+    request_timeout: Option<Duration>,
+    retries: Option<i64>,
+    host_memory_reserve_mib: Option<i64>,
+    #[serde(default, with = "humantime_serde")]
+    task_timeout: Option<Duration>,
+    breaker_failures: Option<i64>,
+    #[serde(default, with = "humantime_serde")]
+    breaker_open: Option<Duration>,
+    state_file: Option<PathBuf>,
+    tag: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// The `[[lxc]]` keys besides the policy keys.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LxcFile {
+    vmid: Option<i64>,
+    name: Option<String>,
+    mode: Option<Mode>,
+    cores: Option<[i64; 2]>,
+    core_step: Option<i64>,
+    cpulimit: Option<[f64; 2]>,
+    cpulimit_step: Option<f64>,
+    memory_mib: Option<[i64; 2]>,
+    memory_step_mib: Option<i64>,
+    memory_margin_mib: Option<i64>,
+    memory_up_threshold: Option<i64>,
+    memory_down_threshold: Option<i64>,
+    clone_source: Option<i64>,
+    full_clone: Option<bool>,
+    clone_storage: Option<String>,
+    clone_pool: Option<String>,
+    clone_snapshot: Option<String>,
+}
+
+const LXC_KEYS: &[&str] = &[
+    "vmid",
+    "name",
+    "mode",
+    "cores",
+    "core_step",
+    "cpulimit",
+    "cpulimit_step",
+    "memory_mib",
+    "memory_step_mib",
+    "memory_margin_mib",
+    "memory_up_threshold",
+    "memory_down_threshold",
+    "clone_source",
+    "full_clone",
+    "clone_storage",
+    "clone_pool",
+    "clone_snapshot",
+];
+
+fn resolve(base: &Path, p: PathBuf) -> PathBuf {
+    if p.is_absolute() { p } else { base.join(p) }
+}
+
+/// Parse a SHA-256 fingerprint in colon hex (as `pvenode cert info` prints it).
+pub fn parse_fingerprint(s: &str) -> Option<[u8; 32]> {
+    let hex: String = s.chars().filter(|c| *c != ':').collect();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+fn range(
+    at: &str,
+    key: &str,
+    v: Option<i64>,
+    lo: i64,
+    hi: i64,
+    default: u32,
+    problems: &mut Vec<String>,
+) -> u32 {
+    match v {
+        None => default,
+        Some(v) if (lo..=hi).contains(&v) => u32::try_from(v).unwrap_or(default),
+        Some(v) => {
+            problems.push(format!("{at}.{key}: {v} is out of range {lo}..={hi}"));
+            default
+        }
+    }
+}
+
+/// Parse `[proxmox]`.
+pub(super) fn proxmox(
+    v: Option<toml::Value>,
+    base: &Path,
+    problems: &mut Vec<String>,
+) -> Option<Proxmox> {
+    let at = "proxmox";
+    let f = match ProxmoxFile::deserialize(v?) {
+        Ok(f) => f,
+        Err(e) => {
+            problems.push(format!("{at}: {}", e.to_string().trim_end()));
+            return None;
+        }
+    };
+    let https = f.url.starts_with("https://");
+    if !https && !f.url.starts_with("http://") {
+        problems.push(format!(
+            "{at}.url: {:?} must start with https:// (Proxmox listens on :8006)",
+            f.url
+        ));
+    }
+    let tid_ok = f
+        .token_id
+        .split_once('!')
+        .is_some_and(|(user, tok)| user.contains('@') && !tok.is_empty());
+    if !tid_ok {
+        problems.push(format!(
+            "{at}.token_id: {:?} is not USER@REALM!TOKENID",
+            f.token_id
+        ));
+    }
+    let secret = match (f.token_secret_file, f.token_secret_env) {
+        (Some(p), None) => {
+            let p = resolve(base, p);
+            if let Err(e) = std::fs::metadata(&p) {
+                problems.push(format!("{at}.token_secret_file: {}: {e}", p.display()));
+            }
+            Secret::File(p)
+        }
+        (None, Some(var)) => Secret::Env(var),
+        _ => {
+            problems.push(format!(
+                "{at}: set exactly one of token_secret_file, token_secret_env"
+            ));
+            Secret::Env(String::new())
+        }
+    };
+    let tls = match (f.ca, f.fingerprint) {
+        (Some(_), Some(_)) => {
+            problems.push(format!("{at}: set one of ca, fingerprint, not both"));
+            Tls::Plain
+        }
+        (Some(p), None) => {
+            let p = resolve(base, p);
+            if let Err(e) = std::fs::metadata(&p) {
+                problems.push(format!("{at}.ca: {}: {e}", p.display()));
+            }
+            Tls::Ca(p)
+        }
+        (None, Some(fp)) => {
+            let list = match fp {
+                OneOrMany::One(s) => vec![s],
+                OneOrMany::Many(v) => v,
+            };
+            let mut pins = Vec::new();
+            for s in list {
+                match parse_fingerprint(&s) {
+                    Some(p) => pins.push(p),
+                    None => problems.push(format!(
+                        "{at}.fingerprint: {s:?} is not a SHA-256 fingerprint (32 hex bytes, colons allowed)"
+                    )),
+                }
+            }
+            Tls::Fingerprints(pins)
+        }
+        (None, None) if https => {
+            problems.push(format!(
+                "{at}: set ca or fingerprint (Proxmox certificates are self-signed)"
+            ));
+            Tls::Plain
+        }
+        (None, None) => Tls::Plain,
+    };
+    let poll_interval = f.poll_interval.unwrap_or(Duration::from_secs(10));
+    if poll_interval < Duration::from_secs(1) {
+        problems.push(format!("{at}.poll_interval: must be at least 1s"));
+    }
+    let request_timeout = f.request_timeout.unwrap_or(Duration::from_secs(10));
+    if request_timeout.is_zero() {
+        problems.push(format!("{at}.request_timeout: must be above 0s"));
+    }
+    let breaker_open = f.breaker_open.unwrap_or(Duration::from_secs(30));
+    let mut tag = f.tag.unwrap_or_else(|| "albatross-autoscale".to_string());
+    if tag.is_empty() || tag.contains([';', ',', ' ']) {
+        problems.push(format!("{at}.tag: {tag:?} must be one non-empty tag"));
+        tag = "albatross-autoscale".into();
+    }
+    Some(Proxmox {
+        url: f.url.trim_end_matches('/').to_string(),
+        token_id: f.token_id,
+        secret,
+        tls,
+        poll_interval,
+        max_concurrency: range(
+            at,
+            "max_concurrency",
+            f.max_concurrency,
+            1,
+            1024,
+            16,
+            problems,
+        ) as usize,
+        request_timeout,
+        retries: range(at, "retries", f.retries, 0, 10, 2, problems),
+        host_memory_reserve_mib: range(
+            at,
+            "host_memory_reserve_mib",
+            f.host_memory_reserve_mib,
+            0,
+            i64::from(u32::MAX),
+            2048,
+            problems,
+        ),
+        task_timeout: f.task_timeout.unwrap_or(Duration::from_secs(300)),
+        breaker_failures: range(
+            at,
+            "breaker_failures",
+            f.breaker_failures,
+            1,
+            1000,
+            3,
+            problems,
+        ),
+        breaker_open,
+        state_file: resolve(
+            base,
+            f.state_file
+                .unwrap_or_else(|| PathBuf::from("albatross-autoscale.proxmox-state.json")),
+        ),
+        tag,
+    })
+}
+
+/// Parse `[[lxc]]`; `defaults` is the merged `[policy]`.
+pub(super) fn lxcs(
+    v: Option<toml::Value>,
+    proxmox: Option<&Proxmox>,
+    defaults: &Policy,
+    problems: &mut Vec<String>,
+) -> Vec<Lxc> {
+    let tables = match v {
+        None => return Vec::new(),
+        Some(toml::Value::Array(a)) => a,
+        Some(_) => {
+            problems.push("lxc: must be an array of tables ([[lxc]])".into());
+            return Vec::new();
+        }
+    };
+    if proxmox.is_none() {
+        problems.push("lxc: [[lxc]] needs a [proxmox] section".into());
+    }
+    let reserve = proxmox.map_or(2048, |p| p.host_memory_reserve_mib);
+    let mut out: Vec<Lxc> = Vec::new();
+    for (i, t) in tables.into_iter().enumerate() {
+        let mut at = format!("lxc[{i}]");
+        let toml::Value::Table(mut t) = t else {
+            problems.push(format!("{at}: must be a table"));
+            continue;
+        };
+        let mine: toml::Table = LXC_KEYS
+            .iter()
+            .filter_map(|k| t.remove(*k).map(|v| (k.to_string(), v)))
+            .collect();
+        let f = match LxcFile::deserialize(toml::Value::Table(mine)) {
+            Ok(f) => f,
+            Err(e) => {
+                problems.push(format!("{at}: {}", e.to_string().trim_end()));
+                LxcFile::default()
+            }
+        };
+        let Some(vmid) = f.vmid else {
+            problems.push(format!("{at}: missing key vmid"));
+            continue;
+        };
+        let Some(vmid) = u32::try_from(vmid).ok().filter(|v| *v >= 100) else {
+            problems.push(format!(
+                "{at}.vmid: {vmid} is out of range 100..=4294967295"
+            ));
+            continue;
+        };
+        at = format!("lxc[{i}] ({vmid})");
+        let label = f.name.clone().unwrap_or_else(|| format!("ct{vmid}"));
+        let name = match name::label(&label) {
+            Ok(l) => Name {
+                path: vec!["lxc".into()],
+                label: Some(l),
+            },
+            Err(e) => {
+                problems.push(format!("{at}.name: {e}"));
+                continue;
+            }
+        };
+        let Some(pf) = policy_file(t, &at, problems) else {
+            continue;
+        };
+        let policy = merge(defaults.clone(), &pf);
+        check(&policy, &pf, &at, Some(&name), problems);
+        let mode = f.mode.unwrap_or(Mode::Vertical);
+        let pair = |key: &str,
+                    v: Option<[i64; 2]>,
+                    lo: i64,
+                    hi: i64,
+                    d: (u32, u32),
+                    p: &mut Vec<String>| {
+            let Some([a, b]) = v else { return d };
+            if !(lo..=hi).contains(&a) || !(lo..=hi).contains(&b) || a > b {
+                p.push(format!(
+                    "{at}.{key}: [{a}, {b}] must be [min, max] with {lo} <= min <= max <= {hi}"
+                ));
+                return d;
+            }
+            (a as u32, b as u32)
+        };
+        let (cmin, cmax) = pair("cores", f.cores, 1, 8192, (1, 4), problems);
+        let (mmin, mmax) = pair(
+            "memory_mib",
+            f.memory_mib,
+            16,
+            1 << 30,
+            (512, 8192),
+            problems,
+        );
+        let (knob, cpu_min, cpu_max, cpu_step) = match f.cpulimit {
+            None => (
+                CpuKnob::Cores,
+                cmin,
+                cmax,
+                range(&at, "core_step", f.core_step, 1, 8192, 1, problems),
+            ),
+            Some([a, b]) => {
+                let centi = |x: f64| (x * 100.0).round() as i64;
+                let step = f.cpulimit_step.map_or(50, centi);
+                if !(a > 0.0 && a <= b && b <= 8192.0) {
+                    problems.push(format!(
+                        "{at}.cpulimit: [{a}, {b}] must be [min, max] with 0 < min <= max <= 8192"
+                    ));
+                }
+                if !(1..=819_200).contains(&step) {
+                    problems.push(format!("{at}.cpulimit_step: must be in 0.01..=8192"));
+                }
+                let c = |x: i64| u32::try_from(x.clamp(1, 819_200)).unwrap_or(1);
+                (CpuKnob::Cpulimit, c(centi(a)), c(centi(b)), c(step))
+            }
+        };
+        let mem_up = range(
+            &at,
+            "memory_up_threshold",
+            f.memory_up_threshold,
+            1,
+            100,
+            85,
+            problems,
+        );
+        let mem_down = range(
+            &at,
+            "memory_down_threshold",
+            f.memory_down_threshold,
+            0,
+            99,
+            40,
+            problems,
+        );
+        if mem_down >= mem_up {
+            problems.push(format!(
+                "{at}.memory_down_threshold: {mem_down} must be below memory_up_threshold ({mem_up})"
+            ));
+        }
+        let vertical = VerticalPolicy {
+            cpu_up_threshold: policy.scale_up_threshold,
+            cpu_down_threshold: policy.scale_down_threshold,
+            mem_up_threshold: mem_up,
+            mem_down_threshold: mem_down,
+            up_ticks: policy.scale_up_ticks,
+            down_ticks: policy.scale_down_ticks,
+            up_cooldown: policy.scale_up_cooldown,
+            down_cooldown: policy.scale_down_cooldown,
+            max_actions_per_hour: policy.max_actions_per_hour,
+            retry_backoff: policy.retry_backoff,
+            retry_backoff_max: policy.retry_backoff_max,
+            knob,
+            cpu_min,
+            cpu_max,
+            cpu_step,
+            memory_min_mib: mmin,
+            memory_max_mib: mmax,
+            memory_step_mib: range(
+                &at,
+                "memory_step_mib",
+                f.memory_step_mib,
+                1,
+                1 << 30,
+                512,
+                problems,
+            ),
+            memory_margin_mib: range(
+                &at,
+                "memory_margin_mib",
+                f.memory_margin_mib,
+                0,
+                1 << 30,
+                256,
+                problems,
+            ),
+            host_memory_reserve_mib: reserve,
+        };
+        let source = f.clone_source.and_then(|s| match u32::try_from(s) {
+            Ok(v) if v >= 100 => Some(v),
+            _ => {
+                problems.push(format!("{at}.clone_source: {s} is not a vmid"));
+                None
+            }
+        });
+        if out.iter().any(|l| l.vmid == vmid) {
+            problems.push(format!("{at}.vmid: {vmid} is listed twice"));
+        }
+        if out.iter().any(|l| l.name == name) {
+            problems.push(format!("{at}.name: {name} is used twice"));
+        }
+        out.push(Lxc {
+            vmid,
+            name,
+            mode,
+            policy,
+            vertical,
+            clone: CloneSpec {
+                source,
+                full: f.full_clone.unwrap_or(true),
+                storage: f.clone_storage,
+                pool: f.clone_pool,
+                snapname: f.clone_snapshot,
+            },
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, ConfigError};
+
+    fn problems(text: &str) -> Vec<String> {
+        match Config::parse(text, Path::new("t.toml")) {
+            Ok(_) => Vec::new(),
+            Err(ConfigError::Invalid { problems, .. }) => problems,
+            Err(e) => vec![e.to_string()],
+        }
+    }
+
+    const PVE: &str = "[proxmox]\nurl = \"http://127.0.0.1:8006\"\ntoken_id = \"a@pve!s\"\ntoken_secret_env = \"PVE_SECRET\"\n";
+
+    #[test]
+    fn parses_the_issue_sketch() {
+        let text = format!(
+            "{PVE}[[lxc]]\nvmid = 101\nmode = \"vertical\"\ncores = [1, 8]\nmemory_mib = [512, 8192]\nmemory_step_mib = 512\nscale_up_ticks = 2\n"
+        );
+        let c = Config::parse(&text, Path::new("t.toml")).unwrap();
+        let l = &c.lxc[0];
+        assert_eq!((l.vmid, l.mode), (101, Mode::Vertical));
+        assert_eq!((l.vertical.cpu_min, l.vertical.cpu_max), (1, 8));
+        assert_eq!(l.vertical.up_ticks, 2);
+        assert_eq!(l.name.to_string(), "lxc:ct101");
+        assert_eq!(c.proxmox.unwrap().tls, Tls::Plain);
+    }
+
+    #[test]
+    fn each_problem_names_its_key() {
+        let cases = [
+            (
+                "[proxmox]\nurl = \"https://h:8006\"\ntoken_id = \"nope\"\ntoken_secret_env = \"X\"\nfingerprint = \"AB\"\n",
+                "proxmox.token_id:",
+            ),
+            (
+                "[proxmox]\nurl = \"https://h:8006\"\ntoken_id = \"a@b!c\"\ntoken_secret_env = \"X\"\nfingerprint = \"AB\"\n",
+                "proxmox.fingerprint:",
+            ),
+            (
+                "[proxmox]\nurl = \"https://h:8006\"\ntoken_id = \"a@b!c\"\ntoken_secret_env = \"X\"\n",
+                "set ca or fingerprint",
+            ),
+            (
+                "[proxmox]\nurl = \"h:8006\"\ntoken_id = \"a@b!c\"\n",
+                "token_secret_file, token_secret_env",
+            ),
+            (
+                "[[lxc]]\nvmid = 101\n",
+                "lxc: [[lxc]] needs a [proxmox] section",
+            ),
+        ];
+        for (text, want) in cases {
+            let got = problems(text);
+            assert!(
+                got.iter().any(|p| p.contains(want)),
+                "{text:?}: {got:?} lacks {want:?}"
+            );
+        }
+        let lxc_cases = [
+            ("vmid = 5\n", "lxc[0].vmid: 5 is out of range"),
+            ("vmid = 101\ncores = [4, 2]\n", "lxc[0] (101).cores: [4, 2]"),
+            (
+                "vmid = 101\nmode = \"sideways\"\n",
+                "unknown variant `sideways`",
+            ),
+            (
+                "vmid = 101\nscale_up_thresold = 5\n",
+                "unknown field `scale_up_thresold`",
+            ),
+            (
+                "vmid = 101\nmemory_up_threshold = 30\n",
+                "lxc[0] (101).memory_down_threshold: 40 must be below",
+            ),
+            ("vmid = 101\nname = \"Web_1\"\n", "lxc[0] (101).name:"),
+            (
+                "vmid = 101\ncpulimit = [2.0, 1.0]\n",
+                "lxc[0] (101).cpulimit:",
+            ),
+        ];
+        for (body, want) in lxc_cases {
+            let got = problems(&format!("{PVE}[[lxc]]\n{body}"));
+            assert!(
+                got.iter().any(|p| p.contains(want)),
+                "{body:?}: {got:?} lacks {want:?}"
+            );
+        }
+        let twice = problems(&format!("{PVE}[[lxc]]\nvmid = 101\n[[lxc]]\nvmid = 101\n"));
+        assert!(
+            twice
+                .iter()
+                .any(|p| p.contains("lxc[1] (101).vmid: 101 is listed twice")),
+            "{twice:?}"
+        );
+    }
+
+    #[test]
+    fn fingerprints_parse_with_or_without_colons() {
+        let hex = "AB".repeat(32);
+        assert_eq!(parse_fingerprint(&hex), Some([0xAB; 32]));
+        let colons = vec!["ab"; 32].join(":");
+        assert_eq!(parse_fingerprint(&colons), Some([0xAB; 32]));
+        assert_eq!(parse_fingerprint("AB:CD"), None);
+    }
+}

@@ -1,0 +1,633 @@
+//! Vertical sizing of one container (Proxmox LXC resizes live): a pure state machine
+//! in the style of [`super::Cluster`].
+//!
+//! Calling contract: feed one [`Input::Sample`] per poll with the time it was taken,
+//! answer every [`Resize`] with [`Input::Result`], and call [`Input::Tick`] no later
+//! than [`Vertical::next_deadline`] (when a cooldown, backoff or budget that blocked
+//! an action ends). `now` must not go backwards.
+//!
+//! Rules, each with an explicit "why not" when it stops an action:
+//! * CPU and memory each count consecutive high/low samples; `scale_up_ticks` high
+//!   ones grow that dimension by one step, `scale_down_ticks` low ones shrink it.
+//! * Growing wins over shrinking; one resize (both dimensions at once) per decision.
+//! * Changed values land inside the configured bounds.
+//! * Memory never shrinks below usage + margin, and never grows beyond what the node
+//!   has free after the host reserve (host admission).
+//! * Per-direction cooldowns, an hourly action budget, exponential backoff after a
+//!   failed resize, and one resize in flight at a time.
+
+use std::time::Duration;
+
+use super::budget::Budget;
+use super::cpu::{self, Bp};
+use super::output::ActionId;
+use super::time::Timestamp;
+
+/// The resources of a container this machine sizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Size {
+    pub cores: u32,
+    /// `cpulimit` in hundredths of a CPU; 0 = no limit.
+    pub cpulimit_centi: u32,
+    pub memory_mib: u32,
+}
+
+/// Which setting carries the CPU allowance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CpuKnob {
+    /// `cores` (the cpuset size).
+    Cores,
+    /// `cpulimit` (CPU time quota), in hundredths of a CPU.
+    Cpulimit,
+}
+
+/// Sizing policy of one container. All bounds inclusive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerticalPolicy {
+    /// Percent of the effective CPU allowance; above it a sample is high.
+    pub cpu_up_threshold: u32,
+    pub cpu_down_threshold: u32,
+    /// Percent of the memory limit.
+    pub mem_up_threshold: u32,
+    pub mem_down_threshold: u32,
+    pub up_ticks: u32,
+    pub down_ticks: u32,
+    /// Minimum time from one grow to the next.
+    pub up_cooldown: Duration,
+    /// Minimum time from any resize to a shrink.
+    pub down_cooldown: Duration,
+    pub max_actions_per_hour: u32,
+    pub retry_backoff: Duration,
+    pub retry_backoff_max: Duration,
+    pub knob: CpuKnob,
+    /// Bounds and step of the knob: cores, or cpulimit in hundredths.
+    pub cpu_min: u32,
+    pub cpu_max: u32,
+    pub cpu_step: u32,
+    pub memory_min_mib: u32,
+    pub memory_max_mib: u32,
+    pub memory_step_mib: u32,
+    /// Memory is never set below usage plus this.
+    pub memory_margin_mib: u32,
+    /// Memory growth must leave this much free on the node.
+    pub host_memory_reserve_mib: u32,
+}
+
+/// One observation of a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    /// The size in force.
+    pub size: Size,
+    /// CPU use as a share of the effective allowance (see [`cpu_share`]).
+    pub cpu_bp: Bp,
+    pub mem_used_mib: u32,
+    /// Free memory of the node (`maxmem - mem`); `None` if unknown (then no growth).
+    pub node_free_mib: Option<u32>,
+    /// Clones of this container exist (vertical-then-horizontal): they shrink first.
+    pub clones: u32,
+}
+
+/// An input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    Sample(Usage),
+    Tick,
+    Result {
+        id: ActionId,
+        outcome: Result<(), String>,
+    },
+}
+
+/// Grow or shrink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Up,
+    Down,
+}
+
+/// A resize to carry out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resize {
+    pub id: ActionId,
+    pub t: Timestamp,
+    pub direction: Direction,
+    pub from: Size,
+    pub to: Size,
+    pub reason: String,
+}
+
+/// The verdict of one evaluation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Hold,
+    Acted(Direction),
+    /// A change was wanted and not made; `why_not` names the rule.
+    Blocked {
+        wanted: Direction,
+        why_not: String,
+    },
+}
+
+/// An output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    Resize(Resize),
+    Evaluation {
+        t: Timestamp,
+        cpu_bp: Bp,
+        mem_bp: Bp,
+        /// Consecutive high/low samples: (cpu high, cpu low, mem high, mem low).
+        ticks: [u32; 4],
+        budget_left: u32,
+        verdict: Verdict,
+    },
+    Failed {
+        id: ActionId,
+        t: Timestamp,
+        error: String,
+        retry_in: Duration,
+    },
+}
+
+/// The state of one container's sizing. A value: no I/O, no clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vertical {
+    policy: VerticalPolicy,
+    last: Option<Usage>,
+    cpu_high: u32,
+    cpu_low: u32,
+    mem_high: u32,
+    mem_low: u32,
+    last_up: Option<Timestamp>,
+    last_action: Option<Timestamp>,
+    budget: Budget,
+    in_flight: Option<Resize>,
+    failures: u32,
+    retry_at: Option<Timestamp>,
+    redecide_at: Option<Timestamp>,
+    next_id: ActionId,
+}
+
+/// CPU use as a share of the effective allowance, in basis points.
+///
+/// Proxmox reports `cpu` as a fraction of `maxcpu` (= cores, else cpulimit, else
+/// host CPUs), so `cpu × maxcpu` CPUs are busy; the real allowance is
+/// `min(cores, cpulimit)` (a container with 4 cores and cpulimit 1 tops out at 0.25).
+pub fn cpu_share(cpu: f64, maxcpu: f64, cores: u32, cpulimit_centi: u32) -> Bp {
+    let busy = cpu * maxcpu;
+    let mut cap = if cores > 0 { f64::from(cores) } else { maxcpu };
+    if cpulimit_centi > 0 {
+        cap = cap.min(f64::from(cpulimit_centi) / 100.0);
+    }
+    if !(busy > 0.0 && cap > 0.0) {
+        return 0;
+    }
+    let bp = (busy / cap * 10_000.0).round();
+    if bp >= f64::from(Bp::MAX) {
+        Bp::MAX
+    } else {
+        bp as Bp
+    }
+}
+
+/// A cumulative CPU-µs counter advanced by a share held for `elapsed_ms`, on a
+/// 1-vCPU scale: fed to [`super::Cluster`] with `vcpus = 1`, consecutive readings
+/// give back `bp` (to within rounding). Proxmox has gauges, the engine counters.
+pub fn advance_counter(cum_us: u64, bp: Bp, elapsed_ms: u64) -> u64 {
+    let add = u128::from(bp) * u128::from(elapsed_ms) / 10;
+    cum_us.saturating_add(u64::try_from(add).unwrap_or(u64::MAX))
+}
+
+fn pct(used: u64, total: u64) -> Bp {
+    if total == 0 {
+        return 0;
+    }
+    Bp::try_from(used.saturating_mul(10_000) / total).unwrap_or(Bp::MAX)
+}
+
+fn fmt_dur(d: Duration) -> humantime::FormattedDuration {
+    humantime::format_duration(Duration::from_secs(d.as_secs().max(1)))
+}
+
+impl Vertical {
+    pub fn new(policy: VerticalPolicy) -> Self {
+        Self {
+            policy,
+            last: None,
+            cpu_high: 0,
+            cpu_low: 0,
+            mem_high: 0,
+            mem_low: 0,
+            last_up: None,
+            last_action: None,
+            budget: Budget::default(),
+            in_flight: None,
+            failures: 0,
+            retry_at: None,
+            redecide_at: None,
+            next_id: 1,
+        }
+    }
+
+    pub fn policy(&self) -> &VerticalPolicy {
+        &self.policy
+    }
+
+    /// The last usage seen.
+    pub fn last(&self) -> Option<&Usage> {
+        self.last.as_ref()
+    }
+
+    /// Actions left in the sliding hour.
+    pub fn budget_left(&self, now: Timestamp) -> u32 {
+        self.budget.left(now, self.policy.max_actions_per_hour)
+    }
+
+    /// Whether the CPU knob is at its upper bound (vertical-then-horizontal: time to clone).
+    pub fn cpu_at_cap(&self) -> bool {
+        self.last
+            .is_some_and(|u| self.knob_value(u.size) >= self.policy.cpu_max)
+    }
+
+    /// When a blocked action may become allowed.
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        self.redecide_at
+    }
+
+    pub fn handle(mut self, now: Timestamp, input: Input) -> (Self, Vec<Output>) {
+        let mut out = Vec::new();
+        self.step(now, input, &mut out);
+        (self, out)
+    }
+
+    /// [`Vertical::handle`] in place.
+    pub fn step(&mut self, now: Timestamp, input: Input, out: &mut Vec<Output>) {
+        match input {
+            Input::Sample(u) => self.on_sample(now, u, out),
+            Input::Tick => {
+                if self.redecide_at.is_some_and(|t| t <= now) {
+                    self.redecide_at = None;
+                    if let Some(u) = self.last {
+                        let verdict = self.decide(now, u, out);
+                        if matches!(verdict, Verdict::Acted(_)) {
+                            out.push(self.evaluation(now, u, verdict));
+                        }
+                    }
+                }
+            }
+            Input::Result { id, outcome } => self.on_result(now, id, outcome, out),
+        }
+    }
+
+    fn knob_value(&self, s: Size) -> u32 {
+        match self.policy.knob {
+            CpuKnob::Cores => s.cores,
+            CpuKnob::Cpulimit => s.cpulimit_centi,
+        }
+    }
+
+    fn with_knob(&self, mut s: Size, v: u32) -> Size {
+        match self.policy.knob {
+            CpuKnob::Cores => s.cores = v,
+            CpuKnob::Cpulimit => s.cpulimit_centi = v,
+        }
+        s
+    }
+
+    fn mem_bp(u: &Usage) -> Bp {
+        pct(u64::from(u.mem_used_mib), u64::from(u.size.memory_mib))
+    }
+
+    fn on_sample(&mut self, now: Timestamp, u: Usage, out: &mut Vec<Output>) {
+        let p = &self.policy;
+        let count = |v: Bp, up: u32, down: u32, high: &mut u32, low: &mut u32| {
+            if v > up * 100 {
+                *high += 1;
+                *low = 0;
+            } else if v < down * 100 {
+                *low += 1;
+                *high = 0;
+            } else {
+                *high = 0;
+                *low = 0;
+            }
+        };
+        let (cu, cd, mu, md) = (
+            p.cpu_up_threshold,
+            p.cpu_down_threshold,
+            p.mem_up_threshold,
+            p.mem_down_threshold,
+        );
+        count(u.cpu_bp, cu, cd, &mut self.cpu_high, &mut self.cpu_low);
+        count(
+            Self::mem_bp(&u),
+            mu,
+            md,
+            &mut self.mem_high,
+            &mut self.mem_low,
+        );
+        self.last = Some(u);
+        self.redecide_at = None;
+        let verdict = self.decide(now, u, out);
+        out.push(self.evaluation(now, u, verdict));
+    }
+
+    fn evaluation(&self, now: Timestamp, u: Usage, verdict: Verdict) -> Output {
+        Output::Evaluation {
+            t: now,
+            cpu_bp: u.cpu_bp,
+            mem_bp: Self::mem_bp(&u),
+            ticks: [self.cpu_high, self.cpu_low, self.mem_high, self.mem_low],
+            budget_left: self.budget_left(now),
+            verdict,
+        }
+    }
+
+    /// The size wanted upward, with reasons; or why not.
+    fn want_up(&self, u: &Usage) -> Option<Result<(Size, Vec<String>), String>> {
+        let p = &self.policy;
+        let (cpu, mem) = (self.cpu_high >= p.up_ticks, self.mem_high >= p.up_ticks);
+        if !cpu && !mem {
+            return None;
+        }
+        let mut to = u.size;
+        let mut why = Vec::new();
+        let mut why_not = Vec::new();
+        if cpu {
+            let cur = self.knob_value(u.size);
+            let t = cur.saturating_add(p.cpu_step).min(p.cpu_max).max(p.cpu_min);
+            if t > cur {
+                to = self.with_knob(to, t);
+                why.push(format!(
+                    "cpu {:.2}% > {}% for {} samples",
+                    cpu::percent(u.cpu_bp),
+                    p.cpu_up_threshold,
+                    self.cpu_high
+                ));
+            } else {
+                why_not.push(format!("cpu at its maximum ({})", p.cpu_max));
+            }
+        }
+        if mem {
+            let cur = u.size.memory_mib;
+            let t = cur
+                .saturating_add(p.memory_step_mib)
+                .min(p.memory_max_mib)
+                .max(p.memory_min_mib);
+            let room = u
+                .node_free_mib
+                .map(|f| f.saturating_sub(p.host_memory_reserve_mib));
+            if t <= cur {
+                why_not.push(format!("memory at its maximum ({} MiB)", p.memory_max_mib));
+            } else {
+                match room {
+                    None => why_not.push("node free memory unknown: no memory growth".into()),
+                    Some(0) => why_not.push(format!(
+                        "host admission: node has {} MiB free, reserve {} MiB",
+                        u.node_free_mib.unwrap_or(0),
+                        p.host_memory_reserve_mib
+                    )),
+                    Some(r) => {
+                        let t = t.min(cur.saturating_add(r));
+                        to.memory_mib = t;
+                        why.push(format!(
+                            "memory {:.2}% > {}% for {} samples{}",
+                            cpu::percent(Self::mem_bp(u)),
+                            p.mem_up_threshold,
+                            self.mem_high,
+                            if t < cur + p.memory_step_mib.min(p.memory_max_mib - cur) {
+                                format!(" (step cut to {} MiB by host admission)", t - cur)
+                            } else {
+                                String::new()
+                            }
+                        ));
+                    }
+                }
+            }
+        }
+        Some(if why.is_empty() {
+            Err(why_not.join("; "))
+        } else {
+            Ok((to, why))
+        })
+    }
+
+    fn want_down(&self, u: &Usage) -> Option<Result<(Size, Vec<String>), String>> {
+        let p = &self.policy;
+        let (cpu, mem) = (self.cpu_low >= p.down_ticks, self.mem_low >= p.down_ticks);
+        if !cpu && !mem {
+            return None;
+        }
+        if u.clones > 0 {
+            return Some(Err(format!(
+                "{} clone(s) exist: horizontal shrinks first",
+                u.clones
+            )));
+        }
+        let mut to = u.size;
+        let mut why = Vec::new();
+        let mut why_not = Vec::new();
+        if cpu {
+            let cur = self.knob_value(u.size);
+            let t = cur.saturating_sub(p.cpu_step).max(p.cpu_min).min(p.cpu_max);
+            if t < cur {
+                to = self.with_knob(to, t);
+                why.push(format!(
+                    "cpu {:.2}% < {}% for {} samples",
+                    cpu::percent(u.cpu_bp),
+                    p.cpu_down_threshold,
+                    self.cpu_low
+                ));
+            } else {
+                why_not.push(format!("cpu at its minimum ({})", p.cpu_min));
+            }
+        }
+        if mem {
+            let cur = u.size.memory_mib;
+            let floor = u.mem_used_mib.saturating_add(p.memory_margin_mib);
+            let stepped = cur
+                .saturating_sub(p.memory_step_mib)
+                .max(p.memory_min_mib)
+                .min(p.memory_max_mib);
+            let t = stepped.max(floor);
+            if stepped >= cur {
+                why_not.push(format!("memory at its minimum ({} MiB)", p.memory_min_mib));
+            } else if t >= cur || t > p.memory_max_mib {
+                why_not.push(format!(
+                    "memory would fall below usage + margin ({} + {} MiB)",
+                    u.mem_used_mib, p.memory_margin_mib
+                ));
+            } else {
+                to.memory_mib = t;
+                why.push(format!(
+                    "memory {:.2}% < {}% for {} samples",
+                    cpu::percent(Self::mem_bp(u)),
+                    p.mem_down_threshold,
+                    self.mem_low
+                ));
+            }
+        }
+        Some(if why.is_empty() {
+            Err(why_not.join("; "))
+        } else {
+            Ok((to, why))
+        })
+    }
+
+    fn decide(&mut self, now: Timestamp, u: Usage, out: &mut Vec<Output>) -> Verdict {
+        let (dir, want) = match (self.want_up(&u), self.want_down(&u)) {
+            (Some(Ok(w)), _) => (Direction::Up, Ok(w)),
+            // Nothing can grow: a shrink of the other dimension may still go ahead.
+            (Some(Err(_)), Some(Ok(w))) => (Direction::Down, Ok(w)),
+            (Some(Err(e)), _) => (Direction::Up, Err(e)),
+            (None, Some(w)) => (Direction::Down, w),
+            (None, None) => return Verdict::Hold,
+        };
+        let (to, why) = match want {
+            Ok(w) => w,
+            Err(why_not) => {
+                return Verdict::Blocked {
+                    wanted: dir,
+                    why_not,
+                };
+            }
+        };
+        if let Some(why_not) = self.blocker(now, dir) {
+            return Verdict::Blocked {
+                wanted: dir,
+                why_not,
+            };
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let r = Resize {
+            id,
+            t: now,
+            direction: dir,
+            from: u.size,
+            to,
+            reason: why.join("; "),
+        };
+        self.budget.spend(now);
+        self.last_action = Some(now);
+        if dir == Direction::Up {
+            self.last_up = Some(now);
+        }
+        if to.memory_mib != u.size.memory_mib {
+            (self.mem_high, self.mem_low) = (0, 0);
+        }
+        if self.knob_value(to) != self.knob_value(u.size) {
+            (self.cpu_high, self.cpu_low) = (0, 0);
+        }
+        self.in_flight = Some(r.clone());
+        out.push(Output::Resize(r));
+        Verdict::Acted(dir)
+    }
+
+    fn blocker(&mut self, now: Timestamp, dir: Direction) -> Option<String> {
+        let p = &self.policy;
+        if let Some(f) = &self.in_flight {
+            return Some(format!("resize {} still in flight", f.id));
+        }
+        let cooldown = match dir {
+            Direction::Up => self
+                .last_up
+                .map(|t| (t.plus(p.up_cooldown), "scale_up_cooldown")),
+            Direction::Down => self
+                .last_action
+                .map(|t| (t.plus(p.down_cooldown), "scale_down_cooldown")),
+        };
+        if let Some((end, key)) = cooldown.filter(|(end, _)| *end > now) {
+            self.redecide_at = Some(end);
+            return Some(format!("{key}: {} left", fmt_dur(end.since(now))));
+        }
+        if let Some(at) = self.retry_at.filter(|t| *t > now) {
+            self.redecide_at = Some(at);
+            return Some(format!(
+                "backing off after {} failed resize(s): {} left",
+                self.failures,
+                fmt_dur(at.since(now))
+            ));
+        }
+        if self.budget_left(now) == 0 {
+            self.redecide_at = self.budget.refill_at(now);
+            return Some(format!(
+                "max_actions_per_hour ({}) used up",
+                p.max_actions_per_hour
+            ));
+        }
+        None
+    }
+
+    fn on_result(
+        &mut self,
+        now: Timestamp,
+        id: ActionId,
+        outcome: Result<(), String>,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(r) = self.in_flight.take_if(|r| r.id == id) else {
+            return;
+        };
+        match outcome {
+            Ok(()) => {
+                self.failures = 0;
+                self.retry_at = None;
+                if let Some(u) = &mut self.last {
+                    u.size = r.to;
+                }
+            }
+            Err(error) => {
+                self.failures += 1;
+                let exp = self.failures.saturating_sub(1).min(20);
+                let retry_in = self
+                    .policy
+                    .retry_backoff
+                    .saturating_mul(1 << exp)
+                    .min(self.policy.retry_backoff_max);
+                self.retry_at = Some(now.plus(retry_in));
+                self.redecide_at = self.retry_at;
+                out.push(Output::Failed {
+                    id,
+                    t: now,
+                    error,
+                    retry_in,
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn share_uses_the_effective_allowance() {
+        // 4 cores, cpulimit 1: maxcpu = 4, cpu tops out at 0.25 = 100 % of 1 CPU.
+        assert_eq!(cpu_share(0.25, 4.0, 4, 100), 10_000);
+        assert_eq!(cpu_share(0.5, 2.0, 2, 0), 5_000);
+        assert_eq!(cpu_share(f64::NAN, 2.0, 2, 0), 0);
+        assert_eq!(cpu_share(0.5, 2.0, 0, 0), 5_000);
+    }
+
+    #[test]
+    fn counter_gives_the_share_back() {
+        let c = advance_counter(0, 7_500, 10_000);
+        assert!(matches!(
+            cpu::delta(
+                cpu::Reading {
+                    at: Timestamp(0),
+                    cpu_us: 0
+                },
+                cpu::Reading {
+                    at: Timestamp(10_000),
+                    cpu_us: c
+                },
+                1
+            ),
+            cpu::Delta::Share { bp: 7_500, .. }
+        ));
+    }
+}

@@ -1,0 +1,633 @@
+//! One poll-decide-act cycle over every configured container: one
+//! `GET /cluster/resources`, the vertical machines and the horizontal engine fed with
+//! explicit `now`, decisions turned into [`Job`]s that run concurrently (bounded by
+//! the client), and their results fed back.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::task::JoinSet;
+
+use super::actuator::{self, CloneJob, Tasks};
+use super::client::{Client, ProxmoxError};
+use super::state::CloneState;
+use super::types::Resource;
+use crate::config::proxmox::{Lxc, Mode};
+use crate::core::vertical::{self, Resize, Size, Usage, Vertical};
+use crate::core::{Action, Decision, Engine, Input, Options, Output, Timestamp};
+use crate::jsonl;
+use crate::name::Name;
+
+const MIB: u64 = 1 << 20;
+
+/// Controller settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub tag: String,
+    pub tasks: Tasks,
+    pub dry_run: bool,
+    pub poll_interval: Duration,
+    /// Ownership record; `None` keeps it in memory only (tests, benchmarks).
+    pub state_file: Option<PathBuf>,
+    pub decision_log: Option<PathBuf>,
+}
+
+struct Container {
+    lxc: Lxc,
+    vertical: Option<Vertical>,
+    /// cores and cpulimit from the config (`/cluster/resources` has only `maxcpu`).
+    known: Option<Size>,
+    /// The size just set, used until `/cluster/resources` shows it (pvestatd lag).
+    expect: Option<(Size, Timestamp)>,
+}
+
+/// Work for the actuator, carried out concurrently.
+#[derive(Debug, Clone)]
+pub enum Job {
+    Resize {
+        c: usize,
+        node: String,
+        vmid: u32,
+        r: Resize,
+    },
+    Decision {
+        d: Decision,
+        act: Act,
+    },
+}
+
+/// What a horizontal decision means for the API.
+#[derive(Debug, Clone)]
+pub enum Act {
+    Clone(CloneJob),
+    Destroy {
+        node: String,
+        vmid: u32,
+    },
+    /// Already gone: nothing to do.
+    Gone,
+    Refuse(String),
+    Nothing,
+}
+
+/// What one cycle did, for `--once`, tests and benchmarks.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub containers_seen: usize,
+    /// (job description, outcome).
+    pub actions: Vec<(String, Result<(), String>)>,
+    /// (vmid, why not) of every blocked vertical change.
+    pub blocked: Vec<(u32, String)>,
+}
+
+/// The Proxmox side of the daemon.
+pub struct Controller {
+    client: Arc<Client>,
+    containers: Vec<Container>,
+    engine: Engine,
+    counters: HashMap<String, (Timestamp, u64)>,
+    state: Arc<Mutex<CloneState>>,
+    settings: Settings,
+    log: Option<BufWriter<File>>,
+    pending: Vec<Output>,
+}
+
+impl Controller {
+    pub fn new(
+        client: Arc<Client>,
+        lxc: Vec<Lxc>,
+        state: CloneState,
+        settings: Settings,
+        now: Timestamp,
+    ) -> std::io::Result<Self> {
+        let groups = lxc
+            .iter()
+            .filter(|l| l.mode != Mode::Vertical)
+            .map(|l| (l.name.clone(), l.policy.clone()))
+            .collect();
+        let mut engine = Engine::new(groups, Options::default(), now);
+        for l in lxc.iter().filter(|l| l.mode != Mode::Vertical) {
+            for (n, _) in state.clones(&l.name.to_string()) {
+                if let Ok(vm) = Name::parse(n) {
+                    engine.step(
+                        now,
+                        Input::Adopt {
+                            group: l.name.clone(),
+                            vm,
+                        },
+                        &mut Vec::new(),
+                    );
+                }
+            }
+        }
+        let log = match &settings.decision_log {
+            Some(p) => Some(BufWriter::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)?,
+            )),
+            None => None,
+        };
+        let containers = lxc
+            .into_iter()
+            .map(|l| Container {
+                vertical: (l.mode != Mode::Horizontal).then(|| Vertical::new(l.vertical.clone())),
+                lxc: l,
+                known: None,
+                expect: None,
+            })
+            .collect();
+        Ok(Self {
+            client,
+            containers,
+            engine,
+            counters: HashMap::new(),
+            state: Arc::new(Mutex::new(state)),
+            settings,
+            log,
+            pending: Vec::new(),
+        })
+    }
+
+    pub fn client(&self) -> &Arc<Client> {
+        &self.client
+    }
+
+    /// The horizontal engine (groups, members, counters).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The ownership record.
+    pub fn clone_state(&self) -> CloneState {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn write(&mut self, v: Value) {
+        if let Some(w) = &mut self.log
+            && let Err(e) = writeln!(w, "{v}").and_then(|()| w.flush())
+        {
+            tracing::error!(error = %e, "cannot write the decision log");
+        }
+    }
+
+    /// Poll, decide, act and settle, all at `now` (`run --once`, tests, benchmarks).
+    pub async fn cycle(&mut self, now: Timestamp) -> Result<Report, ProxmoxError> {
+        let resources = self.client.resources().await?;
+        let mut report = Report::default();
+        let jobs = self.decide(now, &resources, &mut report).await;
+        let mut set = JoinSet::new();
+        for job in jobs {
+            set.spawn(self.execute(job));
+        }
+        while let Some(done) = set.join_next().await {
+            if let Ok((job, r)) = done {
+                report.actions.push((describe(&job), r.clone()));
+                self.settle(now, job, r);
+            }
+        }
+        Ok(report)
+    }
+
+    /// Feed one poll to the machines; returns the jobs to run.
+    pub async fn decide(
+        &mut self,
+        now: Timestamp,
+        res: &[Resource],
+        report: &mut Report,
+    ) -> Vec<Job> {
+        let by_vmid: HashMap<u64, &Resource> = res
+            .iter()
+            .filter(|r| r.kind == "lxc")
+            .filter_map(|r| Some((r.vmid?, r)))
+            .collect();
+        let node_free: HashMap<&str, u32> = res
+            .iter()
+            .filter(|r| r.kind == "node")
+            .filter_map(|r| {
+                let free = r.maxmem?.saturating_sub(r.mem?) / MIB;
+                Some((r.node.as_str(), u32::try_from(free).unwrap_or(u32::MAX)))
+            })
+            .collect();
+        self.refresh_known(&by_vmid).await;
+        let mut jobs = Vec::new();
+        for i in 0..self.containers.len() {
+            let vmid = self.containers[i].lxc.vmid;
+            let Some(row) = by_vmid.get(&u64::from(vmid)).copied() else {
+                tracing::debug!(vmid, "container not in /cluster/resources");
+                continue;
+            };
+            if !row.running() || row.template == Some(1) {
+                continue;
+            }
+            report.containers_seen += 1;
+            let Some(size) = self.size_now(i, row, now) else {
+                continue;
+            };
+            let bp = vertical::cpu_share(
+                row.cpu.unwrap_or(0.0),
+                row.maxcpu.unwrap_or(0.0),
+                size.cores,
+                size.cpulimit_centi,
+            );
+            let group = self.containers[i].lxc.name.to_string();
+            let clones = u32::try_from(self.state_of(&group).len()).unwrap_or(u32::MAX);
+            let usage = Usage {
+                size,
+                cpu_bp: bp,
+                mem_used_mib: u32::try_from(row.mem.unwrap_or(0) / MIB).unwrap_or(u32::MAX),
+                node_free_mib: node_free.get(row.node.as_str()).copied(),
+                clones,
+            };
+            let c = &mut self.containers[i];
+            let mut cap = true;
+            if let Some(v) = c.vertical.as_mut() {
+                let mut out = Vec::new();
+                v.step(now, vertical::Input::Sample(usage), &mut out);
+                cap = v.cpu_at_cap();
+                for o in out {
+                    self.vertical_output(i, &row.node, o, &mut jobs, report);
+                }
+            }
+            let c = &self.containers[i];
+            if c.lxc.mode == Mode::Vertical {
+                continue;
+            }
+            // Until vertical is at its cap, horizontal sees load capped at its scale-up
+            // threshold: it never clones early, but still removes clones when cold.
+            let seen = if cap {
+                bp
+            } else {
+                bp.min(c.lxc.policy.scale_up_threshold * 100)
+            };
+            let name = c.lxc.name.clone();
+            self.sample(now, name, seen);
+            for (clone, vmid) in self.state_of(&group) {
+                let Some(r) = vmid.and_then(|v| by_vmid.get(&u64::from(v))) else {
+                    continue;
+                };
+                if r.running() && r.has_tag(&self.settings.tag) {
+                    let bp =
+                        vertical::cpu_share(r.cpu.unwrap_or(0.0), r.maxcpu.unwrap_or(0.0), 0, 0);
+                    if let Ok(n) = Name::parse(&clone) {
+                        self.sample(now, n, bp);
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        if self.engine.next_deadline().is_some_and(|t| t <= now) {
+            self.engine.step(now, Input::Tick, &mut out);
+        }
+        // Engine outputs were collected per sample too (see `sample`); drain them here.
+        out.append(&mut self.pending);
+        for o in out {
+            self.engine_output(now, o, &by_vmid, &mut jobs);
+        }
+        if self.settings.dry_run {
+            return self.dry_run(now, jobs);
+        }
+        jobs
+    }
+
+    /// Read cores/cpulimit of containers not known yet, or whose `maxcpu` no longer
+    /// matches (changed by someone else), concurrently.
+    async fn refresh_known(&mut self, by_vmid: &HashMap<u64, &Resource>) {
+        let mut set = JoinSet::new();
+        for (i, c) in self.containers.iter().enumerate() {
+            let Some(row) = by_vmid.get(&u64::from(c.lxc.vmid)) else {
+                continue;
+            };
+            if !row.running() {
+                continue;
+            }
+            let stale = match c.known {
+                None => true,
+                Some(k) if c.expect.is_none() => row.maxcpu.is_some_and(|m| {
+                    (m - maxcpu(k)).abs() > 0.005 && k.cores + k.cpulimit_centi > 0
+                }),
+                Some(_) => false,
+            };
+            if stale {
+                let (client, node, vmid) = (self.client.clone(), row.node.clone(), c.lxc.vmid);
+                set.spawn(async move { (i, actuator::read_size(&client, &node, vmid).await) });
+            }
+        }
+        while let Some(Ok((i, r))) = set.join_next().await {
+            match r {
+                Ok(size) => self.containers[i].known = Some(size),
+                Err(e) => {
+                    tracing::warn!(vmid = self.containers[i].lxc.vmid, error = %e, "cannot read the container config")
+                }
+            }
+        }
+    }
+
+    fn size_now(&mut self, i: usize, row: &Resource, now: Timestamp) -> Option<Size> {
+        let poll = self.settings.poll_interval;
+        let c = &mut self.containers[i];
+        let k = c.known?;
+        let seen = Size {
+            memory_mib: u32::try_from(row.maxmem? / MIB).unwrap_or(u32::MAX),
+            ..k
+        };
+        if let Some((exp, at)) = c.expect {
+            if seen.memory_mib != exp.memory_mib && now < at.plus(poll * 3) {
+                return Some(exp);
+            }
+            c.expect = None;
+        }
+        Some(seen)
+    }
+
+    fn state_of(&self, group: &str) -> Vec<(String, Option<u32>)> {
+        let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.clones(group).map(|(n, v)| (n.to_string(), v)).collect()
+    }
+
+    /// Feed a share as a synthetic cumulative counter (1 vCPU scale).
+    fn sample(&mut self, now: Timestamp, vm: Name, bp: u32) {
+        let key = vm.to_string();
+        let (at, cum) = self.counters.get(&key).copied().unwrap_or((now, 0));
+        let cum = vertical::advance_counter(cum, bp, now.since(at).as_millis() as u64);
+        self.counters.insert(key, (now, cum));
+        let input = Input::Sample {
+            vm,
+            cpu_us: cum,
+            vcpus: Some(1),
+        };
+        let mut out = std::mem::take(&mut self.pending);
+        self.engine.step(now, input, &mut out);
+        self.pending = out;
+    }
+
+    fn vertical_output(
+        &mut self,
+        i: usize,
+        node: &str,
+        o: vertical::Output,
+        jobs: &mut Vec<Job>,
+        report: &mut Report,
+    ) {
+        let vmid = self.containers[i].lxc.vmid;
+        let name = self.containers[i].lxc.name.to_string();
+        match o {
+            vertical::Output::Resize(r) => {
+                tracing::info!(vmid, from = ?r.from, to = ?r.to, reason = %r.reason, dry_run = self.settings.dry_run, "resize");
+                self.write(json!({"event": "decision", "t_ms": r.t.as_millis(), "group": name, "vmid": vmid,
+                    "action": "resize", "direction": r.direction, "from": r.from, "to": r.to, "reason": r.reason,
+                    "id": r.id, "dry_run": self.settings.dry_run}));
+                jobs.push(Job::Resize {
+                    c: i,
+                    node: node.to_string(),
+                    vmid,
+                    r,
+                });
+            }
+            vertical::Output::Evaluation {
+                verdict: vertical::Verdict::Blocked { wanted, why_not },
+                t,
+                ..
+            } => {
+                tracing::info!(vmid, ?wanted, %why_not, "resize not made");
+                self.write(
+                    json!({"event": "why_not", "t_ms": t.as_millis(), "group": name, "vmid": vmid,
+                    "wanted": wanted, "why_not": why_not}),
+                );
+                report.blocked.push((vmid, why_not));
+            }
+            vertical::Output::Evaluation { .. } => {}
+            vertical::Output::Failed {
+                id,
+                t,
+                error,
+                retry_in,
+            } => {
+                tracing::warn!(vmid, %error, "resize failed");
+                self.write(json!({"event": "action_failed", "t_ms": t.as_millis(), "group": name, "vmid": vmid,
+                    "action": "resize", "id": id, "error": error, "retry_in_ms": retry_in.as_millis() as u64}));
+            }
+        }
+    }
+
+    fn engine_output(
+        &mut self,
+        now: Timestamp,
+        o: Output,
+        by_vmid: &HashMap<u64, &Resource>,
+        jobs: &mut Vec<Job>,
+    ) {
+        if matches!(o, Output::Decision(_) | Output::ActionFailed { .. })
+            && let Some(mut v) = jsonl::line(&o, false)
+        {
+            if self.settings.dry_run {
+                v["dry_run"] = Value::Bool(true);
+            }
+            self.write(v);
+        }
+        let Output::Decision(d) = o else { return };
+        let Some(c) = self.containers.iter().find(|c| c.lxc.name == *d.group) else {
+            return;
+        };
+        let group = d.group.to_string();
+        let instance = d.instance.to_string();
+        let primary = by_vmid.get(&u64::from(c.lxc.vmid));
+        let act = match d.action {
+            Action::ScaleUp => match primary {
+                Some(p) => {
+                    if !self.settings.dry_run {
+                        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                        s.set(&group, &instance, None);
+                        self.save(&s);
+                    }
+                    Act::Clone(CloneJob {
+                        group,
+                        name: instance,
+                        hostname: d.instance.label.clone().unwrap_or_default(),
+                        node: p.node.clone(),
+                        source: c.lxc.clone.source.unwrap_or(c.lxc.vmid),
+                        spec: c.lxc.clone.clone(),
+                        tag: self.settings.tag.clone(),
+                    })
+                }
+                None => Act::Refuse(format!("primary {} not in /cluster/resources", c.lxc.vmid)),
+            },
+            Action::ScaleDown | Action::CloneLost => {
+                let vmid = self
+                    .state
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .vmid(&group, &instance);
+                match vmid.and_then(|v| by_vmid.get(&u64::from(v)).map(|r| (v, r))) {
+                    None => Act::Gone,
+                    // Never destroy what does not carry our tag and the recorded name.
+                    Some((v, r))
+                        if !r.has_tag(&self.settings.tag)
+                            || r.name.as_deref() != d.instance.label.as_deref() =>
+                    {
+                        Act::Refuse(format!(
+                            "vmid {v} is not tagged {:?} with name {:?}; not destroyed",
+                            self.settings.tag, d.instance.label
+                        ))
+                    }
+                    Some((v, r)) => Act::Destroy {
+                        node: r.node.clone(),
+                        vmid: v,
+                    },
+                }
+            }
+            Action::ReplacePrimary => Act::Refuse(format!(
+                "primary container {} is not running; the autoscaler does not start or recreate primaries",
+                c.lxc.vmid
+            )),
+            Action::Promote => Act::Nothing,
+        };
+        let _ = now;
+        jobs.push(Job::Decision { d: *d, act });
+    }
+
+    fn save(&self, s: &CloneState) {
+        if let Some(p) = &self.settings.state_file
+            && let Err(e) = s.save(p)
+        {
+            tracing::error!(error = %e, "cannot write the Proxmox ownership record");
+        }
+    }
+
+    /// `--dry-run`: every job succeeds without I/O.
+    fn dry_run(&mut self, now: Timestamp, jobs: Vec<Job>) -> Vec<Job> {
+        for job in jobs {
+            self.settle(now, job, Ok(()));
+        }
+        Vec::new()
+    }
+
+    /// The future that carries out `job`.
+    pub fn execute(
+        &self,
+        job: Job,
+    ) -> impl std::future::Future<Output = (Job, Result<(), String>)> + Send + 'static {
+        let client = self.client.clone();
+        let state = self.state.clone();
+        let path = self.settings.state_file.clone();
+        let tasks = self.settings.tasks;
+        async move {
+            let r = match &job {
+                Job::Resize { node, vmid, r, .. } => {
+                    actuator::resize(&client, node, *vmid, r).await
+                }
+                Job::Decision { act, .. } => match act {
+                    Act::Clone(cj) => {
+                        let save = move |s: &CloneState| {
+                            if let Some(p) = &path
+                                && let Err(e) = s.save(p)
+                            {
+                                tracing::error!(error = %e, "cannot write the Proxmox ownership record");
+                            }
+                        };
+                        actuator::scale_up(&client, cj, &state, &save, tasks)
+                            .await
+                            .map(|_| ())
+                    }
+                    Act::Destroy { node, vmid } => {
+                        actuator::destroy(&client, node, *vmid, tasks).await
+                    }
+                    Act::Gone | Act::Nothing => Ok(()),
+                    Act::Refuse(why) => return (job.clone(), Err(why.clone())),
+                },
+            };
+            (job, r.map_err(|e| e.to_string()))
+        }
+    }
+
+    /// Feed a job's result back.
+    pub fn settle(&mut self, now: Timestamp, job: Job, r: Result<(), String>) {
+        match job {
+            Job::Resize {
+                c, vmid, r: resize, ..
+            } => {
+                let mut out = Vec::new();
+                let cont = &mut self.containers[c];
+                if let Some(v) = cont.vertical.as_mut() {
+                    v.step(
+                        now,
+                        vertical::Input::Result {
+                            id: resize.id,
+                            outcome: r.clone(),
+                        },
+                        &mut out,
+                    );
+                }
+                if r.is_ok() {
+                    cont.expect = Some((resize.to, now));
+                    cont.known = Some(resize.to);
+                    let name = cont.lxc.name.to_string();
+                    self.write(json!({"event": "action_done", "t_ms": now.as_millis(), "group": name, "vmid": vmid, "action": "resize", "id": resize.id}));
+                }
+                let node = String::new();
+                for o in out {
+                    self.vertical_output(c, &node, o, &mut Vec::new(), &mut Report::default());
+                }
+            }
+            Job::Decision { d, act } => {
+                let gone = matches!(
+                    (&r, d.action),
+                    (Ok(()), Action::ScaleDown | Action::CloneLost)
+                ) || matches!((&r, &act), (Err(_), Act::Refuse(_)) if d.action == Action::ScaleUp);
+                if gone {
+                    let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                    if s.remove(&d.group.to_string(), &d.instance.to_string()) {
+                        self.save(&s);
+                    }
+                }
+                if r.is_ok() {
+                    self.write(
+                        json!({"event": "action_done", "t_ms": now.as_millis(), "group": d.group,
+                        "action": d.action, "instance": d.instance, "id": d.id}),
+                    );
+                }
+                if d.action.needs_result() {
+                    let input = Input::ActionResult {
+                        group: (*d.group).clone(),
+                        id: d.id,
+                        outcome: r,
+                    };
+                    let mut out = Vec::new();
+                    self.engine.step(now, input, &mut out);
+                    for o in out {
+                        self.engine_output(now, o, &HashMap::new(), &mut Vec::new());
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn maxcpu(k: Size) -> f64 {
+    if k.cores > 0 {
+        f64::from(k.cores)
+    } else {
+        f64::from(k.cpulimit_centi) / 100.0
+    }
+}
+
+fn describe(job: &Job) -> String {
+    match job {
+        Job::Resize { vmid, r, .. } => format!(
+            "resize {vmid}: cores {}->{} cpulimit {}->{} memory {}->{} MiB",
+            r.from.cores,
+            r.to.cores,
+            r.from.cpulimit_centi,
+            r.to.cpulimit_centi,
+            r.from.memory_mib,
+            r.to.memory_mib
+        ),
+        Job::Decision { d, .. } => format!("{} {}", d.action.as_str(), d.instance),
+    }
+}

@@ -1,0 +1,134 @@
+//! The Proxmox VE shell: scales LXC containers with the same engine as albatross
+//! groups, vertically (live `PUT config` of cores / cpulimit / memory, decided by
+//! [`crate::core::vertical`]) and horizontally (clone + start, shutdown + destroy,
+//! decided by [`crate::core::Cluster`]).
+//!
+//! * [`client`]: thin reqwest client (token auth, CA or fingerprint TLS, lenient
+//!   types, bounded concurrency, timeouts, retries, a breaker per node).
+//! * [`controller`]: one poll-decide-act cycle; [`run`] loops it.
+//! * [`fake`]: an in-process fake Proxmox API for tests and benchmarks.
+//!
+//! Horizontal mode feeds the engine a synthetic cumulative CPU counter per container
+//! ([`crate::core::vertical::advance_counter`]): Proxmox reports a gauge (`cpu` as a
+//! fraction of `maxcpu`), normalised here by the effective allowance, and the engine
+//! wants counters; on a 1-vCPU scale the engine reads back exactly that share.
+
+pub mod actuator;
+pub mod breaker;
+pub mod client;
+pub mod controller;
+pub mod fake;
+pub mod state;
+pub mod tls;
+pub mod types;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+pub use client::{Client, ProxmoxError};
+pub use controller::{Controller, Job, Report, Settings};
+
+use crate::config::Config;
+use crate::core::Timestamp;
+
+/// Options of `run` that apply to the Proxmox side.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Log decisions, change nothing.
+    pub dry_run: bool,
+    /// One poll-decide-act cycle, wait for its actions, return.
+    pub once: bool,
+}
+
+/// A controller for `config` (`[proxmox]` and `[[lxc]]`).
+pub fn controller(config: &Config, dry_run: bool) -> anyhow::Result<Controller> {
+    let pve = config
+        .proxmox
+        .as_ref()
+        .context("no [proxmox] section in the configuration")?;
+    let client = Arc::new(Client::from_config(pve)?);
+    let state = state::CloneState::load(&pve.state_file)?;
+    let settings = Settings {
+        tag: pve.tag.clone(),
+        tasks: actuator::Tasks {
+            timeout: pve.task_timeout,
+            every: Duration::from_secs(1),
+        },
+        dry_run,
+        poll_interval: pve.poll_interval,
+        state_file: Some(pve.state_file.clone()),
+        decision_log: config.daemon.decision_log.clone(),
+    };
+    let c = Controller::new(client, config.lxc.clone(), state, settings, Timestamp::ZERO)
+        .context("opening the decision log")?;
+    Ok(c)
+}
+
+/// Drive the `[[lxc]]` containers until `shutdown` (or one cycle with `once`).
+/// Actions run concurrently with later polls, so a slow clone or a dead node never
+/// delays the other containers. Returns `Ok` without a `[proxmox]` section.
+pub async fn run(
+    config: &Config,
+    opts: RunOptions,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    if config.proxmox.is_none() || config.lxc.is_empty() {
+        return Ok(());
+    }
+    let mut c = controller(config, opts.dry_run)?;
+    let start = Instant::now();
+    let now = || Timestamp(u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX));
+    if opts.once {
+        let r = c.cycle(now()).await?;
+        tracing::info!(
+            containers = r.containers_seen,
+            actions = r.actions.len(),
+            "proxmox: one cycle done"
+        );
+        for (what, r) in &r.actions {
+            match r {
+                Ok(()) => tracing::info!(action = %what, "done"),
+                Err(e) => tracing::warn!(action = %what, error = %e, "failed"),
+            }
+        }
+        return Ok(());
+    }
+    let poll = config
+        .proxmox
+        .as_ref()
+        .map_or(Duration::from_secs(10), |p| p.poll_interval);
+    let mut tick = tokio::time::interval(poll);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut running = JoinSet::new();
+    loop {
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            Some(Ok((job, r))) = running.join_next() => c.settle(now(), job, r),
+            _ = tick.tick() => match c.client().resources().await {
+                Ok(res) => {
+                    let mut report = Report::default();
+                    for job in c.decide(now(), &res, &mut report).await {
+                        running.spawn(c.execute(job));
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "proxmox: poll failed; next cycle retries"),
+            },
+        }
+    }
+    // Let actions in flight finish so the ownership record stays right.
+    let grace = tokio::time::sleep(Duration::from_secs(30));
+    tokio::pin!(grace);
+    while !running.is_empty() {
+        tokio::select! {
+            Some(Ok((job, r))) = running.join_next() => c.settle(now(), job, r),
+            () = &mut grace => break,
+        }
+    }
+    Ok(())
+}
