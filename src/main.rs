@@ -15,17 +15,29 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Watch a unikernel group scale up and down against an embedded albatross.
+    Demo(cli::demo::Args),
+    /// Run the autoscaler daemon.
+    Run(cli::run::Args),
     /// Check a configuration file and report every problem with its key.
     Validate(cli::validate::Args),
     /// Drive the engine with recorded statistics and print JSON Lines.
     Replay(cli::replay::Args),
     /// Decode albatross frames, DER messages or certificates to JSON.
     Decode(cli::decode::Args),
+    /// List unikernels on an albatross endpoint (checks connectivity and certificates).
+    Info(cli::info::InfoArgs),
+    /// Print live statistics samples from an albatross endpoint.
+    Stats(cli::info::StatsArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Demo(args) => cli::demo::run(args),
+        Command::Run(args) => cli::run::run(args),
+        Command::Info(args) => cli::info::info(args),
+        Command::Stats(args) => cli::info::stats(args),
         Command::Validate(args) => cli::validate::run(args),
         Command::Replay(args) => cli::replay::run(args),
         Command::Decode(args) => cli::decode::run(args),

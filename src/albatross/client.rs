@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::tls::{Connector, TlsError};
+use super::tls::{Connection, Connector, FrameReader, TlsError};
 use crate::cert;
 use crate::name::Name;
 use crate::wire::{self, Command, NamedUnikernelInfo, Payload, Success, UnikernelConfig};
@@ -210,5 +210,11 @@ impl Client {
             Err(ClientError::Failure { message, .. }) if message.contains("not found") => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    /// Open a `stats subscribe` stream for the whole path (leaf CN `.`): every
+    /// unikernel under it, names relative to the path.
+    pub async fn subscribe_stats(&self) -> Result<FrameReader<Connection>, ClientError> {
+        Ok(self.connector.subscribe_stats(None).await?)
     }
 }

@@ -2,5 +2,8 @@
 //! Each returns the process exit code, or an error whose chain is printed.
 
 pub mod decode;
+pub mod demo;
+pub mod info;
 pub mod replay;
+pub mod run;
 pub mod validate;

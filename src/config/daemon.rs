@@ -20,8 +20,10 @@ pub struct Endpoint {
     pub cert: PathBuf,
     /// Its private key: signs one short-lived leaf per command.
     pub key: PathBuf,
-    /// Name expected in the server certificate; see the README on why albatross
-    /// server certificates often do not name the host.
+    /// Name expected in the server certificate (its SAN, or its CN when it has no
+    /// SAN). Empty (the default) checks only that the chain leads to `ca`: albatross
+    /// server certificates are made by `albatross-client generate` with a CN such as
+    /// `albatross-server` and no SAN, so they rarely name the host.
     pub server_name: String,
     pub connect_timeout: Duration,
     /// Reconnect delays of the stats stream: doubling from `reconnect_min` up to this.
@@ -131,7 +133,7 @@ pub(super) fn endpoints(
             ca: resolve(base, f.ca),
             cert: resolve(base, f.cert),
             key: resolve(base, f.key),
-            server_name: f.server_name.unwrap_or_else(|| "albatross".to_string()),
+            server_name: f.server_name.unwrap_or_default(),
             connect_timeout: f.connect_timeout.unwrap_or(Duration::from_secs(10)),
             reconnect_min: f.reconnect_min.unwrap_or(Duration::from_secs(1)),
             reconnect_max: f.reconnect_max.unwrap_or(Duration::from_secs(60)),

@@ -777,6 +777,7 @@ impl Cluster {
             id,
             t: now,
             group: self.group.clone(),
+            primary: self.primary.clone(),
             action,
             instance,
             reason,

@@ -30,6 +30,9 @@ pub enum Input {
     },
     /// An owned clone of `group` known to be running.
     Adopt { group: Name, vm: Name },
+    /// An instance named like a clone of `group` that the group does not own: its
+    /// name is never reused and it is never touched.
+    Foreign { group: Name, vm: Name },
 }
 
 /// How the engine treats instances it has not been told about.
@@ -125,6 +128,12 @@ impl Engine {
                     let vm = Arc::new(vm);
                     self.unassigned.remove(&vm);
                     self.step_cluster(i, now, cluster::Input::Adopt { vm }, out);
+                }
+            }
+            Input::Foreign { group, vm } => {
+                if let Some(i) = self.clusters.iter().position(|c| **c.group() == group) {
+                    let vm = Arc::new(vm);
+                    self.step_cluster(i, now, cluster::Input::Foreign { vm }, out);
                 }
             }
         }

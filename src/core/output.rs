@@ -95,6 +95,9 @@ pub struct Decision {
     pub id: ActionId,
     pub t: Timestamp,
     pub group: Arc<Name>,
+    /// The group's primary when the decision was taken (differs from `group` after a
+    /// promotion): the source of a clone.
+    pub primary: Arc<Name>,
     pub action: Action,
     pub instance: Arc<Name>,
     pub reason: String,

@@ -1,6 +1,7 @@
 //! The daemon: tokio wiring around the pure engine. Stats streams and actuators are
 //! shells; [`runner::Runner`] is the one task that owns the engine.
 
+pub mod albatross;
 pub mod decision_log;
 pub mod ownership;
 pub mod runner;

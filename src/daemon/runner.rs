@@ -36,8 +36,14 @@ pub enum Event {
     },
     /// An owned clone found running at start (reconciliation).
     Adopt { group: Name, vm: Name },
+    /// A running instance named like a clone of `group` that it does not own.
+    Foreign { group: Name, vm: Name },
     /// A configuration reload: the new groups and policies.
     Reconfigure(Vec<(Name, Policy)>),
+    /// What runs on the endpoint of `group` (from `unikernel info`), at start or
+    /// after a reconnect: adopt owned clones that run, forget owned ones that do
+    /// not, and mark others named like clones as foreign.
+    Reconciled { group: Name, running: Vec<Name> },
 }
 
 /// Settings of the engine task.
@@ -87,6 +93,11 @@ impl<A: Actuator> Runner<A> {
     /// Every engine output, for live views, metrics and tests.
     pub fn subscribe(&self) -> broadcast::Receiver<Output> {
         self.observers.subscribe()
+    }
+
+    /// The sender behind [`Runner::subscribe`], to subscribe after the runner started.
+    pub fn observers(&self) -> broadcast::Sender<Output> {
+        self.observers.clone()
     }
 
     fn stamp(&mut self, at: Instant) -> Timestamp {
@@ -164,6 +175,11 @@ impl<A: Actuator> Runner<A> {
                 let now = self.stamp(Instant::now());
                 self.step(now, Input::Adopt { group, vm }, in_flight);
             }
+            Event::Foreign { group, vm } => {
+                let now = self.stamp(Instant::now());
+                self.step(now, Input::Foreign { group, vm }, in_flight);
+            }
+            Event::Reconciled { group, running } => self.reconcile(group, running, in_flight),
             Event::Reconfigure(groups) => {
                 let now = self.stamp(Instant::now());
                 self.engine.reconfigure(groups, now);
@@ -172,6 +188,51 @@ impl<A: Actuator> Runner<A> {
                     "configuration applied"
                 );
             }
+        }
+    }
+
+    fn reconcile(&mut self, group: Name, running: Vec<Name>, in_flight: &mut JoinSet<Done>) {
+        let now = self.stamp(Instant::now());
+        let g = group.to_string();
+        let owned: Vec<String> = self.ownership.owned(&g).map(str::to_string).collect();
+        let mut changed = false;
+        for name in owned {
+            match running.iter().find(|r| r.to_string() == name) {
+                Some(vm) => {
+                    tracing::info!(group = %g, instance = %name, "adopting an owned clone that still runs");
+                    let input = Input::Adopt {
+                        group: group.clone(),
+                        vm: vm.clone(),
+                    };
+                    self.step(now, input, in_flight);
+                }
+                None => {
+                    tracing::info!(group = %g, instance = %name, "forgetting an owned clone that no longer runs");
+                    changed |= self.ownership.remove(&g, &name);
+                }
+            }
+        }
+        if changed {
+            self.save_ownership();
+        }
+        let Some(c) = self.engine.clusters().iter().find(|c| **c.group() == group) else {
+            return;
+        };
+        let foreign: Vec<Name> = running
+            .iter()
+            .filter(|r| c.matches_clone_pattern(r) && !c.has_member(r))
+            .cloned()
+            .collect();
+        for vm in foreign {
+            tracing::info!(group = %g, instance = %vm, "named like a clone but not ours: never touched");
+            self.step(
+                now,
+                Input::Foreign {
+                    group: group.clone(),
+                    vm,
+                },
+                in_flight,
+            );
         }
     }
 

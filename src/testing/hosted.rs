@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use crate::name::Name;
 use crate::wire::{
-    IfData, KinfoMem, Mac, NamedUnikernelInfo, NetInfo, Rusage, StatsData, Time, Timeval,
-    UnikernelConfig, UnikernelInfo,
+    BlockInfo, IfData, KinfoMem, Mac, NamedUnikernelInfo, NetInfo, Rusage, StatsData, Time,
+    Timeval, UnikernelConfig, UnikernelInfo,
 };
 
 /// Demand of a group, in vCPUs, at time `t` since the endpoint started. The group is
@@ -124,7 +124,16 @@ impl Hosted {
                 cpuids: c.cpuids.clone(),
                 memory: c.memory,
                 digest: self.digest.clone(),
-                block_devices: Vec::new(),
+                block_devices: c
+                    .block_devices
+                    .iter()
+                    .map(|b| BlockInfo {
+                        unikernel_device: b.name.clone(),
+                        host_device: b.device.clone().unwrap_or_else(|| b.name.clone()),
+                        sector_size: b.sector_size.unwrap_or(512),
+                        size: 0,
+                    })
+                    .collect(),
                 bridges: c
                     .bridges
                     .iter()

@@ -1,0 +1,116 @@
+//! `info --config FILE [--endpoint NAME] [NAME]` and `stats --config FILE NAME`:
+//! operator helpers in the style of albatross-client, to check connectivity and
+//! certificates.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::albatross::client::Client;
+use crate::albatross::stats::cpu_micros;
+use crate::albatross::tls::{Connector, TlsSettings};
+use crate::config::Config;
+use crate::core::Timestamp;
+use crate::core::cpu::{self, Delta, Reading};
+use crate::name::Name;
+use crate::wire::{Data, Payload};
+
+/// Arguments of `info`.
+#[derive(clap::Args, Debug)]
+pub struct InfoArgs {
+    #[arg(long, short, env = "ALBATROSS_AUTOSCALE_CONFIG")]
+    pub config: PathBuf,
+    /// Which `[[albatross]]` endpoint (default: the only one).
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// A unikernel (e.g. `alice:web`); default: everything under the certificate's path.
+    pub name: Option<Name>,
+}
+
+/// Arguments of `stats`.
+#[derive(clap::Args, Debug)]
+pub struct StatsArgs {
+    #[arg(long, short, env = "ALBATROSS_AUTOSCALE_CONFIG")]
+    pub config: PathBuf,
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// Only this unikernel; default: all under the path.
+    pub name: Option<Name>,
+    /// Stop after this many samples.
+    #[arg(long)]
+    pub count: Option<u64>,
+}
+
+fn client(config: &std::path::Path, endpoint: Option<&str>) -> anyhow::Result<Client> {
+    let c = Config::load(config)?;
+    let ep = match endpoint {
+        Some(n) => c
+            .endpoints
+            .iter()
+            .find(|e| e.name == n)
+            .with_context(|| format!("no endpoint named {n:?}"))?,
+        None => c
+            .endpoints
+            .first()
+            .context("no [albatross] endpoint in the configuration")?,
+    };
+    let settings = TlsSettings {
+        endpoint: ep.address.clone(),
+        ca: ep.ca.clone(),
+        cert: ep.cert.clone(),
+        key: ep.key.clone(),
+        server_name: ep.server_name.clone(),
+    };
+    Ok(Client::new(Arc::new(
+        Connector::new(&settings)?.with_connect_timeout(ep.connect_timeout),
+    )))
+}
+
+/// Run `info`: one JSON object per unikernel.
+pub fn info(args: InfoArgs) -> anyhow::Result<ExitCode> {
+    let client = client(&args.config, args.endpoint.as_deref())?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let list = rt.block_on(client.info(args.name.as_ref()))?;
+    for u in list {
+        println!("{}", serde_json::to_string(&u)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Run `stats`: one JSON line per sample, with the CPU share since the previous one.
+pub fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
+    let client = client(&args.config, args.endpoint.as_deref())?;
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async move {
+        let mut reader = client.subscribe_stats().await?;
+        let start = tokio::time::Instant::now();
+        let sub = match reader.next_message().await? {
+            Some(m) => m.header.name,
+            None => anyhow::bail!("the stream ended before the subscription reply"),
+        };
+        eprintln!("subscribed as {sub}");
+        let mut last: std::collections::HashMap<Name, Reading> = Default::default();
+        let mut n = 0u64;
+        while let Some(m) = reader.next_message().await? {
+            let Payload::Data(Data::Stats(s)) = m.payload else { continue };
+            let vm = m.header.name.resolve_under(&sub);
+            if args.name.as_ref().is_some_and(|want| *want != vm) {
+                continue;
+            }
+            let Some(cpu_us) = cpu_micros(&s) else { continue };
+            let now = Reading { at: Timestamp(start.elapsed().as_millis() as u64), cpu_us };
+            let pct = match last.insert(vm.clone(), now).map(|p| cpu::delta(p, now, 1)) {
+                Some(Delta::Share { bp, .. }) => Some(cpu::percent(bp)),
+                _ => None,
+            };
+            println!("{}", serde_json::json!({"vm": vm, "cpu_us": cpu_us, "cpu_percent_per_vcpu": pct, "rss_pages": s.kinfo_mem.as_ref().map(|k| k.rss)}));
+            n += 1;
+            if args.count.is_some_and(|c| n >= c) {
+                break;
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}

@@ -1,0 +1,338 @@
+//! The real daemon against the in-process albatross endpoint over TLS on
+//! 127.0.0.1, with short intervals. Tests wait for engine outputs (with a
+//! deadline), never sleep to synchronise.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use albatross_autoscale::config::Config;
+use albatross_autoscale::core::{Action, Output};
+use albatross_autoscale::daemon::albatross::{Daemon, RunOptions};
+use albatross_autoscale::daemon::ownership::Ownership;
+use albatross_autoscale::name::Name;
+use albatross_autoscale::testing::{Endpoint, EndpointConfig, PkiFiles, TestPki};
+use albatross_autoscale::wire::{BlockSpec, FailBehaviour, NetSpec, Typ, UnikernelConfig};
+use tokio::sync::broadcast::Receiver;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The demand of `demo:web` in milli-vCPUs, changed by the tests.
+#[derive(Clone, Default)]
+struct Load(Arc<AtomicU64>);
+
+impl Load {
+    fn set(&self, vcpus: f64) {
+        self.0.store((vcpus * 1000.0) as u64, Ordering::Relaxed);
+    }
+}
+
+struct World {
+    endpoint: Endpoint,
+    files: PkiFiles,
+    dir: PathBuf,
+    load: Load,
+}
+
+fn primary_config(blocks: bool) -> UnikernelConfig {
+    UnikernelConfig {
+        typ: Typ::Solo5,
+        compressed: false,
+        image: b"\x7fELF test image".repeat(100),
+        startup: None,
+        add_name: true,
+        fail_behaviour: FailBehaviour::Quit,
+        cpuids: vec![0],
+        memory: 64,
+        block_devices: if blocks {
+            vec![BlockSpec {
+                name: "storage".into(),
+                device: None,
+                sector_size: None,
+            }]
+        } else {
+            Vec::new()
+        },
+        bridges: vec![NetSpec {
+            name: "service".into(),
+            host_device: None,
+            mac: None,
+        }],
+        argv: vec!["--name=web".into(), "-l".into(), "*:debug".into()],
+        numcpus: Some(1),
+        linux_boot_partition: None,
+    }
+}
+
+async fn world(blocks: bool) -> World {
+    let pki = TestPki::generate_with_policy("demo", &TestPki::default_policy()).unwrap();
+    let files = pki.write_to_temp().unwrap();
+    let dir = files.ca.parent().unwrap().to_path_buf();
+    let load = Load::default();
+    let l = load.clone();
+    let mut cfg = EndpointConfig::from_pki(&pki).unwrap();
+    cfg.stats_interval = Duration::from_millis(100);
+    cfg.boot_delay = Duration::from_millis(200);
+    cfg.load = Arc::new(move |g, _| {
+        if g == "demo:web" {
+            l.0.load(Ordering::Relaxed) as f64 / 1000.0
+        } else {
+            0.0
+        }
+    });
+    let endpoint = Endpoint::start(cfg).await.unwrap();
+    endpoint.add(name("demo:web"), primary_config(blocks));
+    World {
+        endpoint,
+        files,
+        dir,
+        load,
+    }
+}
+
+fn name(s: &str) -> Name {
+    Name::parse(s).unwrap()
+}
+
+fn q(p: &Path) -> String {
+    format!("{:?}", p.display().to_string())
+}
+
+impl World {
+    fn config(&self, extra: &str) -> Config {
+        let text = format!(
+            "[policy]\nsample_interval = \"100ms\"\nscale_up_threshold = 75\nscale_up_ticks = 2\nscale_down_threshold = 30\nscale_down_ticks = 3\n\
+             scale_up_cooldown = \"300ms\"\nscale_down_cooldown = \"500ms\"\ndeath_timeout = \"2s\"\nmax_instances = 3\nmax_actions_per_hour = 100\n\
+             retry_backoff = \"200ms\"\nretry_backoff_max = \"400ms\"\n{extra}\n\
+             [albatross]\nendpoint = \"{}\"\nca = {}\ncert = {}\nkey = {}\nreconnect_min = \"50ms\"\nreconnect_max = \"200ms\"\n\
+             [daemon]\ndecision_log = \"decisions.jsonl\"\nstate_file = \"state.json\"\n\
+             [[group]]\nprimary = \"demo:web\"\n",
+            self.endpoint.addr(),
+            q(&self.files.ca),
+            q(&self.files.subca),
+            q(&self.files.subca_key),
+        );
+        let path = self.dir.join("test.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(&path).unwrap()
+    }
+
+    async fn daemon(&self, extra: &str) -> (Daemon, Receiver<Output>) {
+        let opts = RunOptions {
+            dry_run: false,
+            shutdown_grace: Duration::from_secs(10),
+        };
+        let d = Daemon::start(self.config(extra), opts).await.unwrap();
+        let rx = d.subscribe();
+        (d, rx)
+    }
+
+    fn running(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .endpoint
+            .unikernels()
+            .iter()
+            .map(Name::to_string)
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+/// Wait for an output matching `f`, returning what it maps to.
+async fn until<T>(rx: &mut Receiver<Output>, mut f: impl FnMut(&Output) -> Option<T>) -> T {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match rx.recv().await {
+                Ok(o) => {
+                    if let Some(t) = f(&o) {
+                        return t;
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => panic!("outputs closed: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("the expected output did not come in time")
+}
+
+fn decision(action: Action) -> impl FnMut(&Output) -> Option<String> {
+    move |o| match o {
+        Output::Decision(d) if d.action == action => Some(d.instance.to_string()),
+        _ => None,
+    }
+}
+
+/// Wait until the endpoint runs exactly `want`.
+async fn runs(w: &World, want: &[&str]) {
+    let want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+    tokio::time::timeout(WAIT, async {
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        while w.running() != want {
+            tick.tick().await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("running {:?}, wanted {want:?}", w.running()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scales_up_under_load_and_down_after() {
+    let w = world(false).await;
+    let (d, mut rx) = w.daemon("").await;
+    w.load.set(1.8);
+    assert_eq!(
+        until(&mut rx, decision(Action::ScaleUp)).await,
+        "demo:web-clone-1"
+    );
+    runs(&w, &["demo:web", "demo:web-clone-1"]).await;
+    w.load.set(0.1);
+    assert_eq!(
+        until(&mut rx, decision(Action::ScaleDown)).await,
+        "demo:web-clone-1"
+    );
+    runs(&w, &["demo:web"]).await;
+    d.stop().await;
+    // The decision log has the same lines replay prints, plus outcomes.
+    let log = std::fs::read_to_string(w.dir.join("decisions.jsonl")).unwrap();
+    assert!(
+        log.contains("\"action\":\"scale_up\"") && log.contains("\"event\":\"action_done\""),
+        "{log}"
+    );
+    // The clone was created from the primary's config without its `--name=`.
+    let created = w
+        .endpoint
+        .history()
+        .into_iter()
+        .filter(|h| h.command.contains("Create"))
+        .count();
+    assert_eq!(created, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnects_after_the_endpoint_drops_the_stream() {
+    let w = world(false).await;
+    let (d, mut rx) = w.daemon("").await;
+    let samples = |o: &Output| matches!(o, Output::Sample(_)).then_some(());
+    until(&mut rx, samples).await;
+    w.endpoint.drop_stats_streams();
+    let health = d.health[0].1.clone();
+    tokio::time::timeout(WAIT, async {
+        while health.reconnects.load(Ordering::Relaxed) == 0 {
+            let _ = rx.recv().await;
+        }
+    })
+    .await
+    .expect("a reconnect");
+    // Samples flow again after the reconnect.
+    let before = health.samples.load(Ordering::Relaxed);
+    until(&mut rx, |o| {
+        (matches!(o, Output::Sample(_)) && health.samples.load(Ordering::Relaxed) > before)
+            .then_some(())
+    })
+    .await;
+    assert!(
+        w.endpoint.subscribers().len() == 1,
+        "exactly one subscriber after the reconnect"
+    );
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuses_to_clone_a_primary_with_block_devices() {
+    let w = world(true).await;
+    let (d, mut rx) = w.daemon("").await;
+    w.load.set(1.8);
+    let err = until(&mut rx, |o| match o {
+        Output::ActionFailed {
+            action: Action::ScaleUp,
+            error,
+            ..
+        } => Some(error.clone()),
+        _ => None,
+    })
+    .await;
+    assert!(
+        err.contains("block devices") && err.contains("demo:web"),
+        "{err}"
+    );
+    assert_eq!(w.running(), ["demo:web"]);
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_daemon_adopts_its_clones_and_never_touches_foreign_ones() {
+    let w = world(false).await;
+    // Someone else's unikernel with a clone-like name.
+    w.endpoint
+        .add(name("demo:web-clone-9"), primary_config(false));
+    let (d, mut rx) = w.daemon("").await;
+    w.load.set(1.8);
+    assert_eq!(
+        until(&mut rx, decision(Action::ScaleUp)).await,
+        "demo:web-clone-1"
+    );
+    runs(&w, &["demo:web", "demo:web-clone-1", "demo:web-clone-9"]).await;
+    d.stop().await;
+    let state = Ownership::load(&w.dir.join("state.json")).unwrap();
+    assert_eq!(
+        state.owned("demo:web").collect::<Vec<_>>(),
+        ["demo:web-clone-1"]
+    );
+
+    // A new daemon adopts clone-1 and, under low load, removes it — not clone-9.
+    w.load.set(0.05);
+    let (d, mut rx) = w.daemon("").await;
+    assert_eq!(
+        until(&mut rx, decision(Action::ScaleDown)).await,
+        "demo:web-clone-1"
+    );
+    runs(&w, &["demo:web", "demo:web-clone-9"]).await;
+    // At min (the primary plus a foreign instance do not count as ours): no more downs.
+    let mut more = 0;
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            if let Ok(Output::Decision(dd)) = rx.recv().await
+                && dd.action == Action::ScaleDown
+            {
+                more += 1;
+            }
+        }
+    })
+    .await;
+    assert_eq!(more, 0);
+    d.stop().await;
+    assert!(
+        w.endpoint
+            .history()
+            .iter()
+            .all(|h| !(h.command.contains("Destroy") && h.name.to_string() == "demo:web-clone-9"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_creates_back_off_and_stay_within_max() {
+    let w = world(false).await;
+    w.endpoint
+        .fail_next_creates(4, "policy: too many unikernels");
+    let (d, mut rx) = w.daemon("").await;
+    w.load.set(3.5);
+    let mut failures = 0;
+    let mut ups = 0;
+    until(&mut rx, |o| {
+        match o {
+            Output::ActionFailed { .. } => failures += 1,
+            Output::Decision(d) if d.action == Action::ScaleUp => ups += 1,
+            Output::Evaluation(e) => assert!(e.instances <= 3, "instances {} > max", e.instances),
+            _ => {}
+        }
+        (failures == 4 && ups >= 6).then_some(())
+    })
+    .await;
+    runs(&w, &["demo:web", "demo:web-clone-1", "demo:web-clone-2"]).await;
+    d.stop().await;
+    assert!(w.running().len() <= 3);
+}
