@@ -232,9 +232,16 @@ pub async fn destroy(
     tasks: Tasks,
 ) -> Result<(), ProxmoxError> {
     let base = format!("/nodes/{node}/lxc/{vmid}");
-    let status: serde_json::Value = client
+    let status: serde_json::Value = match client
         .call(Method::GET, &format!("{base}/status/current"), &[])
-        .await?;
+        .await
+    {
+        // Already gone (a failed clone task removes its container).
+        Err(e) if e.status() == Some(500) && e.to_string().contains("does not exist") => {
+            return Ok(());
+        }
+        r => r?,
+    };
     if status.get("status").and_then(|s| s.as_str()) == Some("running") {
         let timeout = tasks.timeout.as_secs().clamp(1, 600);
         let params = [("timeout", timeout.to_string()), ("forceStop", "1".into())];

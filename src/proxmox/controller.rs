@@ -267,6 +267,7 @@ impl Controller {
                 bp.min(c.lxc.policy.scale_up_threshold * 100)
             };
             let name = c.lxc.name.clone();
+            self.reconcile(now, &name, &group, &by_vmid);
             self.sample(now, name, seen);
             for (clone, vmid) in self.state_of(&group) {
                 let Some(r) = vmid.and_then(|v| by_vmid.get(&u64::from(v))) else {
@@ -344,6 +345,56 @@ impl Controller {
             c.expect = None;
         }
         Some(seen)
+    }
+
+    /// Recorded clones that exist but are not members (a clone whose task failed or
+    /// timed out after the id was taken) are adopted, so they count against
+    /// `max_instances` and are eventually removed; records of vanished ones are dropped.
+    fn reconcile(
+        &mut self,
+        now: Timestamp,
+        group_name: &Name,
+        group: &str,
+        by_vmid: &HashMap<u64, &Resource>,
+    ) {
+        let Some(cluster) = self
+            .engine
+            .clusters()
+            .iter()
+            .find(|c| **c.group() == *group_name)
+        else {
+            return;
+        };
+        let mut adopt = Vec::new();
+        let mut drop = Vec::new();
+        for (n, vmid) in self.state_of(group) {
+            let Ok(name) = Name::parse(&n) else { continue };
+            if cluster.has_member(&name) {
+                continue;
+            }
+            match vmid {
+                Some(v) if by_vmid.contains_key(&u64::from(v)) => adopt.push(name),
+                _ => drop.push(n),
+            }
+        }
+        for vm in adopt {
+            tracing::info!(group, clone = %vm, "adopting a recorded clone");
+            self.engine.step(
+                now,
+                Input::Adopt {
+                    group: group_name.clone(),
+                    vm,
+                },
+                &mut self.pending,
+            );
+        }
+        if !drop.is_empty() {
+            let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            for n in drop {
+                s.remove(group, &n);
+            }
+            self.save(&s);
+        }
     }
 
     fn state_of(&self, group: &str) -> Vec<(String, Option<u32>)> {

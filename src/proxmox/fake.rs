@@ -283,32 +283,33 @@ impl FakeServer {
     }
 }
 
-fn params(s: &str) -> HashMap<String, String> {
-    fn dec(s: &str) -> String {
-        let b = s.as_bytes();
-        let mut out = Vec::with_capacity(b.len());
-        let mut i = 0;
-        while i < b.len() {
-            match b[i] {
-                b'+' => out.push(b' '),
-                b'%' if i + 2 < b.len() => {
-                    let h = std::str::from_utf8(&b[i + 1..i + 3])
-                        .ok()
-                        .and_then(|h| u8::from_str_radix(h, 16).ok());
-                    out.push(h.unwrap_or(b'%'));
-                    i += 2;
-                }
-                c => out.push(c),
+fn decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                let h = std::str::from_utf8(&b[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                out.push(h.unwrap_or(b'%'));
+                i += 2;
             }
-            i += 1;
+            c => out.push(c),
         }
-        String::from_utf8_lossy(&out).into_owned()
+        i += 1;
     }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn params(s: &str) -> HashMap<String, String> {
     s.split('&')
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (dec(k), dec(v))
+            (decode(k), decode(v))
         })
         .collect()
 }
@@ -454,7 +455,7 @@ fn route(f: &mut Fake, method: &Method, path: &str, p: &HashMap<String, String>)
                 Some(Effect::Destroy(vmid)),
             )))
         }
-        ("GET", ["nodes", _, "tasks", upid, "status"]) => task_status(f, upid),
+        ("GET", ["nodes", _, "tasks", upid, "status"]) => task_status(f, &decode(upid)),
         _ => fail(501, format!("Method '{method} {path}' not implemented")),
     }
 }
