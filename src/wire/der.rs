@@ -6,7 +6,7 @@
 //! asn1-rs 0.7 leaves to the caller: `from_der` returns the remainder without
 //! complaint and does not check that long-form lengths are minimal.
 
-use asn1_rs::{Any, CheckDerConstraints, Class, FromDer};
+use asn1_rs::{Any, CheckDerConstraints, Class, FromDer, Header, Length, Tag};
 
 use super::error::{DecodeError, DecodeErrorKind, TagClass, TagInfo};
 
@@ -32,9 +32,13 @@ fn class_of(c: Class) -> TagClass {
 }
 
 /// One decoded tag-length-value, borrowed from the input.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Tlv<'a> {
-    pub any: Any<'a>,
+    pub class: TagClass,
+    pub constructed: bool,
+    pub number: u32,
+    /// The content octets.
+    pub data: &'a [u8],
     /// The whole TLV (header and content).
     pub raw: &'a [u8],
     /// Offset of the TLV in the reader's base buffer.
@@ -44,15 +48,27 @@ pub(crate) struct Tlv<'a> {
 impl<'a> Tlv<'a> {
     pub fn info(&self) -> TagInfo {
         TagInfo {
-            class: class_of(self.any.header.class()),
-            constructed: self.any.header.is_constructed(),
-            number: self.any.header.tag().0,
+            class: self.class,
+            constructed: self.constructed,
+            number: self.number,
         }
     }
 
     pub fn is(&self, class: TagClass, constructed: bool, number: u32) -> bool {
-        let i = self.info();
-        i.class == class && i.constructed == constructed && i.number == number
+        self.class == class && self.constructed == constructed && self.number == number
+    }
+
+    /// The asn1-rs view of a universal primitive, for its DER-checked conversions.
+    pub fn any(&self, tag: Tag) -> Any<'a> {
+        Any::new(
+            Header::new(
+                Class::Universal,
+                false,
+                tag,
+                Length::Definite(self.data.len()),
+            ),
+            self.data,
+        )
     }
 }
 
@@ -85,7 +101,7 @@ impl<'a> Reader<'a> {
     pub fn inner(&self, tlv: &Tlv<'a>) -> Reader<'a> {
         Reader {
             base: self.base,
-            rest: tlv.any.data,
+            rest: tlv.data,
         }
     }
 
@@ -149,12 +165,68 @@ impl<'a> Reader<'a> {
             .is_some_and(|t| t.class == TagClass::Universal && !t.constructed && t.number == n)
     }
 
-    /// Read the next TLV, whatever its tag.
+    /// Read the next TLV, whatever its tag. Single-byte tags (all of this grammar)
+    /// take a hand-written strict path: asn1-rs' generic header parser cost about
+    /// 45x a byte-sum per stats frame. High tag numbers go through asn1-rs.
     pub fn any(&mut self, field: &'static str) -> Result<Tlv<'a>> {
         let offset = self.offset();
-        if self.rest.is_empty() {
+        let input = self.rest;
+        let Some(info) = self.peek() else {
             return Err(self.err(offset, field, DecodeErrorKind::Missing));
+        };
+        if info.number == u32::MAX {
+            return self.any_high_tag(field);
         }
+        let truncated = || self.err(offset, field, DecodeErrorKind::Truncated);
+        let after_tag = input.get(1..).unwrap_or_default();
+        let Some((&l0, mut after)) = after_tag.split_first() else {
+            return Err(truncated());
+        };
+        let len = if l0 < 0x80 {
+            usize::from(l0)
+        } else if l0 == 0x80 {
+            return Err(self.err(offset, field, DecodeErrorKind::IndefiniteLength));
+        } else {
+            let n = usize::from(l0 & 0x7f);
+            if n > std::mem::size_of::<usize>() {
+                return Err(self.err(
+                    offset,
+                    field,
+                    DecodeErrorKind::Malformed(format!("{n}-byte length field")),
+                ));
+            }
+            let Some((bytes, rest)) = after.split_at_checked(n) else {
+                return Err(truncated());
+            };
+            after = rest;
+            let len = bytes
+                .iter()
+                .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+            // DER: long form only from 128 on, and without leading zero octets.
+            if der_len_size(len) != 1 + n {
+                return Err(self.err(offset, field, DecodeErrorKind::NonMinimalEncoding));
+            }
+            len
+        };
+        let Some((data, rest)) = after.split_at_checked(len) else {
+            return Err(truncated());
+        };
+        let raw = input.get(..input.len() - rest.len()).unwrap_or_default();
+        self.rest = rest;
+        Ok(Tlv {
+            class: info.class,
+            constructed: info.constructed,
+            number: info.number,
+            data,
+            raw,
+            offset,
+        })
+    }
+
+    /// A TLV with a multi-byte tag, parsed by asn1-rs (only unknown alternatives of
+    /// newer servers can look like this).
+    fn any_high_tag(&mut self, field: &'static str) -> Result<Tlv<'a>> {
+        let offset = self.offset();
         let (rem, any) = Any::from_der(self.rest).map_err(|e| {
             let kind = match e {
                 nom::Err::Incomplete(_) => DecodeErrorKind::Truncated,
@@ -173,16 +245,22 @@ impl<'a> Reader<'a> {
         })?;
         let total = self.rest.len() - rem.len();
         let raw = self.rest.get(..total).unwrap_or_default();
-        // asn1-rs accepts long-form lengths that fit the short form, and high-tag
-        // form for small numbers; DER forbids both.
+        // asn1-rs does not check that long-form lengths are minimal, nor that the
+        // high-tag form is only used for numbers >= 31; DER requires both.
         let tag_len = any.header.raw_tag().map_or(1, <[u8]>::len);
-        let minimal_tag = tag_len == 1 || any.header.tag().0 >= 0x1f;
         let header_len = total - any.data.len();
-        if !minimal_tag || header_len != tag_len + der_len_size(any.data.len()) {
+        if any.header.tag().0 < 0x1f || header_len != tag_len + der_len_size(any.data.len()) {
             return Err(self.err(offset, field, DecodeErrorKind::NonMinimalEncoding));
         }
         self.rest = rem;
-        Ok(Tlv { any, raw, offset })
+        Ok(Tlv {
+            class: class_of(any.header.class()),
+            constructed: any.header.is_constructed(),
+            number: any.header.tag().0,
+            data: any.data,
+            raw,
+            offset,
+        })
     }
 
     /// Read the next TLV and require a given tag.
@@ -282,7 +360,7 @@ impl<'a> Reader<'a> {
     /// The content of an EXPLICIT alternative returned by `choice`; rejects a
     /// primitive encoding.
     pub fn explicit_content(&self, tlv: &Tlv<'a>, field: &'static str) -> Result<Reader<'a>> {
-        if !tlv.any.header.is_constructed() {
+        if !tlv.constructed {
             let info = tlv.info();
             return Err(self.err(
                 tlv.offset,
@@ -302,8 +380,9 @@ impl<'a> Reader<'a> {
     /// `INT`: INTEGER into i64 (minimal encoding enforced by asn1-rs).
     pub fn int(&mut self, field: &'static str) -> Result<i64> {
         let tlv = self.expect(field, TagClass::Universal, false, INTEGER)?;
-        let conv = <i64 as CheckDerConstraints>::check_constraints(&tlv.any)
-            .and_then(|()| i64::try_from(&tlv.any));
+        let any = tlv.any(Tag::Integer);
+        let conv = <i64 as CheckDerConstraints>::check_constraints(&any)
+            .and_then(|()| i64::try_from(&any));
         conv.map_err(|e| {
             self.err(
                 tlv.offset,
@@ -315,12 +394,20 @@ impl<'a> Reader<'a> {
 
     /// `INT64`: an OCTET STRING of exactly 8 bytes, big-endian two's complement.
     pub fn int64(&mut self, field: &'static str) -> Result<i64> {
+        // Fast path: `04 08` + 8 bytes is the only valid encoding, and stats frames
+        // are mostly these.
+        if let Some((&[0x04, 0x08], rest)) = self.rest.split_first_chunk::<2>()
+            && let Some((bytes, rest)) = rest.split_first_chunk::<8>()
+        {
+            self.rest = rest;
+            return Ok(i64::from_be_bytes(*bytes));
+        }
         let tlv = self.expect(field, TagClass::Universal, false, OCTET_STRING)?;
-        let bytes: [u8; 8] = tlv.any.data.try_into().map_err(|_| {
+        let bytes: [u8; 8] = tlv.data.try_into().map_err(|_| {
             self.err(
                 tlv.offset,
                 field,
-                DecodeErrorKind::BadInt64Length(tlv.any.data.len()),
+                DecodeErrorKind::BadInt64Length(tlv.data.len()),
             )
         })?;
         Ok(i64::from_be_bytes(bytes))
@@ -328,8 +415,9 @@ impl<'a> Reader<'a> {
 
     pub fn bool(&mut self, field: &'static str) -> Result<bool> {
         let tlv = self.expect(field, TagClass::Universal, false, BOOLEAN)?;
-        <bool as CheckDerConstraints>::check_constraints(&tlv.any)
-            .and_then(|()| bool::try_from(&tlv.any))
+        let any = tlv.any(Tag::Boolean);
+        <bool as CheckDerConstraints>::check_constraints(&any)
+            .and_then(|()| bool::try_from(&any))
             .map_err(|e| {
                 self.err(
                     tlv.offset,
@@ -341,21 +429,16 @@ impl<'a> Reader<'a> {
 
     pub fn null(&mut self, field: &'static str) -> Result<()> {
         let tlv = self.expect(field, TagClass::Universal, false, NULL)?;
-        if tlv.any.data.is_empty() {
+        if tlv.data.is_empty() {
             Ok(())
         } else {
-            Err(self.err(
-                tlv.offset,
-                field,
-                DecodeErrorKind::BadNull(tlv.any.data.len()),
-            ))
+            Err(self.err(tlv.offset, field, DecodeErrorKind::BadNull(tlv.data.len())))
         }
     }
 
     pub fn octets(&mut self, field: &'static str) -> Result<&'a [u8]> {
         Ok(self
             .expect(field, TagClass::Universal, false, OCTET_STRING)?
-            .any
             .data)
     }
 
@@ -363,7 +446,6 @@ impl<'a> Reader<'a> {
     pub fn utf8_bytes(&mut self, field: &'static str) -> Result<&'a [u8]> {
         Ok(self
             .expect(field, TagClass::Universal, false, UTF8_STRING)?
-            .any
             .data)
     }
 

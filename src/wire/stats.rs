@@ -285,7 +285,7 @@ pub(crate) fn decode_data(r: &mut Reader<'_>) -> der::Result<Data> {
     const F: &str = "data";
     let (tag, tlv) = r.choice(F)?;
     match tag {
-        1 if tlv.any.header.is_constructed() => {
+        1 if tlv.constructed => {
             let mut inner = r.inner(&tlv);
             let st = decode_stats(&mut inner)?;
             inner.finish("stats")?;

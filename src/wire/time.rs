@@ -68,9 +68,11 @@ impl Time {
     pub(crate) fn decode(r: &mut Reader<'_>, field: &'static str) -> der::Result<Time> {
         let tlv = r.expect(field, TagClass::Universal, false, der::GENERALIZED_TIME)?;
         let bad = |msg: String| r.err(tlv.offset, field, DecodeErrorKind::BadTime(msg));
-        <GeneralizedTime as CheckDerConstraints>::check_constraints(&tlv.any)
-            .map_err(|e| bad(e.to_string()))?;
-        let gt = GeneralizedTime::from_bytes(tlv.any.data).map_err(|e| bad(e.to_string()))?;
+        <GeneralizedTime as CheckDerConstraints>::check_constraints(
+            &tlv.any(asn1_rs::Tag::GeneralizedTime),
+        )
+        .map_err(|e| bad(e.to_string()))?;
+        let gt = GeneralizedTime::from_bytes(tlv.data).map_err(|e| bad(e.to_string()))?;
         let dt = gt.0;
         if !matches!(dt.tz, ASN1TimeZone::Z) {
             return Err(bad("time zone must be Z".into()));
