@@ -30,6 +30,7 @@ mod message;
 mod reply;
 mod stats;
 mod time;
+mod writer;
 
 pub use command::{Command, ConsoleStart, StatsTap};
 pub use config::{
