@@ -56,10 +56,6 @@ impl<'a> Tlv<'a> {
         }
     }
 
-    pub fn is(&self, class: TagClass, constructed: bool, number: u32) -> bool {
-        self.class == class && self.constructed == constructed && self.number == number
-    }
-
     /// The asn1-rs view of a universal primitive, for its DER-checked conversions.
     pub fn any(&self, tag: Tag) -> Any<'a> {
         Any::new(
@@ -171,11 +167,16 @@ impl<'a> Reader<'a> {
     /// take a hand-written strict path: asn1-rs' generic header parser cost about
     /// 45x a byte-sum per stats frame. High tag numbers go through asn1-rs.
     pub fn any(&mut self, field: &'static str) -> Result<Tlv<'a>> {
+        let Some(info) = self.peek() else {
+            return Err(self.err(self.offset(), field, DecodeErrorKind::Missing));
+        };
+        self.any_with(info, field)
+    }
+
+    /// `any` once the tag has been peeked.
+    fn any_with(&mut self, info: TagInfo, field: &'static str) -> Result<Tlv<'a>> {
         let offset = self.offset();
         let input = self.rest;
-        let Some(info) = self.peek() else {
-            return Err(self.err(offset, field, DecodeErrorKind::Missing));
-        };
         if info.number == u32::MAX {
             return self.any_high_tag(field);
         }
@@ -280,27 +281,15 @@ impl<'a> Reader<'a> {
         };
         // Check the tag before the length, so "not a SEQUENCE" is reported as such
         // even when the bogus length runs past the end.
-        if let Some(found) = self.peek()
-            && found != expected
-        {
-            return Err(self.err(
+        match self.peek() {
+            None => Err(self.err(self.offset(), field, DecodeErrorKind::Missing)),
+            Some(found) if found != expected => Err(self.err(
                 self.offset(),
                 field,
                 DecodeErrorKind::UnexpectedTag { expected, found },
-            ));
+            )),
+            Some(found) => self.any_with(found, field),
         }
-        let tlv = self.any(field)?;
-        if !tlv.is(class, constructed, number) {
-            return Err(self.err(
-                tlv.offset,
-                field,
-                DecodeErrorKind::UnexpectedTag {
-                    expected,
-                    found: tlv.info(),
-                },
-            ));
-        }
-        Ok(tlv)
     }
 
     /// Require that nothing is left (end of a constructed value or of the input).
