@@ -406,6 +406,15 @@ impl<'a> Reader<'a> {
 
     pub fn bool(&mut self, field: &'static str) -> Result<bool> {
         let tlv = self.expect(field, TagClass::Universal, false, BOOLEAN)?;
+        // asn1-rs 0.7.2 indexes the first content byte unchecked (a `01 00` BOOLEAN
+        // panics in `check_constraints`; found by fuzzing): check the length first.
+        if tlv.data.len() != 1 {
+            return Err(self.err(
+                tlv.offset,
+                field,
+                DecodeErrorKind::BadBoolean(format!("{} content bytes", tlv.data.len())),
+            ));
+        }
         let any = tlv.any(Tag::Boolean);
         <bool as CheckDerConstraints>::check_constraints(&any)
             .and_then(|()| bool::try_from(&any))
@@ -513,6 +522,21 @@ mod tests {
             .octets("x")
             .unwrap_err();
         assert_eq!(err.kind, DecodeErrorKind::NonMinimalEncoding);
+    }
+
+    #[test]
+    fn empty_boolean_is_an_error_not_a_panic() {
+        // Fuzzer find: asn1-rs' BOOLEAN DER check indexes data[0].
+        for der in [
+            &[0x01, 0x00][..],
+            &[0x01, 0x02, 0xff, 0xff],
+            &[0x01, 0x01, 0x01],
+        ] {
+            let e = Reader::new(der).bool("b").unwrap_err();
+            assert!(matches!(e.kind, DecodeErrorKind::BadBoolean(_)), "{der:?}");
+        }
+        assert!(Reader::new(&[0x01, 0x01, 0xff]).bool("b").unwrap());
+        assert!(!Reader::new(&[0x01, 0x01, 0x00]).bool("b").unwrap());
     }
 
     #[test]
