@@ -30,6 +30,10 @@ impl fmt::Display for TagInfo {
         } else {
             "primitive"
         };
+        if self.number == u32::MAX {
+            // What `Reader::peek` reports for a multi-byte (high) tag number.
+            return write!(f, "{:?} high tag number ({form})", self.class);
+        }
         match self.class {
             TagClass::Context => write!(f, "[{}] ({form})", self.number),
             TagClass::Universal => {
