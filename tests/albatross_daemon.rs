@@ -336,3 +336,117 @@ async fn failing_creates_back_off_and_stay_within_max() {
     d.stop().await;
     assert!(w.running().len() <= 3);
 }
+
+/// Lines of a child's stderr, as they come.
+fn lines_of(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let err = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for l in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    rx
+}
+
+fn wait_for(rx: &std::sync::mpsc::Receiver<String>, needle: &str) -> String {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) if l.contains(needle) => return l,
+            Ok(_) => {}
+            Err(e) => panic!("no line with {needle:?}: {e}"),
+        }
+    }
+}
+
+/// Kills the child if the test fails before it exits.
+struct Reap(Option<std::process::Child>);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn signal(child: &std::process::Child, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_reloads_on_sighup_keeps_the_old_config_when_bad_and_stops_on_sigterm() {
+    let w = world(false).await;
+    w.config(""); // writes test.toml
+    let path = w.dir.join("test.toml");
+    let good = std::fs::read_to_string(&path).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_albatross-autoscale"))
+        .args(["run", "--config", path.to_str().unwrap()])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rx = lines_of(&mut child);
+    let mut child = Reap(Some(child));
+    wait_for(&rx, "stats stream up");
+    std::fs::write(
+        &path,
+        good.replace("scale_up_threshold = 75", "scale_up_threshold = 750"),
+    )
+    .unwrap();
+    signal(child.0.as_ref().unwrap(), "-HUP");
+    wait_for(&rx, "reload rejected");
+    // The problems follow, one per line, each naming its key.
+    wait_for(&rx, "policy.scale_up_threshold: 750 is out of range");
+    std::fs::write(
+        &path,
+        good.replace("scale_up_threshold = 75", "scale_up_threshold = 70"),
+    )
+    .unwrap();
+    signal(child.0.as_ref().unwrap(), "-HUP");
+    wait_for(&rx, "configuration applied");
+    signal(child.0.as_ref().unwrap(), "-TERM");
+    let status = tokio::time::timeout(WAIT, async {
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        loop {
+            if let Some(s) = child.0.as_mut().unwrap().try_wait().unwrap() {
+                child.0 = None;
+                return s;
+            }
+            tick.tick().await;
+        }
+    })
+    .await
+    .expect("the daemon exits on SIGTERM");
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn demo_shows_a_scale_up_and_a_scale_down() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_albatross-autoscale"))
+        .args(["demo", "--duration", "12s"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("▲ scale_up demo:web-clone-1"), "{text}");
+    assert!(text.contains("▼ scale_down"), "{text}");
+    assert!(
+        text.contains("summary:") && text.contains("decision log:"),
+        "{text}"
+    );
+}

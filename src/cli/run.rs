@@ -1,13 +1,17 @@
-//! `run --config FILE [--dry-run]`: the daemon, until SIGTERM or SIGINT; SIGHUP
-//! reloads the configuration (a bad file is reported and the old one kept).
+//! `run --config FILE [--dry-run] [--once]`: the daemon, until SIGTERM or SIGINT;
+//! SIGHUP reloads the configuration (a bad file is reported and the old one kept).
+//! albatross groups and Proxmox containers run side by side from one config.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::bail;
 use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::daemon::albatross::{Daemon, RunOptions};
+use crate::proxmox;
 
 /// Arguments of `run`.
 #[derive(clap::Args, Debug)]
@@ -18,6 +22,10 @@ pub struct Args {
     /// Decide and log, never actuate.
     #[arg(long)]
     pub dry_run: bool,
+    /// One poll-decide-act cycle of the Proxmox containers, then exit (for cron and
+    /// tests). albatross statistics are a stream, so albatross groups are not run.
+    #[arg(long)]
+    pub once: bool,
 }
 
 /// Set up logging for long-running commands: `RUST_LOG` filters (default `info`).
@@ -26,6 +34,7 @@ pub fn init_tracing() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
 }
@@ -34,14 +43,42 @@ pub fn init_tracing() {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     init_tracing();
     let config = Config::load(&args.config)?;
+    let has_pve = config.proxmox.is_some() && !config.lxc.is_empty();
+    if config.endpoints.is_empty() && !has_pve {
+        bail!(
+            "{}: nothing to run: configure an [albatross] endpoint with [[group]]s, or [proxmox] with [[lxc]] containers",
+            args.config.display()
+        );
+    }
+    let pve_opts = proxmox::RunOptions {
+        dry_run: args.dry_run,
+        once: args.once,
+    };
     let rt = tokio::runtime::Runtime::new()?;
+    if args.once {
+        if !config.endpoints.is_empty() {
+            tracing::warn!("--once: albatross groups are skipped (their statistics are a stream)");
+        }
+        rt.block_on(proxmox::run(&config, pve_opts, CancellationToken::new()))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     rt.block_on(async move {
-        let opts = RunOptions {
-            dry_run: args.dry_run,
-            ..RunOptions::default()
+        let shutdown = CancellationToken::new();
+        let daemon = if config.endpoints.is_empty() {
+            None
+        } else {
+            let opts = RunOptions {
+                dry_run: args.dry_run,
+                ..RunOptions::default()
+            };
+            Some(Daemon::start(config.clone(), opts).await?)
         };
-        let daemon = Daemon::start(config, opts).await?;
+        let pve = tokio::spawn({
+            let (config, shutdown) = (config.clone(), shutdown.clone());
+            async move { proxmox::run(&config, pve_opts, shutdown).await }
+        });
         tracing::info!(config = %args.config.display(), dry_run = args.dry_run, "running");
+        notify(&[sd_notify::NotifyState::Ready]);
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let mut hup = signal(SignalKind::hangup())?;
@@ -52,14 +89,36 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 _ = hup.recv() => match Config::load(&args.config) {
                     Ok(c) => {
                         tracing::info!(config = %args.config.display(), "reloading");
-                        daemon.reload(&c).await;
+                        notify(&[sd_notify::NotifyState::Reloading]);
+                        if let Some(d) = &daemon {
+                            d.reload(&c).await;
+                        }
+                        if c.proxmox != config.proxmox || c.lxc != config.lxc {
+                            tracing::warn!("[proxmox] / [[lxc]] changed: restart the daemon to apply that part");
+                        }
+                        notify(&[sd_notify::NotifyState::Ready]);
                     }
                     Err(e) => tracing::error!(error = %e, "reload rejected; keeping the running configuration"),
                 },
             }
         }
         tracing::info!("shutting down: waiting for actions in flight");
-        daemon.stop().await;
+        notify(&[sd_notify::NotifyState::Stopping]);
+        shutdown.cancel();
+        if let Some(d) = daemon {
+            d.stop().await;
+        }
+        match pve.await {
+            Ok(r) => r?,
+            Err(e) => bail!("the Proxmox task failed: {e}"),
+        }
         anyhow::Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Tell systemd (Type=notify); a no-op outside systemd.
+fn notify(states: &[sd_notify::NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::debug!(error = %e, "sd_notify");
+    }
 }
