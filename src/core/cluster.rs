@@ -39,7 +39,29 @@ pub enum Input {
     Adopt { vm: Arc<Name> },
     /// A name in use by something the group does not own: never reused, never touched.
     Foreign { vm: Arc<Name> },
+    /// Operator (HTTP API): recommend-only. Evaluations still run and say what the
+    /// group would do (`Verdict::Blocked` with a "paused" why-not); nothing is acted on.
+    Pause,
+    /// Operator: back to automatic scaling; clears [`Input::Pause`] and any manual target.
+    Resume,
+    /// Operator: hold the group at `target` instances (must be within
+    /// min..=max_instances). Acted on even when paused (it is the operator's own
+    /// order); cooldowns do not apply, the budget and one-action-at-a-time do.
+    Scale { target: u32 },
 }
+
+/// Operator overrides of a group, set through [`Input::Pause`], [`Input::Resume`]
+/// and [`Input::Scale`]; kept across config reloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Control {
+    pub paused: bool,
+    pub target: Option<u32>,
+}
+
+/// Why-not prefix of evaluations of a paused group (stable: scripts match it).
+pub const PAUSED: &str = "paused (recommend-only)";
+/// Reason prefix of decisions taken for a manual target (audited in the decision log).
+pub const MANUAL: &str = "manual scale to";
 
 /// A member's role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +135,8 @@ pub struct Cluster {
     next_id: ActionId,
     next_seq: u64,
     membership: u64,
+    /// Operator overrides (pause, manual target).
+    control: Control,
 }
 
 impl Cluster {
@@ -157,6 +181,7 @@ impl Cluster {
             next_id: 1,
             next_seq: 1,
             membership: 0,
+            control: Control::default(),
         }
     }
 
@@ -250,7 +275,71 @@ impl Cluster {
                     self.foreign.push(vm);
                 }
             }
+            Input::Pause => self.control.paused = true,
+            Input::Resume => {
+                self.control = Control::default();
+                self.decide_now(now, out);
+            }
+            Input::Scale { target } => self.set_target(now, target, out),
         }
+    }
+
+    /// The operator overrides in force.
+    pub fn control(&self) -> Control {
+        self.control
+    }
+
+    /// The action in flight, if any: (id, action, instance).
+    pub fn pending(&self) -> Option<(ActionId, Action, &Arc<Name>)> {
+        self.in_flight
+            .as_ref()
+            .map(|f| (f.id, f.action, &f.instance))
+    }
+
+    /// Time left on the scale-up and scale-down cooldowns at `now` (zero when over).
+    pub fn cooldowns_left(&self, now: Timestamp) -> (Duration, Duration) {
+        let left = |at: Option<Timestamp>, d: Duration| {
+            at.map_or(Duration::ZERO, |t| t.plus(d).since(now))
+        };
+        (
+            left(self.last_up, self.policy.scale_up_cooldown),
+            left(self.last_action, self.policy.scale_down_cooldown),
+        )
+    }
+
+    /// Whether `target` is an acceptable manual target under the current policy.
+    pub fn check_target(&self, target: u32) -> Result<(), String> {
+        let (min, max) = (self.policy.min_instances, self.policy.max_instances);
+        if (min..=max).contains(&target) {
+            Ok(())
+        } else {
+            Err(format!(
+                "target {target} is outside min_instances..=max_instances ({min}..={max})"
+            ))
+        }
+    }
+
+    fn set_target(&mut self, now: Timestamp, target: u32, out: &mut Vec<Output>) {
+        if let Err(why_not) = self.check_target(target) {
+            // Rejected orders are explained like any other blocked action.
+            let wanted = if target > self.count() {
+                Action::ScaleUp
+            } else {
+                Action::ScaleDown
+            };
+            let verdict = Verdict::Blocked { wanted, why_not };
+            out.push(self.evaluation(now, self.last_avg, None, verdict));
+            return;
+        }
+        self.control.target = Some(target);
+        self.decide_now(now, out);
+    }
+
+    /// Decide at once after an operator command, so its effect (or why not) shows
+    /// in the evaluation stream without waiting for the next tick.
+    fn decide_now(&mut self, now: Timestamp, out: &mut Vec<Output>) {
+        let verdict = self.decide(now, self.last_avg, out);
+        out.push(self.evaluation(now, self.last_avg, None, verdict));
     }
 
     fn on_sample(
@@ -527,6 +616,9 @@ impl Cluster {
         if self.primary_state() == Some(MemberState::Dead) {
             return self.decide_primary_dead(now, out);
         }
+        if let Some(target) = self.control.target {
+            return self.decide_manual(now, target, avg, out);
+        }
         let (want, reason) = if self.staying() < p.min_instances {
             (
                 Action::ScaleUp,
@@ -561,6 +653,38 @@ impl Cluster {
         };
         let below_min = reason.starts_with("below");
         match self.blocker(now, want, !below_min) {
+            Some(why_not) => Verdict::Blocked {
+                wanted: want,
+                why_not,
+            },
+            // Recommend-only: the decision is computed and explained, never taken.
+            None if self.control.paused => Verdict::Blocked {
+                wanted: want,
+                why_not: format!("{PAUSED}; would {}: {reason}", want.as_str()),
+            },
+            None => self.act(now, want, reason, avg, out),
+        }
+    }
+
+    /// Move one action at a time towards the operator's target (bounds re-checked:
+    /// a reload may have narrowed them). Cooldowns do not apply; the rest does.
+    fn decide_manual(
+        &mut self,
+        now: Timestamp,
+        target: u32,
+        avg: Option<Bp>,
+        out: &mut Vec<Output>,
+    ) -> Verdict {
+        let p = &self.policy;
+        let target = target.clamp(p.min_instances, p.max_instances);
+        let staying = self.staying();
+        let want = match staying.cmp(&target) {
+            std::cmp::Ordering::Less => Action::ScaleUp,
+            std::cmp::Ordering::Greater => Action::ScaleDown,
+            std::cmp::Ordering::Equal => return Verdict::Hold,
+        };
+        let reason = format!("{MANUAL} {target} by the operator ({staying} instance(s) now)");
+        match self.blocker(now, want, false) {
             Some(why_not) => Verdict::Blocked {
                 wanted: want,
                 why_not,
@@ -631,6 +755,17 @@ impl Cluster {
 
     fn decide_primary_dead(&mut self, now: Timestamp, out: &mut Vec<Output>) -> Verdict {
         let primary = self.primary.clone();
+        if self.control.paused {
+            // Recommend-only covers replacing or draining after a primary death too.
+            let (wanted, what) = match self.policy.primary_death {
+                PrimaryDeath::Drain => (Action::ScaleDown, "drain"),
+                _ => (Action::ReplacePrimary, "recreate it"),
+            };
+            return Verdict::Blocked {
+                wanted,
+                why_not: format!("{PAUSED}; primary {primary} dead, would {what}"),
+            };
+        }
         if self.policy.primary_death == PrimaryDeath::Drain {
             // Draining ignores min_instances and cooldowns, never the budget.
             let why_not = if self.victim().is_none() {

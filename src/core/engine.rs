@@ -33,6 +33,12 @@ pub enum Input {
     /// An instance named like a clone of `group` that the group does not own: its
     /// name is never reused and it is never touched.
     Foreign { group: Name, vm: Name },
+    /// Operator (HTTP API): make `group` recommend-only ([`cluster::Input::Pause`]).
+    Pause { group: Name },
+    /// Operator: `group` back to automatic scaling (clears pause and manual target).
+    Resume { group: Name },
+    /// Operator: hold `group` at `target` instances ([`cluster::Input::Scale`]).
+    Scale { group: Name, target: u32 },
 }
 
 /// How the engine treats instances it has not been told about.
@@ -136,6 +142,25 @@ impl Engine {
                     self.step_cluster(i, now, cluster::Input::Foreign { vm }, out);
                 }
             }
+            // Operator commands for an unknown group are dropped here; the API
+            // checks the name first and answers 404.
+            Input::Pause { group } => self.control(now, &group, cluster::Input::Pause, out),
+            Input::Resume { group } => self.control(now, &group, cluster::Input::Resume, out),
+            Input::Scale { group, target } => {
+                self.control(now, &group, cluster::Input::Scale { target }, out);
+            }
+        }
+    }
+
+    fn control(
+        &mut self,
+        now: Timestamp,
+        group: &Name,
+        input: cluster::Input,
+        out: &mut Vec<Output>,
+    ) {
+        if let Some(i) = self.clusters.iter().position(|c| **c.group() == *group) {
+            self.step_cluster(i, now, input, out);
         }
     }
 
