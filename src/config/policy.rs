@@ -38,6 +38,14 @@ pub(super) struct PolicyFile {
     retry_backoff: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     retry_backoff_max: Option<Duration>,
+    predictive: Option<bool>,
+    #[serde(default, with = "humantime_serde")]
+    forecast_horizon: Option<Duration>,
+    forecast_max_error: Option<i64>,
+    anomaly_guard: Option<bool>,
+    anomaly_z: Option<f64>,
+    #[serde(default, with = "humantime_serde")]
+    boot_time: Option<Duration>,
 }
 
 pub(super) fn policy_file(
@@ -95,6 +103,15 @@ pub(super) fn merge(mut p: Policy, f: &PolicyFile) -> Policy {
     set_u32(&mut p.vcpus, f.vcpus);
     set(&mut p.retry_backoff, f.retry_backoff);
     set(&mut p.retry_backoff_max, f.retry_backoff_max);
+    set(&mut p.predictive, f.predictive);
+    set(&mut p.forecast_horizon, f.forecast_horizon);
+    set_u32(&mut p.forecast_max_error, f.forecast_max_error);
+    set(&mut p.anomaly_guard, f.anomaly_guard);
+    if let Some(z) = f.anomaly_z.filter(|z| z.is_finite()) {
+        // Hundredths keep Policy `Eq`; check() reports values out of range.
+        p.anomaly_z_hundredths = (z.clamp(0.0, 1000.0) * 100.0).round() as u32;
+    }
+    set(&mut p.boot_time, f.boot_time);
     p
 }
 
@@ -115,7 +132,7 @@ pub(super) fn check(
             problems.push(format!("{at}.{msg}"));
         }
     };
-    let ranges: [(&str, Option<i64>, i64, i64); 8] = [
+    let ranges: [(&str, Option<i64>, i64, i64); 9] = [
         ("scale_up_threshold", here.scale_up_threshold, 0, 100),
         ("scale_down_threshold", here.scale_down_threshold, 0, 100),
         ("scale_up_ticks", here.scale_up_ticks, 1, 1_000_000),
@@ -129,6 +146,7 @@ pub(super) fn check(
             1_000_000,
         ),
         ("vcpus", here.vcpus, 1, 4096),
+        ("forecast_max_error", here.forecast_max_error, 0, 100),
     ];
     for (key, value, lo, hi) in ranges {
         if let Some(v) = value.filter(|v| !(lo..=hi).contains(v)) {
@@ -173,6 +191,22 @@ pub(super) fn check(
         report(
             here.retry_backoff.is_some() || here.retry_backoff_max.is_some(),
             "retry_backoff: must be above 0s and not above retry_backoff_max".into(),
+        );
+    }
+    if let Some(z) = here
+        .anomaly_z
+        .filter(|z| !(z.is_finite() && (1.0..=100.0).contains(z)))
+    {
+        report(true, format!("anomaly_z: {z} is out of range 1.0..=100.0"));
+    }
+    if p.predictive && p.forecast_horizon < p.sample_interval {
+        report(
+            here.forecast_horizon.is_some() || here.predictive.is_some(),
+            format!(
+                "forecast_horizon: {} must be at least sample_interval ({}): the forecast looks whole ticks ahead",
+                humantime::format_duration(p.forecast_horizon),
+                humantime::format_duration(p.sample_interval)
+            ),
         );
     }
     let template_set = here.clone_name.is_some();

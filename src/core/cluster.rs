@@ -15,6 +15,7 @@ use super::members::Members;
 use super::naming;
 use super::output::{Action, ActionId, Decision, Evaluation, Output, SampleReport, Verdict};
 use super::policy::{Policy, PrimaryDeath};
+use super::predict;
 use super::time::Timestamp;
 use crate::name::Name;
 
@@ -124,6 +125,8 @@ pub struct Cluster {
     low: u32,
     last_eval: Timestamp,
     last_avg: Option<Bp>,
+    /// Anomaly guard and forecaster state (inert unless the policy enables them).
+    signal: predict::Signal,
     last_up: Option<Timestamp>,
     last_action: Option<Timestamp>,
     budget: Budget,
@@ -171,6 +174,7 @@ impl Cluster {
             low: 0,
             last_eval: now,
             last_avg: None,
+            signal: predict::Signal::default(),
             last_up: None,
             last_action: None,
             budget: Budget::default(),
@@ -531,9 +535,16 @@ impl Cluster {
         self.last_eval = now;
         self.redecide_at = None;
         let (avg, fresh) = self.average(now);
+        // Predictive hook (core::predict): may swap a lone outlier for the median
+        // and flag a forecast breach; a no-op unless the policy enables it.
+        let (avg, predicted) = self.guard_and_forecast(now, avg);
         self.last_avg = avg;
         match avg {
             Some(bp) if bp > self.policy.scale_up_threshold * 100 => {
+                self.high += 1;
+                self.low = 0;
+            }
+            Some(_) if predicted => {
                 self.high += 1;
                 self.low = 0;
             }
@@ -547,6 +558,7 @@ impl Cluster {
                 self.low = 0;
             }
         }
+        self.signal.note_streak(self.high, predicted);
         let verdict = self.decide(now, avg, out);
         out.push(self.evaluation(now, avg, Some(fresh), verdict));
     }
@@ -632,10 +644,11 @@ impl Cluster {
             (
                 Action::ScaleUp,
                 format!(
-                    "group average {:.2}% > {}% for {} consecutive ticks",
+                    "group average {:.2}% > {}% for {} consecutive ticks{}",
                     cpu::percent(avg.unwrap_or(0)),
                     p.scale_up_threshold,
-                    self.high
+                    self.high,
+                    self.prediction_note()
                 ),
             )
         } else if self.low >= p.scale_down_ticks {
@@ -1010,4 +1023,84 @@ fn fmt_dur(d: Duration) -> String {
         u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
     ))
     .to_string()
+}
+
+// ---------------------------------------------------------------------------
+// Predictive policy and anomaly guard (see `core::predict`). Kept apart from the
+// reactive rule above: `evaluate` calls `guard_and_forecast` once per tick and
+// counts a predicted breach as a high tick; `decide` adds `prediction_note`.
+
+impl Cluster {
+    /// Totals of the guard and the forecaster (for the simulator's report).
+    pub fn forecast_stats(&self) -> predict::Stats {
+        self.signal.stats
+    }
+
+    /// The average to count (a lone outlier replaced by the recent median) and
+    /// whether the trusted forecast, `forecast_horizon` ahead and over the
+    /// capacity that will exist then, breaches `scale_up_threshold`.
+    fn guard_and_forecast(&mut self, now: Timestamp, avg: Option<Bp>) -> (Option<Bp>, bool) {
+        let p = &self.policy;
+        let Some(bp) = avg.filter(|_| p.predictive || p.anomaly_guard) else {
+            return (avg, false);
+        };
+        // Same freshness rule as `average`: demand is average × fresh vCPUs, so
+        // it does not drop when a clone joins. Planned capacity counts clones
+        // being created: they serve by the time the forecast comes due.
+        let (mut fresh_w, mut planned_w) = (0u32, 0u32);
+        for m in self.members.values() {
+            let fresh = m.state == MemberState::Running
+                && now >= m.grace_until
+                && m.bp.is_some()
+                && m.last_seen.is_some_and(|t| t.plus(p.death_timeout) > now);
+            if fresh {
+                fresh_w += m.vcpus;
+            }
+            if matches!(m.state, MemberState::Running | MemberState::Creating(_)) {
+                planned_w += m.vcpus;
+            }
+        }
+        let fresh_w = fresh_w.max(1);
+        let interval_ms = super::time::duration_ms(p.sample_interval).max(1);
+        let settings = predict::Settings {
+            predictive: p.predictive,
+            guard: p.anomaly_guard,
+            horizon_ticks: u32::try_from(
+                super::time::duration_ms(p.forecast_horizon).div_ceil(interval_ms),
+            )
+            .unwrap_or(u32::MAX),
+            max_error_bp: p.forecast_max_error.saturating_mul(100),
+            z_hundredths: p.anomaly_z_hundredths,
+        };
+        let o = self
+            .signal
+            .observe(u64::from(bp) * u64::from(fresh_w), fresh_w, &settings);
+        let filtered = Bp::try_from(o.demand / u64::from(fresh_w)).unwrap_or(cpu::FULL);
+        let up = u64::from(p.scale_up_threshold) * 100;
+        let predicted = o
+            .forecast
+            .is_some_and(|f| f / u64::from(planned_w.max(1)) > up);
+        (Some(filtered), predicted)
+    }
+
+    /// " (N predicted: ...)" when forecast ticks are part of the high streak.
+    fn prediction_note(&self) -> String {
+        let n = self.signal.streak_predicted();
+        if n == 0 {
+            return String::new();
+        }
+        let planned: u32 = self
+            .members
+            .values()
+            .filter(|m| matches!(m.state, MemberState::Running | MemberState::Creating(_)))
+            .map(|m| m.vcpus)
+            .sum();
+        let f = self.signal.last_forecast().unwrap_or(0) / u64::from(planned.max(1));
+        format!(
+            " ({n} predicted: forecast {:.2}% in {}, mean forecast error {:.2} points)",
+            cpu::percent(Bp::try_from(f).unwrap_or(Bp::MAX)),
+            fmt_dur(self.policy.forecast_horizon),
+            self.signal.mean_error_bp().map_or(0.0, cpu::percent)
+        )
+    }
 }

@@ -14,6 +14,7 @@ mod members;
 pub mod naming;
 pub mod output;
 pub mod policy;
+pub mod predict;
 pub mod time;
 pub mod vertical;
 

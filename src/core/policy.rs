@@ -53,6 +53,20 @@ pub struct Policy {
     pub retry_backoff: Duration,
     /// Cap of the retry delay.
     pub retry_backoff_max: Duration,
+    /// Count a tick as high ahead of a forecast breach (see `core::predict`), while
+    /// the recent forecast error is at most `forecast_max_error`.
+    pub predictive: bool,
+    /// How far ahead the forecast looks.
+    pub forecast_horizon: Duration,
+    /// Percentage points of the group average: above this mean absolute error the
+    /// forecast is ignored and the group is purely reactive.
+    pub forecast_max_error: u32,
+    /// Replace a lone outlier tick (robust z-score over recent ticks) by the median.
+    pub anomaly_guard: bool,
+    /// Robust z-score threshold of the anomaly guard, in hundredths (350 = 3.5).
+    pub anomaly_z_hundredths: u32,
+    /// Time from a clone's creation until it serves load (the simulator's model).
+    pub boot_time: Duration,
 }
 
 impl Default for Policy {
@@ -75,6 +89,12 @@ impl Default for Policy {
             vcpus: 1,
             retry_backoff: Duration::from_secs(10),
             retry_backoff_max: Duration::from_secs(300),
+            predictive: false,
+            forecast_horizon: Duration::from_secs(60),
+            forecast_max_error: 10,
+            anomaly_guard: false,
+            anomaly_z_hundredths: 350,
+            boot_time: Duration::from_secs(2),
         }
     }
 }
