@@ -452,7 +452,12 @@ impl<'a> Reader<'a> {
     /// UTF8String as text; invalid UTF-8 is replaced (U+FFFD) rather than failing
     /// the whole message, since albatross itself never validates it.
     pub fn utf8(&mut self, field: &'static str) -> Result<String> {
-        Ok(String::from_utf8_lossy(self.utf8_bytes(field)?).into_owned())
+        let bytes = self.utf8_bytes(field)?;
+        // `from_utf8` is much faster than the lossy path on the (usual) valid input.
+        Ok(match std::str::from_utf8(bytes) {
+            Ok(s) => s.to_owned(),
+            Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+        })
     }
 
     /// `[n] EXPLICIT NULL` etc. helpers for the many tagged NULL alternatives.

@@ -80,7 +80,10 @@ pub struct Message {
 pub(crate) fn decode_name(r: &mut Reader<'_>, field: &'static str) -> der::Result<Name> {
     let offset = r.offset();
     let bytes = r.utf8_bytes(field)?;
-    let text = String::from_utf8_lossy(bytes);
+    let text = match std::str::from_utf8(bytes) {
+        Ok(s) => std::borrow::Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(bytes),
+    };
     Name::parse(&text).map_err(|source| {
         r.err(
             offset,
