@@ -2,6 +2,7 @@
 //! the engine's [`Policy`] per group. Every problem is reported with its key.
 
 mod daemon;
+pub mod http;
 mod policy;
 pub mod proxmox;
 
@@ -29,6 +30,8 @@ pub struct Config {
     pub proxmox: Option<proxmox::Proxmox>,
     /// `[[lxc]]` containers.
     pub lxc: Vec<proxmox::Lxc>,
+    /// `[http]`: status API and metrics (off by default).
+    pub http: http::Http,
 }
 
 /// One scaling group.
@@ -63,7 +66,15 @@ pub enum ConfigError {
 /// Keys a `[[group]]` table has besides the policy keys.
 pub(crate) const GROUP_KEYS: &[&str] = &["primary", "endpoint"];
 /// Top-level sections.
-const TOP_KEYS: &[&str] = &["policy", "group", "albatross", "daemon", "proxmox", "lxc"];
+const TOP_KEYS: &[&str] = &[
+    "policy",
+    "group",
+    "albatross",
+    "daemon",
+    "proxmox",
+    "lxc",
+    "http",
+];
 
 impl Config {
     /// Read and validate a file.
@@ -118,6 +129,7 @@ fn build(mut table: toml::Table, base: &Path, problems: &mut Vec<String>) -> Opt
 
     let endpoints = daemon::endpoints(table.remove("albatross"), base, problems);
     let daemon = daemon::daemon(table.remove("daemon"), base, problems);
+    let http = http::http(table.remove("http"), base, problems);
     let pve = proxmox::proxmox(table.remove("proxmox"), base, problems);
     let lxc = proxmox::lxcs(table.remove("lxc"), pve.as_ref(), &defaults, problems);
     let groups = match table.remove("group") {
@@ -207,6 +219,7 @@ fn build(mut table: toml::Table, base: &Path, problems: &mut Vec<String>) -> Opt
         daemon,
         proxmox: pve,
         lxc,
+        http,
     })
 }
 

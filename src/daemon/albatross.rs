@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::decision_log::DecisionLog;
 use super::ownership::Ownership;
-use super::runner::{Event, Runner, Settings};
+use super::runner::{EngineHandle, Event, Runner, Settings};
 use crate::albatross::actuator::{AlbatrossActuator, VcpuMap};
 use crate::albatross::client::Client;
 use crate::albatross::stats::{self, Backoff, StreamHealth};
@@ -160,6 +160,11 @@ impl Daemon {
     /// Every engine output from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Output> {
         self.observers.subscribe()
+    }
+
+    /// A handle to query the engine task and send it operator commands (HTTP API).
+    pub fn handle(&self) -> EngineHandle {
+        EngineHandle::new(self.events.clone())
     }
 
     /// Apply a reloaded configuration: groups and policies change in place;

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::decision_log::DecisionLog;
 use super::ownership::Ownership;
 use crate::core::{Action, Decision, Engine, Input, Output, Policy, Timestamp};
+use crate::http::status::Status;
 use crate::name::Name;
 
 /// Carries out decisions (albatross: clone/destroy unikernels; Proxmox: containers).
@@ -44,6 +45,43 @@ pub enum Event {
     /// after a reconnect: adopt owned clones that run, forget owned ones that do
     /// not, and mark others named like clones as foreign.
     Reconciled { group: Name, running: Vec<Name> },
+    /// Operator command (HTTP API: pause, resume, scale); the reply gets the
+    /// outputs it caused (decisions, and the evaluation that explains them).
+    Control {
+        input: Input,
+        reply: oneshot::Sender<Vec<Output>>,
+    },
+    /// A snapshot of every group, for the API and the metrics.
+    Status(oneshot::Sender<Status>),
+}
+
+/// What the API holds to reach the engine task: a sender of [`Event`]s.
+#[derive(Debug, Clone)]
+pub struct EngineHandle {
+    events: mpsc::Sender<Event>,
+}
+
+impl EngineHandle {
+    pub fn new(events: mpsc::Sender<Event>) -> Self {
+        Self { events }
+    }
+
+    /// The current status; `None` once the engine task stopped.
+    pub async fn status(&self) -> Option<Status> {
+        let (tx, rx) = oneshot::channel();
+        self.events.send(Event::Status(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Apply an operator command; `None` once the engine task stopped.
+    pub async fn control(&self, input: Input) -> Option<Vec<Output>> {
+        let (reply, rx) = oneshot::channel();
+        self.events
+            .send(Event::Control { input, reply })
+            .await
+            .ok()?;
+        rx.await.ok()
+    }
 }
 
 /// Settings of the engine task.
@@ -180,6 +218,18 @@ impl<A: Actuator> Runner<A> {
                 self.step(now, Input::Foreign { group, vm }, in_flight);
             }
             Event::Reconciled { group, running } => self.reconcile(group, running, in_flight),
+            Event::Status(reply) => {
+                let now = self.stamp(Instant::now());
+                let _ = reply.send(Status::of(&self.engine, now));
+            }
+            Event::Control { input, reply } => {
+                let now = self.stamp(Instant::now());
+                // Audit trail in the daemon log; actions it causes are decision lines.
+                tracing::info!(command = ?input, "operator command");
+                let mut kept = Vec::new();
+                self.step_keep(now, input, in_flight, Some(&mut kept));
+                let _ = reply.send(kept);
+            }
             Event::Reconfigure(groups) => {
                 let now = self.stamp(Instant::now());
                 self.engine.reconfigure(groups, now);
@@ -237,9 +287,23 @@ impl<A: Actuator> Runner<A> {
     }
 
     fn step(&mut self, now: Timestamp, input: Input, in_flight: &mut JoinSet<Done>) {
+        self.step_keep(now, input, in_flight, None);
+    }
+
+    /// [`Runner::step`], copying the outputs into `keep` (operator commands).
+    fn step_keep(
+        &mut self,
+        now: Timestamp,
+        input: Input,
+        in_flight: &mut JoinSet<Done>,
+        mut keep: Option<&mut Vec<Output>>,
+    ) {
         let mut out = Vec::new();
         self.engine.step(now, input, &mut out);
         for o in out {
+            if let Some(k) = keep.as_deref_mut() {
+                k.push(o.clone());
+            }
             self.log.output(&o, self.settings.dry_run);
             if let Output::Decision(d) = &o {
                 self.dispatch(now, d, in_flight);
@@ -263,7 +327,15 @@ impl<A: Actuator> Runner<A> {
         tracing::info!(group = %d.group, action = d.action.as_str(), instance = %d.instance, reason = %d.reason, dry_run = self.settings.dry_run, "decision");
         let group = d.group.to_string();
         let instance = d.instance.to_string();
+        let paused = self
+            .engine
+            .clusters()
+            .iter()
+            .any(|c| *c.group() == d.group && c.control().paused);
         match d.action {
+            // Recommend-only: a lost clone leaves the group, but its remains are
+            // not touched while paused (it stays in the ownership record).
+            Action::CloneLost if paused => return,
             Action::Promote => {
                 // The new primary is never a scale-down victim.
                 if self.ownership.remove(&group, &instance) {

@@ -1,0 +1,375 @@
+//! Prometheus metrics (prometheus-client, one explicit registry, no globals).
+//!
+//! Counters follow engine outputs as they happen ([`Metrics::observe`]); gauges are
+//! refreshed from a status snapshot at scrape time ([`Metrics::refresh`]), so a
+//! scrape always shows one consistent engine state. Every name starts with
+//! `albatross_autoscale_`, carries its unit, and counters end in `_total`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::albatross::stats::StreamHealth;
+use crate::core::{Action, Output, Verdict};
+use crate::http::status::Status;
+
+/// The content type of [`Metrics::encode`] (OpenMetrics text, which Prometheus
+/// negotiates and parses).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GroupL {
+    group: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionL {
+    group: String,
+    action: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionL {
+    group: String,
+    action: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointL {
+    endpoint: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InstanceL {
+    group: String,
+    instance: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NodeL {
+    node: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CodeL {
+    code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildL {
+    version: String,
+    revision: String,
+}
+
+type FGauge = Gauge<f64, AtomicU64>;
+
+fn latency_histogram() -> Histogram {
+    // 5 ms .. ~20 s: Proxmox calls range from a status read to a slow task poll.
+    Histogram::new(exponential_buckets(0.005, 2.0, 12))
+}
+
+/// The documented series (without the prefix), for the README and the tests.
+pub const SERIES: &[&str] = &[
+    "group_instances",
+    "group_desired_instances",
+    "group_cpu_percent",
+    "group_paused",
+    "group_budget_left_actions",
+    "decisions_total",
+    "actuation_failures_total",
+    "stats_stream_up",
+    "stats_stream_reconnects_total",
+    "stats_samples_total",
+    "sample_age_seconds",
+    "proxmox_request_duration_seconds",
+    "proxmox_breaker_state",
+    "http_requests_total",
+    "build_info",
+];
+
+/// The registry and its metric families.
+pub struct Metrics {
+    registry: Registry,
+    instances: Family<GroupL, Gauge>,
+    desired: Family<GroupL, Gauge>,
+    cpu: Family<GroupL, FGauge>,
+    paused: Family<GroupL, Gauge>,
+    budget: Family<GroupL, Gauge>,
+    decisions: Family<DecisionL, Counter>,
+    failures: Family<ActionL, Counter>,
+    stream_up: Family<EndpointL, Gauge>,
+    reconnects: Family<EndpointL, Counter>,
+    samples: Family<EndpointL, Counter>,
+    sample_age: Family<InstanceL, FGauge>,
+    pve_latency: Family<NodeL, Histogram, fn() -> Histogram>,
+    pve_breaker: Family<NodeL, Gauge>,
+    http: Family<CodeL, Counter>,
+    /// Last wanted direction per group (+1 up, -1 down, 0 none), for the desired count.
+    wanted: Mutex<HashMap<String, i64>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut r = Registry::with_prefix("albatross_autoscale");
+        let m = Self {
+            registry: Registry::default(),
+            instances: Family::default(),
+            desired: Family::default(),
+            cpu: Family::default(),
+            paused: Family::default(),
+            budget: Family::default(),
+            decisions: Family::default(),
+            failures: Family::default(),
+            stream_up: Family::default(),
+            reconnects: Family::default(),
+            samples: Family::default(),
+            sample_age: Family::default(),
+            pve_latency: Family::new_with_constructor(latency_histogram),
+            pve_breaker: Family::default(),
+            http: Family::default(),
+            wanted: Mutex::default(),
+        };
+        r.register(
+            "group_instances",
+            "Instances of the group counted against max_instances (pending creates included)",
+            m.instances.clone(),
+        );
+        r.register(
+            "group_desired_instances",
+            "Instances the group wants: the manual target, else the current count moved by the standing recommendation",
+            m.desired.clone(),
+        );
+        r.register(
+            "group_cpu_percent",
+            "vCPU-weighted average CPU share of the group's members over their last interval, in percent",
+            m.cpu.clone(),
+        );
+        r.register(
+            "group_paused",
+            "1 when the group is paused (recommend-only)",
+            m.paused.clone(),
+        );
+        r.register(
+            "group_budget_left_actions",
+            "Actions left in the sliding hour (max_actions_per_hour)",
+            m.budget.clone(),
+        );
+        r.register(
+            "decisions",
+            "Decisions taken, by group, action and reason kind",
+            m.decisions.clone(),
+        );
+        r.register(
+            "actuation_failures",
+            "Actions the actuator reported as failed",
+            m.failures.clone(),
+        );
+        r.register(
+            "stats_stream_up",
+            "1 while the albatross statistics stream of the endpoint is subscribed",
+            m.stream_up.clone(),
+        );
+        r.register(
+            "stats_stream_reconnects",
+            "Reconnects of the albatross statistics stream",
+            m.reconnects.clone(),
+        );
+        r.register(
+            "stats_samples",
+            "Statistics samples received from the endpoint",
+            m.samples.clone(),
+        );
+        r.register_with_unit(
+            "sample_age",
+            "Time since the member's last statistics sample",
+            Unit::Seconds,
+            m.sample_age.clone(),
+        );
+        r.register_with_unit(
+            "proxmox_request_duration",
+            "Latency of Proxmox API requests, by node",
+            Unit::Seconds,
+            m.pve_latency.clone(),
+        );
+        r.register(
+            "proxmox_breaker_state",
+            "Circuit breaker of a Proxmox node: 0 closed, 1 half-open, 2 open",
+            m.pve_breaker.clone(),
+        );
+        r.register(
+            "http_requests",
+            "Requests to the API, by status code",
+            m.http.clone(),
+        );
+        let build: Family<BuildL, Gauge> = Family::default();
+        build
+            .get_or_create(&BuildL {
+                version: env!("CARGO_PKG_VERSION").into(),
+                revision: crate::http::GIT_REVISION.into(),
+            })
+            .set(1);
+        r.register("build", "Version and git revision (value 1)", build);
+        Self { registry: r, ..m }
+    }
+
+    /// Count an engine output (decisions, failures) and remember what a group wants.
+    pub fn observe(&self, o: &Output) {
+        match o {
+            Output::Decision(d) => {
+                self.decisions
+                    .get_or_create(&DecisionL {
+                        group: d.group.to_string(),
+                        action: d.action.as_str().into(),
+                        reason: reason_kind(d.action, &d.reason).into(),
+                    })
+                    .inc();
+            }
+            Output::ActionFailed { group, action, .. } => {
+                self.failures
+                    .get_or_create(&ActionL {
+                        group: group.to_string(),
+                        action: action.as_str().into(),
+                    })
+                    .inc();
+            }
+            Output::Evaluation(e) => {
+                let dir = match &e.verdict {
+                    Verdict::Blocked { wanted, .. } => match wanted {
+                        Action::ScaleUp => 1,
+                        Action::ScaleDown => -1,
+                        _ => 0,
+                    },
+                    _ => 0,
+                };
+                if let Ok(mut w) = self.wanted.lock() {
+                    w.insert(e.group.to_string(), dir);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Set the gauges from a snapshot and the stream health (at scrape time).
+    pub fn refresh(&self, status: Option<&Status>, health: &[(String, Arc<StreamHealth>)]) {
+        // Groups and members come and go: start from empty so none lingers.
+        for f in [&self.instances, &self.desired, &self.paused, &self.budget] {
+            f.clear();
+        }
+        self.cpu.clear();
+        self.sample_age.clear();
+        let wanted = self.wanted.lock().map(|w| w.clone()).unwrap_or_default();
+        for g in status.map_or(&[][..], |s| &s.groups) {
+            let l = GroupL {
+                group: g.name.clone(),
+            };
+            self.instances.get_or_create(&l).set(i64::from(g.instances));
+            let leaving = g.members.iter().filter(|m| m.state == "leaving").count() as i64;
+            let staying = i64::from(g.instances) - leaving;
+            let desired = match g.manual_target {
+                Some(t) => i64::from(t),
+                None => (staying + wanted.get(&g.name).copied().unwrap_or(0))
+                    .clamp(i64::from(g.min_instances), i64::from(g.max_instances)),
+            };
+            self.desired.get_or_create(&l).set(desired);
+            self.paused.get_or_create(&l).set(i64::from(g.paused));
+            self.budget.get_or_create(&l).set(i64::from(g.budget_left));
+            if let Some(c) = g.cpu_percent {
+                self.cpu.get_or_create(&l).set(c);
+            }
+            for m in &g.members {
+                if let Some(age) = m.sample_age_ms {
+                    self.sample_age
+                        .get_or_create(&InstanceL {
+                            group: g.name.clone(),
+                            instance: m.name.clone(),
+                        })
+                        .set(age as f64 / 1000.0);
+                }
+            }
+        }
+        for (endpoint, h) in health {
+            let l = EndpointL {
+                endpoint: endpoint.clone(),
+            };
+            self.stream_up
+                .get_or_create(&l)
+                .set(i64::from(h.up.load(Ordering::Relaxed)));
+            catch_up(
+                &self.reconnects.get_or_create(&l),
+                h.reconnects.load(Ordering::Relaxed),
+            );
+            catch_up(
+                &self.samples.get_or_create(&l),
+                h.samples.load(Ordering::Relaxed),
+            );
+        }
+    }
+
+    /// Record one Proxmox request (for the Proxmox client to call).
+    pub fn observe_proxmox_request(&self, node: &str, seconds: f64) {
+        self.pve_latency
+            .get_or_create(&NodeL { node: node.into() })
+            .observe(seconds);
+    }
+
+    /// Record a Proxmox node's breaker state (0 closed, 1 half-open, 2 open).
+    pub fn set_proxmox_breaker(&self, node: &str, state: i64) {
+        self.pve_breaker
+            .get_or_create(&NodeL { node: node.into() })
+            .set(state);
+    }
+
+    /// Count an API response.
+    pub fn http_response(&self, code: u16) {
+        self.http
+            .get_or_create(&CodeL {
+                code: code.to_string(),
+            })
+            .inc();
+    }
+
+    /// The exposition text ([`CONTENT_TYPE`]).
+    pub fn encode(&self) -> String {
+        let mut s = String::new();
+        // Writing to a String cannot fail; an encoder error would be a bug, and a
+        // partial scrape is still better than none.
+        let _ = prometheus_client::encoding::text::encode(&mut s, &self.registry);
+        s
+    }
+}
+
+/// Counters mirror monotonic atomics owned elsewhere: add what they gained.
+fn catch_up(c: &Counter, total: u64) {
+    let seen = c.get();
+    if total > seen {
+        c.inc_by(total - seen);
+    }
+}
+
+/// A bounded label for a decision's reason (the text itself has numbers in it).
+pub fn reason_kind(action: Action, reason: &str) -> &'static str {
+    use crate::core::cluster::MANUAL;
+    match action {
+        Action::Promote | Action::ReplacePrimary => "primary_dead",
+        Action::CloneLost => "no_samples",
+        _ if reason.starts_with(MANUAL) => "manual",
+        _ if reason.starts_with("below min_instances") => "below_min",
+        _ if reason.contains("primary_death = drain") => "primary_dead",
+        Action::ScaleUp => "cpu_high",
+        Action::ScaleDown => "cpu_low",
+    }
+}
