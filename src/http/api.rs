@@ -1,0 +1,300 @@
+//! Shared state of the API: keys, limiter, the effective config (redacted), the
+//! ring of recent decisions, the metrics, and the handle to the engine task.
+
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+use super::auth::Keys;
+use super::limit::{Clock, Limiter};
+use crate::albatross::stats::StreamHealth;
+use crate::config::Config;
+use crate::config::http::Http;
+use crate::config::proxmox::{Secret, Tls};
+use crate::core::{Output, Policy, Verdict};
+use crate::daemon::runner::EngineHandle;
+use crate::metrics::Metrics;
+
+const REDACTED: &str = "<redacted>";
+
+/// The state behind every handler.
+pub struct Api {
+    pub(super) engine: Option<EngineHandle>,
+    pub(super) health: Vec<(String, Arc<StreamHealth>)>,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) clock: Arc<dyn Clock>,
+    inner: Mutex<Inner>,
+    ring: Mutex<VecDeque<Value>>,
+}
+
+struct Inner {
+    keys: Keys,
+    limiter: Limiter,
+    http: Http,
+    config: Value,
+    decision_log: Option<PathBuf>,
+    albatross: bool,
+}
+
+/// What an incoming request may do, decided before it reaches a handler.
+pub(super) enum Gate {
+    Pass,
+    Limited(std::time::Duration),
+}
+
+impl Api {
+    /// State for `config`; fails if the keys file cannot be read.
+    pub fn new(
+        config: &Config,
+        engine: Option<EngineHandle>,
+        health: Vec<(String, Arc<StreamHealth>)>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Self>, String> {
+        let keys = load_keys(&config.http)?;
+        Ok(Arc::new(Self {
+            engine,
+            health,
+            metrics: Arc::new(Metrics::new()),
+            clock,
+            inner: Mutex::new(Inner {
+                keys,
+                limiter: Limiter::new(config.http.rate_limit_per_minute),
+                http: config.http.clone(),
+                config: redacted(config),
+                decision_log: config.daemon.decision_log.clone(),
+                albatross: !config.endpoints.is_empty(),
+            }),
+            ring: Mutex::new(VecDeque::new()),
+        }))
+    }
+
+    fn inner(&self) -> MutexGuard<'_, Inner> {
+        // A poisoned lock only means a handler panicked mid-update of plain data.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Apply a reloaded config: keys re-read, rate and view updated. On error
+    /// nothing changes (the running config stays in force).
+    pub fn reload(&self, config: &Config) -> Result<(), String> {
+        let keys = load_keys(&config.http)?;
+        let mut i = self.inner();
+        if config.http.listen != i.http.listen {
+            tracing::warn!("[http] listen changed: restart the daemon to apply that part");
+        }
+        i.keys = keys;
+        i.limiter.set_rate(config.http.rate_limit_per_minute);
+        i.http = Http {
+            listen: i.http.listen,
+            ..config.http.clone()
+        };
+        i.config = redacted(config);
+        i.decision_log = config.daemon.decision_log.clone();
+        Ok(())
+    }
+
+    /// [`Api::reload`] from a file (SIGHUP path): a file that does not load or
+    /// validate is refused as a whole.
+    pub fn reload_file(&self, path: &Path) -> Result<(), String> {
+        let c = Config::load(path).map_err(|e| e.to_string())?;
+        self.reload(&c)
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub(super) fn max_body(&self) -> usize {
+        self.inner().http.max_body_bytes
+    }
+
+    pub(super) fn gate(&self, client: Option<IpAddr>) -> Gate {
+        let now = self.clock.now_ms();
+        let mut i = self.inner();
+        let ip = client.unwrap_or(IpAddr::from([0u8; 4]));
+        if i.http.localhost_bypass && ip.is_loopback() {
+            return Gate::Pass;
+        }
+        match i.limiter.check(ip, now) {
+            Ok(()) => Gate::Pass,
+            Err(d) => Gate::Limited(d),
+        }
+    }
+
+    /// The client name of a bearer token, if valid.
+    pub(super) fn authenticate(&self, token: &str) -> Option<String> {
+        self.inner().keys.check(token).map(str::to_string)
+    }
+
+    pub(super) fn config_view(&self) -> Value {
+        self.inner().config.clone()
+    }
+
+    pub(super) fn decision_log(&self) -> Option<PathBuf> {
+        self.inner().decision_log.clone()
+    }
+
+    /// Whether the daemon can do its job: the engine answers and, with albatross
+    /// endpoints, at least one statistics stream is up.
+    pub(super) async fn readiness(&self) -> (bool, Value) {
+        let albatross = self.inner().albatross;
+        let engine = match &self.engine {
+            Some(e) => e.status().await.is_some(),
+            None => true,
+        };
+        let streams: Vec<Value> = self
+            .health
+            .iter()
+            .map(|(n, h)| json!({"endpoint": n, "up": h.up.load(Ordering::Relaxed)}))
+            .collect();
+        let any_up = self
+            .health
+            .iter()
+            .any(|(_, h)| h.up.load(Ordering::Relaxed));
+        let ready = engine && (!albatross || any_up);
+        (
+            ready,
+            json!({"ready": ready, "config_loaded": true, "engine": engine, "streams": streams}),
+        )
+    }
+
+    /// Keep what the API reports about engine outputs: counters in the metrics,
+    /// decisions, failures and non-trivial evaluations in the ring. Runs until the
+    /// engine task ends.
+    pub async fn follow(self: Arc<Self>, mut rx: broadcast::Receiver<Output>) {
+        loop {
+            match rx.recv().await {
+                Ok(o) => self.record(&o),
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "status API fell behind the engine outputs");
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+
+    /// Record one engine output (what [`Api::follow`] does per output).
+    pub fn record(&self, o: &Output) {
+        self.metrics.observe(o);
+        let keep = match o {
+            Output::Decision(_) | Output::ActionFailed { .. } => true,
+            Output::Evaluation(e) => !matches!(e.verdict, Verdict::Hold),
+            _ => false,
+        };
+        if !keep {
+            return;
+        }
+        let Some(mut v) = crate::jsonl::line(o, true) else {
+            return;
+        };
+        v["at"] = json!(now_rfc3339());
+        let cap = self.inner().http.decisions_kept;
+        let mut r = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        while r.len() >= cap {
+            r.pop_front();
+        }
+        r.push_back(v);
+    }
+
+    /// Recent ring entries, oldest first, filtered.
+    pub(super) fn recent(&self, group: Option<&str>, since: Option<u64>) -> Vec<Value> {
+        let r = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        r.iter()
+            .filter(|v| matches_filter(v, group, since))
+            .cloned()
+            .collect()
+    }
+}
+
+pub(super) fn matches_filter(v: &Value, group: Option<&str>, since: Option<u64>) -> bool {
+    group.is_none_or(|g| v["group"].as_str() == Some(g))
+        && since.is_none_or(|s| v["t_ms"].as_u64().is_some_and(|t| t >= s))
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn load_keys(http: &Http) -> Result<Keys, String> {
+    match &http.api_keys_file {
+        Some(p) => Keys::load(p).map_err(|e| format!("http.api_keys_file: {e}")),
+        // Without [http] listen there is no server; an unusable key set is fine.
+        None => Ok(Keys::none()),
+    }
+}
+
+fn policy(p: &Policy) -> Value {
+    let d = |d: std::time::Duration| humantime::format_duration(d).to_string();
+    json!({
+        "sample_interval": d(p.sample_interval),
+        "scale_up_threshold": p.scale_up_threshold,
+        "scale_up_ticks": p.scale_up_ticks,
+        "scale_down_threshold": p.scale_down_threshold,
+        "scale_down_ticks": p.scale_down_ticks,
+        "scale_up_cooldown": d(p.scale_up_cooldown),
+        "scale_down_cooldown": d(p.scale_down_cooldown),
+        "death_timeout": d(p.death_timeout),
+        "startup_grace": d(p.startup_grace),
+        "min_instances": p.min_instances,
+        "max_instances": p.max_instances,
+        "max_actions_per_hour": p.max_actions_per_hour,
+        "clone_name": p.clone_name,
+        "primary_death": p.primary_death,
+        "vcpus": p.vcpus,
+        "retry_backoff": d(p.retry_backoff),
+        "retry_backoff_max": d(p.retry_backoff_max),
+    })
+}
+
+/// The effective config with secrets (private key paths, token sources) redacted.
+pub fn redacted(c: &Config) -> Value {
+    let groups: Vec<Value> = c
+        .groups
+        .iter()
+        .map(|g| json!({"primary": g.primary, "endpoint": g.endpoint, "policy": policy(&g.policy)}))
+        .collect();
+    let endpoints: Vec<Value> = c
+        .endpoints
+        .iter()
+        .map(|e| {
+            json!({
+                "name": e.name, "endpoint": e.address, "ca": e.ca, "cert": e.cert,
+                "key": REDACTED, "server_name": e.server_name,
+            })
+        })
+        .collect();
+    let proxmox = c.proxmox.as_ref().map(|p| {
+        json!({
+            "url": p.url,
+            "token_id": p.token_id,
+            "secret": match &p.secret { Secret::File(_) => "<redacted: file>", Secret::Env(_) => "<redacted: env>" },
+            "tls": match &p.tls { Tls::Ca(path) => json!({"ca": path}), Tls::Fingerprints(f) => json!({"fingerprints": f.len()}), Tls::Plain => json!("plain") },
+            "poll_interval": humantime::format_duration(p.poll_interval).to_string(),
+            "state_file": p.state_file,
+            "tag": p.tag,
+        })
+    });
+    json!({
+        "policy": policy(&c.policy),
+        "groups": groups,
+        "albatross": endpoints,
+        "daemon": {"decision_log": c.daemon.decision_log, "state_file": c.daemon.state_file},
+        "proxmox": proxmox,
+        "lxc": {"containers": c.lxc.len()},
+        "http": {
+            "listen": c.http.listen.map(|a| a.to_string()),
+            "api_keys_file": c.http.api_keys_file,
+            "rate_limit_per_minute": c.http.rate_limit_per_minute,
+            "localhost_bypass": c.http.localhost_bypass,
+            "max_body_bytes": c.http.max_body_bytes,
+            "decisions_kept": c.http.decisions_kept,
+        },
+    })
+}

@@ -1,0 +1,96 @@
+//! `GET /openapi.json`: an OpenAPI 3.1 description of every endpoint, written by
+//! hand (small, and the tests check it lists every route).
+
+use serde_json::{Value, json};
+
+fn op(summary: &str, auth: bool, responses: &[(&str, &str)]) -> Value {
+    let mut r = serde_json::Map::new();
+    for (code, what) in responses {
+        r.insert((*code).into(), json!({"description": what}));
+    }
+    if auth {
+        r.insert("401".into(), json!({"description": "missing or invalid API key", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}));
+    }
+    r.insert(
+        "429".into(),
+        json!({"description": "rate limited (Retry-After says when to retry)"}),
+    );
+    let mut o = json!({"summary": summary, "responses": r});
+    if !auth {
+        o["security"] = json!([]);
+    }
+    o
+}
+
+fn name_param() -> Value {
+    json!([{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}, "description": "group name (its original primary, e.g. alice:web)"}])
+}
+
+/// The document.
+pub fn document() -> Value {
+    let mut scale = op(
+        "Hold the group at a target count (within min..=max_instances); audited in the decision log",
+        true,
+        &[
+            ("200", "accepted; outputs say what the engine did"),
+            ("400", "bad body"),
+            ("404", "unknown group"),
+            ("413", "body too large"),
+            ("422", "target out of range"),
+        ],
+    );
+    scale["parameters"] = name_param();
+    scale["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["target"], "properties": {"target": {"type": "integer", "minimum": 0}}, "additionalProperties": false}}}});
+    let mut pause = op(
+        "Recommend-only: decisions are computed and explained, not carried out",
+        true,
+        &[("200", "paused"), ("404", "unknown group")],
+    );
+    pause["parameters"] = name_param();
+    let mut resume = op(
+        "Back to automatic scaling (clears pause and manual target)",
+        true,
+        &[("200", "resumed"), ("404", "unknown group")],
+    );
+    resume["parameters"] = name_param();
+    let mut group = op(
+        "One group: members with CPU % and sample age, counters, cooldowns, budget, owned clones, pending action",
+        true,
+        &[("200", "the group"), ("404", "unknown group")],
+    );
+    group["parameters"] = name_param();
+    let mut decisions = op(
+        "Recent decisions, failures and the why-not of recent evaluations (in-memory ring, optionally the JSONL log's tail)",
+        true,
+        &[("200", "items, oldest first"), ("400", "bad query")],
+    );
+    decisions["parameters"] = json!([
+        {"name": "group", "in": "query", "schema": {"type": "string"}},
+        {"name": "since", "in": "query", "schema": {"type": "integer"}, "description": "engine time in ms (t_ms) since the daemon started"},
+        {"name": "limit", "in": "query", "schema": {"type": "integer", "default": 100, "maximum": 1000}},
+        {"name": "log", "in": "query", "schema": {"type": "boolean"}, "description": "also read the tail of the decision log file"}
+    ]);
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "albatross-autoscale", "version": env!("CARGO_PKG_VERSION")},
+        "components": {
+            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
+            "schemas": {"Error": {"type": "object", "properties": {"error": {"type": "object", "required": ["status", "code", "message"], "properties": {"status": {"type": "integer"}, "code": {"type": "string"}, "message": {"type": "string"}}}}}}
+        },
+        "security": [{"apiKey": []}],
+        "paths": {
+            "/health": {"get": op("Liveness", false, &[("200", "the process serves requests")])},
+            "/ready": {"get": op("Readiness: config loaded, engine running, a stats stream up (with albatross endpoints)", false, &[("200", "ready"), ("503", "not ready; the body says why")])},
+            "/version": {"get": op("Version and git revision", false, &[("200", "version")])},
+            "/openapi.json": {"get": op("This document", false, &[("200", "OpenAPI 3.1")])},
+            "/metrics": {"get": op("Prometheus metrics (OpenMetrics text)", true, &[("200", "exposition")])},
+            "/v1/config": {"get": op("The effective configuration, secrets redacted", true, &[("200", "config")])},
+            "/v1/groups": {"get": op("Every group's status", true, &[("200", "status")])},
+            "/v1/groups/{name}": {"get": group},
+            "/v1/groups/{name}/pause": {"post": pause},
+            "/v1/groups/{name}/resume": {"post": resume},
+            "/v1/groups/{name}/scale": {"post": scale},
+            "/v1/decisions": {"get": decisions},
+        }
+    })
+}

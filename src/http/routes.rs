@@ -1,0 +1,372 @@
+//! Routes, the gate (rate limit, then API key) and JSON errors with one shape:
+//! `{"error": {"status": 401, "code": "unauthorized", "message": "..."}}`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::api::{Api, Gate, matches_filter};
+use super::status::Status;
+use crate::core::{Input, Output};
+use crate::name::Name;
+
+/// An API error: status, stable machine code, human message.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"status": self.status.as_u16(), "code": self.code, "message": self.message}});
+        let mut r = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        r
+    }
+}
+
+type Result<T> = std::result::Result<T, ApiError>;
+
+/// Who made an authenticated request (the key's name), for the audit log.
+#[derive(Debug, Clone)]
+struct Client(String);
+
+/// The router over `api`.
+pub fn router(api: Arc<Api>) -> Router {
+    let limit = api.max_body();
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/version", get(version))
+        .route("/openapi.json", get(openapi))
+        .route("/metrics", get(metrics))
+        .route("/v1/config", get(config))
+        .route("/v1/groups", get(groups))
+        .route("/v1/groups/{name}", get(group))
+        .route("/v1/groups/{name}/pause", post(pause))
+        .route("/v1/groups/{name}/resume", post(resume))
+        .route("/v1/groups/{name}/scale", post(scale))
+        .route("/v1/decisions", get(decisions))
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed here",
+            )
+        })
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(api.clone(), gate))
+        .with_state(api)
+}
+
+/// Paths anyone may read: probes and self-description.
+fn public(path: &str) -> bool {
+    matches!(path, "/health" | "/ready" | "/version" | "/openapi.json")
+}
+
+/// Rate limit every request (so key guessing is limited too), then require a
+/// key outside the public paths; count every response.
+async fn gate(State(api): State<Arc<Api>>, mut req: Request, next: Next) -> Response {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let r = match api.gate(peer) {
+        Gate::Limited(wait) => {
+            let mut r = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("too many requests; retry in {} ms", wait.as_millis()),
+            )
+            .into_response();
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            r
+        }
+        Gate::Pass if public(req.uri().path()) => next.run(req).await,
+        Gate::Pass => {
+            let token = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::trim);
+            match token.map(|t| api.authenticate(t)) {
+                None => ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "missing `Authorization: Bearer <key>`",
+                )
+                .into_response(),
+                Some(None) => {
+                    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "invalid API key")
+                        .into_response()
+                }
+                Some(Some(name)) => {
+                    req.extensions_mut().insert(Client(name));
+                    next.run(req).await
+                }
+            }
+        }
+    };
+    api.metrics.http_response(r.status().as_u16());
+    r
+}
+
+async fn health() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn ready(State(api): State<Arc<Api>>) -> Response {
+    let (ok, body) = api.readiness().await;
+    let code = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
+}
+
+async fn version() -> Json<Value> {
+    Json(
+        json!({"name": env!("CARGO_PKG_NAME"), "version": env!("CARGO_PKG_VERSION"), "revision": super::GIT_REVISION}),
+    )
+}
+
+async fn openapi() -> Json<Value> {
+    Json(super::openapi::document())
+}
+
+async fn metrics(State(api): State<Arc<Api>>) -> Response {
+    let status = match &api.engine {
+        Some(e) => e.status().await,
+        None => None,
+    };
+    api.metrics.refresh(status.as_ref(), &api.health);
+    let mut r = api.metrics.encode().into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+    );
+    r
+}
+
+async fn config(State(api): State<Arc<Api>>) -> Json<Value> {
+    Json(api.config_view())
+}
+
+async fn status(api: &Api) -> Result<Status> {
+    match &api.engine {
+        None => Ok(Status {
+            t_ms: 0,
+            groups: Vec::new(),
+        }),
+        Some(e) => e.status().await.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "engine_stopped",
+                "the engine task is not running",
+            )
+        }),
+    }
+}
+
+async fn groups(State(api): State<Arc<Api>>) -> Result<Json<Status>> {
+    Ok(Json(status(&api).await?))
+}
+
+async fn group(State(api): State<Arc<Api>>, Path(name): Path<String>) -> Result<Json<Value>> {
+    let s = status(&api).await?;
+    let g = s.group(&name).ok_or_else(|| no_group(&name))?;
+    Ok(Json(json!({"t_ms": s.t_ms, "group": g})))
+}
+
+fn no_group(name: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "unknown_group",
+        format!("no group named {name:?}"),
+    )
+}
+
+#[derive(Deserialize)]
+struct DecisionQuery {
+    group: Option<String>,
+    since: Option<u64>,
+    limit: Option<usize>,
+    /// Also read the tail of the JSONL decision log (older runs included).
+    log: Option<bool>,
+}
+
+/// Bytes of the decision log's tail read for `?log=true`.
+const LOG_TAIL: u64 = 256 * 1024;
+
+async fn decisions(
+    State(api): State<Arc<Api>>,
+    q: std::result::Result<Query<DecisionQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>> {
+    let Query(q) =
+        q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.body_text()))?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let mut items: Vec<Value> = Vec::new();
+    if q.log == Some(true)
+        && let Some(path) = api.decision_log()
+    {
+        let lines = tokio::task::spawn_blocking(move || read_tail(&path))
+            .await
+            .unwrap_or_default();
+        items.extend(
+            lines
+                .into_iter()
+                .filter(|v| matches_filter(v, q.group.as_deref(), q.since))
+                .map(|mut v| {
+                    v["source"] = json!("log");
+                    v
+                }),
+        );
+    }
+    items.extend(
+        api.recent(q.group.as_deref(), q.since)
+            .into_iter()
+            .map(|mut v| {
+                v["source"] = json!("memory");
+                v
+            }),
+    );
+    // The newest `limit`, oldest first.
+    let skip = items.len().saturating_sub(limit);
+    let items: Vec<Value> = items.into_iter().skip(skip).collect();
+    Ok(Json(json!({"count": items.len(), "items": items})))
+}
+
+fn read_tail(path: &std::path::Path) -> Vec<Value> {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let start = len.saturating_sub(LOG_TAIL);
+    let mut buf = Vec::new();
+    if f.seek(SeekFrom::Start(start)).is_err() || f.read_to_end(&mut buf).is_err() {
+        return Vec::new();
+    }
+    let text = String::from_utf8_lossy(&buf);
+    // The first line may be cut by the seek; unparsable lines are skipped.
+    text.lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+async fn command(
+    api: &Api,
+    name: &str,
+    who: &Client,
+    input: impl FnOnce(Name) -> Input,
+) -> Result<Json<Value>> {
+    let s = status(api).await?;
+    let g = s.group(name).ok_or_else(|| no_group(name))?;
+    let group = Name::parse(&g.name)
+        .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "unknown_group", e.to_string()))?;
+    let input = input(group);
+    tracing::info!(client = %who.0, group = %name, command = ?input, "API command");
+    let engine = api.engine.as_ref().ok_or_else(|| no_group(name))?;
+    let out = engine.control(input).await.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "engine_stopped",
+            "the engine task is not running",
+        )
+    })?;
+    let after = status(api).await?;
+    Ok(Json(json!({
+        "group": after.group(name),
+        "outputs": out.iter().filter_map(|o: &Output| crate::jsonl::line(o, true)).collect::<Vec<_>>(),
+    })))
+}
+
+async fn pause(
+    State(api): State<Arc<Api>>,
+    Path(name): Path<String>,
+    axum::Extension(who): axum::Extension<Client>,
+) -> Result<Json<Value>> {
+    command(&api, &name, &who, |group| Input::Pause { group }).await
+}
+
+async fn resume(
+    State(api): State<Arc<Api>>,
+    Path(name): Path<String>,
+    axum::Extension(who): axum::Extension<Client>,
+) -> Result<Json<Value>> {
+    command(&api, &name, &who, |group| Input::Resume { group }).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScaleBody {
+    target: u32,
+}
+
+async fn scale(
+    State(api): State<Arc<Api>>,
+    Path(name): Path<String>,
+    axum::Extension(who): axum::Extension<Client>,
+    body: std::result::Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<Value>> {
+    let body = body.map_err(|e| {
+        let status = e.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "body_too_large"
+        } else {
+            "bad_body"
+        };
+        ApiError::new(status, code, e.body_text())
+    })?;
+    let ScaleBody { target } = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_body",
+            format!("expected {{\"target\": <count>}}: {e}"),
+        )
+    })?;
+    let s = status(&api).await?;
+    let g = s.group(&name).ok_or_else(|| no_group(&name))?;
+    if !(g.min_instances..=g.max_instances).contains(&target) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "target_out_of_range",
+            format!(
+                "target {target} is outside min_instances..=max_instances ({}..={})",
+                g.min_instances, g.max_instances
+            ),
+        ));
+    }
+    command(&api, &name, &who, |group| Input::Scale { group, target }).await
+}
