@@ -23,6 +23,8 @@ enum Command {
     Validate(cli::validate::Args),
     /// Drive the engine with recorded statistics and print JSON Lines.
     Replay(cli::replay::Args),
+    /// Serve a load trace with the engine and the classic rules; report elasticity metrics.
+    Simulate(cli::simulate::Args),
     /// Decode albatross frames, DER messages or certificates to JSON.
     Decode(cli::decode::Args),
     /// List unikernels on an albatross endpoint (checks connectivity and certificates).
@@ -40,6 +42,7 @@ fn main() -> ExitCode {
         Command::Stats(args) => cli::info::stats(args),
         Command::Validate(args) => cli::validate::run(args),
         Command::Replay(args) => cli::replay::run(args),
+        Command::Simulate(args) => cli::simulate::run(args),
         Command::Decode(args) => cli::decode::run(args),
     };
     match result {

@@ -6,4 +6,5 @@ pub mod demo;
 pub mod info;
 pub mod replay;
 pub mod run;
+pub mod simulate;
 pub mod validate;

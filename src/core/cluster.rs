@@ -1095,7 +1095,7 @@ impl Cluster {
             .filter(|m| matches!(m.state, MemberState::Running | MemberState::Creating(_)))
             .map(|m| m.vcpus)
             .sum();
-        let f = self.signal.last_forecast().unwrap_or(0) / u64::from(planned.max(1));
+        let f = self.signal.predicted_forecast().unwrap_or(0) / u64::from(planned.max(1));
         format!(
             " ({n} predicted: forecast {:.2}% in {}, mean forecast error {:.2} points)",
             cpu::percent(Bp::try_from(f).unwrap_or(Bp::MAX)),

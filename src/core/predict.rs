@@ -85,7 +85,8 @@ impl Stats {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Signal {
     window: VecDeque<u64>,
-    prev_outlier: bool,
+    /// The previous observation was far from the window's median.
+    prev_far: bool,
     /// (level, trend) × [`SCALE`]; `None` before the first observation.
     holt: Option<(i64, i64)>,
     tick: u64,
@@ -95,6 +96,8 @@ pub struct Signal {
     /// Predicted ticks in the current high streak (for the decision's reason).
     streak_predicted: u32,
     last_forecast: Option<u64>,
+    /// The forecast of the latest tick counted high on it.
+    predicted_forecast: Option<u64>,
     pub stats: Stats,
 }
 
@@ -105,8 +108,11 @@ impl Signal {
         self.tick += 1;
         self.stats.ticks += 1;
         let weight = u64::from(weight.max(1));
-        let outlier = s.guard && self.is_lone_outlier(raw, s.z_hundredths);
-        self.prev_outlier = outlier;
+        // Only the first of a run of far values is held back: two in a row are a
+        // shift, and every later one of the run passes too.
+        let far = s.guard && self.is_far(raw, s.z_hundredths);
+        let outlier = far && !self.prev_far;
+        self.prev_far = far;
         let demand = if outlier {
             self.stats.outliers += 1;
             median(&self.window)
@@ -150,6 +156,7 @@ impl Signal {
     pub fn note_streak(&mut self, high: u32, predicted: bool) {
         if predicted {
             self.stats.predicted_high += 1;
+            self.predicted_forecast = self.last_forecast;
         }
         self.streak_predicted = match high {
             0 => 0,
@@ -163,9 +170,9 @@ impl Signal {
         self.streak_predicted
     }
 
-    /// The last trusted forecast (demand units), if any.
-    pub fn last_forecast(&self) -> Option<u64> {
-        self.last_forecast
+    /// The forecast (demand units) of the latest tick counted high on it.
+    pub fn predicted_forecast(&self) -> Option<u64> {
+        self.predicted_forecast
     }
 
     /// Mean absolute error of the recent scored forecasts (bp of the average).
@@ -177,10 +184,9 @@ impl Signal {
         })
     }
 
-    /// A value far from the window's median, with the previous tick normal: two in
-    /// a row are a shift, not an outlier.
-    fn is_lone_outlier(&self, x: u64, z_hundredths: u32) -> bool {
-        if self.prev_outlier || self.window.len() < MIN_WINDOW {
+    /// A value whose robust z-score against the window exceeds the threshold.
+    fn is_far(&self, x: u64, z_hundredths: u32) -> bool {
+        if self.window.len() < MIN_WINDOW {
             return false;
         }
         let med = median(&self.window);

@@ -1,5 +1,10 @@
 //! Drives the core with recorded or synthetic load. `replay`, `simulate` and the
 //! tests share it; nothing here touches a socket or a clock.
 
+pub mod baselines;
+pub mod metrics;
+pub mod plot;
 pub mod recording;
 pub mod replay;
+pub mod simulate;
+pub mod trace;

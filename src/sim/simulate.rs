@@ -1,0 +1,430 @@
+//! The simulator: one group serving a demand trace, scaled by the real engine or a
+//! baseline rule, measured with [`super::metrics`].
+//!
+//! Model: every instance has `vcpus` vCPUs; the demand is spread evenly over the
+//! instances that have booted (`boot_time` after creation); each uses
+//! min(1, share / vcpus) of its vCPUs, and the rest of the demand is unmet. Every
+//! booted instance reports its cumulative CPU time each `sample_interval`, as
+//! albatross-stats does; the primary at t = 0, each clone at a seeded phase. The
+//! engine gets exactly the daemon's inputs and its decisions are carried out at
+//! once (destroy: immediately; create: serves after `boot_time`).
+//!
+//! No clock, no OS randomness: a run is a function of (trace, policy, seed).
+
+use std::sync::Arc;
+
+use crate::core::cpu::{self, Bp, Delta, Reading};
+use crate::core::naming;
+use crate::core::{Action, Engine, Input, Options, Output, Policy, Timestamp};
+use crate::name::Name;
+
+use super::baselines::{Hpa, Mollymawk, View};
+use super::metrics::{Meter, Metrics};
+use super::trace::{Rng, Trace, gcd};
+
+/// Which controller scales the group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// The engine with this policy.
+    Engine(Box<Policy>),
+    Mollymawk,
+    /// HPA aiming at this utilisation percent.
+    Hpa(u32),
+}
+
+/// A named controller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spec {
+    pub name: String,
+    pub kind: Kind,
+}
+
+/// Policy names `simulate --policy` accepts.
+pub const NAMES: &[&str] = &["engine", "reactive", "predictive", "mollymawk", "hpa"];
+
+impl Spec {
+    /// `engine` (the configured policy), `reactive` (it without forecast and guard),
+    /// `predictive` (it with both), `mollymawk`, `hpa` (target: midway between the
+    /// policy's thresholds).
+    pub fn named(name: &str, base: &Policy) -> Option<Self> {
+        let kind = match name {
+            "engine" => Kind::Engine(Box::new(base.clone())),
+            "reactive" => Kind::Engine(Box::new(Policy {
+                predictive: false,
+                anomaly_guard: false,
+                ..base.clone()
+            })),
+            "predictive" => Kind::Engine(Box::new(Policy {
+                predictive: true,
+                anomaly_guard: true,
+                ..base.clone()
+            })),
+            "mollymawk" => Kind::Mollymawk,
+            "hpa" => Kind::Hpa((base.scale_up_threshold + base.scale_down_threshold) / 2),
+            _ => return None,
+        };
+        Some(Self {
+            name: name.to_string(),
+            kind,
+        })
+    }
+}
+
+/// A scale action as carried out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub t_ms: u64,
+    pub up: bool,
+    pub instance: String,
+    pub reason: String,
+}
+
+/// One plotted point: means over a bucket of grid steps.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Point {
+    pub t_s: f64,
+    pub demand: f64,
+    pub supply: f64,
+}
+
+/// The outcome of one run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    pub name: String,
+    pub metrics: Metrics,
+    pub series: Vec<Point>,
+    pub events: Vec<Event>,
+}
+
+/// Points kept for plotting, at most.
+const MAX_POINTS: u64 = 2_000;
+
+struct Inst {
+    name: Arc<Name>,
+    ready_at: u64,
+    next_sample: u64,
+    cpu_us: f64,
+}
+
+enum Cmd {
+    Create(Arc<Name>, String),
+    Destroy(Arc<Name>, String),
+}
+
+/// Simulate `trace` for group `primary` under `policy` (bounds, vCPUs, cadence,
+/// boot time, clone names), scaled by `spec`.
+pub fn run(trace: &Trace, primary: &Name, policy: &Policy, spec: &Spec, seed: u64) -> Run {
+    let interval = crate::core::time::duration_ms(policy.sample_interval).max(1);
+    let boot = crate::core::time::duration_ms(policy.boot_time);
+    let dt = gcd(gcd(trace.step_ms(), interval), boot).max(1);
+    let end = trace.duration_ms();
+    let vcpus = policy.vcpus.max(1);
+    let mut rng = Rng::new(seed);
+    let mut ctl = Controller::new(primary, policy, spec);
+    let mut insts = vec![Inst {
+        name: Arc::new(primary.clone()),
+        ready_at: 0,
+        next_sample: 0,
+        cpu_us: 0.0,
+    }];
+    let (mut meter, mut events, mut series) = (Meter::default(), Vec::new(), Vec::new());
+    let bucket = (end / dt).div_ceil(MAX_POINTS).max(1);
+    let (mut acc, mut acc_n) = ((0.0, 0.0), 0u64);
+    let (mut cursor, mut cmds) = (0usize, Vec::new());
+    let mut t = 0u64;
+    while t < end {
+        let now = Timestamp::from_millis(t);
+        // Samples due now; the primary last, so its evaluation sees fresh clones.
+        for i in (0..insts.len()).rev() {
+            let inst = &mut insts[i];
+            if inst.next_sample <= t && inst.ready_at <= t {
+                inst.next_sample = t + interval;
+                let (name, cpu_us) = (inst.name.clone(), inst.cpu_us as u64);
+                ctl.sample(now, &name, cpu_us, vcpus, i == 0, &mut cmds);
+            }
+        }
+        ctl.tick(now, &mut cmds);
+        for cmd in cmds.drain(..) {
+            let (up, name, reason) = match cmd {
+                Cmd::Create(name, reason) => {
+                    // A seeded phase: clones do not all report in the primary's step.
+                    let phase = (rng.next_u64() % (interval / dt).max(1)) * dt;
+                    insts.push(Inst {
+                        name: name.clone(),
+                        ready_at: t + boot,
+                        next_sample: t + boot + phase,
+                        cpu_us: 0.0,
+                    });
+                    (true, name, reason)
+                }
+                Cmd::Destroy(name, reason) => {
+                    let before = insts.len();
+                    insts.retain(|i| i.name != name);
+                    if insts.len() == before {
+                        continue;
+                    }
+                    (false, name, reason)
+                }
+            };
+            meter.action(up, 1);
+            events.push(Event {
+                t_ms: t,
+                up,
+                instance: name.to_string(),
+                reason,
+            });
+        }
+        // Serve [t, t + dt).
+        let demand = trace.at(t, &mut cursor);
+        let serving = insts.iter().filter(|i| i.ready_at <= t).count() as u32;
+        let capacity = f64::from(serving * vcpus);
+        let supply = f64::from(insts.len() as u32 * vcpus);
+        if serving > 0 {
+            let per = demand.min(capacity) / f64::from(serving);
+            for i in insts.iter_mut().filter(|i| i.ready_at <= t) {
+                i.cpu_us += per * dt as f64 * 1000.0;
+            }
+        }
+        meter.step(dt, demand, supply, capacity, insts.len() as u32);
+        acc.0 += demand;
+        acc.1 += supply;
+        acc_n += 1;
+        if acc_n == bucket {
+            series.push(Point {
+                t_s: t as f64 / 1000.0,
+                demand: acc.0 / acc_n as f64,
+                supply: acc.1 / acc_n as f64,
+            });
+            (acc, acc_n) = ((0.0, 0.0), 0);
+        }
+        t += dt;
+    }
+    let mut metrics = meter.finish();
+    if let (Controller::Engine { engine, .. }, Kind::Engine(p)) = (&ctl, &spec.kind)
+        && let Some(c) = engine.clusters().first()
+    {
+        let s = c.forecast_stats();
+        if p.predictive {
+            metrics.forecast_error_points = s.mean_error_points();
+            metrics.predicted_ticks = Some(s.predicted_high);
+        }
+        if p.anomaly_guard {
+            metrics.outliers_filtered = Some(s.outliers);
+        }
+    }
+    Run {
+        name: spec.name.clone(),
+        metrics,
+        series,
+        events,
+    }
+}
+
+/// Last reading and share of an instance, for the baselines.
+struct Meter1 {
+    name: Arc<Name>,
+    reading: Option<Reading>,
+    bp: Option<Bp>,
+}
+
+enum Rule {
+    Mollymawk(Mollymawk),
+    Hpa(Hpa, u64),
+}
+
+enum Controller {
+    Engine {
+        engine: Engine,
+        out: Vec<Output>,
+    },
+    Baseline {
+        rule: Rule,
+        primary: Arc<Name>,
+        policy: Policy,
+        /// Instances in creation order (the primary first).
+        members: Vec<Meter1>,
+    },
+}
+
+impl Controller {
+    fn new(primary: &Name, policy: &Policy, spec: &Spec) -> Self {
+        let rule = match &spec.kind {
+            Kind::Engine(p) => {
+                let options = Options::default();
+                let engine =
+                    Engine::new(vec![(primary.clone(), (**p).clone())], options, Timestamp::ZERO);
+                return Self::Engine {
+                    engine,
+                    out: Vec::new(),
+                };
+            }
+            Kind::Mollymawk => Rule::Mollymawk(Mollymawk::default()),
+            Kind::Hpa(target) => Rule::Hpa(Hpa::new(*target), 0),
+        };
+        let primary = Arc::new(primary.clone());
+        Self::Baseline {
+            rule,
+            members: vec![Meter1 {
+                name: primary.clone(),
+                reading: None,
+                bp: None,
+            }],
+            primary,
+            policy: policy.clone(),
+        }
+    }
+
+    fn sample(
+        &mut self,
+        now: Timestamp,
+        vm: &Arc<Name>,
+        cpu_us: u64,
+        vcpus: u32,
+        is_primary: bool,
+        cmds: &mut Vec<Cmd>,
+    ) {
+        match self {
+            Self::Engine { engine, out } => {
+                let input = Input::Sample {
+                    vm: (**vm).clone(),
+                    cpu_us,
+                    vcpus: Some(vcpus),
+                };
+                engine_step(engine, now, input, out, cmds);
+            }
+            Self::Baseline { members, .. } => {
+                if let Some(m) = members.iter_mut().find(|m| m.name == *vm) {
+                    let next = Reading { at: now, cpu_us };
+                    if let Some(Delta::Share { bp, .. }) =
+                        m.reading.map(|p| cpu::delta(p, next, vcpus))
+                    {
+                        m.bp = Some(bp.min(cpu::FULL));
+                    }
+                    m.reading = Some(next);
+                }
+                // mollymawk evaluates the group on each sample of the primary.
+            }
+        }
+        if is_primary
+            && matches!(
+                self,
+                Self::Baseline {
+                    rule: Rule::Mollymawk(_),
+                    ..
+                }
+            )
+        {
+            self.evaluate(now, cmds);
+        }
+    }
+
+    fn tick(&mut self, now: Timestamp, cmds: &mut Vec<Cmd>) {
+        match self {
+            Self::Engine { engine, out } => {
+                let mut last = None;
+                while let Some(d) = engine.next_deadline().filter(|d| *d <= now) {
+                    if last == Some(d) {
+                        break; // a deadline that does not move would loop forever
+                    }
+                    last = Some(d);
+                    engine_step(engine, now, Input::Tick, out, cmds);
+                }
+            }
+            Self::Baseline {
+                rule: Rule::Hpa(_, next),
+                ..
+            } => {
+                if now.as_millis() >= *next {
+                    *next = now.as_millis() + crate::core::time::duration_ms(Hpa::PERIOD);
+                    self.evaluate(now, cmds);
+                }
+            }
+            Self::Baseline { .. } => {}
+        }
+    }
+
+    fn evaluate(&mut self, now: Timestamp, cmds: &mut Vec<Cmd>) {
+        let Self::Baseline {
+            rule,
+            primary,
+            policy,
+            members,
+        } = self
+        else {
+            return;
+        };
+        let instances = members.len() as u32;
+        let view = View {
+            now,
+            instances,
+            measured: members.iter().filter(|m| m.bp.is_some()).count() as u32,
+            sum_bp: members.iter().filter_map(|m| m.bp).map(u64::from).sum(),
+        };
+        let (want, who) = match rule {
+            Rule::Mollymawk(m) => (m.evaluate(&view), "mollymawk"),
+            Rule::Hpa(h, _) => (h.evaluate(&view), "hpa"),
+        };
+        let want = want.clamp(policy.min_instances.max(1), policy.max_instances.max(1));
+        let reason = format!(
+            "{who}: average {:.2}% over {} measured, {instances} -> {want}",
+            cpu::percent(view.avg_bp().unwrap_or(0) as Bp),
+            view.measured
+        );
+        for _ in instances..want {
+            let taken = members.iter().map(|m| &*m.name);
+            let Some(name) = naming::next_free(&policy.clone_name, primary, taken) else {
+                break;
+            };
+            let name = Arc::new(name);
+            members.push(Meter1 {
+                name: name.clone(),
+                reading: None,
+                bp: None,
+            });
+            cmds.push(Cmd::Create(name, reason.clone()));
+        }
+        for _ in want..instances {
+            // The newest clone goes first; the primary never.
+            if members.len() > 1
+                && let Some(m) = members.pop()
+            {
+                cmds.push(Cmd::Destroy(m.name, reason.clone()));
+            }
+        }
+    }
+}
+
+/// One engine input; decisions become commands and are acknowledged at once.
+fn engine_step(
+    engine: &mut Engine,
+    now: Timestamp,
+    input: Input,
+    out: &mut Vec<Output>,
+    cmds: &mut Vec<Cmd>,
+) {
+    out.clear();
+    engine.step(now, input, out);
+    let mut i = 0;
+    while i < out.len() {
+        if let Output::Decision(d) = &out[i] {
+            match d.action {
+                Action::ScaleUp => cmds.push(Cmd::Create(d.instance.clone(), d.reason.clone())),
+                Action::ScaleDown | Action::CloneLost => {
+                    cmds.push(Cmd::Destroy(d.instance.clone(), d.reason.clone()));
+                }
+                Action::ReplacePrimary | Action::Promote => {}
+            }
+            if d.action.needs_result() {
+                let ack = Input::ActionResult {
+                    group: (*d.group).clone(),
+                    id: d.id,
+                    outcome: Ok(()),
+                };
+                let mut more = Vec::new();
+                engine.step(now, ack, &mut more);
+                out.extend(more);
+            }
+        }
+        i += 1;
+    }
+}
