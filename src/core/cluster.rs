@@ -354,7 +354,28 @@ impl Cluster {
         vcpus: Option<u32>,
         out: &mut Vec<Output>,
     ) {
-        let Some(m) = self.members.get_mut(vm) else {
+        if let Some(i) = self.members.position(vm) {
+            self.sample_at(now, i, cpu_us, vcpus, out);
+        }
+    }
+
+    /// Where `vm` sits among the members, for [`Cluster::sample_at`]. Valid until
+    /// [`Cluster::membership`] changes.
+    pub fn member_index(&self, vm: &Name) -> Option<usize> {
+        self.members.position(vm)
+    }
+
+    /// [`Input::Sample`] for the member at `i` (from [`Cluster::member_index`]):
+    /// spares the engine a second lookup by name on its hot path.
+    pub fn sample_at(
+        &mut self,
+        now: Timestamp,
+        i: usize,
+        cpu_us: u64,
+        vcpus: Option<u32>,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(m) = self.members.at_mut(i) else {
             return;
         };
         if let Some(v) = vcpus {
@@ -570,7 +591,7 @@ impl Cluster {
         fresh: Option<u32>,
         verdict: Verdict,
     ) -> Output {
-        Output::Evaluation(Box::new(Evaluation {
+        Output::Evaluation(Evaluation {
             t: now,
             group: self.group.clone(),
             avg_bp: avg,
@@ -580,7 +601,7 @@ impl Cluster {
             low_ticks: self.low,
             budget_left: self.budget_left(now),
             verdict,
-        }))
+        })
     }
 
     /// vCPU-weighted average share of the fresh members, and how many there were.
@@ -620,7 +641,11 @@ impl Cluster {
     }
 
     fn primary_state(&self) -> Option<MemberState> {
-        self.members.get(&self.primary).map(|m| m.state)
+        // Members are in join order: the primary is nearly always first.
+        self.members
+            .values()
+            .find(|m| m.role == Role::Primary)
+            .map(|m| m.state)
     }
 
     fn decide(&mut self, now: Timestamp, avg: Option<Bp>, out: &mut Vec<Output>) -> Verdict {

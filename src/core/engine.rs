@@ -57,7 +57,8 @@ pub struct Options {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Engine {
     clusters: Vec<Cluster>,
-    routes: FxMap<Arc<Name>, usize>,
+    /// Name → (group, member index), rebuilt when a group's membership changes.
+    routes: FxMap<Arc<Name>, (usize, usize)>,
     unassigned: FxMap<Arc<Name>, Reading>,
     options: Options,
 }
@@ -181,8 +182,8 @@ impl Engine {
     fn reroute(&mut self) {
         self.routes.clear();
         for (i, c) in self.clusters.iter().enumerate() {
-            for m in c.members() {
-                self.routes.insert(m.name.clone(), i);
+            for (j, m) in c.members().enumerate() {
+                self.routes.insert(m.name.clone(), (i, j));
             }
         }
     }
@@ -195,9 +196,13 @@ impl Engine {
         vcpus: Option<u32>,
         out: &mut Vec<Output>,
     ) {
-        if let Some((vm, &i)) = self.routes.get_key_value(&vm) {
-            let vm = vm.clone();
-            return self.step_cluster(i, now, cluster::Input::Sample { vm, cpu_us, vcpus }, out);
+        if let Some(&(i, j)) = self.routes.get(&vm) {
+            let before = self.clusters[i].membership();
+            self.clusters[i].sample_at(now, j, cpu_us, vcpus, out);
+            if self.clusters[i].membership() != before {
+                self.reroute();
+            }
+            return;
         }
         let vm = Arc::new(vm);
         if let Some(i) = self

@@ -17,9 +17,14 @@ const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
 
 impl Hasher for FxHasher {
     fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes(c.try_into().unwrap_or_default()));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
             let mut b = [0u8; 8];
-            b[..chunk.len()].copy_from_slice(chunk);
+            b[..rest.len()].copy_from_slice(rest);
             self.add(u64::from_le_bytes(b));
         }
     }
@@ -67,6 +72,14 @@ impl Members {
     }
     pub fn get(&self, name: &Name) -> Option<&Member> {
         self.index.get(name).map(|&i| &self.list[i])
+    }
+    /// Where `name` sits in join order.
+    pub fn position(&self, name: &Name) -> Option<usize> {
+        self.index.get(name).copied()
+    }
+    /// The member at `i` (from [`Members::position`]).
+    pub fn at_mut(&mut self, i: usize) -> Option<&mut Member> {
+        self.list.get_mut(i)
     }
     pub fn get_mut(&mut self, name: &Name) -> Option<&mut Member> {
         self.index.get(name).map(|&i| &mut self.list[i])

@@ -20,7 +20,7 @@ pub enum Output {
     /// Something for an actuator to do (or record).
     Decision(Box<Decision>),
     /// One group evaluation (tick) with its counters and verdict.
-    Evaluation(Box<Evaluation>),
+    Evaluation(Evaluation),
     /// The actuator reported that an action failed; the group backs off.
     ActionFailed {
         id: ActionId,
