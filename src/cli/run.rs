@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::daemon::albatross::{Daemon, RunOptions};
+use crate::http;
 use crate::proxmox;
 
 /// Arguments of `run`.
@@ -77,8 +78,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let (config, shutdown) = (config.clone(), shutdown.clone());
             async move { proxmox::run(&config, pve_opts, shutdown).await }
         });
+        let api = match config.http.listen {
+            None => None,
+            Some(listen) => {
+                let handle = daemon.as_ref().map(Daemon::handle);
+                let health = daemon.as_ref().map(|d| d.health.clone()).unwrap_or_default();
+                let clock = std::sync::Arc::new(http::limit::MonotonicClock::default());
+                let api = http::Api::new(&config, handle, health, clock).map_err(anyhow::Error::msg)?;
+                if let Some(d) = &daemon {
+                    tokio::spawn(api.clone().follow(d.subscribe()));
+                }
+                http::serve(api.clone(), listen, shutdown.clone()).await?;
+                Some(api)
+            }
+        };
         tracing::info!(config = %args.config.display(), dry_run = args.dry_run, "running");
         notify(&[sd_notify::NotifyState::Ready]);
+        // systemd watchdog (WatchdogSec=): ping at half the interval, only when asked.
+        let mut watchdog = watchdog_interval().map(tokio::time::interval);
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let mut hup = signal(SignalKind::hangup())?;
@@ -86,12 +103,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             tokio::select! {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
+                _ = tick(&mut watchdog) => notify(&[sd_notify::NotifyState::Watchdog]),
                 _ = hup.recv() => match Config::load(&args.config) {
                     Ok(c) => {
                         tracing::info!(config = %args.config.display(), "reloading");
                         notify(&[sd_notify::NotifyState::Reloading]);
                         if let Some(d) = &daemon {
                             d.reload(&c).await;
+                        }
+                        if let Some(api) = &api
+                            && let Err(e) = api.reload(&c)
+                        {
+                            tracing::error!(error = %e, "[http] reload rejected; keeping the running API keys and settings");
                         }
                         if c.proxmox != config.proxmox || c.lxc != config.lxc {
                             tracing::warn!("[proxmox] / [[lxc]] changed: restart the daemon to apply that part");
@@ -114,6 +137,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         anyhow::Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Half of `WATCHDOG_USEC` when systemd set it for this process.
+fn watchdog_interval() -> Option<std::time::Duration> {
+    sd_notify::watchdog_enabled()
+        .filter(|d| !d.is_zero())
+        .map(|d| d / 2)
+}
+
+async fn tick(w: &mut Option<tokio::time::Interval>) {
+    match w {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// Tell systemd (Type=notify); a no-op outside systemd.
