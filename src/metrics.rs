@@ -14,6 +14,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::albatross::stats::StreamHealth;
@@ -215,14 +216,11 @@ impl Metrics {
             "Requests to the API, by status code",
             m.http.clone(),
         );
-        let build: Family<BuildL, Gauge> = Family::default();
-        build
-            .get_or_create(&BuildL {
-                version: env!("CARGO_PKG_VERSION").into(),
-                revision: crate::http::GIT_REVISION.into(),
-            })
-            .set(1);
-        r.register("build", "Version and git revision (value 1)", build);
+        let build = Info::new(BuildL {
+            version: env!("CARGO_PKG_VERSION").into(),
+            revision: crate::http::GIT_REVISION.into(),
+        });
+        r.register("build", "Version and git revision", build);
         Self { registry: r, ..m }
     }
 
