@@ -251,8 +251,11 @@ impl Controller {
         let rule = match &spec.kind {
             Kind::Engine(p) => {
                 let options = Options::default();
-                let engine =
-                    Engine::new(vec![(primary.clone(), (**p).clone())], options, Timestamp::ZERO);
+                let engine = Engine::new(
+                    vec![(primary.clone(), (**p).clone())],
+                    options,
+                    Timestamp::ZERO,
+                );
                 return Self::Engine {
                     engine,
                     out: Vec::new(),

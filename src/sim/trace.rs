@@ -211,7 +211,8 @@ pub fn from_records(records: &[Record]) -> Option<Trace> {
 /// A synthetic trace shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Shape {
-    /// A working day: 3 to 9 vCPUs over 24 h (sine), 5 % noise, one row per 10 s.
+    /// A working day: 2 vCPUs at night, a 30-minute rise to 8-9 at 07:00, a
+    /// 2-hour fall from 19:00, 5 % noise.
     Diurnal,
     /// 1.5 vCPUs with lone outlier rows (×3) and one real 30-minute surge to 4.
     Spike,
@@ -251,6 +252,12 @@ impl Rng {
     }
 }
 
+/// 0 below 0, 1 above 1, smooth in between.
+fn smoothstep(x: f64) -> f64 {
+    let x = x.clamp(0.0, 1.0);
+    x * x * (3.0 - 2.0 * x)
+}
+
 /// Generate `hours` of a shape, one row per 10 s.
 pub fn generate(shape: Shape, hours: f64, seed: u64) -> Trace {
     const STEP_MS: u64 = 10_000;
@@ -263,8 +270,12 @@ pub fn generate(shape: Shape, hours: f64, seed: u64) -> Trace {
         let t_s = (i * STEP_MS) as f64 / 1000.0;
         let d = match shape {
             Shape::Diurnal => {
-                let phase = std::f64::consts::TAU * t_s / 86_400.0;
-                let base = 6.0 - 3.0 * phase.cos();
+                // Office hours: a 30-minute morning rise at 07:00, a midday bump,
+                // a 2-hour evening fall from 19:00.
+                let h = t_s / 3600.0 % 24.0;
+                let day = smoothstep((h - 7.0) / 0.5) * (1.0 - smoothstep((h - 19.0) / 2.0));
+                let bump = (std::f64::consts::TAU * (h - 7.0) / 24.0).sin();
+                let base = 2.0 + day * (6.0 + bump);
                 base * (1.0 + 0.05 * rng.normal())
             }
             Shape::Spike => {
