@@ -357,6 +357,9 @@ async fn reload_with_a_bad_file_keeps_the_old_config_and_keys() {
     assert_eq!(c.json()["http"]["rate_limit_per_minute"], 5);
 }
 
+/// Buckets (le, cumulative count) in order, and `_count`, of one histogram series.
+type Hist = (Vec<(f64, f64)>, Option<f64>);
+
 /// A strict OpenMetrics text parser: families declared before their samples,
 /// sample names matching the family type, valid labels and values, no duplicate
 /// series, cumulative histogram buckets ending in +Inf == _count, `# EOF` last.
@@ -365,7 +368,7 @@ fn parse_exposition(text: &str) -> Result<BTreeMap<String, (String, usize)>, Str
     let mut current: Option<(String, String)> = None;
     let mut seen = HashSet::new();
     // Per histogram series (labels without `le`): buckets in order, and _count.
-    let mut hist: BTreeMap<String, (Vec<(f64, f64)>, Option<f64>)> = BTreeMap::new();
+    let mut hist: BTreeMap<String, Hist> = BTreeMap::new();
     let valid_name = |n: &str| {
         !n.is_empty()
             && n.chars().enumerate().all(|(i, c)| {
