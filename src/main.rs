@@ -4,10 +4,11 @@
 use std::process::ExitCode;
 
 use albatross_autoscale::cli;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "albatross-autoscale", version, about, long_about = None)]
+#[command(name = "albatross-autoscale", about, long_about = None,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("AA_GIT_REVISION"), ")"))]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -31,6 +32,10 @@ enum Command {
     Info(cli::info::InfoArgs),
     /// Print live statistics samples from an albatross endpoint.
     Stats(cli::info::StatsArgs),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell).
+    Completions(cli::completions::Args),
+    /// Print the man page (roff): `albatross-autoscale man | man -l -`.
+    Man,
 }
 
 fn main() -> ExitCode {
@@ -44,6 +49,8 @@ fn main() -> ExitCode {
         Command::Replay(args) => cli::replay::run(args),
         Command::Simulate(args) => cli::simulate::run(args),
         Command::Decode(args) => cli::decode::run(args),
+        Command::Completions(args) => cli::completions::completions(args, Cli::command()),
+        Command::Man => cli::completions::man(Cli::command()),
     };
     match result {
         Ok(code) => code,
