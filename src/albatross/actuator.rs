@@ -146,7 +146,19 @@ pub fn clone_config(primary: &Name, info: &UnikernelInfo) -> Result<UnikernelCon
             names.join(", ")
         ));
     }
-    Ok(UnikernelConfig {
+    Ok(config_from_info(info, false))
+}
+
+/// The configuration to create a dead primary again: everything as it ran,
+/// including its block devices (freed when it died) and its MACs (its identity).
+pub fn recreate_config(info: &UnikernelInfo) -> UnikernelConfig {
+    config_from_info(info, true)
+}
+
+/// A create configuration from what `info` reports; `same_identity` keeps block
+/// devices and MACs (re-creating the same unikernel) instead of dropping them (a clone).
+fn config_from_info(info: &UnikernelInfo, same_identity: bool) -> UnikernelConfig {
+    UnikernelConfig {
         typ: info.typ,
         compressed: true,
         image: Vec::new(),
@@ -157,59 +169,29 @@ pub fn clone_config(primary: &Name, info: &UnikernelInfo) -> Result<UnikernelCon
         fail_behaviour: info.fail_behaviour.clone(),
         cpuids: info.cpuids.clone(),
         memory: info.memory,
-        block_devices: Vec::new(),
+        block_devices: if same_identity {
+            info.block_devices
+                .iter()
+                .map(|b| BlockSpec {
+                    name: b.unikernel_device.clone(),
+                    device: Some(b.host_device.clone()),
+                    sector_size: Some(b.sector_size),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        },
         bridges: info
             .bridges
             .iter()
             .map(|b| NetSpec {
                 name: b.unikernel_device.clone(),
                 host_device: Some(b.host_device.clone()),
-                mac: None,
+                mac: same_identity.then_some(b.mac),
             })
             .collect(),
         // A `--name=` copied from the primary would make the clone claim the
         // primary's name, next to the one albatross adds (mollymawk review, PR #254).
-        argv: info
-            .argv
-            .iter()
-            .filter(|a| !a.starts_with("--name="))
-            .cloned()
-            .collect(),
-        numcpus: info.numcpus,
-        linux_boot_partition: info.linux_boot_partition.clone(),
-    })
-}
-
-/// The configuration to create a dead primary again: everything as it ran,
-/// including its block devices (freed when it died) and its MACs (its identity).
-pub fn recreate_config(info: &UnikernelInfo) -> UnikernelConfig {
-    UnikernelConfig {
-        typ: info.typ,
-        compressed: true,
-        image: Vec::new(),
-        startup: info.startup,
-        add_name: true,
-        fail_behaviour: info.fail_behaviour.clone(),
-        cpuids: info.cpuids.clone(),
-        memory: info.memory,
-        block_devices: info
-            .block_devices
-            .iter()
-            .map(|b| BlockSpec {
-                name: b.unikernel_device.clone(),
-                device: Some(b.host_device.clone()),
-                sector_size: Some(b.sector_size),
-            })
-            .collect(),
-        bridges: info
-            .bridges
-            .iter()
-            .map(|b| NetSpec {
-                name: b.unikernel_device.clone(),
-                host_device: Some(b.host_device.clone()),
-                mac: Some(b.mac),
-            })
-            .collect(),
         argv: info
             .argv
             .iter()

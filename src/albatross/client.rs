@@ -68,6 +68,19 @@ impl Client {
         }
     }
 
+    /// A client for a configured endpoint: loads its certificates.
+    pub fn from_endpoint(ep: &crate::config::Endpoint) -> Result<Self, TlsError> {
+        let settings = super::tls::TlsSettings {
+            endpoint: ep.address.clone(),
+            ca: ep.ca.clone(),
+            cert: ep.cert.clone(),
+            key: ep.key.clone(),
+            server_name: ep.server_name.clone(),
+        };
+        let connector = Connector::new(&settings)?.with_connect_timeout(ep.connect_timeout);
+        Ok(Self::new(Arc::new(connector)))
+    }
+
     /// The endpoint's address.
     pub fn endpoint(&self) -> &str {
         self.connector.endpoint()

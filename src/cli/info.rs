@@ -4,13 +4,11 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
 
 use crate::albatross::client::Client;
 use crate::albatross::stats::cpu_micros;
-use crate::albatross::tls::{Connector, TlsSettings};
 use crate::config::Config;
 use crate::core::Timestamp;
 use crate::core::cpu::{self, Delta, Reading};
@@ -56,16 +54,7 @@ fn client(config: &std::path::Path, endpoint: Option<&str>) -> anyhow::Result<Cl
             .first()
             .context("no [albatross] endpoint in the configuration")?,
     };
-    let settings = TlsSettings {
-        endpoint: ep.address.clone(),
-        ca: ep.ca.clone(),
-        cert: ep.cert.clone(),
-        key: ep.key.clone(),
-        server_name: ep.server_name.clone(),
-    };
-    Ok(Client::new(Arc::new(
-        Connector::new(&settings)?.with_connect_timeout(ep.connect_timeout),
-    )))
+    Ok(Client::from_endpoint(ep)?)
 }
 
 /// Run `info`: one JSON object per unikernel.

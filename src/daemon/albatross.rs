@@ -17,7 +17,6 @@ use super::runner::{EngineHandle, Event, Runner, Settings};
 use crate::albatross::actuator::{AlbatrossActuator, VcpuMap};
 use crate::albatross::client::Client;
 use crate::albatross::stats::{self, Backoff, StreamHealth};
-use crate::albatross::tls::{Connector, TlsSettings};
 use crate::config::{Config, Endpoint};
 use crate::core::{Engine, Options, Output, Timestamp};
 use crate::name::Name;
@@ -52,19 +51,6 @@ pub struct Daemon {
     endpoints: Vec<Endpoint>,
 }
 
-fn connector(ep: &Endpoint) -> anyhow::Result<Connector> {
-    let settings = TlsSettings {
-        endpoint: ep.address.clone(),
-        ca: ep.ca.clone(),
-        cert: ep.cert.clone(),
-        key: ep.key.clone(),
-        server_name: ep.server_name.clone(),
-    };
-    Ok(Connector::new(&settings)
-        .with_context(|| format!("albatross endpoint {:?}", ep.name))?
-        .with_connect_timeout(ep.connect_timeout))
-}
-
 impl Daemon {
     /// Load certificates, read the ownership record, start the engine task, and
     /// per endpoint: reconcile with `unikernel info`, then follow its statistics.
@@ -74,7 +60,9 @@ impl Daemon {
         }
         let mut clients: HashMap<String, Client> = HashMap::new();
         for ep in &config.endpoints {
-            clients.insert(ep.name.clone(), Client::new(Arc::new(connector(ep)?)));
+            let client = Client::from_endpoint(ep)
+                .with_context(|| format!("albatross endpoint {:?}", ep.name))?;
+            clients.insert(ep.name.clone(), client);
         }
         let mut by_group = HashMap::new();
         for g in &config.groups {

@@ -5,5 +5,6 @@ pub mod albatross;
 pub mod decision_log;
 pub mod ownership;
 pub mod runner;
+pub mod state_file;
 
 pub use runner::{Actuator, Event, Runner, Settings};

@@ -1,25 +1,13 @@
 //! The ownership record: which instances this autoscaler created, per group.
-//! Only these are ever destroyed. Written atomically (temp file, fsync, rename) so a
-//! crash leaves the old or the new record, never half of one.
+//! Only these are ever destroyed. Written atomically (see `state_file`).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-/// Why the record could not be read or written.
-#[derive(Debug, thiserror::Error)]
-pub enum StateError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}: not a valid state file: {message}")]
-    Parse { path: PathBuf, message: String },
-}
+use super::state_file;
+pub use super::state_file::StateError;
 
 /// Group name → names of the instances created for it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,59 +22,16 @@ const VERSION: u32 = 1;
 impl Ownership {
     /// Read the record; a missing file is an empty record (first start).
     pub fn load(path: &Path) -> Result<Self, StateError> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Self {
-                    version: VERSION,
-                    ..Self::default()
-                });
-            }
-            Err(source) => {
-                return Err(StateError::Io {
-                    path: path.to_owned(),
-                    source,
-                });
-            }
-        };
-        let o: Self = serde_json::from_str(&text).map_err(|e| StateError::Parse {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
-        if o.version != VERSION {
-            return Err(StateError::Parse {
-                path: path.to_owned(),
-                message: format!("version {} (this build reads {VERSION})", o.version),
-            });
-        }
-        Ok(o)
+        let o = state_file::load(path, VERSION, |o: &Self| o.version)?;
+        Ok(o.unwrap_or(Self {
+            version: VERSION,
+            ..Self::default()
+        }))
     }
 
     /// Write the record atomically.
     pub fn save(&self, path: &Path) -> Result<(), StateError> {
-        let io = |source| StateError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        let dir = path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let tmp = dir.join(format!(
-            ".{}.tmp",
-            path.file_name().and_then(|n| n.to_str()).unwrap_or("state")
-        ));
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        let text = serde_json::to_string_pretty(self).unwrap_or_default();
-        f.write_all(text.as_bytes()).map_err(io)?;
-        f.write_all(b"\n").map_err(io)?;
-        f.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)?;
-        // The rename is durable only once the directory is synced.
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        state_file::save(self, path)
     }
 
     /// Record that `instance` belongs to `group`.

@@ -4,22 +4,12 @@
 //! so the two daemons never overwrite each other.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, thiserror::Error)]
-pub enum StateError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}: not a valid Proxmox state file: {message}")]
-    Parse { path: PathBuf, message: String },
-}
+use crate::daemon::state_file;
+pub use crate::daemon::state_file::StateError;
 
 /// Group → clone name → vmid (`None` while the id is not chosen yet).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,46 +23,16 @@ const VERSION: u32 = 1;
 
 impl CloneState {
     pub fn load(path: &Path) -> Result<Self, StateError> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Self {
-                    version: VERSION,
-                    ..Self::default()
-                });
-            }
-            Err(source) => {
-                return Err(StateError::Io {
-                    path: path.to_owned(),
-                    source,
-                });
-            }
-        };
-        let s: Self = serde_json::from_str(&text).map_err(|e| StateError::Parse {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
-        if s.version != VERSION {
-            return Err(StateError::Parse {
-                path: path.to_owned(),
-                message: format!("version {} (this build reads {VERSION})", s.version),
-            });
-        }
-        Ok(s)
+        let s = state_file::load(path, VERSION, |s: &Self| s.version)?;
+        Ok(s.unwrap_or(Self {
+            version: VERSION,
+            ..Self::default()
+        }))
     }
 
-    /// Write atomically: temp file, fsync, rename.
+    /// Write atomically.
     pub fn save(&self, path: &Path) -> Result<(), StateError> {
-        let io = |source| StateError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        let tmp = path.with_extension("tmp");
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        let text = serde_json::to_string_pretty(self).unwrap_or_default();
-        f.write_all(text.as_bytes()).map_err(io)?;
-        f.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)
+        state_file::save(self, path)
     }
 
     pub fn set(&mut self, group: &str, name: &str, vmid: Option<u32>) {
