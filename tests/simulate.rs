@@ -215,6 +215,24 @@ fn the_predictive_policy_pre_scales_the_morning_rise_without_more_actions() {
 }
 
 #[test]
+fn the_predictive_policy_beats_the_reactive_one_when_instances_boot_slowly() {
+    // LXC-like: a new instance serves 2 minutes after its creation, so acting
+    // on the forecast instead of the breach pays off.
+    let t = load("diurnal.csv");
+    let p = Policy {
+        boot_time: std::time::Duration::from_secs(120),
+        ..policy()
+    };
+    let r = run(&t, &p, "reactive").metrics;
+    let q = run(&t, &p, "predictive").metrics;
+    assert!(
+        q.under_provisioned_timeshare < r.under_provisioned_timeshare,
+        "{q:?} vs {r:?}"
+    );
+    assert!(q.actions <= r.actions, "{q:?} vs {r:?}");
+}
+
+#[test]
 fn the_forecast_is_ignored_while_its_error_is_high() {
     // Load jumping between 0.45 and 1.0 vCPU every 10 s row for an hour: a trend
     // forecast is wrong by tens of points every time. (Forecast only: the guard

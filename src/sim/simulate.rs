@@ -5,7 +5,8 @@
 //! instances that have booted (`boot_time` after creation); each uses
 //! min(1, share / vcpus) of its vCPUs, and the rest of the demand is unmet. Every
 //! booted instance reports its cumulative CPU time each `sample_interval`, as
-//! albatross-stats does; the primary at t = 0, each clone at a seeded phase. The
+//! albatross-stats does (booting ones too, at ~0 %); the primary at t = 0, each
+//! clone at a seeded phase after its creation. The
 //! engine gets exactly the daemon's inputs and its decisions are carried out at
 //! once (destroy: immediately; create: serves after `boot_time`).
 //!
@@ -106,6 +107,14 @@ struct Inst {
     cpu_us: f64,
 }
 
+/// Which instance a sample is from.
+#[derive(Clone, Copy)]
+struct Who {
+    primary: bool,
+    /// Booted (serving).
+    ready: bool,
+}
+
 enum Cmd {
     Create(Arc<Name>, String),
     Destroy(Arc<Name>, String),
@@ -137,10 +146,17 @@ pub fn run(trace: &Trace, primary: &Name, policy: &Policy, spec: &Spec, seed: u6
         // Samples due now; the primary last, so its evaluation sees fresh clones.
         for i in (0..insts.len()).rev() {
             let inst = &mut insts[i];
-            if inst.next_sample <= t && inst.ready_at <= t {
+            // A booting instance is a running process: albatross reports it (at
+            // ~0 % CPU) before it serves, and the engine's startup_grace decides
+            // whether to average it.
+            if inst.next_sample <= t {
                 inst.next_sample = t + interval;
                 let (name, cpu_us) = (inst.name.clone(), inst.cpu_us as u64);
-                ctl.sample(now, &name, cpu_us, vcpus, i == 0, &mut cmds);
+                let who = Who {
+                    primary: i == 0,
+                    ready: inst.ready_at <= t,
+                };
+                ctl.sample(now, &name, cpu_us, vcpus, who, &mut cmds);
             }
         }
         ctl.tick(now, &mut cmds);
@@ -152,7 +168,7 @@ pub fn run(trace: &Trace, primary: &Name, policy: &Policy, spec: &Spec, seed: u6
                     insts.push(Inst {
                         name: name.clone(),
                         ready_at: t + boot,
-                        next_sample: t + boot + phase,
+                        next_sample: t + phase,
                         cpu_us: 0.0,
                     });
                     (true, name, reason)
@@ -283,7 +299,7 @@ impl Controller {
         vm: &Arc<Name>,
         cpu_us: u64,
         vcpus: u32,
-        is_primary: bool,
+        who: Who,
         cmds: &mut Vec<Cmd>,
     ) {
         match self {
@@ -295,8 +311,11 @@ impl Controller {
                 };
                 engine_step(engine, now, input, out, cmds);
             }
-            Self::Baseline { members, .. } => {
-                if let Some(m) = members.iter_mut().find(|m| m.name == *vm) {
+            Self::Baseline { members, rule, .. } => {
+                // Kubernetes knows readiness: HPA leaves unready pods out (it
+                // counts them at 0 % on the way up); mollymawk averages them.
+                let skip = !who.ready && matches!(rule, Rule::Hpa(..));
+                if let Some(m) = members.iter_mut().find(|m| m.name == *vm && !skip) {
                     let next = Reading { at: now, cpu_us };
                     if let Some(Delta::Share { bp, .. }) =
                         m.reading.map(|p| cpu::delta(p, next, vcpus))
@@ -308,7 +327,7 @@ impl Controller {
                 // mollymawk evaluates the group on each sample of the primary.
             }
         }
-        if is_primary
+        if who.primary
             && matches!(
                 self,
                 Self::Baseline {
