@@ -361,3 +361,36 @@ fn the_command_reports_json_keyed_by_policy_and_draws_the_plot() {
     assert!(text.contains("<svg") && text.contains("mollymawk: under-provisioned"));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn a_recording_becomes_the_demand_of_all_its_instances() {
+    let dir = std::env::temp_dir().join(format!("sim-rec-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("rec.jsonl");
+    // web: 0.5 vCPU for 10 s then 1.0; its clone: 0.25 throughout.
+    std::fs::write(
+        &path,
+        "{\"t_ms\": 0, \"vm\": \"a:web\", \"cpu_us\": 0}\n\
+         {\"t_ms\": 10000, \"vm\": \"a:web\", \"cpu_us\": 5000000}\n\
+         {\"t_ms\": 20000, \"vm\": \"a:web\", \"cpu_us\": 15000000}\n\
+         {\"t_ms\": 0, \"vm\": \"a:web-clone-1\", \"cpu_us\": 100}\n\
+         {\"t_ms\": 20000, \"vm\": \"a:web-clone-1\", \"cpu_us\": 5000100}\n",
+    )
+    .unwrap();
+    let t = trace::load(&path, std::time::Duration::from_secs(10)).unwrap();
+    assert_eq!(t.t_ms, [0, 10_000]);
+    assert_eq!(t.demand, [0.75, 1.25]);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn csv_problems_name_the_line() {
+    let p = Path::new("t.csv");
+    let err = |text: &str| trace::parse_csv(text, p).unwrap_err().to_string();
+    assert!(err("time,load\n0,1\n").contains("t.csv:1: expected the header"));
+    assert!(err("time_s,demand\n0,1\n10,x\n").contains("t.csv:3: demand \"x\""));
+    assert!(err("time_s,demand\n10,1\n10,2\n").contains("t.csv:3: time_s 10 is not after"));
+    assert!(err("time_s,demand\n0,-1\n").contains("t.csv:2: demand -1"));
+    let t = trace::parse_csv("time_s,demand\n# comment\n100,1.5\n130,2\n", p).unwrap();
+    assert_eq!((t.t_ms.clone(), t.duration_ms()), (vec![0, 30_000], 60_000));
+}
