@@ -1,0 +1,90 @@
+//! Operator control of a group: pause (recommend-only) and a manual target count.
+
+use super::*;
+
+impl Cluster {
+    /// The operator overrides in force.
+    pub fn control(&self) -> Control {
+        self.control
+    }
+
+    /// The action in flight, if any: (id, action, instance).
+    pub fn pending(&self) -> Option<(ActionId, Action, &Arc<Name>)> {
+        self.in_flight
+            .as_ref()
+            .map(|f| (f.id, f.action, &f.instance))
+    }
+
+    /// Time left on the scale-up and scale-down cooldowns at `now` (zero when over).
+    pub fn cooldowns_left(&self, now: Timestamp) -> (Duration, Duration) {
+        let left = |at: Option<Timestamp>, d: Duration| {
+            at.map_or(Duration::ZERO, |t| t.plus(d).since(now))
+        };
+        (
+            left(self.last_up, self.policy.scale_up_cooldown),
+            left(self.last_action, self.policy.scale_down_cooldown),
+        )
+    }
+
+    /// Whether `target` is an acceptable manual target under the current policy.
+    pub fn check_target(&self, target: u32) -> Result<(), String> {
+        let (min, max) = (self.policy.min_instances, self.policy.max_instances);
+        if (min..=max).contains(&target) {
+            Ok(())
+        } else {
+            Err(format!(
+                "target {target} is outside min_instances..=max_instances ({min}..={max})"
+            ))
+        }
+    }
+
+    pub(super) fn set_target(&mut self, now: Timestamp, target: u32, out: &mut Vec<Output>) {
+        if let Err(why_not) = self.check_target(target) {
+            // Rejected orders are explained like any other blocked action.
+            let wanted = if target > self.count() {
+                Action::ScaleUp
+            } else {
+                Action::ScaleDown
+            };
+            let verdict = Verdict::Blocked { wanted, why_not };
+            out.push(self.evaluation(now, self.last_avg, None, verdict));
+            return;
+        }
+        self.control.target = Some(target);
+        self.decide_now(now, out);
+    }
+
+    /// Decide at once after an operator command, so its effect (or why not) shows
+    /// in the evaluation stream without waiting for the next tick.
+    pub(super) fn decide_now(&mut self, now: Timestamp, out: &mut Vec<Output>) {
+        let verdict = self.decide(now, self.last_avg, out);
+        out.push(self.evaluation(now, self.last_avg, None, verdict));
+    }
+
+    /// Move one action at a time towards the operator's target (bounds re-checked:
+    /// a reload may have narrowed them). Cooldowns do not apply; the rest does.
+    pub(super) fn decide_manual(
+        &mut self,
+        now: Timestamp,
+        target: u32,
+        avg: Option<Bp>,
+        out: &mut Vec<Output>,
+    ) -> Verdict {
+        let p = &self.policy;
+        let target = target.clamp(p.min_instances, p.max_instances);
+        let staying = self.staying();
+        let want = match staying.cmp(&target) {
+            std::cmp::Ordering::Less => Action::ScaleUp,
+            std::cmp::Ordering::Greater => Action::ScaleDown,
+            std::cmp::Ordering::Equal => return Verdict::Hold,
+        };
+        let reason = format!("{MANUAL} {target} by the operator ({staying} instance(s) now)");
+        match self.blocker(now, want, false) {
+            Some(why_not) => Verdict::Blocked {
+                wanted: want,
+                why_not,
+            },
+            None => self.act(now, want, reason, avg, out),
+        }
+    }
+}

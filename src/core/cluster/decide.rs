@@ -1,0 +1,471 @@
+//! One tick of a group: the group average over fresh members, the threshold
+//! streaks, and the decision with its "why not". The rules that bound every action
+//! (in flight, min/max, cooldowns, backoff, budget) live here together.
+
+use super::*;
+
+impl Cluster {
+    /// One tick: deaths, group average over fresh members, counters, decision.
+    pub(super) fn evaluate(&mut self, now: Timestamp, out: &mut Vec<Output>) {
+        self.check_deaths(now, out);
+        self.last_eval = now;
+        self.redecide_at = None;
+        let (avg, fresh) = self.average(now);
+        // Predictive hook (core::predict): may swap a lone outlier for the median
+        // and flag a forecast breach; a no-op unless the policy enables it.
+        let (avg, predicted) = self.guard_and_forecast(now, avg);
+        self.last_avg = avg;
+        match avg {
+            Some(bp) if bp > self.policy.scale_up_threshold * 100 => {
+                self.high += 1;
+                self.low = 0;
+            }
+            Some(_) if predicted => {
+                self.high += 1;
+                self.low = 0;
+            }
+            Some(bp) if bp < self.policy.scale_down_threshold * 100 => {
+                self.low += 1;
+                self.high = 0;
+            }
+            // Between the thresholds, or nothing to average: both streaks end.
+            _ => {
+                self.high = 0;
+                self.low = 0;
+            }
+        }
+        self.signal.note_streak(self.high, predicted);
+        let verdict = self.decide(now, avg, out);
+        out.push(self.evaluation(now, avg, Some(fresh), verdict));
+    }
+
+    pub(super) fn evaluation(
+        &self,
+        now: Timestamp,
+        avg: Option<Bp>,
+        fresh: Option<u32>,
+        verdict: Verdict,
+    ) -> Output {
+        Output::Evaluation(Evaluation {
+            t: now,
+            group: self.group.clone(),
+            avg_bp: avg,
+            fresh: fresh.unwrap_or_else(|| self.average(now).1),
+            instances: self.count(),
+            high_ticks: self.high,
+            low_ticks: self.low,
+            budget_left: self.budget_left(now),
+            verdict,
+        })
+    }
+
+    /// vCPU-weighted average share of the fresh members, and how many there were.
+    pub(super) fn average(&self, now: Timestamp) -> (Option<Bp>, u32) {
+        let (mut sum, mut weight, mut n) = (0u64, 0u64, 0u32);
+        for m in self.members.values() {
+            let fresh = m.state == MemberState::Running
+                && now >= m.grace_until
+                && m.last_seen
+                    .is_some_and(|t| t.plus(self.policy.death_timeout) > now);
+            if let (true, Some(bp)) = (fresh, m.bp) {
+                // A share above 100 % is measurement jitter; it must not outvote others.
+                sum += u64::from(bp.min(cpu::FULL)) * u64::from(m.vcpus);
+                weight += u64::from(m.vcpus);
+                n += 1;
+            }
+        }
+        let avg = (weight > 0).then(|| Bp::try_from(sum / weight).unwrap_or(cpu::FULL));
+        (avg, n)
+    }
+
+    /// Instances counted against `max_instances`: everything that exists or is
+    /// being created or destroyed.
+    pub(super) fn count(&self) -> u32 {
+        u32::try_from(self.members.len()).unwrap_or(u32::MAX)
+    }
+
+    /// Instances that will remain: counted against `min_instances`.
+    pub(super) fn staying(&self) -> u32 {
+        let leaving = self
+            .members
+            .values()
+            .filter(|m| matches!(m.state, MemberState::Leaving(_)))
+            .count();
+        self.count()
+            .saturating_sub(u32::try_from(leaving).unwrap_or(u32::MAX))
+    }
+
+    pub(super) fn primary_state(&self) -> Option<MemberState> {
+        // Members are in join order: the primary is nearly always first.
+        self.members
+            .values()
+            .find(|m| m.role == Role::Primary)
+            .map(|m| m.state)
+    }
+
+    pub(super) fn decide(
+        &mut self,
+        now: Timestamp,
+        avg: Option<Bp>,
+        out: &mut Vec<Output>,
+    ) -> Verdict {
+        let p = &self.policy;
+        if self.primary_state() == Some(MemberState::Dead) {
+            return self.decide_primary_dead(now, out);
+        }
+        if let Some(target) = self.control.target {
+            return self.decide_manual(now, target, avg, out);
+        }
+        let (want, reason) = if self.staying() < p.min_instances {
+            (
+                Action::ScaleUp,
+                format!(
+                    "below min_instances ({} < {})",
+                    self.staying(),
+                    p.min_instances
+                ),
+            )
+        } else if self.high >= p.scale_up_ticks {
+            (
+                Action::ScaleUp,
+                format!(
+                    "group average {:.2}% > {}% for {} consecutive ticks{}",
+                    cpu::percent(avg.unwrap_or(0)),
+                    p.scale_up_threshold,
+                    self.high,
+                    self.prediction_note()
+                ),
+            )
+        } else if self.low >= p.scale_down_ticks {
+            (
+                Action::ScaleDown,
+                format!(
+                    "group average {:.2}% < {}% for {} consecutive ticks",
+                    cpu::percent(avg.unwrap_or(0)),
+                    p.scale_down_threshold,
+                    self.low
+                ),
+            )
+        } else {
+            return Verdict::Hold;
+        };
+        let below_min = reason.starts_with("below");
+        match self.blocker(now, want, !below_min) {
+            Some(why_not) => Verdict::Blocked {
+                wanted: want,
+                why_not,
+            },
+            // Recommend-only: the decision is computed and explained, never taken.
+            None if self.control.paused => Verdict::Blocked {
+                wanted: want,
+                why_not: format!("{PAUSED}; would {}: {reason}", want.as_str()),
+            },
+            None => self.act(now, want, reason, avg, out),
+        }
+    }
+
+    /// The first rule that forbids `want` now, as a sentence; `None` if allowed.
+    pub(super) fn blocker(
+        &mut self,
+        now: Timestamp,
+        want: Action,
+        cooldowns: bool,
+    ) -> Option<String> {
+        let p = &self.policy;
+        if let Some(f) = &self.in_flight {
+            return Some(format!(
+                "{} of {} still in flight",
+                f.action.as_str(),
+                f.instance
+            ));
+        }
+        match want {
+            Action::ScaleUp if self.count() >= p.max_instances => {
+                return Some(format!("at max_instances ({})", p.max_instances));
+            }
+            Action::ScaleDown if self.staying() <= p.min_instances => {
+                return Some(format!("at min_instances ({})", p.min_instances));
+            }
+            _ => {}
+        }
+        let cooldown_end = match want {
+            Action::ScaleUp => self
+                .last_up
+                .map(|t| (t.plus(p.scale_up_cooldown), "scale_up_cooldown")),
+            Action::ScaleDown => self
+                .last_action
+                .map(|t| (t.plus(p.scale_down_cooldown), "scale_down_cooldown")),
+            _ => None,
+        };
+        if let (true, Some((end, key))) = (cooldowns, cooldown_end)
+            && end > now
+        {
+            self.redecide_at = Some(end);
+            return Some(format!("{key}: {} left", fmt_dur(end.since(now))));
+        }
+        if let Some(at) = self.retry_at.filter(|t| *t > now) {
+            self.redecide_at = Some(at);
+            return Some(format!(
+                "backing off after {} failed action(s): {} left",
+                self.failures,
+                fmt_dur(at.since(now))
+            ));
+        }
+        if self.budget_left(now) == 0 {
+            self.redecide_at = self.budget.refill_at(now);
+            return Some(format!(
+                "max_actions_per_hour ({}) used up",
+                p.max_actions_per_hour
+            ));
+        }
+        match want {
+            Action::ScaleUp if self.new_clone_name().is_none() => {
+                Some("no free clone name under the template".to_string())
+            }
+            Action::ScaleDown if self.victim().is_none() => {
+                Some("no owned clone to remove".to_string())
+            }
+            _ => None,
+        }
+    }
+
+    pub(super) fn decide_primary_dead(&mut self, now: Timestamp, out: &mut Vec<Output>) -> Verdict {
+        let primary = self.primary.clone();
+        if self.control.paused {
+            // Recommend-only covers replacing or draining after a primary death too.
+            let (wanted, what) = match self.policy.primary_death {
+                PrimaryDeath::Drain => (Action::ScaleDown, "drain"),
+                _ => (Action::ReplacePrimary, "recreate it"),
+            };
+            return Verdict::Blocked {
+                wanted,
+                why_not: format!("{PAUSED}; primary {primary} dead, would {what}"),
+            };
+        }
+        if self.policy.primary_death == PrimaryDeath::Drain {
+            // Draining ignores min_instances and cooldowns, never the budget.
+            let why_not = if self.victim().is_none() {
+                Some("primary dead and no owned clone left; waiting for the primary".to_string())
+            } else if let Some(f) = &self.in_flight {
+                Some(format!(
+                    "{} of {} still in flight",
+                    f.action.as_str(),
+                    f.instance
+                ))
+            } else if self.budget_left(now) == 0 {
+                self.redecide_at = self.budget.refill_at(now);
+                Some(format!(
+                    "max_actions_per_hour ({}) used up",
+                    self.policy.max_actions_per_hour
+                ))
+            } else {
+                None
+            };
+            return match why_not {
+                Some(why_not) => Verdict::Blocked {
+                    wanted: Action::ScaleDown,
+                    why_not,
+                },
+                None => {
+                    let reason = format!("primary {primary} dead; primary_death = drain");
+                    self.act(now, Action::ScaleDown, reason, None, out)
+                }
+            };
+        }
+        match self.blocker(now, Action::ReplacePrimary, false) {
+            Some(why_not) => Verdict::Blocked {
+                wanted: Action::ReplacePrimary,
+                why_not,
+            },
+            None => {
+                let reason = format!(
+                    "primary {primary} sent no sample for death_timeout ({}); primary_death = {}",
+                    fmt_dur(self.policy.death_timeout),
+                    if self.policy.primary_death == PrimaryDeath::Promote {
+                        "promote, but no live clone: recreate"
+                    } else {
+                        "recreate"
+                    }
+                );
+                self.act(now, Action::ReplacePrimary, reason, None, out)
+            }
+        }
+    }
+
+    pub(super) fn new_clone_name(&self) -> Option<Name> {
+        let taken = self.members.keys().chain(self.foreign.iter()).map(|n| &**n);
+        naming::next_free(&self.policy.clone_name, &self.group, taken)
+    }
+
+    /// The newest owned running clone: never the primary, never a foreign instance.
+    pub(super) fn victim(&self) -> Option<Arc<Name>> {
+        self.members
+            .values()
+            .filter(|m| m.role == Role::Clone && m.owned && m.state == MemberState::Running)
+            .max_by_key(|m| m.seq)
+            .map(|m| m.name.clone())
+    }
+
+    pub(super) fn act(
+        &mut self,
+        now: Timestamp,
+        action: Action,
+        reason: String,
+        avg: Option<Bp>,
+        out: &mut Vec<Output>,
+    ) -> Verdict {
+        let instance = match action {
+            Action::ScaleUp => {
+                let Some(name) = self.new_clone_name() else {
+                    return Verdict::Hold; // blocker() checked; unreachable in practice
+                };
+                Arc::new(name)
+            }
+            Action::ScaleDown => match self.victim() {
+                Some(v) => v,
+                None => return Verdict::Hold,
+            },
+            _ => self.primary.clone(),
+        };
+        let id = self.push_decision(now, action, instance.clone(), reason, avg, out);
+        self.budget.spend(now);
+        self.last_action = Some(now);
+        self.in_flight = Some(InFlight {
+            id,
+            action,
+            instance: instance.clone(),
+        });
+        self.high = 0;
+        self.low = 0;
+        match action {
+            Action::ScaleUp => {
+                self.last_up = Some(now);
+                let seq = self.bump_seq();
+                self.members.insert(Member {
+                    name: instance,
+                    role: Role::Clone,
+                    owned: true,
+                    seq,
+                    since: now,
+                    grace_until: now.plus(self.policy.startup_grace),
+                    reading: None,
+                    last_seen: None,
+                    bp: None,
+                    vcpus: self.policy.vcpus,
+                    state: MemberState::Creating(id),
+                });
+                self.foreign.retain(|f| !self.members.contains_key(f));
+                self.retired.retain(|r| !self.members.contains_key(r));
+                self.membership += 1;
+            }
+            Action::ScaleDown => {
+                if let Some(m) = self.members.get_mut(&instance) {
+                    m.state = MemberState::Leaving(id);
+                }
+            }
+            Action::ReplacePrimary => {
+                if let Some(m) = self.members.get_mut(&instance) {
+                    m.state = MemberState::Creating(id);
+                }
+            }
+            Action::Promote | Action::CloneLost => {}
+        }
+        Verdict::Acted(action)
+    }
+
+    pub(super) fn push_decision(
+        &mut self,
+        now: Timestamp,
+        action: Action,
+        instance: Arc<Name>,
+        reason: String,
+        avg: Option<Bp>,
+        out: &mut Vec<Output>,
+    ) -> ActionId {
+        let id = self.next_id;
+        self.next_id += 1;
+        out.push(Output::Decision(Box::new(Decision {
+            id,
+            t: now,
+            group: self.group.clone(),
+            primary: self.primary.clone(),
+            action,
+            instance,
+            reason,
+            avg_bp: avg,
+            instances: self.count(),
+            high_ticks: self.high,
+            low_ticks: self.low,
+        })));
+        id
+    }
+
+    pub(super) fn on_result(
+        &mut self,
+        now: Timestamp,
+        id: ActionId,
+        outcome: Result<(), String>,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(f) = self.in_flight.take_if(|f| f.id == id) else {
+            return; // not ours, or already settled
+        };
+        let ok = outcome.is_ok();
+        match (f.action, ok) {
+            (Action::ScaleUp | Action::ReplacePrimary, true) => {
+                if let Some(m) = self.members.get_mut(&f.instance) {
+                    // Boot starts now: grace and the death clock run from here.
+                    m.state = MemberState::Running;
+                    m.since = now;
+                    m.grace_until = now.plus(self.policy.startup_grace);
+                    m.reading = None;
+                    m.last_seen = None;
+                    m.bp = None;
+                }
+                self.death_check_at = self.death_check_at.min(now.plus(self.policy.death_timeout));
+            }
+            (Action::ScaleUp, false) => {
+                self.members.remove(&f.instance);
+                self.membership += 1;
+            }
+            (Action::ScaleDown, true) => {
+                self.members.remove(&f.instance);
+                self.membership += 1;
+                if self.retired.len() >= MAX_RETIRED {
+                    self.retired.remove(0);
+                }
+                self.retired.push(f.instance.clone());
+            }
+            (Action::ScaleDown, false) => {
+                if let Some(m) = self.members.get_mut(&f.instance) {
+                    m.state = MemberState::Running;
+                }
+            }
+            (Action::ReplacePrimary, false) => {
+                if let Some(m) = self.members.get_mut(&f.instance) {
+                    m.state = MemberState::Dead;
+                }
+            }
+            (Action::Promote | Action::CloneLost, _) => {}
+        }
+        if ok {
+            self.failures = 0;
+            self.retry_at = None;
+            return;
+        }
+        self.failures += 1;
+        let delay = backoff(&self.policy, self.failures);
+        let at = now.plus(delay);
+        self.retry_at = Some(at);
+        self.redecide_at = Some(self.redecide_at.map_or(at, |r| r.min(at)));
+        out.push(Output::ActionFailed {
+            id,
+            t: now,
+            group: self.group.clone(),
+            action: f.action,
+            instance: f.instance,
+            error: outcome.err().unwrap_or_default(),
+            retry_in: delay,
+        });
+    }
+}

@@ -1,0 +1,517 @@
+//! One scaling group: a primary and its clones, as an immutable state machine.
+//!
+//! Calling contract (as in quinn-proto and str0m): feed every input with the time it
+//! happened, `handle(self, now, input) -> (Self, outputs)`, and call `handle(now,
+//! Input::Tick)` no later than [`Cluster::next_deadline`]. `now` must not go
+//! backwards. Every decision that [`Action::needs_result`] must be answered with
+//! [`Input::ActionResult`]; until then the group takes no other action.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::budget::Budget;
+use super::cpu::{self, Bp, Delta, Reading};
+use super::members::Members;
+use super::naming;
+use super::output::{Action, ActionId, Decision, Evaluation, Output, SampleReport, Verdict};
+use super::policy::{Policy, PrimaryDeath};
+use super::predict;
+use super::time::Timestamp;
+use crate::name::Name;
+
+// The tick and its rules; operator control; the predictive hooks.
+mod control;
+mod decide;
+mod predictive;
+
+/// An input to a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// A statistics sample of a member: cumulative utime + stime in microseconds.
+    Sample {
+        vm: Arc<Name>,
+        cpu_us: u64,
+        /// vCPUs of the instance, if the source knows (else the policy's `vcpus`).
+        vcpus: Option<u32>,
+    },
+    /// Time passed; call at or after [`Cluster::next_deadline`].
+    Tick,
+    /// The actuator's answer to a decision.
+    ActionResult {
+        id: ActionId,
+        outcome: Result<(), String>,
+    },
+    /// An owned clone known to be running (from the ownership record or a replay).
+    Adopt { vm: Arc<Name> },
+    /// A name in use by something the group does not own: never reused, never touched.
+    Foreign { vm: Arc<Name> },
+    /// Operator (HTTP API): recommend-only. Evaluations still run and say what the
+    /// group would do (`Verdict::Blocked` with a "paused" why-not); nothing is acted on.
+    Pause,
+    /// Operator: back to automatic scaling; clears [`Input::Pause`] and any manual target.
+    Resume,
+    /// Operator: hold the group at `target` instances (must be within
+    /// min..=max_instances). Acted on even when paused (it is the operator's own
+    /// order); cooldowns do not apply, the budget and one-action-at-a-time do.
+    Scale { target: u32 },
+}
+
+/// Operator overrides of a group, set through [`Input::Pause`], [`Input::Resume`]
+/// and [`Input::Scale`]; kept across config reloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Control {
+    pub paused: bool,
+    pub target: Option<u32>,
+}
+
+/// Why-not prefix of evaluations of a paused group (stable: scripts match it).
+pub const PAUSED: &str = "paused (recommend-only)";
+/// Reason prefix of decisions taken for a manual target (audited in the decision log).
+pub const MANUAL: &str = "manual scale to";
+
+/// A member's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Primary,
+    Clone,
+}
+
+/// A member's lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberState {
+    Running,
+    /// Being created (a clone) or re-created (the primary) by action `id`.
+    Creating(ActionId),
+    /// Being destroyed by action `id`; still counted against `max_instances`.
+    Leaving(ActionId),
+    /// The primary stopped reporting (clones are dropped instead).
+    Dead,
+}
+
+/// One instance of the group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub name: Arc<Name>,
+    pub role: Role,
+    /// Created or adopted by the autoscaler: only owned clones are ever destroyed.
+    pub owned: bool,
+    /// Join order; the newest owned clone is the scale-down victim.
+    pub seq: u64,
+    /// When it joined, or finished being created.
+    pub since: Timestamp,
+    /// Its samples are not averaged before this (boot CPU; see `startup_grace`).
+    pub grace_until: Timestamp,
+    pub reading: Option<Reading>,
+    pub last_seen: Option<Timestamp>,
+    pub bp: Option<Bp>,
+    pub vcpus: u32,
+    pub state: MemberState,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct InFlight {
+    id: ActionId,
+    action: Action,
+    instance: Arc<Name>,
+}
+
+/// The state of one group. A value: `Clone + Debug + PartialEq`, no I/O.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cluster {
+    group: Arc<Name>,
+    primary: Arc<Name>,
+    policy: Policy,
+    members: Members,
+    foreign: Vec<Arc<Name>>,
+    /// Clones this group destroyed (most recent last, bounded): late samples from
+    /// them must not bring them back by name.
+    retired: Vec<Arc<Name>>,
+    high: u32,
+    low: u32,
+    last_eval: Timestamp,
+    last_avg: Option<Bp>,
+    /// Anomaly guard and forecaster state (inert unless the policy enables them).
+    signal: predict::Signal,
+    last_up: Option<Timestamp>,
+    last_action: Option<Timestamp>,
+    budget: Budget,
+    in_flight: Option<InFlight>,
+    failures: u32,
+    retry_at: Option<Timestamp>,
+    redecide_at: Option<Timestamp>,
+    death_check_at: Timestamp,
+    next_id: ActionId,
+    next_seq: u64,
+    membership: u64,
+    /// Operator overrides (pause, manual target).
+    control: Control,
+}
+
+impl Cluster {
+    /// A group whose primary is `primary`, created at `now` (the primary's death
+    /// clock starts now).
+    pub fn new(primary: Name, policy: Policy, now: Timestamp) -> Self {
+        let primary = Arc::new(primary);
+        let mut members = Members::default();
+        members.insert(Member {
+            name: primary.clone(),
+            role: Role::Primary,
+            owned: false,
+            seq: 0,
+            since: now,
+            // Running before we started: not booting.
+            grace_until: now,
+            reading: None,
+            last_seen: None,
+            bp: None,
+            vcpus: policy.vcpus,
+            state: MemberState::Running,
+        });
+        Self {
+            group: primary.clone(),
+            primary,
+            death_check_at: now.plus(policy.death_timeout),
+            policy,
+            members,
+            foreign: Vec::new(),
+            retired: Vec::new(),
+            high: 0,
+            low: 0,
+            last_eval: now,
+            last_avg: None,
+            signal: predict::Signal::default(),
+            last_up: None,
+            last_action: None,
+            budget: Budget::default(),
+            in_flight: None,
+            failures: 0,
+            retry_at: None,
+            redecide_at: None,
+            next_id: 1,
+            next_seq: 1,
+            membership: 0,
+            control: Control::default(),
+        }
+    }
+
+    /// The group's name (its original primary).
+    pub fn group(&self) -> &Arc<Name> {
+        &self.group
+    }
+
+    /// The current primary (differs from the group name after a promotion).
+    pub fn primary(&self) -> &Arc<Name> {
+        &self.primary
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Apply a new policy (config reload). Counters, cooldowns, the budget spent
+    /// and members are kept; the new bounds apply from the next evaluation.
+    pub fn set_policy(&mut self, policy: Policy) {
+        self.policy = policy;
+    }
+
+    /// Members, by name.
+    pub fn members(&self) -> impl Iterator<Item = &Member> {
+        self.members.values()
+    }
+
+    /// Whether `vm` is a member.
+    pub fn has_member(&self, vm: &Name) -> bool {
+        self.members.contains_key(vm)
+    }
+
+    /// Changes whenever members join or leave (for routing caches).
+    pub fn membership(&self) -> u64 {
+        self.membership
+    }
+
+    /// Consecutive high and low ticks.
+    pub fn counters(&self) -> (u32, u32) {
+        (self.high, self.low)
+    }
+
+    /// Actions left in the sliding hour at `now`.
+    pub fn budget_left(&self, now: Timestamp) -> u32 {
+        self.budget.left(now, self.policy.max_actions_per_hour)
+    }
+
+    /// Whether the group destroyed `vm` (and has not created it again since).
+    pub fn is_retired(&self, vm: &Name) -> bool {
+        self.retired.iter().any(|r| **r == *vm)
+    }
+
+    /// Whether `vm` is named like a clone of this group under its template.
+    pub fn matches_clone_pattern(&self, vm: &Name) -> bool {
+        let (Some(p), Some(l)) = (self.group.label.as_deref(), vm.label.as_deref()) else {
+            return false;
+        };
+        vm.path == self.group.path && naming::index_of(&self.policy.clone_name, p, l).is_some()
+    }
+
+    /// The latest time at which [`Input::Tick`] must be handled.
+    pub fn next_deadline(&self) -> Timestamp {
+        let eval = self
+            .last_eval
+            .plus(self.policy.sample_interval.mul_f32(1.5));
+        [Some(eval), Some(self.death_check_at), self.redecide_at]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(eval)
+    }
+
+    /// Advance the state machine.
+    pub fn handle(mut self, now: Timestamp, input: Input) -> (Self, Vec<Output>) {
+        let mut out = Vec::new();
+        self.step(now, input, &mut out);
+        (self, out)
+    }
+
+    /// [`Cluster::handle`] in place, appending to `out` (for owners of many groups).
+    pub fn step(&mut self, now: Timestamp, input: Input, out: &mut Vec<Output>) {
+        match input {
+            Input::Sample { vm, cpu_us, vcpus } => self.on_sample(now, &vm, cpu_us, vcpus, out),
+            Input::Tick => self.on_tick(now, out),
+            Input::ActionResult { id, outcome } => self.on_result(now, id, outcome, out),
+            Input::Adopt { vm } => self.adopt(now, vm),
+            Input::Foreign { vm } => {
+                if !self.members.contains_key(&vm) && !self.foreign.contains(&vm) {
+                    self.foreign.push(vm);
+                }
+            }
+            Input::Pause => self.control.paused = true,
+            Input::Resume => {
+                self.control = Control::default();
+                self.decide_now(now, out);
+            }
+            Input::Scale { target } => self.set_target(now, target, out),
+        }
+    }
+
+    fn on_sample(
+        &mut self,
+        now: Timestamp,
+        vm: &Arc<Name>,
+        cpu_us: u64,
+        vcpus: Option<u32>,
+        out: &mut Vec<Output>,
+    ) {
+        if let Some(i) = self.members.position(vm) {
+            self.sample_at(now, i, cpu_us, vcpus, out);
+        }
+    }
+
+    /// Where `vm` sits among the members, for [`Cluster::sample_at`]. Valid until
+    /// [`Cluster::membership`] changes.
+    pub fn member_index(&self, vm: &Name) -> Option<usize> {
+        self.members.position(vm)
+    }
+
+    /// [`Input::Sample`] for the member at `i` (from [`Cluster::member_index`]):
+    /// spares the engine a second lookup by name on its hot path.
+    pub fn sample_at(
+        &mut self,
+        now: Timestamp,
+        i: usize,
+        cpu_us: u64,
+        vcpus: Option<u32>,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(m) = self.members.at_mut(i) else {
+            return;
+        };
+        if let Some(v) = vcpus {
+            m.vcpus = v.max(1);
+        }
+        if m.state == MemberState::Dead {
+            // The primary reports again (albatross restarted it, or the network healed).
+            m.state = MemberState::Running;
+        }
+        let next = Reading { at: now, cpu_us };
+        match m.reading.map(|prev| cpu::delta(prev, next, m.vcpus)) {
+            Some(Delta::Duplicate) => return,
+            Some(Delta::Reset) => {
+                m.bp = None;
+                out.push(Output::CounterReset {
+                    vm: m.name.clone(),
+                    t: now,
+                });
+            }
+            Some(Delta::Share {
+                bp,
+                cpu_us,
+                elapsed_ms,
+            }) => {
+                m.bp = Some(bp);
+                out.push(Output::Sample(SampleReport {
+                    t: now,
+                    vm: m.name.clone(),
+                    group: Some(self.group.clone()),
+                    bp,
+                    cpu_us,
+                    elapsed_ms,
+                    vcpus: m.vcpus,
+                }));
+            }
+            None => {}
+        }
+        m.reading = Some(next);
+        m.last_seen = Some(now);
+        let is_primary = m.role == Role::Primary;
+        // One tick per interval, on the primary's sample: more clones must not make
+        // the counters run faster.
+        if is_primary && now >= self.last_eval.plus(self.policy.sample_interval / 2) {
+            self.evaluate(now, out);
+        } else if now >= self.death_check_at {
+            self.check_deaths(now, out);
+        }
+    }
+
+    fn on_tick(&mut self, now: Timestamp, out: &mut Vec<Output>) {
+        if now
+            >= self
+                .last_eval
+                .plus(self.policy.sample_interval.mul_f32(1.5))
+        {
+            // The primary is silent: evaluate on the timer.
+            self.evaluate(now, out);
+            return;
+        }
+        if now >= self.death_check_at {
+            self.check_deaths(now, out);
+        }
+        if self.redecide_at.is_some_and(|t| t <= now) {
+            // A cooldown or backoff that blocked an action ended: decide again with
+            // the counters as they are, without counting a tick.
+            self.redecide_at = None;
+            let verdict = self.decide(now, self.last_avg, out);
+            if matches!(verdict, Verdict::Acted(_)) {
+                out.push(self.evaluation(now, self.last_avg, None, verdict));
+            }
+        }
+    }
+
+    fn adopt(&mut self, now: Timestamp, vm: Arc<Name>) {
+        if self.members.contains_key(&vm) {
+            return;
+        }
+        self.foreign.retain(|f| *f != vm);
+        let seq = self.bump_seq();
+        self.members.insert(Member {
+            name: vm,
+            role: Role::Clone,
+            owned: true,
+            seq,
+            since: now,
+            grace_until: now.plus(self.policy.startup_grace),
+            reading: None,
+            last_seen: None,
+            bp: None,
+            vcpus: self.policy.vcpus,
+            state: MemberState::Running,
+        });
+        self.death_check_at = self.death_check_at.min(now.plus(self.policy.death_timeout));
+        self.membership += 1;
+    }
+
+    fn bump_seq(&mut self) -> u64 {
+        let s = self.next_seq;
+        self.next_seq += 1;
+        s
+    }
+
+    /// Drop dead clones, mark a dead primary, and remember when to look again.
+    fn check_deaths(&mut self, now: Timestamp, out: &mut Vec<Output>) {
+        let timeout = self.policy.death_timeout;
+        let mut next_check = now.plus(timeout);
+        let mut dead = Vec::new();
+        for m in self.members.values() {
+            if m.state != MemberState::Running {
+                continue;
+            }
+            let deadline = m.last_seen.unwrap_or(m.since).plus(timeout);
+            if deadline <= now {
+                dead.push(m.name.clone());
+            } else {
+                next_check = next_check.min(deadline);
+            }
+        }
+        self.death_check_at = next_check;
+        for name in dead {
+            let Some(m) = self.members.get(&name) else {
+                continue;
+            };
+            let silent = now.since(m.last_seen.unwrap_or(m.since));
+            if m.role == Role::Primary {
+                self.primary_died(now, silent, out);
+                continue;
+            }
+            let owned = m.owned;
+            self.members.remove(&name);
+            self.membership += 1;
+            if owned {
+                let reason = format!(
+                    "no sample for {}; dropped from the group (death_timeout = {})",
+                    fmt_dur(silent),
+                    fmt_dur(timeout)
+                );
+                self.push_decision(now, Action::CloneLost, name, reason, None, out);
+            }
+        }
+    }
+
+    fn primary_died(&mut self, now: Timestamp, silent: Duration, out: &mut Vec<Output>) {
+        let primary = self.primary.clone();
+        if let Some(m) = self.members.get_mut(&primary) {
+            m.state = MemberState::Dead;
+            m.bp = None;
+        }
+        if self.policy.primary_death != PrimaryDeath::Promote {
+            return;
+        }
+        let heir = self
+            .members
+            .values()
+            .filter(|m| m.role == Role::Clone && m.state == MemberState::Running)
+            .min_by_key(|m| m.seq)
+            .map(|m| m.name.clone());
+        let Some(heir) = heir else {
+            return; // nobody to promote: decide() recreates the primary instead
+        };
+        self.members.remove(&primary);
+        if let Some(m) = self.members.get_mut(&heir) {
+            m.role = Role::Primary;
+            m.owned = false; // a primary is never a scale-down victim
+        }
+        self.primary = heir.clone();
+        self.membership += 1;
+        let reason = format!(
+            "primary {primary} sent no sample for {}; primary_death = promote",
+            fmt_dur(silent)
+        );
+        self.push_decision(now, Action::Promote, heir, reason, None, out);
+    }
+}
+
+/// How many destroyed clone names a group remembers.
+const MAX_RETIRED: usize = 64;
+
+/// Exponential backoff: `retry_backoff * 2^(failures-1)`, capped.
+fn backoff(p: &Policy, failures: u32) -> Duration {
+    let factor = 1u32 << failures.saturating_sub(1).min(16);
+    p.retry_backoff
+        .saturating_mul(factor)
+        .min(p.retry_backoff_max)
+}
+
+fn fmt_dur(d: Duration) -> String {
+    humantime::format_duration(Duration::from_millis(
+        u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+    ))
+    .to_string()
+}
