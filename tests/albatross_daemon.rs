@@ -450,3 +450,83 @@ fn demo_shows_a_scale_up_and_a_scale_down() {
         "{text}"
     );
 }
+
+fn subscriptions(w: &World) -> usize {
+    w.endpoint
+        .history()
+        .iter()
+        .filter(|h| h.outcome == albatross_autoscale::testing::Outcome::Subscribed)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_restarts_only_the_endpoints_that_changed() {
+    let a = world(false).await;
+    let b = world(false).await;
+    b.endpoint.add(name("demo:api"), primary_config(false));
+    let ep = |w: &World, n: &str, max: &str| {
+        format!(
+            "[[albatross]]\nname = \"{n}\"\nendpoint = \"{}\"\nca = {}\ncert = {}\nkey = {}\nreconnect_min = \"50ms\"\nreconnect_max = \"{max}\"\n",
+            w.endpoint.addr(),
+            q(&w.files.ca),
+            q(&w.files.subca),
+            q(&w.files.subca_key)
+        )
+    };
+    let write = |text: String| {
+        let p = a.dir.join("reload.toml");
+        std::fs::write(&p, text).unwrap();
+        Config::load(&p).unwrap()
+    };
+    let base = "[policy]\nsample_interval = \"100ms\"\ndeath_timeout = \"2s\"\n[daemon]\nstate_file = \"state.json\"\n";
+    let one = write(format!(
+        "{base}{}[[group]]\nprimary = \"demo:web\"\nendpoint = \"a\"\n",
+        ep(&a, "a", "200ms")
+    ));
+    let mut d = Daemon::start(one, RunOptions::default()).await.unwrap();
+    let mut rx = d.subscribe();
+    until(&mut rx, |o| matches!(o, Output::Sample(_)).then_some(())).await;
+    assert_eq!(subscriptions(&a), 1);
+
+    // Add endpoint b with a group: a keeps its stream, b starts one.
+    let two = write(format!(
+        "{base}{}{}[[group]]\nprimary = \"demo:web\"\nendpoint = \"a\"\n[[group]]\nprimary = \"demo:api\"\nendpoint = \"b\"\n",
+        ep(&a, "a", "200ms"),
+        ep(&b, "b", "200ms")
+    ));
+    d.reload(&two).await.unwrap();
+    until(&mut rx, |o| match o {
+        Output::Sample(s) if s.vm.to_string() == "demo:api" => Some(()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        subscriptions(&a),
+        1,
+        "the unchanged endpoint kept its stream"
+    );
+    assert_eq!(subscriptions(&b), 1);
+
+    // Change a setting of a only: a resubscribes, b does not.
+    let changed = write(format!(
+        "{base}{}{}[[group]]\nprimary = \"demo:web\"\nendpoint = \"a\"\n[[group]]\nprimary = \"demo:api\"\nendpoint = \"b\"\n",
+        ep(&a, "a", "300ms"),
+        ep(&b, "b", "200ms")
+    ));
+    d.reload(&changed).await.unwrap();
+    let before = subscriptions(&a);
+    tokio::time::timeout(WAIT, async {
+        while subscriptions(&a) == before {
+            let _ = rx.recv().await;
+        }
+    })
+    .await
+    .expect("endpoint a resubscribes");
+    assert_eq!(subscriptions(&b), 1, "endpoint b was not touched");
+
+    // A group the certificate cannot address rejects the whole reload.
+    let mut bad = changed.clone();
+    bad.groups[1].primary = name("other:api");
+    assert!(d.reload(&bad).await.is_err());
+    d.stop().await;
+}

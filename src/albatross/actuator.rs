@@ -23,7 +23,8 @@ pub struct PrimarySpec {
 
 /// The albatross actuator: one client per group.
 pub struct AlbatrossActuator {
-    clients: HashMap<Name, Client>,
+    /// Group → client; replaced as a whole on a configuration reload.
+    clients: std::sync::RwLock<HashMap<Name, Client>>,
     specs: Mutex<HashMap<Name, PrimarySpec>>,
     vcpus: VcpuMap,
 }
@@ -32,15 +33,26 @@ impl AlbatrossActuator {
     /// `clients`: group name → the client of the endpoint that runs it.
     pub fn new(clients: HashMap<Name, Client>, vcpus: VcpuMap) -> Self {
         Self {
-            clients,
+            clients: std::sync::RwLock::new(clients),
             specs: Mutex::new(HashMap::new()),
             vcpus,
         }
     }
 
-    fn client(&self, group: &Name) -> Result<&Client, String> {
+    /// Use these clients from now on (configuration reload).
+    pub fn set_clients(&self, clients: HashMap<Name, Client>) {
+        *self
+            .clients
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = clients;
+    }
+
+    fn client(&self, group: &Name) -> Result<Client, String> {
         self.clients
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(group)
+            .cloned()
             .ok_or_else(|| format!("no albatross endpoint configured for group {group}"))
     }
 

@@ -65,7 +65,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     rt.block_on(async move {
         let shutdown = CancellationToken::new();
-        let daemon = if config.endpoints.is_empty() {
+        let mut daemon = if config.endpoints.is_empty() {
             None
         } else {
             let opts = RunOptions {
@@ -108,8 +108,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     Ok(c) => {
                         tracing::info!(config = %args.config.display(), "reloading");
                         notify(&[sd_notify::NotifyState::Reloading]);
-                        if let Some(d) = &daemon {
-                            d.reload(&c).await;
+                        if let Some(d) = &mut daemon
+                            && let Err(e) = d.reload(&c).await
+                        {
+                            tracing::error!(error = %format!("{e:#}"), "[albatross] reload rejected; keeping the running endpoints and groups");
                         }
                         if let Some(api) = &api
                             && let Err(e) = api.reload(&c)

@@ -18,7 +18,7 @@ use crate::albatross::actuator::{AlbatrossActuator, VcpuMap};
 use crate::albatross::client::Client;
 use crate::albatross::stats::{self, Backoff, StreamHealth};
 use crate::config::{Config, Endpoint};
-use crate::core::{Engine, Options, Output, Timestamp};
+use crate::core::{Engine, Options, Output, Policy, Timestamp};
 use crate::name::Name;
 
 /// How to run.
@@ -44,11 +44,54 @@ pub struct Daemon {
     events: mpsc::Sender<Event>,
     shutdown: CancellationToken,
     runner: JoinHandle<Engine>,
-    tasks: Vec<JoinHandle<()>>,
     observers: broadcast::Sender<Output>,
-    /// Stats stream health per endpoint name.
+    /// Stats stream health per endpoint name (kept across reloads of an endpoint).
     pub health: Vec<(String, Arc<StreamHealth>)>,
-    endpoints: Vec<Endpoint>,
+    streams: HashMap<String, Stream>,
+    actuator: Arc<AlbatrossActuator>,
+    vcpus: VcpuMap,
+    /// Group → endpoint name, as last applied.
+    placement: HashMap<Name, String>,
+}
+
+/// One endpoint's task (reconcile, then statistics) and what it was started with.
+struct Stream {
+    endpoint: Endpoint,
+    client: Client,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+/// Clients per endpoint and the client of each group, checked: every group's
+/// primary must be addressable with its endpoint's certificate.
+fn placement(
+    config: &Config,
+    clients: &HashMap<String, Client>,
+) -> anyhow::Result<(HashMap<Name, Client>, HashMap<Name, String>)> {
+    let (mut by_group, mut place) = (HashMap::new(), HashMap::new());
+    for g in &config.groups {
+        let ep = g.endpoint.as_deref().unwrap_or("default");
+        let client = clients
+            .get(ep)
+            .with_context(|| format!("group {}: no endpoint {ep:?}", g.primary))?;
+        client.label_of(&g.primary).with_context(|| {
+            format!(
+                "group {}: the operator certificate cannot address it",
+                g.primary
+            )
+        })?;
+        by_group.insert(g.primary.clone(), client.clone());
+        place.insert(g.primary.clone(), ep.to_string());
+    }
+    Ok((by_group, place))
+}
+
+fn engine_groups(config: &Config) -> Vec<(Name, Policy)> {
+    config
+        .groups
+        .iter()
+        .map(|g| (g.primary.clone(), g.policy.clone()))
+        .collect()
 }
 
 impl Daemon {
@@ -64,31 +107,13 @@ impl Daemon {
                 .with_context(|| format!("albatross endpoint {:?}", ep.name))?;
             clients.insert(ep.name.clone(), client);
         }
-        let mut by_group = HashMap::new();
-        for g in &config.groups {
-            let ep = g.endpoint.as_deref().unwrap_or("default");
-            let client = clients
-                .get(ep)
-                .with_context(|| format!("group {}: no endpoint {ep:?}", g.primary))?;
-            client.label_of(&g.primary).with_context(|| {
-                format!(
-                    "group {}: the operator certificate cannot address it",
-                    g.primary
-                )
-            })?;
-            by_group.insert(g.primary.clone(), client.clone());
-        }
+        let (by_group, place) = placement(&config, &clients)?;
         let ownership = Ownership::load(&config.daemon.state_file)?;
         let log = DecisionLog::open(config.daemon.decision_log.as_deref())
             .with_context(|| format!("decision log {:?}", config.daemon.decision_log))?;
         let vcpus: VcpuMap = Arc::default();
         let actuator = Arc::new(AlbatrossActuator::new(by_group, vcpus.clone()));
-        let groups = config
-            .groups
-            .iter()
-            .map(|g| (g.primary.clone(), g.policy.clone()))
-            .collect();
-        let engine = Engine::new(groups, Options::default(), Timestamp::ZERO);
+        let engine = Engine::new(engine_groups(&config), Options::default(), Timestamp::ZERO);
         let settings = Settings {
             dry_run: opts.dry_run,
             state_file: config.daemon.state_file.clone(),
@@ -106,43 +131,68 @@ impl Daemon {
         let (tx, rx) = mpsc::channel(4096);
         let shutdown = CancellationToken::new();
         let runner = tokio::spawn(runner.run(rx, shutdown.child_token()));
-        let mut tasks = Vec::new();
-        let mut health = Vec::new();
-        for ep in &config.endpoints {
-            let client = clients[&ep.name].clone();
-            let h = Arc::new(StreamHealth::default());
-            health.push((ep.name.clone(), h.clone()));
-            let groups: Vec<(Name, Name)> = config
-                .groups
-                .iter()
-                .filter(|g| g.endpoint.as_deref().unwrap_or("default") == ep.name)
-                .map(|g| (g.primary.clone(), g.primary.clone()))
-                .collect();
-            let backoff = Backoff {
-                min: ep.reconnect_min,
-                max: ep.reconnect_max,
-            };
-            let task = endpoint_task(
-                client,
-                groups,
-                actuator.clone(),
-                tx.clone(),
-                vcpus.clone(),
-                backoff,
-                h,
-                shutdown.child_token(),
-            );
-            tasks.push(tokio::spawn(task));
-        }
-        Ok(Self {
+        let mut daemon = Self {
             events: tx,
             shutdown,
             runner,
-            tasks,
             observers,
+            health: Vec::new(),
+            streams: HashMap::new(),
+            actuator,
+            vcpus,
+            placement: place,
+        };
+        for ep in &config.endpoints {
+            daemon.start_stream(ep.clone(), clients[&ep.name].clone(), &config);
+        }
+        Ok(daemon)
+    }
+
+    /// Start (or restart) the task of endpoint `ep` for the groups placed on it.
+    fn start_stream(&mut self, ep: Endpoint, client: Client, config: &Config) {
+        let health = match self.health.iter().find(|(n, _)| *n == ep.name) {
+            Some((_, h)) => h.clone(),
+            None => {
+                let h = Arc::new(StreamHealth::default());
+                self.health.push((ep.name.clone(), h.clone()));
+                h
+            }
+        };
+        let groups = self.groups_on(&ep.name, config);
+        let backoff = Backoff {
+            min: ep.reconnect_min,
+            max: ep.reconnect_max,
+        };
+        let stop = self.shutdown.child_token();
+        let task = tokio::spawn(endpoint_task(
+            client.clone(),
+            groups,
+            self.actuator.clone(),
+            self.events.clone(),
+            self.vcpus.clone(),
+            backoff,
             health,
-            endpoints: config.endpoints,
-        })
+            stop.clone(),
+        ));
+        let name = ep.name.clone();
+        self.streams.insert(
+            name,
+            Stream {
+                endpoint: ep,
+                client,
+                stop,
+                task,
+            },
+        );
+    }
+
+    fn groups_on(&self, endpoint: &str, config: &Config) -> Vec<Name> {
+        config
+            .groups
+            .iter()
+            .filter(|g| g.endpoint.as_deref().unwrap_or("default") == endpoint)
+            .map(|g| g.primary.clone())
+            .collect()
     }
 
     /// Every engine output from now on.
@@ -155,25 +205,83 @@ impl Daemon {
         EngineHandle::new(self.events.clone())
     }
 
-    /// Apply a reloaded configuration: groups and policies change in place;
-    /// changed endpoints need a restart (logged).
-    pub async fn reload(&self, config: &Config) {
-        if config.endpoints != self.endpoints {
-            tracing::warn!("[albatross] endpoints changed: restart the daemon to apply that part");
+    /// Apply a reloaded configuration. Groups and policies change in place (counters,
+    /// cooldowns and members kept); an endpoint whose settings changed gets a new
+    /// client and stream, new endpoints start, removed ones stop, and unchanged
+    /// endpoints keep their streams (new groups on them are reconciled). If a
+    /// certificate cannot be loaded or a group cannot be addressed, nothing changes.
+    pub async fn reload(&mut self, config: &Config) -> anyhow::Result<()> {
+        let mut clients = HashMap::new();
+        for ep in &config.endpoints {
+            let client = match self.streams.get(&ep.name) {
+                Some(s) if s.endpoint == *ep => s.client.clone(),
+                _ => Client::from_endpoint(ep)
+                    .with_context(|| format!("albatross endpoint {:?}", ep.name))?,
+            };
+            clients.insert(ep.name.clone(), client);
         }
-        let groups = config
-            .groups
+        let (by_group, place) = placement(config, &clients)?;
+        self.actuator.set_clients(by_group);
+        let _ = self
+            .events
+            .send(Event::Reconfigure(engine_groups(config)))
+            .await;
+        // Stop the streams of endpoints that changed or went away.
+        let stale: Vec<String> = self
+            .streams
             .iter()
-            .map(|g| (g.primary.clone(), g.policy.clone()))
+            .filter(|(n, s)| {
+                config
+                    .endpoints
+                    .iter()
+                    .all(|e| e.name != **n || *e != s.endpoint)
+            })
+            .map(|(n, _)| n.clone())
             .collect();
-        let _ = self.events.send(Event::Reconfigure(groups)).await;
+        for name in stale {
+            if let Some(s) = self.streams.remove(&name) {
+                tracing::info!(endpoint = %name, "endpoint changed or removed: stopping its stream");
+                s.stop.cancel();
+                let _ = s.task.await;
+            }
+        }
+        for ep in &config.endpoints {
+            if !self.streams.contains_key(&ep.name) {
+                tracing::info!(endpoint = %ep.name, "starting the stream of a new or changed endpoint");
+                self.start_stream(ep.clone(), clients[&ep.name].clone(), config);
+                continue;
+            }
+            // Unchanged endpoint: reconcile the groups that are new on it.
+            let fresh: Vec<Name> = self
+                .groups_on(&ep.name, config)
+                .into_iter()
+                .filter(|g| self.placement.get(g) != Some(&ep.name))
+                .collect();
+            if !fresh.is_empty() {
+                let (client, events) = (clients[&ep.name].clone(), self.events.clone());
+                let (actuator, vcpus) = (self.actuator.clone(), self.vcpus.clone());
+                let backoff = Backoff {
+                    min: ep.reconnect_min,
+                    max: ep.reconnect_max,
+                };
+                let stop = self.shutdown.child_token();
+                tokio::spawn(async move {
+                    tokio::select! {
+                        () = stop.cancelled() => {}
+                        _ = reconcile(&client, &fresh, &actuator, &events, &vcpus, backoff) => {}
+                    }
+                });
+            }
+        }
+        self.placement = place;
+        Ok(())
     }
 
     /// Stop: streams first, then the engine task after its in-flight actions.
     pub async fn stop(self) -> Engine {
         self.shutdown.cancel();
-        for t in self.tasks {
-            let _ = t.await;
+        for (_, s) in self.streams {
+            let _ = s.task.await;
         }
         drop(self.events);
         self.runner.await.unwrap_or_else(|e| {
@@ -183,12 +291,11 @@ impl Daemon {
     }
 }
 
-/// Per endpoint: reconcile (retrying until albatross answers), snapshot each
-/// primary so it can be re-created if it dies, then follow the stats stream.
+/// Per endpoint: reconcile its groups, then follow the stats stream.
 #[allow(clippy::too_many_arguments)]
 async fn endpoint_task(
     client: Client,
-    groups: Vec<(Name, Name)>,
+    groups: Vec<Name>,
     actuator: Arc<AlbatrossActuator>,
     events: mpsc::Sender<Event>,
     vcpus: VcpuMap,
@@ -196,20 +303,33 @@ async fn endpoint_task(
     health: Arc<StreamHealth>,
     shutdown: CancellationToken,
 ) {
+    let done = tokio::select! {
+        () = shutdown.cancelled() => return,
+        ok = reconcile(&client, &groups, &actuator, &events, &vcpus, backoff) => ok,
+    };
+    if done {
+        stats::run(client, events, vcpus, backoff, health, shutdown).await;
+    }
+}
+
+/// List the endpoint's unikernels (retrying until albatross answers), learn their
+/// vCPUs, tell the engine task what runs for each group, and snapshot each running
+/// primary so it can be re-created if it dies. `false` if the engine task is gone.
+async fn reconcile(
+    client: &Client,
+    groups: &[Name],
+    actuator: &AlbatrossActuator,
+    events: &mpsc::Sender<Event>,
+    vcpus: &VcpuMap,
+    backoff: Backoff,
+) -> bool {
     let mut delay = backoff.min;
     let running = loop {
-        let r = tokio::select! {
-            () = shutdown.cancelled() => return,
-            r = client.info(None) => r,
-        };
-        match r {
+        match client.info(None).await {
             Ok(list) => break list,
             Err(e) => {
                 tracing::warn!(endpoint = client.endpoint(), error = %e, retry_in = ?delay, "cannot list unikernels; retrying");
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    () = tokio::time::sleep(delay) => {}
-                }
+                tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(backoff.max);
             }
         }
@@ -222,19 +342,20 @@ async fn endpoint_task(
         }
     }
     let names: Vec<Name> = running.iter().map(|u| u.name.clone()).collect();
-    for (group, primary) in &groups {
+    for group in groups {
         let ev = Event::Reconciled {
             group: group.clone(),
             running: names.clone(),
         };
         if events.send(ev).await.is_err() {
-            return;
+            return false;
         }
-        if names.contains(primary)
-            && let Err(e) = actuator.snapshot(group, primary).await
+        // The group's name is its original primary.
+        if names.contains(group)
+            && let Err(e) = actuator.snapshot(group, group).await
         {
             tracing::warn!(%group, error = %e, "cannot snapshot the primary; re-creating it after a death will not be possible");
         }
     }
-    stats::run(client, events, vcpus, backoff, health, shutdown).await;
+    true
 }
