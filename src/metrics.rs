@@ -371,3 +371,12 @@ pub fn reason_kind(action: Action, reason: &str) -> &'static str {
         Action::ScaleDown => "cpu_low",
     }
 }
+
+impl crate::proxmox::client::Observer for Metrics {
+    fn request(&self, node: &str, seconds: f64) {
+        self.observe_proxmox_request(node, seconds);
+    }
+    fn breaker(&self, node: &str, state: i64) {
+        self.set_proxmox_breaker(node, state);
+    }
+}

@@ -164,7 +164,10 @@ async fn a_silent_node_times_out_and_opens_its_breaker() {
         breaker_failures: 2,
         ..opts(&s.url(), 0)
     };
-    let c = Client::new(o, SECRET, None).unwrap();
+    let metrics = std::sync::Arc::new(albatross_autoscale::metrics::Metrics::new());
+    let c = Client::new(o, SECRET, None)
+        .unwrap()
+        .with_observer(metrics.clone());
     for _ in 0..2 {
         let e = c.lxc_config("pve", 101).await.unwrap_err();
         assert!(matches!(e, ProxmoxError::Timeout { .. }), "{e}");
@@ -174,6 +177,28 @@ async fn a_silent_node_times_out_and_opens_its_breaker() {
     assert!(
         c.resources().await.is_ok(),
         "cluster-wide calls are unaffected"
+    );
+    // The daemon's metrics saw both timed-out requests and the open breaker.
+    let text = metrics.encode();
+    let line = |prefix: &str| {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+            .to_string()
+    };
+    assert!(
+        line("albatross_autoscale_proxmox_request_duration_seconds_count{node=\"pve\"}")
+            .ends_with(" 2"),
+        "{text}"
+    );
+    assert!(
+        line("albatross_autoscale_proxmox_breaker_state{node=\"pve\"}").ends_with(" 2"),
+        "{text}"
+    );
+    assert!(
+        line("albatross_autoscale_proxmox_request_duration_seconds_count{node=\"cluster\"}")
+            .ends_with(" 1"),
+        "{text}"
     );
 }
 

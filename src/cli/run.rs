@@ -51,9 +51,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             args.config.display()
         );
     }
-    let pve_opts = proxmox::RunOptions {
+    let mut pve_opts = proxmox::RunOptions {
         dry_run: args.dry_run,
         once: args.once,
+        observer: None,
     };
     let rt = tokio::runtime::Runtime::new()?;
     if args.once {
@@ -74,10 +75,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             };
             Some(Daemon::start(config.clone(), opts).await?)
         };
-        let pve = tokio::spawn({
-            let (config, shutdown) = (config.clone(), shutdown.clone());
-            async move { proxmox::run(&config, pve_opts, shutdown).await }
-        });
         let api = match config.http.listen {
             None => None,
             Some(listen) => {
@@ -92,6 +89,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 Some(api)
             }
         };
+        // Proxmox request latency and breaker states go to the API's metrics.
+        if let Some(api) = &api {
+            let metrics: std::sync::Arc<dyn proxmox::client::Observer> = api.metrics().clone();
+            pve_opts.observer = Some(metrics);
+        }
+        let pve = tokio::spawn({
+            let (config, shutdown) = (config.clone(), shutdown.clone());
+            async move { proxmox::run(&config, pve_opts, shutdown).await }
+        });
         tracing::info!(config = %args.config.display(), dry_run = args.dry_run, "running");
         notify(&[sd_notify::NotifyState::Ready]);
         // systemd watchdog (WatchdogSec=): ping at half the interval, only when asked.

@@ -2,7 +2,7 @@
 //! carrying the HTTP status and Proxmox's message, bounded concurrency, a timeout per
 //! request, retries with backoff for idempotent calls, and a breaker per node.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::header::{AUTHORIZATION, HeaderValue};
@@ -127,6 +127,14 @@ pub fn read_secret(s: &Secret) -> Result<String, ProxmoxError> {
     Ok(v)
 }
 
+/// Told about every request and breaker change (the daemon's metrics).
+pub trait Observer: Send + Sync {
+    /// One request to `node` (`cluster` for cluster-wide paths) took `seconds`.
+    fn request(&self, node: &str, seconds: f64);
+    /// `node`'s breaker is now closed (0), half-open (1) or open (2).
+    fn breaker(&self, node: &str, state: i64);
+}
+
 /// The client. Cheap to share behind an `Arc`.
 pub struct Client {
     http: reqwest::Client,
@@ -136,6 +144,7 @@ pub struct Client {
     opts: Options,
     breakers: Mutex<Breakers>,
     start: Instant,
+    observer: Option<Arc<dyn Observer>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -202,7 +211,14 @@ impl Client {
             breakers: Mutex::new(Breakers::new(opts.breaker_failures, opts.breaker_open)),
             opts,
             start: Instant::now(),
+            observer: None,
         })
+    }
+
+    /// Report request latency and breaker states to `observer`.
+    pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     fn now(&self) -> Timestamp {
@@ -270,14 +286,25 @@ impl Client {
         }
         let r = {
             let _permit = self.sem.acquire().await.expect("never closed");
-            self.send(method, path, form).await
+            let started = Instant::now();
+            let r = self.send(method, path, form).await;
+            if let Some(o) = &self.observer {
+                o.request(node.unwrap_or("cluster"), started.elapsed().as_secs_f64());
+            }
+            r
         };
         if let Some(node) = node {
             let failed = r.as_ref().err().is_some_and(ProxmoxError::is_node_failure);
-            self.breakers
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .record(node, self.now(), !failed);
+            let mut breakers = self.breakers.lock().unwrap_or_else(|e| e.into_inner());
+            breakers.record(node, self.now(), !failed);
+            if let Some(o) = &self.observer {
+                let state = match breakers.state(node) {
+                    super::breaker::State::Closed { .. } => 0,
+                    super::breaker::State::HalfOpen => 1,
+                    super::breaker::State::Open { .. } => 2,
+                };
+                o.breaker(node, state);
+            }
         }
         r
     }

@@ -37,21 +37,35 @@ use crate::config::Config;
 use crate::core::Timestamp;
 
 /// Options of `run` that apply to the Proxmox side.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Clone, Default)]
 pub struct RunOptions {
     /// Log decisions, change nothing.
     pub dry_run: bool,
     /// One poll-decide-act cycle, wait for its actions, return.
     pub once: bool,
+    /// Told about request latency and breaker states (the daemon's metrics).
+    pub observer: Option<Arc<dyn client::Observer>>,
 }
 
 /// A controller for `config` (`[proxmox]` and `[[lxc]]`).
 pub fn controller(config: &Config, dry_run: bool) -> anyhow::Result<Controller> {
+    observed_controller(config, dry_run, None)
+}
+
+fn observed_controller(
+    config: &Config,
+    dry_run: bool,
+    observer: Option<Arc<dyn client::Observer>>,
+) -> anyhow::Result<Controller> {
     let pve = config
         .proxmox
         .as_ref()
         .context("no [proxmox] section in the configuration")?;
-    let client = Arc::new(Client::from_config(pve)?);
+    let mut client = Client::from_config(pve)?;
+    if let Some(o) = observer {
+        client = client.with_observer(o);
+    }
+    let client = Arc::new(client);
     let state = state::CloneState::load(&pve.state_file)?;
     let settings = Settings {
         tag: pve.tag.clone(),
@@ -80,7 +94,7 @@ pub async fn run(
     if config.proxmox.is_none() || config.lxc.is_empty() {
         return Ok(());
     }
-    let mut c = controller(config, opts.dry_run)?;
+    let mut c = observed_controller(config, opts.dry_run, opts.observer.clone())?;
     let start = Instant::now();
     let now = || Timestamp(u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX));
     if opts.once {
