@@ -115,6 +115,8 @@ pub struct Metrics {
     http: Family<CodeL, Counter>,
     /// Last wanted direction per group (+1 up, -1 down, 0 none), for the desired count.
     wanted: Mutex<HashMap<String, i64>>,
+    /// When a cluster-wide Proxmox poll last succeeded (for `/ready`).
+    pve_polled: Mutex<Option<std::time::Instant>>,
 }
 
 impl Default for Metrics {
@@ -143,6 +145,7 @@ impl Metrics {
             pve_breaker: Family::default(),
             http: Family::default(),
             wanted: Mutex::default(),
+            pve_polled: Mutex::default(),
         };
         r.register(
             "group_instances",
@@ -372,9 +375,21 @@ pub fn reason_kind(action: Action, reason: &str) -> &'static str {
     }
 }
 
+impl Metrics {
+    /// Whether a cluster-wide Proxmox poll succeeded within `d`.
+    pub fn proxmox_polled_within(&self, d: std::time::Duration) -> bool {
+        let last = *self.pve_polled.lock().unwrap_or_else(|e| e.into_inner());
+        last.is_some_and(|t| t.elapsed() <= d)
+    }
+}
+
 impl crate::proxmox::client::Observer for Metrics {
-    fn request(&self, node: &str, seconds: f64) {
+    fn request(&self, node: &str, seconds: f64, ok: bool) {
         self.observe_proxmox_request(node, seconds);
+        if ok && node == "cluster" {
+            *self.pve_polled.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(std::time::Instant::now());
+        }
     }
     fn breaker(&self, node: &str, state: i64) {
         self.set_proxmox_breaker(node, state);

@@ -172,11 +172,20 @@ async fn a_silent_node_times_out_and_opens_its_breaker() {
         let e = c.lxc_config("pve", 101).await.unwrap_err();
         assert!(matches!(e, ProxmoxError::Timeout { .. }), "{e}");
     }
+    let minute = Duration::from_secs(60);
+    assert!(
+        !metrics.proxmox_polled_within(minute),
+        "failed node calls are not a poll"
+    );
     let e = c.lxc_config("pve", 101).await.unwrap_err();
     assert!(matches!(e, ProxmoxError::BreakerOpen { .. }), "{e}");
     assert!(
         c.resources().await.is_ok(),
         "cluster-wide calls are unaffected"
+    );
+    assert!(
+        metrics.proxmox_polled_within(minute),
+        "/ready sees the cluster poll"
     );
     // The daemon's metrics saw both timed-out requests and the open breaker.
     let text = metrics.encode();

@@ -39,6 +39,8 @@ struct Inner {
     config: Value,
     decision_log: Option<PathBuf>,
     albatross: bool,
+    /// With Proxmox containers: how recent a successful poll must be to be ready.
+    proxmox: Option<std::time::Duration>,
 }
 
 /// What an incoming request may do, decided before it reaches a handler.
@@ -68,6 +70,11 @@ impl Api {
                 config: redacted(config),
                 decision_log: config.daemon.decision_log.clone(),
                 albatross: !config.endpoints.is_empty(),
+                proxmox: config
+                    .proxmox
+                    .as_ref()
+                    .filter(|_| !config.lxc.is_empty())
+                    .map(|p| p.poll_interval * 3),
             }),
             ring: Mutex::new(VecDeque::new()),
         }))
@@ -142,7 +149,11 @@ impl Api {
     /// Whether the daemon can do its job: the engine answers and, with albatross
     /// endpoints, at least one statistics stream is up.
     pub(super) async fn readiness(&self) -> (bool, Value) {
-        let albatross = self.inner().albatross;
+        let (albatross, proxmox) = {
+            let i = self.inner();
+            (i.albatross, i.proxmox)
+        };
+        let polled = proxmox.map(|d| self.metrics.proxmox_polled_within(d));
         let engine = match &self.engine {
             Some(e) => e.status().await.is_some(),
             None => true,
@@ -156,10 +167,12 @@ impl Api {
             .health
             .iter()
             .any(|(_, h)| h.up.load(Ordering::Relaxed));
-        let ready = engine && (!albatross || any_up);
+        // Ready once any source of samples works: an albatross stream or a Proxmox poll.
+        let sources = albatross || proxmox.is_some();
+        let ready = engine && (!sources || any_up || polled == Some(true));
         (
             ready,
-            json!({"ready": ready, "config_loaded": true, "engine": engine, "streams": streams}),
+            json!({"ready": ready, "config_loaded": true, "engine": engine, "streams": streams, "proxmox_polled_recently": polled}),
         )
     }
 

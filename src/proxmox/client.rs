@@ -129,8 +129,9 @@ pub fn read_secret(s: &Secret) -> Result<String, ProxmoxError> {
 
 /// Told about every request and breaker change (the daemon's metrics).
 pub trait Observer: Send + Sync {
-    /// One request to `node` (`cluster` for cluster-wide paths) took `seconds`.
-    fn request(&self, node: &str, seconds: f64);
+    /// One request to `node` (`cluster` for cluster-wide paths) took `seconds`;
+    /// `ok` if Proxmox answered it with success.
+    fn request(&self, node: &str, seconds: f64, ok: bool);
     /// `node`'s breaker is now closed (0), half-open (1) or open (2).
     fn breaker(&self, node: &str, state: i64);
 }
@@ -289,7 +290,8 @@ impl Client {
             let started = Instant::now();
             let r = self.send(method, path, form).await;
             if let Some(o) = &self.observer {
-                o.request(node.unwrap_or("cluster"), started.elapsed().as_secs_f64());
+                let secs = started.elapsed().as_secs_f64();
+                o.request(node.unwrap_or("cluster"), secs, r.is_ok());
             }
             r
         };
