@@ -340,20 +340,8 @@ impl Cluster {
         match action {
             Action::ScaleUp => {
                 self.last_up = Some(now);
-                let seq = self.bump_seq();
-                self.members.insert(Member {
-                    name: instance,
-                    role: Role::Clone,
-                    owned: true,
-                    seq,
-                    since: now,
-                    grace_until: now.plus(self.policy.startup_grace),
-                    reading: None,
-                    last_seen: None,
-                    bp: None,
-                    vcpus: self.policy.vcpus,
-                    state: MemberState::Creating(id),
-                });
+                let member = self.new_clone(now, instance, MemberState::Creating(id));
+                self.members.insert(member);
                 self.foreign.retain(|f| !self.members.contains_key(f));
                 self.retired.retain(|r| !self.members.contains_key(r));
                 self.membership += 1;

@@ -401,22 +401,28 @@ impl Cluster {
             return;
         }
         self.foreign.retain(|f| *f != vm);
-        let seq = self.bump_seq();
-        self.members.insert(Member {
-            name: vm,
+        let member = self.new_clone(now, vm, MemberState::Running);
+        self.members.insert(member);
+        self.death_check_at = self.death_check_at.min(now.plus(self.policy.death_timeout));
+        self.membership += 1;
+    }
+
+    /// An owned clone joining now (adopted, or being created): its boot grace runs
+    /// from now.
+    fn new_clone(&mut self, now: Timestamp, name: Arc<Name>, state: MemberState) -> Member {
+        Member {
+            name,
             role: Role::Clone,
             owned: true,
-            seq,
+            seq: self.bump_seq(),
             since: now,
             grace_until: now.plus(self.policy.startup_grace),
             reading: None,
             last_seen: None,
             bp: None,
             vcpus: self.policy.vcpus,
-            state: MemberState::Running,
-        });
-        self.death_check_at = self.death_check_at.min(now.plus(self.policy.death_timeout));
-        self.membership += 1;
+            state,
+        }
     }
 
     fn bump_seq(&mut self) -> u64 {
