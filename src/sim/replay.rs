@@ -19,7 +19,7 @@ pub fn run(mut engine: Engine, records: &[Record], mut emit: impl FnMut(&Output)
             cpu_us: r.cpu_us,
             vcpus: r.vcpus,
         };
-        step(&mut engine, r.t, input, &mut out, &mut emit);
+        step_acked(&mut engine, r.t, input, &mut out, &mut emit);
     }
     engine
 }
@@ -37,23 +37,25 @@ fn fire_timers(
             break; // a deadline that does not move would loop forever
         }
         last = Some(d);
-        step(engine, d, Input::Tick, out, emit);
+        step_acked(engine, d, Input::Tick, out, &mut *emit);
     }
 }
 
-fn step(
+/// Feed `input`, hand every output to `each`, and acknowledge every decision that
+/// needs a result as executed at once; acknowledgements may produce outputs of
+/// their own, which are handled the same way.
+pub(crate) fn step_acked(
     engine: &mut Engine,
     now: Timestamp,
     input: Input,
     out: &mut Vec<Output>,
-    emit: &mut impl FnMut(&Output),
+    mut each: impl FnMut(&Output),
 ) {
     out.clear();
     engine.step(now, input, out);
     let mut i = 0;
-    // Acknowledgements may produce outputs of their own; walk until none are new.
     while i < out.len() {
-        emit(&out[i]);
+        each(&out[i]);
         if let Output::Decision(d) = &out[i]
             && d.action.needs_result()
         {

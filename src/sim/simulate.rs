@@ -424,11 +424,8 @@ fn engine_step(
     out: &mut Vec<Output>,
     cmds: &mut Vec<Cmd>,
 ) {
-    out.clear();
-    engine.step(now, input, out);
-    let mut i = 0;
-    while i < out.len() {
-        if let Output::Decision(d) = &out[i] {
+    super::replay::step_acked(engine, now, input, out, |o| {
+        if let Output::Decision(d) = o {
             match d.action {
                 Action::ScaleUp => cmds.push(Cmd::Create(d.instance.clone(), d.reason.clone())),
                 Action::ScaleDown | Action::CloneLost => {
@@ -436,17 +433,6 @@ fn engine_step(
                 }
                 Action::ReplacePrimary | Action::Promote => {}
             }
-            if d.action.needs_result() {
-                let ack = Input::ActionResult {
-                    group: (*d.group).clone(),
-                    id: d.id,
-                    outcome: Ok(()),
-                };
-                let mut more = Vec::new();
-                engine.step(now, ack, &mut more);
-                out.extend(more);
-            }
         }
-        i += 1;
-    }
+    });
 }
