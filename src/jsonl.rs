@@ -24,19 +24,27 @@ pub fn line(out: &Output, explain: bool) -> Option<Value> {
             "vm": vm,
             "reason": "cpu time went backwards (instance restarted); new baseline",
         }),
-        Output::Decision(d) => json!({
-            "event": "decision",
-            "t_ms": d.t.as_millis(),
-            "group": d.group,
-            "action": d.action,
-            "instance": d.instance,
-            "reason": d.reason,
-            "id": d.id,
-            "avg_cpu_percent": d.avg_bp.map(cpu::percent),
-            "instances": d.instances,
-            "high_ticks": d.high_ticks,
-            "low_ticks": d.low_ticks,
-        }),
+        Output::Decision(d) => {
+            let mut v = json!({
+                "event": "decision",
+                "t_ms": d.t.as_millis(),
+                "group": d.group,
+                "action": d.action,
+                "instance": d.instance,
+                "reason": d.reason,
+                "id": d.id,
+                "avg_cpu_percent": d.avg_bp.map(cpu::percent),
+                "instances": d.instances,
+                "high_ticks": d.high_ticks,
+                "low_ticks": d.low_ticks,
+            });
+            // `"emergency": true` on emergency scale-ups only; absent otherwise, so
+            // the other decision lines stay as they were.
+            if d.emergency {
+                v["emergency"] = Value::Bool(true);
+            }
+            v
+        }
         Output::ActionFailed {
             id,
             t,

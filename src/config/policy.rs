@@ -46,6 +46,8 @@ pub(super) struct PolicyFile {
     anomaly_z: Option<f64>,
     #[serde(default, with = "humantime_serde")]
     boot_time: Option<Duration>,
+    emergency_threshold: Option<i64>,
+    emergency_step: Option<i64>,
 }
 
 pub(super) fn policy_file(
@@ -112,6 +114,10 @@ pub(super) fn merge(mut p: Policy, f: &PolicyFile) -> Policy {
         p.anomaly_z_hundredths = (z.clamp(0.0, 1000.0) * 100.0).round() as u32;
     }
     set(&mut p.boot_time, f.boot_time);
+    if let Some(v) = f.emergency_threshold {
+        p.emergency_threshold = Some(u32::try_from(v.max(0)).unwrap_or(u32::MAX));
+    }
+    set_u32(&mut p.emergency_step, f.emergency_step);
     p
 }
 
@@ -132,7 +138,7 @@ pub(super) fn check(
             problems.push(format!("{at}.{msg}"));
         }
     };
-    let ranges: [(&str, Option<i64>, i64, i64); 9] = [
+    let ranges: [(&str, Option<i64>, i64, i64); 10] = [
         ("scale_up_threshold", here.scale_up_threshold, 0, 100),
         ("scale_down_threshold", here.scale_down_threshold, 0, 100),
         ("scale_up_ticks", here.scale_up_ticks, 1, 1_000_000),
@@ -147,6 +153,7 @@ pub(super) fn check(
         ),
         ("vcpus", here.vcpus, 1, 4096),
         ("forecast_max_error", here.forecast_max_error, 0, 100),
+        ("emergency_step", here.emergency_step, 1, 10_000),
     ];
     for (key, value, lo, hi) in ranges {
         if let Some(v) = value.filter(|v| !(lo..=hi).contains(v)) {
@@ -159,6 +166,16 @@ pub(super) fn check(
             here.scale_up_threshold.is_some() || here.scale_down_threshold.is_some(),
             format!(
                 "scale_down_threshold: {down} must be below scale_up_threshold ({up}), or the group would flap"
+            ),
+        );
+    }
+    if let Some(e) = p.emergency_threshold
+        && (e <= up || e > 100)
+    {
+        report(
+            here.emergency_threshold.is_some() || here.scale_up_threshold.is_some(),
+            format!(
+                "emergency_threshold: {e} must be above scale_up_threshold ({up}) and at most 100"
             ),
         );
     }

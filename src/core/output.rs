@@ -107,6 +107,9 @@ pub struct Decision {
     pub instances: u32,
     pub high_ticks: u32,
     pub low_ticks: u32,
+    /// Taken by the emergency rule (`emergency_threshold`): skipped the tick streak
+    /// and the up-cooldown.
+    pub emergency: bool,
 }
 
 /// The verdict of one evaluation.

@@ -67,6 +67,13 @@ pub struct Policy {
     pub anomaly_z_hundredths: u32,
     /// Time from a clone's creation until it serves load (the simulator's model).
     pub boot_time: Duration,
+    /// Percent; one evaluation at or above it starts an emergency burst of
+    /// `emergency_step` scale-ups that skip the tick streak and the up-cooldown (never
+    /// `max_instances`, the budget, a cost ceiling or one-action-at-a-time). Off if `None`.
+    pub emergency_threshold: Option<u32>,
+    /// Scale-ups of one emergency burst, emitted one per evaluation after the previous
+    /// one was acknowledged.
+    pub emergency_step: u32,
 }
 
 impl Default for Policy {
@@ -95,6 +102,8 @@ impl Default for Policy {
             anomaly_guard: false,
             anomaly_z_hundredths: 350,
             boot_time: Duration::from_secs(2),
+            emergency_threshold: None,
+            emergency_step: 1,
         }
     }
 }

@@ -84,7 +84,7 @@ impl Cluster {
                 wanted: want,
                 why_not,
             },
-            None => self.act(now, want, reason, avg, out),
+            None => self.act(now, want, reason, avg, false, out),
         }
     }
 }

@@ -35,6 +35,16 @@ impl Cluster {
             }
         }
         self.signal.note_streak(self.high, predicted);
+        // Emergency: the first evaluation at or above the threshold starts a burst of
+        // emergency_step scale-ups (decide() spends it one at a time). Staying above
+        // starts no new burst (the clones are still booting); the average has to
+        // drop below the threshold first. Meanwhile the streak rules apply as usual.
+        let above = matches!((self.policy.emergency_threshold, avg),
+            (Some(th), Some(bp)) if bp >= th.saturating_mul(100));
+        if above && !self.emergency_above && self.emergency_left == 0 {
+            self.emergency_left = self.policy.emergency_step.max(1);
+        }
+        self.emergency_above = above;
         let verdict = self.decide(now, avg, out);
         out.push(self.evaluation(now, avg, Some(fresh), verdict));
     }
@@ -111,11 +121,20 @@ impl Cluster {
     ) -> Verdict {
         let p = &self.policy;
         if self.primary_state() == Some(MemberState::Dead) {
+            self.emergency_left = 0;
             return self.decide_primary_dead(now, out);
         }
         if let Some(target) = self.control.target {
+            self.emergency_left = 0;
             return self.decide_manual(now, target, avg, out);
         }
+        // A reload may have lowered the step or removed the threshold.
+        let step = p.emergency_step.max(1);
+        self.emergency_left = match p.emergency_threshold {
+            Some(_) => self.emergency_left.min(step),
+            None => 0,
+        };
+        let emergency = self.emergency_left > 0 && self.staying() >= p.min_instances;
         let (want, reason) = if self.staying() < p.min_instances {
             (
                 Action::ScaleUp,
@@ -123,6 +142,16 @@ impl Cluster {
                     "below min_instances ({} < {})",
                     self.staying(),
                     p.min_instances
+                ),
+            )
+        } else if emergency {
+            (
+                Action::ScaleUp,
+                format!(
+                    "emergency scale-up {} of {step}: group average reached emergency_threshold ({}%), now {:.2}%",
+                    step - self.emergency_left + 1,
+                    p.emergency_threshold.unwrap_or(0),
+                    cpu::percent(avg.unwrap_or(0)),
                 ),
             )
         } else if self.high >= p.scale_up_ticks {
@@ -150,7 +179,8 @@ impl Cluster {
             return Verdict::Hold;
         };
         let below_min = reason.starts_with("below");
-        match self.blocker(now, want, !below_min) {
+        // Emergency skips the up-cooldown; every other rule of blocker() applies.
+        let verdict = match self.blocker(now, want, !below_min && !emergency) {
             Some(why_not) => Verdict::Blocked {
                 wanted: want,
                 why_not,
@@ -160,8 +190,20 @@ impl Cluster {
                 wanted: want,
                 why_not: format!("{PAUSED}; would {}: {reason}", want.as_str()),
             },
-            None => self.act(now, want, reason, avg, out),
+            None => {
+                let verdict = self.act(now, want, reason, avg, emergency, out);
+                if emergency && matches!(verdict, Verdict::Acted(_)) {
+                    self.emergency_left -= 1;
+                }
+                return verdict;
+            }
+        };
+        // A burst waits only for the action in flight; any other block ends it (the
+        // next evaluation at the threshold starts a new one).
+        if emergency && self.in_flight.is_none() {
+            self.emergency_left = 0;
         }
+        verdict
     }
 
     /// The first rule that forbids `want` now, as a sentence; `None` if allowed.
@@ -268,7 +310,7 @@ impl Cluster {
                 },
                 None => {
                     let reason = format!("primary {primary} dead; primary_death = drain");
-                    self.act(now, Action::ScaleDown, reason, None, out)
+                    self.act(now, Action::ScaleDown, reason, None, false, out)
                 }
             };
         }
@@ -287,7 +329,7 @@ impl Cluster {
                         "recreate"
                     }
                 );
-                self.act(now, Action::ReplacePrimary, reason, None, out)
+                self.act(now, Action::ReplacePrimary, reason, None, false, out)
             }
         }
     }
@@ -312,6 +354,7 @@ impl Cluster {
         action: Action,
         reason: String,
         avg: Option<Bp>,
+        emergency: bool,
         out: &mut Vec<Output>,
     ) -> Verdict {
         let instance = match action {
@@ -328,6 +371,9 @@ impl Cluster {
             _ => self.primary.clone(),
         };
         let id = self.push_decision(now, action, instance.clone(), reason, avg, out);
+        if let Some(Output::Decision(d)) = out.last_mut() {
+            d.emergency = emergency;
+        }
         self.budget.spend(now);
         self.last_action = Some(now);
         self.in_flight = Some(InFlight {
@@ -384,6 +430,7 @@ impl Cluster {
             instances: self.count(),
             high_ticks: self.high,
             low_ticks: self.low,
+            emergency: false,
         })));
         id
     }

@@ -145,6 +145,11 @@ pub struct Cluster {
     membership: u64,
     /// Operator overrides (pause, manual target).
     control: Control,
+    /// Scale-ups left in the current emergency burst (see `emergency_threshold`).
+    emergency_left: u32,
+    /// The last evaluation was at or above `emergency_threshold`: a burst starts on
+    /// the crossing only, not again while the average stays up.
+    emergency_above: bool,
 }
 
 impl Cluster {
@@ -191,6 +196,8 @@ impl Cluster {
             next_seq: 1,
             membership: 0,
             control: Control::default(),
+            emergency_left: 0,
+            emergency_above: false,
         }
     }
 
