@@ -317,3 +317,85 @@ fn config_keys_are_validated_naming_the_key() {
     assert_eq!(c.groups[0].policy.emergency_threshold, None);
     assert_eq!(c.groups[0].policy.emergency_step, 1);
 }
+
+fn priced(max_cost_micros: Option<u64>) -> Policy {
+    Policy {
+        instance_cost_micros: 500_000, // 0.5 per hour
+        max_cost_micros,
+        emergency_step: 5,
+        scale_up_cooldown: Duration::ZERO,
+        ..policy()
+    }
+}
+
+#[test]
+fn a_scale_up_past_the_cost_ceiling_is_not_emitted() {
+    // 1.2/h at 0.5/h an instance: two instances fit, a third would cost 1.5/h.
+    let mut h = H::new(priced(Some(1_200_000)));
+    for _ in 0..6 {
+        h.round(85);
+        h.ack();
+    }
+    let d = decisions(&h.log);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert!(!d[0].emergency);
+    let w = why_not(&h.log);
+    assert!(
+        w.iter()
+            .any(|w| w
+                == "cost: 3 instances at 0.5/h would cost 1.5/h, above max_cost_per_hour (1.2)"),
+        "{w:?}"
+    );
+}
+
+#[test]
+fn the_cost_ceiling_stops_an_emergency_burst_too() {
+    let mut h = H::new(priced(Some(1_000_000)));
+    for _ in 0..4 {
+        h.round(100);
+        h.ack();
+    }
+    let d = decisions(&h.log);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert!(d[0].emergency);
+    assert!(why_not(&h.log).iter().any(|w| w.starts_with("cost:")));
+}
+
+#[test]
+fn without_a_ceiling_cost_never_blocks() {
+    let mut h = H::new(priced(None));
+    for _ in 0..4 {
+        h.round(100);
+        h.ack();
+    }
+    assert_eq!(decisions(&h.log).len(), 4);
+}
+
+#[test]
+fn cost_keys_are_validated_naming_the_key() {
+    let base = "[[group]]\nprimary = \"alice:web\"\n";
+    let ok = format!("[policy]\ninstance_cost_per_hour = 0.25\nmax_cost_per_hour = 1\n{base}");
+    let c = Config::parse(&ok, Path::new("t.toml")).unwrap();
+    let p = &c.groups[0].policy;
+    assert_eq!(
+        (p.instance_cost_micros, p.max_cost_micros),
+        (250_000, Some(1_000_000))
+    );
+    let e = problems(&format!("[policy]\ninstance_cost_per_hour = -1.0\n{base}"));
+    assert!(
+        e.contains("policy.instance_cost_per_hour: -1 is out of range"),
+        "{e}"
+    );
+    let e = problems(&format!("[policy]\nmax_cost_per_hour = 0.0\n{base}"));
+    assert!(
+        e.contains("policy.max_cost_per_hour: 0 must be above 0"),
+        "{e}"
+    );
+    let e = problems(&format!(
+        "[policy]\ninstance_cost_per_hour = 1.0\nmax_cost_per_hour = 1.5\nmin_instances = 2\n{base}"
+    ));
+    assert!(
+        e.contains("policy.max_cost_per_hour: 1.5 is below min_instances (2)"),
+        "{e}"
+    );
+}

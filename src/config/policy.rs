@@ -48,6 +48,8 @@ pub(super) struct PolicyFile {
     boot_time: Option<Duration>,
     emergency_threshold: Option<i64>,
     emergency_step: Option<i64>,
+    instance_cost_per_hour: Option<f64>,
+    max_cost_per_hour: Option<f64>,
 }
 
 pub(super) fn policy_file(
@@ -118,8 +120,19 @@ pub(super) fn merge(mut p: Policy, f: &PolicyFile) -> Policy {
         p.emergency_threshold = Some(u32::try_from(v.max(0)).unwrap_or(u32::MAX));
     }
     set_u32(&mut p.emergency_step, f.emergency_step);
+    // Millionths keep Policy `Eq`; check() reports values out of range.
+    let micros = |v: f64| (v.clamp(0.0, MAX_COST) * 1e6).round() as u64;
+    if let Some(c) = f.instance_cost_per_hour.filter(|c| c.is_finite()) {
+        p.instance_cost_micros = micros(c);
+    }
+    if let Some(c) = f.max_cost_per_hour.filter(|c| c.is_finite()) {
+        p.max_cost_micros = Some(micros(c));
+    }
     p
 }
+
+/// Upper bound of the cost keys (per hour, in the operator's currency unit).
+const MAX_COST: f64 = 1e9;
 
 /// Check an effective policy. A problem is reported under the section that set the
 /// offending key: this one, or `[policy]`, whose own check already reported it.
@@ -176,6 +189,39 @@ pub(super) fn check(
             here.emergency_threshold.is_some() || here.scale_up_threshold.is_some(),
             format!(
                 "emergency_threshold: {e} must be above scale_up_threshold ({up}) and at most 100"
+            ),
+        );
+    }
+    if let Some(c) = here
+        .instance_cost_per_hour
+        .filter(|c| !(c.is_finite() && (0.0..=MAX_COST).contains(c)))
+    {
+        report(
+            true,
+            format!("instance_cost_per_hour: {c} is out of range 0..={MAX_COST}"),
+        );
+    }
+    if let Some(c) = here
+        .max_cost_per_hour
+        .filter(|c| !(c.is_finite() && *c > 0.0 && *c <= MAX_COST))
+    {
+        report(
+            true,
+            format!("max_cost_per_hour: {c} must be above 0 and at most {MAX_COST}"),
+        );
+    }
+    if let Some(max) = p.max_cost_micros
+        && u64::from(p.min_instances).saturating_mul(p.instance_cost_micros) > max
+    {
+        report(
+            here.max_cost_per_hour.is_some()
+                || here.instance_cost_per_hour.is_some()
+                || here.min_instances.is_some(),
+            format!(
+                "max_cost_per_hour: {} is below min_instances ({}) x instance_cost_per_hour ({})",
+                max as f64 / 1e6,
+                p.min_instances,
+                p.instance_cost_micros as f64 / 1e6
             ),
         );
     }

@@ -74,6 +74,12 @@ pub struct Policy {
     /// Scale-ups of one emergency burst, emitted one per evaluation after the previous
     /// one was acknowledged.
     pub emergency_step: u32,
+    /// Cost of one instance per hour, in millionths of the operator's currency unit
+    /// (integers keep `Policy` `Eq`; the config key is a decimal).
+    pub instance_cost_micros: u64,
+    /// Ceiling on the group's hourly cost (instances × `instance_cost_micros`), in
+    /// millionths: a scale-up that would exceed it is not emitted. None: no ceiling.
+    pub max_cost_micros: Option<u64>,
 }
 
 impl Default for Policy {
@@ -104,6 +110,8 @@ impl Default for Policy {
             boot_time: Duration::from_secs(2),
             emergency_threshold: None,
             emergency_step: 1,
+            instance_cost_micros: 0,
+            max_cost_micros: None,
         }
     }
 }

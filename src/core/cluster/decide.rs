@@ -230,6 +230,18 @@ impl Cluster {
             }
             _ => {}
         }
+        if let (Action::ScaleUp, Some(max)) = (want, p.max_cost_micros) {
+            let n = u64::from(self.count()) + 1;
+            let cost = n.saturating_mul(p.instance_cost_micros);
+            if cost > max {
+                return Some(format!(
+                    "cost: {n} instances at {}/h would cost {}/h, above max_cost_per_hour ({})",
+                    money(p.instance_cost_micros),
+                    money(cost),
+                    money(max)
+                ));
+            }
+        }
         let cooldown_end = match want {
             Action::ScaleUp => self
                 .last_up
@@ -503,4 +515,9 @@ impl Cluster {
             retry_in: delay,
         });
     }
+}
+
+/// Millionths of a currency unit as a decimal ("0.25", "3").
+fn money(micros: u64) -> String {
+    (micros as f64 / 1e6).to_string()
 }
