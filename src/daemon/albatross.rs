@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::decision_log::DecisionLog;
+use super::lock::StateLock;
 use super::ownership::Ownership;
 use super::runner::{EngineHandle, Event, Runner, Settings};
 use crate::albatross::actuator::{AlbatrossActuator, VcpuMap};
@@ -52,6 +53,9 @@ pub struct Daemon {
     vcpus: VcpuMap,
     /// Group → endpoint name, as last applied.
     placement: HashMap<Name, String>,
+    /// One daemon per state file: held until the daemon (and, in `stop`, the engine
+    /// task's last state save) is gone.
+    _lock: StateLock,
 }
 
 /// One endpoint's task (reconcile, then statistics) and what it was started with.
@@ -108,6 +112,8 @@ impl Daemon {
             clients.insert(ep.name.clone(), client);
         }
         let (by_group, place) = placement(&config, &clients)?;
+        // Before reading the state: a second daemon must not touch it at all.
+        let lock = StateLock::acquire(&config.daemon.state_file)?;
         let ownership = Ownership::load(&config.daemon.state_file)?;
         let log = DecisionLog::open(config.daemon.decision_log.as_deref())
             .with_context(|| format!("decision log {:?}", config.daemon.decision_log))?;
@@ -141,6 +147,7 @@ impl Daemon {
             actuator,
             vcpus,
             placement: place,
+            _lock: lock,
         };
         for ep in &config.endpoints {
             daemon.start_stream(ep.clone(), clients[&ep.name].clone(), &config);

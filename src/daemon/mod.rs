@@ -3,6 +3,7 @@
 
 pub mod albatross;
 pub mod decision_log;
+pub mod lock;
 pub mod ownership;
 pub mod runner;
 pub mod state_file;
