@@ -148,10 +148,13 @@ impl Cluster {
             (
                 Action::ScaleUp,
                 format!(
-                    "emergency scale-up {} of {step}: group average reached emergency_threshold ({}%), now {:.2}%",
+                    "emergency scale-up {} of {step}: group average reached emergency_threshold ({}%), now {}",
                     step - self.emergency_left + 1,
                     p.emergency_threshold.unwrap_or(0),
-                    cpu::percent(avg.unwrap_or(0)),
+                    avg.map_or("unknown".to_string(), |bp| format!(
+                        "{:.2}%",
+                        cpu::percent(bp)
+                    )),
                 ),
             )
         } else if self.high >= p.scale_up_ticks {
