@@ -19,7 +19,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for g in &c.groups {
         let p = &g.policy;
         println!(
-            "  {}: {}..={} instances, up > {}% x{} (cooldown {}), down < {}% x{} (cooldown {}), {} actions/h, primary_death = {:?}",
+            "  {}: {}..={} instances, up > {}% x{} (cooldown {}), down < {}% x{} (cooldown {}), {} actions/h, primary_death = {}",
             g.primary,
             p.min_instances,
             p.max_instances,
@@ -30,7 +30,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             p.scale_down_ticks,
             humantime::format_duration(p.scale_down_cooldown),
             p.max_actions_per_hour,
-            p.primary_death
+            format!("{:?}", p.primary_death).to_lowercase()
         );
     }
     Ok(ExitCode::SUCCESS)
