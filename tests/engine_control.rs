@@ -5,11 +5,13 @@ use std::time::Duration;
 
 use albatross_autoscale::core::cluster::{MANUAL, PAUSED};
 use albatross_autoscale::core::{
-    Action, Decision, Engine, Input, Options, Output, Policy, Timestamp, Verdict,
+    Action, Engine, Input, Options, Output, Policy, Timestamp, Verdict,
 };
 use albatross_autoscale::name::Name;
 
-const IV: u64 = 10_000;
+mod common;
+
+use common::{IV, decisions};
 
 fn n(s: &str) -> Name {
     Name::parse(s).unwrap()
@@ -82,15 +84,6 @@ impl H {
     fn instances(&self) -> usize {
         self.e.clusters()[0].members().count()
     }
-}
-
-fn decisions(out: &[Output]) -> Vec<Decision> {
-    out.iter()
-        .filter_map(|o| match o {
-            Output::Decision(d) => Some((**d).clone()),
-            _ => None,
-        })
-        .collect()
 }
 
 fn verdicts(out: &[Output]) -> Vec<Verdict> {

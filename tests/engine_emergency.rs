@@ -1,110 +1,22 @@
 //! Emergency scale-up (`emergency_threshold`, `emergency_step`) and the cost
 //! ceiling (`instance_cost_per_hour`, `max_cost_per_hour`) of the pure engine.
 
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use albatross_autoscale::config::Config;
 use albatross_autoscale::core::cluster::Input;
-use albatross_autoscale::core::{Action, Cluster, Decision, Output, Policy, Timestamp, Verdict};
-use albatross_autoscale::name::Name;
+use albatross_autoscale::core::{Action, Policy};
 
-const IV: u64 = 10_000;
+mod common;
 
-fn name(s: &str) -> Arc<Name> {
-    Arc::new(Name::parse(s).unwrap())
-}
+use common::*;
 
-/// Drives one cluster (as in tests/engine.rs): each VM's cumulative CPU counter
-/// advances by the given percentage of the interval since its previous sample.
-struct H {
-    c: Option<Cluster>,
-    now: u64,
-    cpu: HashMap<Arc<Name>, (u64, u64)>,
-    log: Vec<Output>,
-}
-
-impl H {
-    fn new(policy: Policy) -> Self {
-        let mut h = Self {
-            c: Some(Cluster::new(
-                Name::parse("alice:web").unwrap(),
-                policy,
-                Timestamp(0),
-            )),
-            now: 0,
-            cpu: HashMap::new(),
-            log: Vec::new(),
-        };
-        h.sample("alice:web", 0);
-        h
-    }
-    fn c(&self) -> &Cluster {
-        self.c.as_ref().unwrap()
-    }
-    fn input(&mut self, input: Input) -> Vec<Output> {
-        let (c, out) = self.c.take().unwrap().handle(Timestamp(self.now), input);
-        self.c = Some(c);
-        self.log.extend(out.iter().cloned());
-        out
-    }
-    fn at(&mut self, ms: u64) {
-        while self.c().next_deadline().0 < ms {
-            self.now = self.c().next_deadline().0;
-            self.input(Input::Tick);
-        }
-        self.now = ms;
-    }
-    fn sample(&mut self, vm: &str, pct: u64) -> Vec<Output> {
-        let vm = name(vm);
-        let (last_t, total) = self.cpu.get(&vm).copied().unwrap_or((self.now, 1_000_000));
-        let total = total + (self.now - last_t) * 10 * pct;
-        self.cpu.insert(vm.clone(), (self.now, total));
-        self.input(Input::Sample {
-            vm,
-            cpu_us: total,
-            vcpus: None,
-        })
-    }
-    /// One interval in which only the primary reports (clones are still booting or
-    /// silent; the average is the primary's).
-    fn round(&mut self, pct: u64) -> Vec<Output> {
-        let t = self.now + IV;
-        self.at(t);
-        self.sample("alice:web", pct)
-    }
-    /// Acknowledge every decision still in flight as succeeded.
-    fn ack(&mut self) {
-        if let Some((id, _, _)) = self.c().pending().map(|(i, a, n)| (i, a, n.clone())) {
-            self.input(Input::ActionResult {
-                id,
-                outcome: Ok(()),
-            });
-        }
-    }
-}
-
-fn decisions(out: &[Output]) -> Vec<Decision> {
-    out.iter()
-        .filter_map(|o| match o {
-            Output::Decision(d) => Some((**d).clone()),
-            _ => None,
-        })
-        .collect()
-}
-
-fn why_not(out: &[Output]) -> Vec<String> {
-    out.iter()
-        .filter_map(|o| match o {
-            Output::Evaluation(e) => match &e.verdict {
-                Verdict::Blocked { why_not, .. } => Some(why_not.clone()),
-                _ => None,
-            },
-            _ => None,
-        })
-        .collect()
+/// The harness with the primary's first reading taken.
+fn h(policy: Policy) -> H {
+    let mut h = H::new(policy);
+    h.sample("alice:web", 0);
+    h
 }
 
 fn policy() -> Policy {
@@ -123,8 +35,8 @@ fn policy() -> Policy {
 
 #[test]
 fn one_evaluation_at_the_threshold_scales_up_at_once() {
-    let mut h = H::new(policy());
-    let d = decisions(&h.round(95));
+    let mut h = h(policy());
+    let d = decisions(&h.primary_round(95));
     assert_eq!(d.len(), 1, "{:?}", h.log);
     assert_eq!(d[0].action, Action::ScaleUp);
     assert!(d[0].emergency);
@@ -135,10 +47,10 @@ fn one_evaluation_at_the_threshold_scales_up_at_once() {
 
 #[test]
 fn just_below_the_threshold_waits_for_the_streak() {
-    let mut h = H::new(policy());
-    assert!(decisions(&h.round(94)).is_empty());
-    assert!(decisions(&h.round(94)).is_empty());
-    let d = decisions(&h.round(94));
+    let mut h = h(policy());
+    assert!(decisions(&h.primary_round(94)).is_empty());
+    assert!(decisions(&h.primary_round(94)).is_empty());
+    let d = decisions(&h.primary_round(94));
     assert_eq!(d.len(), 1);
     assert!(!d[0].emergency);
     assert!(!d[0].reason.contains("emergency"), "{}", d[0].reason);
@@ -146,27 +58,27 @@ fn just_below_the_threshold_waits_for_the_streak() {
 
 #[test]
 fn off_unless_set() {
-    let mut h = H::new(Policy {
+    let mut h = h(Policy {
         emergency_threshold: None,
         ..policy()
     });
-    assert!(decisions(&h.round(100)).is_empty());
+    assert!(decisions(&h.primary_round(100)).is_empty());
 }
 
 #[test]
 fn skips_the_up_cooldown_but_waits_for_the_action_in_flight() {
-    let mut h = H::new(Policy {
+    let mut h = h(Policy {
         emergency_step: 2,
         ..policy()
     });
-    assert_eq!(decisions(&h.round(100)).len(), 1);
+    assert_eq!(decisions(&h.primary_round(100)).len(), 1);
     // Not acknowledged yet: one action at a time.
-    let out = h.round(100);
+    let out = h.primary_round(100);
     assert!(decisions(&out).is_empty());
     assert!(why_not(&out)[0].contains("in flight"), "{out:?}");
-    h.ack();
+    h.ack_pending();
     // The 600 s up-cooldown is running; the emergency rule skips it.
-    let d = decisions(&h.round(100));
+    let d = decisions(&h.primary_round(100));
     assert_eq!(d.len(), 1, "{:?}", why_not(&h.log));
     assert!(d[0].emergency);
     assert_eq!(d[0].instance.to_string(), "alice:web-clone-2");
@@ -174,11 +86,11 @@ fn skips_the_up_cooldown_but_waits_for_the_action_in_flight() {
 
 #[test]
 fn staying_above_starts_no_new_burst_until_the_average_drops() {
-    let mut h = H::new(policy());
-    assert_eq!(decisions(&h.round(100)).len(), 1);
-    h.ack();
+    let mut h = h(policy());
+    assert_eq!(decisions(&h.primary_round(100)).len(), 1);
+    h.ack_pending();
     for _ in 0..4 {
-        h.round(100);
+        h.primary_round(100);
     }
     // Only the streak rule remains, and the up-cooldown stops it.
     assert_eq!(decisions(&h.log).len(), 1);
@@ -187,19 +99,19 @@ fn staying_above_starts_no_new_burst_until_the_average_drops() {
             .iter()
             .any(|w| w.contains("scale_up_cooldown"))
     );
-    h.round(50);
-    let d = decisions(&h.round(100));
+    h.primary_round(50);
+    let d = decisions(&h.primary_round(100));
     assert_eq!(d.len(), 1, "re-armed: {:?}", why_not(&h.log));
     assert!(d[0].emergency);
 }
 
 #[test]
 fn a_normal_streak_still_respects_the_up_cooldown() {
-    let mut h = H::new(policy());
-    assert_eq!(decisions(&h.round(100)).len(), 1);
-    h.ack();
+    let mut h = h(policy());
+    assert_eq!(decisions(&h.primary_round(100)).len(), 1);
+    h.ack_pending();
     for _ in 0..3 {
-        h.round(85);
+        h.primary_round(85);
     }
     assert_eq!(decisions(&h.log).len(), 1);
     assert!(
@@ -211,18 +123,18 @@ fn a_normal_streak_still_respects_the_up_cooldown() {
 
 #[test]
 fn a_burst_adds_emergency_step_instances_one_action_at_a_time() {
-    let mut h = H::new(Policy {
+    let mut h = h(Policy {
         emergency_step: 3,
         ..policy()
     });
-    let d = decisions(&h.round(100));
+    let d = decisions(&h.primary_round(100));
     assert_eq!(d.len(), 1);
     assert!(d[0].reason.contains("1 of 3"), "{}", d[0].reason);
     // The rest of the burst follows one per evaluation after each ack, whatever the
     // load does meanwhile.
     for k in 2..=3 {
-        h.ack();
-        let d = decisions(&h.round(50));
+        h.ack_pending();
+        let d = decisions(&h.primary_round(50));
         assert_eq!(d.len(), 1, "step {k}: {:?}", why_not(&h.log));
         assert!(d[0].emergency);
         assert!(
@@ -231,23 +143,23 @@ fn a_burst_adds_emergency_step_instances_one_action_at_a_time() {
             d[0].reason
         );
     }
-    h.ack();
+    h.ack_pending();
     // Burst over: back to the streak rules (50 % is in the band: nothing).
-    assert!(decisions(&h.round(50)).is_empty());
+    assert!(decisions(&h.primary_round(50)).is_empty());
     assert_eq!(decisions(&h.log).len(), 3);
     assert_eq!(h.c().members().count(), 4);
 }
 
 #[test]
 fn never_above_max_instances() {
-    let mut h = H::new(Policy {
+    let mut h = h(Policy {
         max_instances: 2,
         emergency_step: 5,
         ..policy()
     });
     for _ in 0..5 {
-        h.round(100);
-        h.ack();
+        h.primary_round(100);
+        h.ack_pending();
     }
     let d = decisions(&h.log);
     assert_eq!(d.len(), 1, "{d:?}");
@@ -256,14 +168,14 @@ fn never_above_max_instances() {
 
 #[test]
 fn never_above_the_hourly_budget() {
-    let mut h = H::new(Policy {
+    let mut h = h(Policy {
         max_actions_per_hour: 2,
         emergency_step: 5,
         ..policy()
     });
     for _ in 0..5 {
-        h.round(100);
-        h.ack();
+        h.primary_round(100);
+        h.ack_pending();
     }
     assert_eq!(decisions(&h.log).len(), 2);
     assert!(
@@ -275,9 +187,9 @@ fn never_above_the_hourly_budget() {
 
 #[test]
 fn paused_groups_only_recommend_it() {
-    let mut h = H::new(policy());
+    let mut h = h(policy());
     h.input(Input::Pause);
-    let out = h.round(100);
+    let out = h.primary_round(100);
     assert!(decisions(&out).is_empty());
     let w = why_not(&out);
     assert!(
@@ -331,10 +243,10 @@ fn priced(max_cost_micros: Option<u64>) -> Policy {
 #[test]
 fn a_scale_up_past_the_cost_ceiling_is_not_emitted() {
     // 1.2/h at 0.5/h an instance: two instances fit, a third would cost 1.5/h.
-    let mut h = H::new(priced(Some(1_200_000)));
+    let mut h = h(priced(Some(1_200_000)));
     for _ in 0..6 {
-        h.round(85);
-        h.ack();
+        h.primary_round(85);
+        h.ack_pending();
     }
     let d = decisions(&h.log);
     assert_eq!(d.len(), 1, "{d:?}");
@@ -350,10 +262,10 @@ fn a_scale_up_past_the_cost_ceiling_is_not_emitted() {
 
 #[test]
 fn the_cost_ceiling_stops_an_emergency_burst_too() {
-    let mut h = H::new(priced(Some(1_000_000)));
+    let mut h = h(priced(Some(1_000_000)));
     for _ in 0..4 {
-        h.round(100);
-        h.ack();
+        h.primary_round(100);
+        h.ack_pending();
     }
     let d = decisions(&h.log);
     assert_eq!(d.len(), 1, "{d:?}");
@@ -363,10 +275,10 @@ fn the_cost_ceiling_stops_an_emergency_burst_too() {
 
 #[test]
 fn without_a_ceiling_cost_never_blocks() {
-    let mut h = H::new(priced(None));
+    let mut h = h(priced(None));
     for _ in 0..4 {
-        h.round(100);
-        h.ack();
+        h.primary_round(100);
+        h.ack_pending();
     }
     assert_eq!(decisions(&h.log).len(), 4);
 }
