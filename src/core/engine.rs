@@ -88,6 +88,8 @@ impl Engine {
     /// Replace the set of groups (config reload): groups that stay keep their state
     /// under the new policy, new ones start at `now`, removed ones are forgotten.
     pub fn reconfigure(&mut self, groups: Vec<(Name, Policy)>, now: Timestamp) {
+        // New groups may claim instances that were in none.
+        self.unassigned.clear();
         let mut old = std::mem::take(&mut self.clusters);
         for (primary, policy) in groups {
             match old.iter().position(|c| **c.group() == primary) {
@@ -204,12 +206,16 @@ impl Engine {
             }
             return;
         }
+        // Only a VM seen for the first time is matched against the groups' clone
+        // templates; after that it is known to be in no group (until a reload).
+        let known = self.unassigned.contains_key(&vm);
         let vm = Arc::new(vm);
-        if let Some(i) = self
-            .clusters
-            .iter()
-            .position(|c| c.matches_clone_pattern(&vm) && !c.is_retired(&vm))
-        {
+        let matching = || {
+            self.clusters
+                .iter()
+                .position(|c| c.matches_clone_pattern(&vm) && !c.is_retired(&vm))
+        };
+        if let Some(i) = (!known).then(matching).flatten() {
             let input = if self.options.adopt_by_name {
                 self.unassigned.remove(&vm);
                 cluster::Input::Adopt { vm: vm.clone() }
@@ -225,7 +231,7 @@ impl Engine {
                     out,
                 );
             }
-        } else if let Some(policy) = &self.options.auto_group {
+        } else if let Some(policy) = self.options.auto_group.as_ref().filter(|_| !known) {
             self.clusters
                 .push(Cluster::new((*vm).clone(), policy.clone(), now));
             self.reroute();
