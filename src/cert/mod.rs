@@ -13,6 +13,7 @@ mod issuer;
 mod leaf;
 mod parse;
 mod server_verify;
+pub(crate) use server_verify::provider_signatures;
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
