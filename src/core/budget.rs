@@ -1,9 +1,11 @@
-//! The flap budget: at most N actions in any sliding hour.
+//! Pacing of actions, shared by the horizontal and vertical machines: the flap
+//! budget (at most N actions in any sliding hour), retry backoff, and the "why not"
+//! of a cooldown, backoff or spent budget.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use super::time::Timestamp;
+use super::time::{Timestamp, fmt_dur};
 
 const WINDOW: Duration = Duration::from_secs(3600);
 
@@ -35,4 +37,48 @@ impl Budget {
             .map(|t| t.plus(WINDOW))
             .find(|end| *end > now)
     }
+}
+
+/// Exponential backoff after `failures` failed actions: `base * 2^(failures-1)`,
+/// capped at `max`.
+pub fn backoff(base: Duration, max: Duration, failures: u32) -> Duration {
+    base.saturating_mul(1 << failures.saturating_sub(1).min(16))
+        .min(max)
+}
+
+/// What is being paced, for [`blocker`].
+pub struct Pacing<'a> {
+    /// The cooldown that applies, if any: when it ends and its config key.
+    pub cooldown: Option<(Timestamp, &'static str)>,
+    pub retry_at: Option<Timestamp>,
+    pub failures: u32,
+    /// What failed, for the sentence: "action(s)", "resize(s)".
+    pub what: &'static str,
+    pub budget: &'a Budget,
+    pub max_per_hour: u32,
+}
+
+/// The first pacing rule that forbids acting at `now` (cooldown, then backoff, then
+/// budget) as a sentence, and when to decide again.
+pub fn blocker(now: Timestamp, p: &Pacing<'_>) -> Option<(String, Option<Timestamp>)> {
+    if let Some((end, key)) = p.cooldown.filter(|(end, _)| *end > now) {
+        return Some((
+            format!("{key}: {} left", fmt_dur(end.since(now))),
+            Some(end),
+        ));
+    }
+    if let Some(at) = p.retry_at.filter(|t| *t > now) {
+        let why = format!(
+            "backing off after {} failed {}: {} left",
+            p.failures,
+            p.what,
+            fmt_dur(at.since(now))
+        );
+        return Some((why, Some(at)));
+    }
+    if p.budget.left(now, p.max_per_hour) == 0 {
+        let why = format!("max_actions_per_hour ({}) used up", p.max_per_hour);
+        return Some((why, p.budget.refill_at(now)));
+    }
+    None
 }

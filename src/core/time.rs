@@ -41,3 +41,8 @@ impl Timestamp {
 pub fn duration_ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
+
+/// A duration for "why not" sentences, to the millisecond (`1m 30s`, `250ms`).
+pub fn fmt_dur(d: Duration) -> String {
+    humantime::format_duration(Duration::from_millis(duration_ms(d))).to_string()
+}

@@ -18,7 +18,7 @@
 
 use std::time::Duration;
 
-use super::budget::Budget;
+use super::budget::{self, Budget};
 use super::cpu::{self, Bp};
 use super::output::ActionId;
 use super::time::Timestamp;
@@ -204,10 +204,6 @@ fn pct(used: u64, total: u64) -> Bp {
         return 0;
     }
     Bp::try_from(used.saturating_mul(10_000) / total).unwrap_or(Bp::MAX)
-}
-
-fn fmt_dur(d: Duration) -> humantime::FormattedDuration {
-    humantime::format_duration(Duration::from_secs(d.as_secs().max(1)))
 }
 
 impl Vertical {
@@ -538,26 +534,17 @@ impl Vertical {
                 .last_action
                 .map(|t| (t.plus(p.down_cooldown), "scale_down_cooldown")),
         };
-        if let Some((end, key)) = cooldown.filter(|(end, _)| *end > now) {
-            self.redecide_at = Some(end);
-            return Some(format!("{key}: {} left", fmt_dur(end.since(now))));
-        }
-        if let Some(at) = self.retry_at.filter(|t| *t > now) {
-            self.redecide_at = Some(at);
-            return Some(format!(
-                "backing off after {} failed resize(s): {} left",
-                self.failures,
-                fmt_dur(at.since(now))
-            ));
-        }
-        if self.budget_left(now) == 0 {
-            self.redecide_at = self.budget.refill_at(now);
-            return Some(format!(
-                "max_actions_per_hour ({}) used up",
-                p.max_actions_per_hour
-            ));
-        }
-        None
+        let pacing = budget::Pacing {
+            cooldown,
+            retry_at: self.retry_at,
+            failures: self.failures,
+            what: "resize(s)",
+            budget: &self.budget,
+            max_per_hour: p.max_actions_per_hour,
+        };
+        let (why_not, again) = budget::blocker(now, &pacing)?;
+        self.redecide_at = again;
+        Some(why_not)
     }
 
     fn on_result(
@@ -580,12 +567,8 @@ impl Vertical {
             }
             Err(error) => {
                 self.failures += 1;
-                let exp = self.failures.saturating_sub(1).min(20);
-                let retry_in = self
-                    .policy
-                    .retry_backoff
-                    .saturating_mul(1 << exp)
-                    .min(self.policy.retry_backoff_max);
+                let p = &self.policy;
+                let retry_in = budget::backoff(p.retry_backoff, p.retry_backoff_max, self.failures);
                 self.retry_at = Some(now.plus(retry_in));
                 self.redecide_at = self.retry_at;
                 out.push(Output::Failed {

@@ -254,26 +254,17 @@ impl Cluster {
                 .map(|t| (t.plus(p.scale_down_cooldown), "scale_down_cooldown")),
             _ => None,
         };
-        if let (true, Some((end, key))) = (cooldowns, cooldown_end)
-            && end > now
-        {
-            self.redecide_at = Some(end);
-            return Some(format!("{key}: {} left", fmt_dur(end.since(now))));
-        }
-        if let Some(at) = self.retry_at.filter(|t| *t > now) {
-            self.redecide_at = Some(at);
-            return Some(format!(
-                "backing off after {} failed action(s): {} left",
-                self.failures,
-                fmt_dur(at.since(now))
-            ));
-        }
-        if self.budget_left(now) == 0 {
-            self.redecide_at = self.budget.refill_at(now);
-            return Some(format!(
-                "max_actions_per_hour ({}) used up",
-                p.max_actions_per_hour
-            ));
+        let pacing = budget::Pacing {
+            cooldown: cooldown_end.filter(|_| cooldowns),
+            retry_at: self.retry_at,
+            failures: self.failures,
+            what: "action(s)",
+            budget: &self.budget,
+            max_per_hour: p.max_actions_per_hour,
+        };
+        if let Some((why_not, again)) = budget::blocker(now, &pacing) {
+            self.redecide_at = again;
+            return Some(why_not);
         }
         match want {
             Action::ScaleUp if self.new_clone_name().is_none() => {
@@ -504,7 +495,8 @@ impl Cluster {
             return;
         }
         self.failures += 1;
-        let delay = backoff(&self.policy, self.failures);
+        let p = &self.policy;
+        let delay = budget::backoff(p.retry_backoff, p.retry_backoff_max, self.failures);
         let at = now.plus(delay);
         self.retry_at = Some(at);
         self.redecide_at = Some(self.redecide_at.map_or(at, |r| r.min(at)));

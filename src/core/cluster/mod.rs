@@ -9,14 +9,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::budget::Budget;
+use super::budget::{self, Budget};
 use super::cpu::{self, Bp, Delta, Reading};
 use super::members::Members;
 use super::naming;
 use super::output::{Action, ActionId, Decision, Evaluation, Output, SampleReport, Verdict};
 use super::policy::{Policy, PrimaryDeath};
 use super::predict;
-use super::time::Timestamp;
+use super::time::{Timestamp, fmt_dur};
 use crate::name::Name;
 
 // The tick and its rules; operator control; the predictive hooks.
@@ -513,18 +513,3 @@ impl Cluster {
 
 /// How many destroyed clone names a group remembers.
 const MAX_RETIRED: usize = 64;
-
-/// Exponential backoff: `retry_backoff * 2^(failures-1)`, capped.
-fn backoff(p: &Policy, failures: u32) -> Duration {
-    let factor = 1u32 << failures.saturating_sub(1).min(16);
-    p.retry_backoff
-        .saturating_mul(factor)
-        .min(p.retry_backoff_max)
-}
-
-fn fmt_dur(d: Duration) -> String {
-    humantime::format_duration(Duration::from_millis(
-        u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
-    ))
-    .to_string()
-}
