@@ -251,17 +251,19 @@ fn check_groups(groups: &[Group], problems: &mut Vec<String>) {
     }
 }
 
+/// Every problem `text` has (empty if it is valid), for the config tests.
+#[cfg(test)]
+pub(crate) fn problems(text: &str) -> Vec<String> {
+    match Config::parse(text, Path::new("t.toml")) {
+        Ok(_) => Vec::new(),
+        Err(ConfigError::Invalid { problems, .. }) => problems,
+        Err(e) => vec![e.to_string()],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn problems(text: &str) -> Vec<String> {
-        match Config::parse(text, Path::new("t.toml")) {
-            Ok(_) => Vec::new(),
-            Err(ConfigError::Invalid { problems, .. }) => problems,
-            Err(e) => vec![e.to_string()],
-        }
-    }
 
     #[test]
     fn defaults_and_overrides_merge() {

@@ -553,15 +553,7 @@ pub(super) fn lxcs(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Config, ConfigError};
-
-    fn problems(text: &str) -> Vec<String> {
-        match Config::parse(text, Path::new("t.toml")) {
-            Ok(_) => Vec::new(),
-            Err(ConfigError::Invalid { problems, .. }) => problems,
-            Err(e) => vec![e.to_string()],
-        }
-    }
+    use crate::config::{Config, problems};
 
     const PVE: &str = "[proxmox]\nurl = \"http://127.0.0.1:8006\"\ntoken_id = \"a@pve!s\"\ntoken_secret_env = \"PVE_SECRET\"\n";
 
