@@ -122,6 +122,7 @@ impl World {
         let opts = RunOptions {
             dry_run: false,
             shutdown_grace: Duration::from_secs(10),
+            ..RunOptions::default()
         };
         let d = Daemon::start(self.config(extra), opts).await.unwrap();
         let rx = d.subscribe();

@@ -137,6 +137,7 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
         RunOptions {
             dry_run: false,
             shutdown_grace: tick * 10,
+            ..RunOptions::default()
         },
     )
     .await?;

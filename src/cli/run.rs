@@ -51,10 +51,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             args.config.display()
         );
     }
+    // One bus for every notice of this process (notification sinks listen on it).
+    let notices = crate::daemon::Notices::default();
     let mut pve_opts = proxmox::RunOptions {
         dry_run: args.dry_run,
         once: args.once,
         observer: None,
+        notices: notices.clone(),
     };
     let rt = tokio::runtime::Runtime::new()?;
     if args.once {
@@ -71,6 +74,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         } else {
             let opts = RunOptions {
                 dry_run: args.dry_run,
+                notices: notices.clone(),
                 ..RunOptions::default()
             };
             Some(Daemon::start(config.clone(), opts).await?)

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::decision_log::DecisionLog;
 use super::lock::StateLock;
+use super::notice::Notices;
 use super::ownership::Ownership;
 use super::runner::{EngineHandle, Event, Runner, Settings};
 use crate::albatross::actuator::{AlbatrossActuator, VcpuMap};
@@ -29,6 +30,8 @@ pub struct RunOptions {
     pub dry_run: bool,
     /// How long shutdown waits for actions in flight.
     pub shutdown_grace: Duration,
+    /// Where the engine task publishes notices (notifications listen here).
+    pub notices: Notices,
 }
 
 impl Default for RunOptions {
@@ -36,6 +39,7 @@ impl Default for RunOptions {
         Self {
             dry_run: false,
             shutdown_grace: Duration::from_secs(120),
+            notices: Notices::default(),
         }
     }
 }
@@ -132,7 +136,8 @@ impl Daemon {
             ownership,
             settings,
             Instant::now(),
-        );
+        )
+        .with_notices(opts.notices.clone());
         let observers = runner.observers();
         let (tx, rx) = mpsc::channel(4096);
         let shutdown = CancellationToken::new();

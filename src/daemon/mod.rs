@@ -4,8 +4,10 @@
 pub mod albatross;
 pub mod decision_log;
 pub mod lock;
+pub mod notice;
 pub mod ownership;
 pub mod runner;
 pub mod state_file;
 
+pub use notice::{Notice, Notices};
 pub use runner::{Actuator, Event, Runner, Settings};

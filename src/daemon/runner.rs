@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::decision_log::DecisionLog;
+use super::notice::Notices;
 use super::ownership::Ownership;
 use crate::core::{Action, Decision, Engine, Input, Output, Policy, Timestamp};
 use crate::http::status::Status;
@@ -102,6 +103,7 @@ pub struct Runner<A> {
     start: Instant,
     last: Timestamp,
     observers: broadcast::Sender<Output>,
+    notices: Notices,
 }
 
 type Done = (Decision, Result<(), String>);
@@ -125,7 +127,19 @@ impl<A: Actuator> Runner<A> {
             start,
             last: Timestamp::ZERO,
             observers: broadcast::channel(1024).0,
+            notices: Notices::default(),
         }
+    }
+
+    /// Publish notices (executed, failed, ...) on `notices` instead of a private bus.
+    pub fn with_notices(mut self, notices: Notices) -> Self {
+        self.notices = notices;
+        self
+    }
+
+    /// The bus this runner publishes notices on.
+    pub fn notices(&self) -> &Notices {
+        &self.notices
     }
 
     /// Every engine output, for live views, metrics and tests.

@@ -45,6 +45,8 @@ pub struct RunOptions {
     pub once: bool,
     /// Told about request latency and breaker states (the daemon's metrics).
     pub observer: Option<Arc<dyn client::Observer>>,
+    /// Where the loop publishes notices (notifications listen here).
+    pub notices: crate::daemon::Notices,
 }
 
 /// A controller for `config` (`[proxmox]` and `[[lxc]]`).
