@@ -93,6 +93,7 @@ pub const SERIES: &[&str] = &[
     "proxmox_request_duration_seconds",
     "proxmox_breaker_state",
     "http_requests_total",
+    "approvals_pending",
     "build_info",
 ];
 
@@ -113,6 +114,7 @@ pub struct Metrics {
     pve_latency: Family<NodeL, Histogram, fn() -> Histogram>,
     pve_breaker: Family<NodeL, Gauge>,
     http: Family<CodeL, Counter>,
+    approvals: Gauge,
     /// Last wanted direction per group (+1 up, -1 down, 0 none), for the desired count.
     wanted: Mutex<HashMap<String, i64>>,
     /// When a cluster-wide Proxmox poll last succeeded (for `/ready`).
@@ -144,6 +146,7 @@ impl Metrics {
             pve_latency: Family::new_with_constructor(latency_histogram),
             pve_breaker: Family::default(),
             http: Family::default(),
+            approvals: Gauge::default(),
             wanted: Mutex::default(),
             pve_polled: Mutex::default(),
         };
@@ -218,6 +221,11 @@ impl Metrics {
             "http_requests",
             "Requests to the API, by status code",
             m.http.clone(),
+        );
+        r.register(
+            "approvals_pending",
+            "Decisions waiting for an operator's approval (require_approval)",
+            m.approvals.clone(),
         );
         let build = Info::new(BuildL {
             version: env!("CARGO_PKG_VERSION").into(),
@@ -335,6 +343,11 @@ impl Metrics {
     }
 
     /// Count an API response.
+    /// Set the count of decisions waiting for approval (at scrape time).
+    pub fn set_approvals_pending(&self, n: usize) {
+        self.approvals.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
     pub fn http_response(&self, code: u16) {
         self.http
             .get_or_create(&CodeL {

@@ -53,11 +53,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     // One bus for every notice of this process (notification sinks listen on it).
     let notices = crate::daemon::Notices::default();
+    // One book of decisions waiting for approval, shared by both loops and the API.
+    let approvals = crate::daemon::approvals::SharedBook::default();
+    let (pve_approvals, inbox) = crate::daemon::approvals::Inbox::channel();
     let mut pve_opts = proxmox::RunOptions {
         dry_run: args.dry_run,
         once: args.once,
         observer: None,
         notices: notices.clone(),
+        approvals: approvals.clone(),
+        inbox,
     };
     let rt = tokio::runtime::Runtime::new()?;
     if args.once {
@@ -75,6 +80,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let opts = RunOptions {
                 dry_run: args.dry_run,
                 notices: notices.clone(),
+                approvals: approvals.clone(),
                 ..RunOptions::default()
             };
             Some(Daemon::start(config.clone(), opts).await?)
@@ -86,6 +92,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 let health = daemon.as_ref().map(|d| d.health.clone()).unwrap_or_default();
                 let clock = std::sync::Arc::new(http::limit::MonotonicClock::default());
                 let api = http::Api::new(&config, handle, health, clock).map_err(anyhow::Error::msg)?;
+                api.set_approvals(approvals.clone(), has_pve.then(|| pve_approvals.clone()));
                 if let Some(d) = &daemon {
                     tokio::spawn(api.clone().follow(d.subscribe()));
                 }

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::GROUP_KEYS;
 use crate::core::naming;
-use crate::core::{Policy, PrimaryDeath};
+use crate::core::{Policy, PrimaryDeath, RequireApproval};
 use crate::name::{self, Name};
 
 /// The policy keys, all optional: `[policy]` and every `[[group]]` may set them.
@@ -50,6 +50,37 @@ pub(super) struct PolicyFile {
     emergency_step: Option<i64>,
     instance_cost_per_hour: Option<f64>,
     max_cost_per_hour: Option<f64>,
+    require_approval: Option<ApprovalList>,
+    #[serde(default, with = "humantime_serde")]
+    approval_timeout: Option<Duration>,
+}
+
+/// `require_approval`: `"all"` or a list of action names.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum ApprovalList {
+    One(String),
+    List(Vec<String>),
+}
+
+impl ApprovalList {
+    /// The set, and the names that are not actions (reported by check()).
+    fn parse(&self) -> (RequireApproval, Vec<&str>) {
+        let mut set = RequireApproval::default();
+        let mut unknown = Vec::new();
+        match self {
+            ApprovalList::One(s) if s == "all" => set = RequireApproval::ALL,
+            ApprovalList::One(s) => unknown.push(s.as_str()),
+            ApprovalList::List(v) => {
+                for n in v {
+                    if !set.set(n) {
+                        unknown.push(n.as_str());
+                    }
+                }
+            }
+        }
+        (set, unknown)
+    }
 }
 
 pub(super) fn policy_file(
@@ -128,6 +159,11 @@ pub(super) fn merge(mut p: Policy, f: &PolicyFile) -> Policy {
     if let Some(c) = f.max_cost_per_hour.filter(|c| c.is_finite()) {
         p.max_cost_micros = Some(micros(c));
     }
+    // A list replaces the one of [policy] (`[]` turns approvals off for a group).
+    if let Some(l) = &f.require_approval {
+        p.require_approval = l.parse().0;
+    }
+    set(&mut p.approval_timeout, f.approval_timeout);
     p
 }
 
@@ -225,6 +261,23 @@ pub(super) fn check(
             ),
         );
     }
+    if let Some(l) = &here.require_approval {
+        for n in l.parse().1 {
+            report(
+                true,
+                format!(
+                    "require_approval: unknown action {n:?} (expected a list of {}, or \"all\")",
+                    RequireApproval::NAMES.join(", ")
+                ),
+            );
+        }
+    }
+    if p.approval_timeout.is_zero() {
+        report(
+            here.approval_timeout.is_some(),
+            "approval_timeout: must be above 0s".into(),
+        );
+    }
     if p.min_instances > p.max_instances {
         report(
             here.min_instances.is_some() || here.max_instances.is_some(),
@@ -307,4 +360,76 @@ fn check_template(t: &str, primary: Option<&Name>) -> Result<(), String> {
     }
     name::label(&naming::render(t, label, 1)).map_err(|e| format!("{t:?}: {e}"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod approval_tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use crate::config::{Config, problems};
+    use crate::core::RequireApproval;
+
+    #[test]
+    fn require_approval_merges_per_group_and_names_a_bad_action() {
+        let c = Config::parse(
+            "[policy]\nrequire_approval = [\"scale_up\", \"replace_primary\"]\napproval_timeout = \"5m\"\n\
+             [[group]]\nprimary = \"a:web\"\n\
+             [[group]]\nprimary = \"a:db\"\nrequire_approval = \"all\"\n\
+             [[group]]\nprimary = \"a:job\"\nrequire_approval = []\napproval_timeout = \"1h\"\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let p = |i: usize| &c.groups[i].policy;
+        assert_eq!(p(0).require_approval.names(), ["scale_up", "replace_primary"]);
+        assert_eq!(p(0).approval_timeout, Duration::from_secs(300));
+        assert_eq!(p(1).require_approval, RequireApproval::ALL);
+        assert_eq!(p(2).require_approval, RequireApproval::default());
+        assert_eq!(p(2).approval_timeout, Duration::from_secs(3600));
+        let d = Config::parse("", Path::new("t.toml")).unwrap().policy;
+        assert_eq!(d.require_approval, RequireApproval::default());
+        assert_eq!(d.approval_timeout, Duration::from_secs(900));
+        for (text, want) in [
+            (
+                "[policy]\nrequire_approval = [\"scale_up\", \"scale_sideways\"]\n",
+                "policy.require_approval: unknown action \"scale_sideways\"",
+            ),
+            (
+                "[[group]]\nprimary = \"a:b\"\nrequire_approval = \"everything\"\n",
+                "group[0] (a:b).require_approval: unknown action \"everything\"",
+            ),
+            (
+                "[policy]\napproval_timeout = \"0s\"\n",
+                "policy.approval_timeout: must be above 0s",
+            ),
+            ("[policy]\nrequire_approval = 3\n", "policy:"),
+            (
+                "[proxmox]\nurl = \"http://127.0.0.1:8006\"\ntoken_id = \"a@pve!s\"\ntoken_secret_env = \"X\"\n\
+                 [[lxc]]\nvmid = 101\nrequire_approval = [\"resize\"]\n",
+                "lxc[0] (101).require_approval: unknown action \"resize\"",
+            ),
+        ] {
+            let got = problems(text);
+            assert!(
+                got.iter().any(|p| p.contains(want)),
+                "{text:?}: {got:?} lacks {want:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_emergency_scale_up_waits_if_emergency_or_scale_up_is_listed() {
+        use crate::core::Action::*;
+        let mut only_emergency = RequireApproval::default();
+        assert!(only_emergency.set("emergency"));
+        assert!(only_emergency.covers(ScaleUp, true));
+        assert!(!only_emergency.covers(ScaleUp, false));
+        let mut up = RequireApproval::default();
+        up.set("scale_up");
+        assert!(up.covers(ScaleUp, true) && up.covers(ScaleUp, false));
+        assert!(!up.covers(ScaleDown, false));
+        let all = RequireApproval::ALL;
+        assert!(all.covers(ReplacePrimary, false));
+        assert!(!all.covers(CloneLost, false) && !all.covers(Promote, false));
+    }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::cluster::{self, Cluster};
 use super::cpu::{self, Delta, Reading};
 use super::members::FxMap;
-use super::output::{ActionId, Output, SampleReport};
+use super::output::{ActionId, Decision, Output, SampleReport};
 use super::policy::Policy;
 use super::time::Timestamp;
 use crate::name::Name;
@@ -102,6 +102,24 @@ impl Engine {
             }
         }
         self.reroute();
+    }
+
+    /// Whether decision `d` must wait for an operator ([`Cluster::needs_approval`]).
+    pub fn needs_approval(&self, d: &Decision) -> bool {
+        self.cluster(&d.group).is_some_and(|c| c.needs_approval(d))
+    }
+
+    /// Re-check decision `d`, held for approval, now that it is approved
+    /// ([`Cluster::recheck`]); `Err` says why it must not be executed.
+    pub fn recheck(&self, d: &Decision) -> Result<(), String> {
+        match self.cluster(&d.group) {
+            Some(c) => c.recheck(d),
+            None => Err(format!("group {} is no longer configured", d.group)),
+        }
+    }
+
+    fn cluster(&self, group: &Name) -> Option<&Cluster> {
+        self.clusters.iter().find(|c| **c.group() == *group)
     }
 
     /// The earliest time at which [`Input::Tick`] must be handled.

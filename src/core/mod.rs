@@ -21,5 +21,5 @@ pub mod vertical;
 pub use cluster::{Cluster, Member, MemberState, Role};
 pub use engine::{Engine, Input, Options};
 pub use output::{Action, ActionId, Decision, Evaluation, Output, SampleReport, Verdict};
-pub use policy::{Policy, PrimaryDeath};
+pub use policy::{Policy, PrimaryDeath, RequireApproval};
 pub use time::Timestamp;

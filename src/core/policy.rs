@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use super::output::Action;
+
 /// What to do when the primary stops reporting for `death_timeout`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -80,6 +82,10 @@ pub struct Policy {
     /// Ceiling on the group's hourly cost (instances × `instance_cost_micros`), in
     /// millionths: a scale-up that would exceed it is not emitted. None: no ceiling.
     pub max_cost_micros: Option<u64>,
+    /// Decisions that wait for an operator's approval instead of being executed.
+    pub require_approval: RequireApproval,
+    /// How long a decision waits for approval before it is dropped.
+    pub approval_timeout: Duration,
 }
 
 impl Default for Policy {
@@ -112,6 +118,67 @@ impl Default for Policy {
             emergency_step: 1,
             instance_cost_micros: 0,
             max_cost_micros: None,
+            require_approval: RequireApproval::default(),
+            approval_timeout: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// Which decisions wait for an operator (`require_approval`); none by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RequireApproval {
+    pub scale_up: bool,
+    pub scale_down: bool,
+    /// Emergency scale-ups (see `emergency_threshold`).
+    pub emergency: bool,
+    /// Re-creating a dead primary.
+    pub replace_primary: bool,
+}
+
+impl RequireApproval {
+    /// The names of the config key, in order.
+    pub const NAMES: [&'static str; 4] = ["scale_up", "scale_down", "emergency", "replace_primary"];
+
+    /// Everything (`require_approval = "all"`).
+    pub const ALL: Self = Self {
+        scale_up: true,
+        scale_down: true,
+        emergency: true,
+        replace_primary: true,
+    };
+
+    /// Turn on the action named `name`; `false` if the name is unknown.
+    pub fn set(&mut self, name: &str) -> bool {
+        match name {
+            "scale_up" => self.scale_up = true,
+            "scale_down" => self.scale_down = true,
+            "emergency" => self.emergency = true,
+            "replace_primary" => self.replace_primary = true,
+            _ => return false,
+        }
+        true
+    }
+
+    /// The names turned on, in [`Self::NAMES`] order.
+    pub fn names(&self) -> Vec<&'static str> {
+        let on = [self.scale_up, self.scale_down, self.emergency, self.replace_primary];
+        Self::NAMES
+            .into_iter()
+            .zip(on)
+            .filter_map(|(n, on)| on.then_some(n))
+            .collect()
+    }
+
+    /// Whether an `action` must wait. An emergency scale-up waits if either
+    /// `emergency` or `scale_up` is listed (listing `scale_up` holds every scale-up;
+    /// `emergency` alone holds only the emergency ones). A promotion (bookkeeping, no
+    /// I/O) and the clean-up of a lost clone never wait.
+    pub fn covers(&self, action: Action, emergency: bool) -> bool {
+        match action {
+            Action::ScaleUp => self.scale_up || (emergency && self.emergency),
+            Action::ScaleDown => self.scale_down,
+            Action::ReplacePrimary => self.replace_primary,
+            Action::Promote | Action::CloneLost => false,
         }
     }
 }

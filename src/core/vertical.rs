@@ -276,6 +276,27 @@ impl Vertical {
         }
     }
 
+    /// Re-check resize `r`, held for approval, at the moment it is approved: it is
+    /// still the resize in flight and its target is inside the current bounds.
+    pub fn recheck(&self, r: &Resize) -> Result<(), String> {
+        if self.in_flight.as_ref().is_none_or(|f| f.id != r.id) {
+            return Err(format!("resize {} is no longer pending", r.id));
+        }
+        let p = &self.policy;
+        let cpu = self.knob_value(r.to);
+        if !(p.cpu_min..=p.cpu_max).contains(&cpu) {
+            return Err(format!("cpu {cpu} is outside {}..={}", p.cpu_min, p.cpu_max));
+        }
+        let mem = r.to.memory_mib;
+        if !(p.memory_min_mib..=p.memory_max_mib).contains(&mem) {
+            return Err(format!(
+                "memory {mem} MiB is outside {}..={} MiB",
+                p.memory_min_mib, p.memory_max_mib
+            ));
+        }
+        Ok(())
+    }
+
     fn knob_value(&self, s: Size) -> u32 {
         match self.policy.knob {
             CpuKnob::Cores => s.cores,

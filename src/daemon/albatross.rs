@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::approvals::SharedBook;
 use super::decision_log::DecisionLog;
 use super::lock::StateLock;
 use super::notice::Notices;
@@ -32,6 +33,8 @@ pub struct RunOptions {
     pub shutdown_grace: Duration,
     /// Where the engine task publishes notices (notifications listen here).
     pub notices: Notices,
+    /// Where decisions that need approval wait (shared with the API).
+    pub approvals: SharedBook,
 }
 
 impl Default for RunOptions {
@@ -40,6 +43,7 @@ impl Default for RunOptions {
             dry_run: false,
             shutdown_grace: Duration::from_secs(120),
             notices: Notices::default(),
+            approvals: SharedBook::default(),
         }
     }
 }
@@ -137,7 +141,8 @@ impl Daemon {
             settings,
             Instant::now(),
         )
-        .with_notices(opts.notices.clone());
+        .with_notices(opts.notices.clone())
+        .with_approvals(opts.approvals.clone());
         let observers = runner.observers();
         let (tx, rx) = mpsc::channel(4096);
         let shutdown = CancellationToken::new();

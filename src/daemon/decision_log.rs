@@ -57,6 +57,11 @@ impl DecisionLog {
         }));
     }
 
+    /// Log a line built elsewhere (approvals: `approval_pending`, `approved`, ...).
+    pub fn line(&mut self, v: &Value) {
+        self.write(v);
+    }
+
     fn write(&mut self, v: &Value) {
         if let Some((path, w)) = &mut self.file {
             let r = writeln!(w, "{v}").and_then(|()| w.flush());

@@ -2,6 +2,7 @@
 //! shells; [`runner::Runner`] is the one task that owns the engine.
 
 pub mod albatross;
+pub mod approvals;
 pub mod decision_log;
 pub mod lock;
 pub mod notice;

@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::approvals::{self, At, Command, Owner, SharedBook};
 use super::decision_log::DecisionLog;
 use super::notice::Notices;
 use super::ownership::Ownership;
@@ -54,6 +55,8 @@ pub enum Event {
     },
     /// A snapshot of every group, for the API and the metrics.
     Status(oneshot::Sender<Status>),
+    /// An operator's verdict on a decision held for approval (HTTP API).
+    Approval(Command),
 }
 
 /// What the API holds to reach the engine task: a sender of [`Event`]s.
@@ -72,6 +75,11 @@ impl EngineHandle {
         let (tx, rx) = oneshot::channel();
         self.events.send(Event::Status(tx)).await.ok()?;
         rx.await.ok()
+    }
+
+    /// Hand an approve / reject to the engine task; `false` once it stopped.
+    pub async fn approval(&self, cmd: Command) -> bool {
+        self.events.send(Event::Approval(cmd)).await.is_ok()
     }
 
     /// Apply an operator command; `None` once the engine task stopped.
@@ -104,6 +112,9 @@ pub struct Runner<A> {
     last: Timestamp,
     observers: broadcast::Sender<Output>,
     notices: Notices,
+    /// Decisions waiting for an operator (`require_approval`), by approval id.
+    approvals: SharedBook,
+    held: Vec<(String, Decision)>,
 }
 
 type Done = (Decision, Result<(), String>);
@@ -128,7 +139,16 @@ impl<A: Actuator> Runner<A> {
             last: Timestamp::ZERO,
             observers: broadcast::channel(1024).0,
             notices: Notices::default(),
+            approvals: SharedBook::default(),
+            held: Vec::new(),
         }
+    }
+
+    /// Hold decisions that need approval in `book` (shared with the API) instead of
+    /// a private one nobody can approve.
+    pub fn with_approvals(mut self, book: SharedBook) -> Self {
+        self.approvals = book;
+        self
     }
 
     /// Publish notices (executed, failed, ...) on `notices` instead of a private bus.
@@ -174,6 +194,7 @@ impl<A: Actuator> Runner<A> {
         let mut in_flight: JoinSet<Done> = JoinSet::new();
         loop {
             let deadline = self.engine.next_deadline().map(|t| self.instant(t));
+            let expiry = self.approvals.lock().next_expiry(Owner::Albatross);
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
@@ -190,7 +211,13 @@ impl<A: Actuator> Runner<A> {
                     let now = self.stamp(Instant::now());
                     self.step(now, Input::Tick, &mut in_flight);
                 }
+                () = sleep_until(expiry) => self.expire(&mut in_flight),
             }
+        }
+        // Held decisions die with the task: nothing executes them any more.
+        let now = self.stamp(Instant::now());
+        for e in self.approvals.lock().abandon(Owner::Albatross, At::now()) {
+            self.log.line(&approvals::log_line("approval_expired", &e, now.as_millis()));
         }
         // Let actions in flight finish so their outcome is recorded.
         let grace = tokio::time::sleep(self.settings.shutdown_grace);
@@ -232,6 +259,7 @@ impl<A: Actuator> Runner<A> {
                 self.step(now, Input::Foreign { group, vm }, in_flight);
             }
             Event::Reconciled { group, running } => self.reconcile(group, running, in_flight),
+            Event::Approval(cmd) => self.on_approval(cmd, in_flight),
             Event::Status(reply) => {
                 let now = self.stamp(Instant::now());
                 let _ = reply.send(Status::of(&self.engine, now));
@@ -357,6 +385,18 @@ impl<A: Actuator> Runner<A> {
                 }
                 return;
             }
+            _ if !self.settings.dry_run && self.engine.needs_approval(d) => {
+                return self.hold(now, d);
+            }
+            _ => {}
+        }
+        self.execute(now, d, in_flight);
+    }
+
+    /// Carry out `d` (approved, or not needing approval).
+    fn execute(&mut self, now: Timestamp, d: &Decision, in_flight: &mut JoinSet<Done>) {
+        let (group, instance) = (d.group.to_string(), d.instance.to_string());
+        match d.action {
             Action::ScaleUp if !self.settings.dry_run => {
                 // Record the intent before creating, so a crash mid-create leaves
                 // an owned name that reconciliation can clean up, not an orphan.
@@ -382,6 +422,95 @@ impl<A: Actuator> Runner<A> {
             let r = actuator.execute(d.clone()).await;
             (d, r)
         });
+    }
+
+    /// Keep `d` waiting for an operator; the engine keeps it in flight meanwhile.
+    fn hold(&mut self, now: Timestamp, d: &Decision) {
+        let timeout = self
+            .engine
+            .clusters()
+            .iter()
+            .find(|c| *c.group() == d.group)
+            .map_or(Duration::from_secs(900), |c| c.policy().approval_timeout);
+        let e = self.approvals.lock().add(
+            Owner::Albatross,
+            approvals::Request::of(d),
+            timeout,
+            At::now(),
+        );
+        tracing::info!(approval = %e.id, group = %d.group, action = d.action.as_str(), instance = %d.instance, expires_at = %approvals::fmt_time(e.expires_at), "decision waits for approval");
+        self.log.line(&approvals::log_line("approval_pending", &e, now.as_millis()));
+        self.notices.publish(approvals::pending_notice(&e));
+        self.held.push((e.id, d.clone()));
+    }
+
+    /// An operator's verdict: execute after a re-check of the rules, or answer the
+    /// engine with a failure (so it backs off as after any failed action).
+    fn on_approval(&mut self, cmd: Command, in_flight: &mut JoinSet<Done>) {
+        self.expire(in_flight);
+        let now = self.stamp(Instant::now());
+        let decided = self
+            .approvals
+            .lock()
+            .decide(&cmd.id, cmd.approve, &cmd.key, At::now());
+        let Ok(mut e) = decided else {
+            let _ = cmd.reply.send(decided);
+            return;
+        };
+        let Some(i) = self.held.iter().position(|(id, _)| *id == e.id) else {
+            let _ = cmd.reply.send(Err(approvals::Refusal::Unknown));
+            return;
+        };
+        let (_, d) = self.held.swap_remove(i);
+        let verdict = if cmd.approve {
+            self.engine.recheck(&d).map_err(|why| {
+                format!("approved by {} but not executed: {why}", cmd.key)
+            })
+        } else {
+            Err(format!("rejected by {}", cmd.key))
+        };
+        e.outcome = Some(match &verdict {
+            Ok(()) => "executing".to_string(),
+            Err(why) => why.clone(),
+        });
+        if let Some(o) = &e.outcome {
+            self.approvals.lock().set_outcome(&e.id, o.clone());
+        }
+        let event = if cmd.approve { "approved" } else { "rejected" };
+        self.log.line(&approvals::log_line(event, &e, now.as_millis()));
+        tracing::info!(approval = %e.id, key = %cmd.key, group = %d.group, action = d.action.as_str(), instance = %d.instance, outcome = e.outcome.as_deref().unwrap_or(""), "{event}");
+        let _ = cmd.reply.send(Ok(e));
+        match verdict {
+            Ok(()) => self.execute(now, &d, in_flight),
+            Err(why) => self.answer(now, &d, why, in_flight),
+        }
+    }
+
+    /// Drop held decisions whose `approval_timeout` ran out.
+    fn expire(&mut self, in_flight: &mut JoinSet<Done>) {
+        let gone = self.approvals.lock().expire(Owner::Albatross, At::now());
+        if gone.is_empty() {
+            return;
+        }
+        let now = self.stamp(Instant::now());
+        for e in gone {
+            tracing::warn!(approval = %e.id, group = %e.request.group, action = %e.request.action, instance = %e.request.instance, "approval expired; the decision is dropped");
+            self.log.line(&approvals::log_line("approval_expired", &e, now.as_millis()));
+            if let Some(i) = self.held.iter().position(|(id, _)| *id == e.id) {
+                let (_, d) = self.held.swap_remove(i);
+                self.answer(now, &d, "approval expired".into(), in_flight);
+            }
+        }
+    }
+
+    /// Tell the engine that held decision `d` was not carried out.
+    fn answer(&mut self, now: Timestamp, d: &Decision, why: String, in_flight: &mut JoinSet<Done>) {
+        let result = Input::ActionResult {
+            group: (*d.group).clone(),
+            id: d.id,
+            outcome: Err(why),
+        };
+        self.step(now, result, in_flight);
     }
 
     fn settle(&mut self, (d, r): Done, in_flight: &mut JoinSet<Done>) {

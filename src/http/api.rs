@@ -5,10 +5,10 @@ use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use serde_json::{Value, json};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 
 use super::auth::Keys;
 use super::limit::{Clock, Limiter};
@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::config::http::Http;
 use crate::config::proxmox::{Secret, Tls};
 use crate::core::{Output, Policy, Verdict};
+use crate::daemon::approvals::{Command, SharedBook};
 use crate::daemon::runner::EngineHandle;
 use crate::metrics::Metrics;
 
@@ -30,6 +31,14 @@ pub struct Api {
     pub(super) clock: Arc<dyn Clock>,
     inner: Mutex<Inner>,
     ring: Mutex<VecDeque<Value>>,
+    approvals: OnceLock<Desk>,
+}
+
+/// The approval book and the way to the Proxmox loop (the albatross engine task is
+/// reached through the engine handle).
+pub(super) struct Desk {
+    pub(super) book: SharedBook,
+    pub(super) proxmox: Option<mpsc::Sender<Command>>,
 }
 
 struct Inner {
@@ -77,7 +86,18 @@ impl Api {
                     .map(|p| p.poll_interval * 3),
             }),
             ring: Mutex::new(VecDeque::new()),
+            approvals: OnceLock::new(),
         }))
+    }
+
+    /// Serve `/v1/approvals` from `book`; commands for Proxmox entries go to
+    /// `proxmox` (the loop's inbox). Set once; without it the book is empty.
+    pub fn set_approvals(&self, book: SharedBook, proxmox: Option<mpsc::Sender<Command>>) {
+        let _ = self.approvals.set(Desk { book, proxmox });
+    }
+
+    pub(super) fn approvals(&self) -> Option<&Desk> {
+        self.approvals.get()
     }
 
     fn inner(&self) -> MutexGuard<'_, Inner> {
@@ -263,6 +283,8 @@ fn policy(p: &Policy) -> Value {
         "vcpus": p.vcpus,
         "retry_backoff": d(p.retry_backoff),
         "retry_backoff_max": d(p.retry_backoff_max),
+        "require_approval": p.require_approval.names(),
+        "approval_timeout": d(p.approval_timeout),
     })
 }
 

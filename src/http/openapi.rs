@@ -70,6 +70,27 @@ pub fn document() -> Value {
         {"name": "limit", "in": "query", "schema": {"type": "integer", "default": 100, "maximum": 1000}},
         {"name": "log", "in": "query", "schema": {"type": "boolean"}, "description": "also read the tail of the decision log file"}
     ]);
+    let id_param = json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}, "description": "approval id, as listed by GET /v1/approvals"}]);
+    let verdict = |what: &str| {
+        let mut o = op(
+            what,
+            true,
+            &[
+                ("200", "decided; `approval` is the entry (state, decided_by, outcome)"),
+                ("404", "unknown approval id"),
+                ("409", "already approved, rejected or expired"),
+                ("503", "the loop holding the decision is not running"),
+            ],
+        );
+        o["parameters"] = id_param.clone();
+        o
+    };
+    let approve = verdict(
+        "Approve a pending decision: the engine's rules are checked again now (group not paused, instance still there, current bounds), then the normal actuator executes it (outcome `executing`) or it is answered as failed (outcome says why). Logged as `approved` with the key's id",
+    );
+    let reject = verdict(
+        "Reject a pending decision: not executed; the engine treats it as a failed action (backoff). Logged as `rejected` with the key's id",
+    );
     json!({
         "openapi": "3.1.0",
         "info": {"title": "albatross-autoscale", "version": env!("CARGO_PKG_VERSION")},
@@ -91,6 +112,9 @@ pub fn document() -> Value {
             "/v1/groups/{name}/resume": {"post": resume},
             "/v1/groups/{name}/scale": {"post": scale},
             "/v1/decisions": {"get": decisions},
+            "/v1/approvals": {"get": op("Decisions waiting for approval (require_approval): `items` pending (id, group, instance, action, emergency, reason, inputs, created_at, expires_at), `recent` the last decided ones (state approved, rejected or expired; decided_by, decided_at, outcome)", true, &[("200", "count, items, recent")])},
+            "/v1/approvals/{id}/approve": {"post": approve},
+            "/v1/approvals/{id}/reject": {"post": reject},
         }
     })
 }

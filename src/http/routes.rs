@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use super::api::{Api, Gate, matches_filter};
 use super::status::Status;
 use crate::core::{Input, Output};
+use crate::daemon::approvals;
 use crate::name::Name;
 
 /// An API error: status, stable machine code, human message.
@@ -71,6 +72,9 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/v1/groups/{name}/resume", post(resume))
         .route("/v1/groups/{name}/scale", post(scale))
         .route("/v1/decisions", get(decisions))
+        .route("/v1/approvals", get(approvals))
+        .route("/v1/approvals/{id}/approve", post(approve))
+        .route("/v1/approvals/{id}/reject", post(reject))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })
@@ -171,6 +175,9 @@ async fn metrics(State(api): State<Arc<Api>>) -> Response {
         None => None,
     };
     api.metrics.refresh(status.as_ref(), &api.health);
+    if let Some(d) = api.approvals() {
+        api.metrics.set_approvals_pending(d.book.lock().pending().count());
+    }
     let mut r = api.metrics.encode().into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -369,4 +376,91 @@ async fn scale(
         ));
     }
     command(&api, &name, &who, |group| Input::Scale { group, target }).await
+}
+
+async fn approvals(State(api): State<Arc<Api>>) -> Json<Value> {
+    let (items, recent): (Vec<Value>, Vec<Value>) = match api.approvals() {
+        None => Default::default(),
+        Some(d) => {
+            let b = d.book.lock();
+            let json = |e: &approvals::Entry| serde_json::to_value(e).unwrap_or_default();
+            (b.pending().map(json).collect(), b.decided().map(json).collect())
+        }
+    };
+    Json(json!({"count": items.len(), "items": items, "recent": recent}))
+}
+
+async fn approve(
+    State(api): State<Arc<Api>>,
+    Path(id): Path<String>,
+    axum::Extension(who): axum::Extension<Client>,
+) -> Result<Json<Value>> {
+    verdict(&api, id, &who, true).await
+}
+
+async fn reject(
+    State(api): State<Arc<Api>>,
+    Path(id): Path<String>,
+    axum::Extension(who): axum::Extension<Client>,
+) -> Result<Json<Value>> {
+    verdict(&api, id, &who, false).await
+}
+
+/// Hand the verdict to the loop that holds the decision; it re-checks and executes
+/// (or answers the engine) and replies with the entry as decided.
+async fn verdict(api: &Api, id: String, who: &Client, approve: bool) -> Result<Json<Value>> {
+    let unknown = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_approval",
+            format!("no approval with id {id:?}"),
+        )
+    };
+    let decided = |s: approvals::State| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "already_decided",
+            format!("approval {id:?} is already {}", s.as_str()),
+        )
+    };
+    let stopped = || {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "engine_stopped",
+            "the loop holding this decision is not running",
+        )
+    };
+    let desk = api.approvals().ok_or_else(unknown)?;
+    let owner = match desk.book.lock().get(&id) {
+        None => return Err(unknown()),
+        Some(e) if e.state != approvals::State::Pending => return Err(decided(e.state)),
+        Some(e) => e.owner,
+    };
+    tracing::info!(client = %who.0, approval = %id, approve, "API approval verdict");
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    let cmd = approvals::Command {
+        id: id.clone(),
+        approve,
+        key: who.0.clone(),
+        reply,
+    };
+    let sent = match owner {
+        approvals::Owner::Albatross => match &api.engine {
+            Some(e) => e.approval(cmd).await,
+            None => false,
+        },
+        approvals::Owner::Proxmox => match &desk.proxmox {
+            Some(tx) => tx.send(cmd).await.is_ok(),
+            None => false,
+        },
+    };
+    if !sent {
+        return Err(stopped());
+    }
+    match rx.await {
+        Ok(Ok(e)) => Ok(Json(json!({"approval": e}))),
+        Ok(Err(approvals::Refusal::Unknown)) => Err(unknown()),
+        Ok(Err(approvals::Refusal::Decided(s))) => Err(decided(s)),
+        Err(_) => Err(stopped()),
+    }
 }

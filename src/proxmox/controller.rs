@@ -20,8 +20,13 @@ use super::types::Resource;
 use crate::config::proxmox::{Lxc, Mode};
 use crate::core::vertical::{self, Resize, Size, Usage, Vertical};
 use crate::core::{Action, Decision, Engine, Input, Options, Output, Timestamp};
+use crate::daemon::Notices;
+use crate::daemon::approvals::SharedBook;
 use crate::jsonl;
 use crate::name::Name;
+
+// Manual approval: holding, answering and expiring jobs.
+mod approval;
 
 const MIB: u64 = 1 << 20;
 
@@ -95,6 +100,10 @@ pub struct Controller {
     settings: Settings,
     log: Option<BufWriter<File>>,
     pending: Vec<Output>,
+    /// Jobs waiting for an operator (`require_approval`), by approval id.
+    approvals: SharedBook,
+    notices: Notices,
+    held: Vec<(String, Job)>,
 }
 
 impl Controller {
@@ -152,7 +161,18 @@ impl Controller {
             settings,
             log,
             pending: Vec::new(),
+            approvals: SharedBook::default(),
+            notices: Notices::default(),
+            held: Vec::new(),
         })
+    }
+
+    /// Hold jobs that need approval in `book` (shared with the API) and announce them
+    /// on `notices`, instead of a private book nobody can approve.
+    pub fn with_approvals(mut self, book: SharedBook, notices: Notices) -> Self {
+        self.approvals = book;
+        self.notices = notices;
+        self
     }
 
     pub fn client(&self) -> &Arc<Client> {
@@ -294,7 +314,16 @@ impl Controller {
         if self.settings.dry_run {
             return self.dry_run(now, jobs);
         }
-        jobs
+        let mut run = Vec::new();
+        for job in jobs {
+            if self.needs_approval(&job) {
+                self.hold(now, job);
+            } else {
+                self.start(&job);
+                run.push(job);
+            }
+        }
+        run
     }
 
     /// Read cores/cpulimit of containers not known yet, or whose `maxcpu` no longer
@@ -483,20 +512,22 @@ impl Controller {
             self.write(v);
         }
         let Output::Decision(d) = o else { return };
-        let Some(c) = self.containers.iter().find(|c| c.lxc.name == *d.group) else {
+        let Some(act) = self.plan(&d, by_vmid) else {
             return;
         };
+        let _ = now;
+        jobs.push(Job::Decision { d: *d, act });
+    }
+
+    /// What decision `d` means for the API, given the latest poll.
+    fn plan(&self, d: &Decision, by_vmid: &HashMap<u64, &Resource>) -> Option<Act> {
+        let c = self.containers.iter().find(|c| c.lxc.name == *d.group)?;
         let group = d.group.to_string();
         let instance = d.instance.to_string();
         let primary = by_vmid.get(&u64::from(c.lxc.vmid));
         let act = match d.action {
             Action::ScaleUp => match primary {
                 Some(p) => {
-                    if !self.settings.dry_run {
-                        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-                        s.set(&group, &instance, None);
-                        self.save(&s);
-                    }
                     Act::Clone(CloneJob {
                         group,
                         name: instance,
@@ -539,8 +570,21 @@ impl Controller {
             )),
             Action::Promote => Act::Nothing,
         };
-        let _ = now;
-        jobs.push(Job::Decision { d: *d, act });
+        Some(act)
+    }
+
+    /// Before a job runs: record a clone's name first, so a crash mid-create leaves
+    /// an owned name that reconciliation can clean up, not an orphan.
+    fn start(&self, job: &Job) {
+        if let Job::Decision {
+            act: Act::Clone(cj),
+            ..
+        } = job
+        {
+            let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            s.set(&cj.group, &cj.name, None);
+            self.save(&s);
+        }
     }
 
     fn save(&self, s: &CloneState) {

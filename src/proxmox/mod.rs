@@ -34,6 +34,7 @@ pub use client::{Client, ProxmoxError};
 pub use controller::{Controller, Job, Report, Settings};
 
 use crate::config::Config;
+use crate::daemon::approvals;
 use crate::core::Timestamp;
 
 /// Options of `run` that apply to the Proxmox side.
@@ -47,6 +48,10 @@ pub struct RunOptions {
     pub observer: Option<Arc<dyn client::Observer>>,
     /// Where the loop publishes notices (notifications listen here).
     pub notices: crate::daemon::Notices,
+    /// Where decisions that need approval wait (shared with the API).
+    pub approvals: crate::daemon::approvals::SharedBook,
+    /// Approve / reject commands from the API.
+    pub inbox: crate::daemon::approvals::Inbox,
 }
 
 /// A controller for `config` (`[proxmox]` and `[[lxc]]`).
@@ -96,11 +101,14 @@ pub async fn run(
     if config.proxmox.is_none() || config.lxc.is_empty() {
         return Ok(());
     }
-    let mut c = observed_controller(config, opts.dry_run, opts.observer.clone())?;
+    let mut c = observed_controller(config, opts.dry_run, opts.observer.clone())?
+        .with_approvals(opts.approvals.clone(), opts.notices.clone());
     let start = Instant::now();
     let now = || Timestamp(u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX));
     if opts.once {
         let r = c.cycle(now()).await?;
+        // Nobody can approve within one cycle: what waits is dropped (and logged).
+        c.abandon(now());
         tracing::info!(
             containers = r.containers_seen,
             actions = r.actions.len(),
@@ -121,11 +129,19 @@ pub async fn run(
     let mut tick = tokio::time::interval(poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut running = JoinSet::new();
+    let mut inbox = opts.inbox.take();
     loop {
+        let expiry = c.next_expiry();
         tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
             Some(Ok((job, r))) = running.join_next() => c.settle(now(), job, r),
+            Some(cmd) = approvals::recv(&mut inbox) => {
+                if let Some(job) = c.answer(now(), cmd).await {
+                    running.spawn(c.execute(job));
+                }
+            }
+            () = sleep_until(expiry) => c.expire(now()),
             _ = tick.tick() => match c.client().resources().await {
                 Ok(res) => {
                     let mut report = Report::default();
@@ -137,6 +153,8 @@ pub async fn run(
             },
         }
     }
+    // Held decisions die with the loop: nothing executes them any more.
+    c.abandon(now());
     // Let actions in flight finish so the ownership record stays right.
     let grace = tokio::time::sleep(Duration::from_secs(30));
     tokio::pin!(grace);
@@ -147,4 +165,11 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
 }

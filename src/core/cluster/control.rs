@@ -88,3 +88,76 @@ impl Cluster {
         }
     }
 }
+
+impl Cluster {
+    /// Whether decision `d` of this group must wait for an operator: its action is
+    /// listed in `require_approval`, and it is not the operator's own manual target.
+    pub fn needs_approval(&self, d: &Decision) -> bool {
+        !d.reason.starts_with(MANUAL) && self.policy.require_approval.covers(d.action, d.emergency)
+    }
+
+    /// Re-check the safety rules for decision `d`, held for approval, at the moment it
+    /// is approved: the group is not paused, `d` is still the action in flight, its
+    /// instance is still in the state the decision left it in, and the bounds of the
+    /// current policy (a reload may have changed them) still allow it. `Err` says why not.
+    pub fn recheck(&self, d: &Decision) -> Result<(), String> {
+        if self.control.paused {
+            return Err(PAUSED.to_string());
+        }
+        match &self.in_flight {
+            Some(f) if f.id == d.id => {}
+            Some(f) => {
+                return Err(format!(
+                    "{} of {} is in flight instead",
+                    f.action.as_str(),
+                    f.instance
+                ));
+            }
+            None => return Err("the decision is no longer pending in the engine".into()),
+        }
+        let p = &self.policy;
+        let m = self.members.get(&d.instance);
+        match d.action {
+            Action::ScaleUp => {
+                // The pending create is already counted.
+                if self.count() > p.max_instances {
+                    return Err(format!("above max_instances ({})", p.max_instances));
+                }
+                if let Some(max) = p.max_cost_micros {
+                    let cost = u64::from(self.count()).saturating_mul(p.instance_cost_micros);
+                    if cost > max {
+                        return Err(format!(
+                            "cost: {} instances at {}/h would cost {}/h, above max_cost_per_hour ({})",
+                            self.count(),
+                            decide::money(p.instance_cost_micros),
+                            decide::money(cost),
+                            decide::money(max)
+                        ));
+                    }
+                }
+                if m.is_none_or(|m| m.state != MemberState::Creating(d.id)) {
+                    return Err(format!("{} is no longer a pending clone", d.instance));
+                }
+            }
+            Action::ScaleDown => {
+                if m.is_none_or(|m| m.state != MemberState::Leaving(d.id)) {
+                    return Err(format!("{} is no longer a running member", d.instance));
+                }
+                // Draining after a primary death ignores min_instances, as decided.
+                let draining = self.primary_state() == Some(MemberState::Dead);
+                if !draining && self.staying() < p.min_instances {
+                    return Err(format!("below min_instances ({})", p.min_instances));
+                }
+            }
+            Action::ReplacePrimary => match m {
+                Some(m) if m.last_seen.is_some_and(|t| t > d.t) => {
+                    return Err(format!("primary {} reports again", d.instance));
+                }
+                Some(m) if m.state == MemberState::Creating(d.id) => {}
+                _ => return Err(format!("{} is no longer the dead primary", d.instance)),
+            },
+            Action::Promote | Action::CloneLost => {}
+        }
+        Ok(())
+    }
+}

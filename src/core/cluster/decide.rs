@@ -513,6 +513,6 @@ impl Cluster {
 }
 
 /// Millionths of a currency unit as a decimal ("0.25", "3").
-fn money(micros: u64) -> String {
+pub(super) fn money(micros: u64) -> String {
     (micros as f64 / 1e6).to_string()
 }
