@@ -381,7 +381,10 @@ mod approval_tests {
         )
         .unwrap();
         let p = |i: usize| &c.groups[i].policy;
-        assert_eq!(p(0).require_approval.names(), ["scale_up", "replace_primary"]);
+        assert_eq!(
+            p(0).require_approval.names(),
+            ["scale_up", "replace_primary"]
+        );
         assert_eq!(p(0).approval_timeout, Duration::from_secs(300));
         assert_eq!(p(1).require_approval, RequireApproval::ALL);
         assert_eq!(p(2).require_approval, RequireApproval::default());

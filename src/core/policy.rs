@@ -161,7 +161,12 @@ impl RequireApproval {
 
     /// The names turned on, in [`Self::NAMES`] order.
     pub fn names(&self) -> Vec<&'static str> {
-        let on = [self.scale_up, self.scale_down, self.emergency, self.replace_primary];
+        let on = [
+            self.scale_up,
+            self.scale_down,
+            self.emergency,
+            self.replace_primary,
+        ];
         Self::NAMES
             .into_iter()
             .zip(on)

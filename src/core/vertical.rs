@@ -285,7 +285,10 @@ impl Vertical {
         let p = &self.policy;
         let cpu = self.knob_value(r.to);
         if !(p.cpu_min..=p.cpu_max).contains(&cpu) {
-            return Err(format!("cpu {cpu} is outside {}..={}", p.cpu_min, p.cpu_max));
+            return Err(format!(
+                "cpu {cpu} is outside {}..={}",
+                p.cpu_min, p.cpu_max
+            ));
         }
         let mem = r.to.memory_mib;
         if !(p.memory_min_mib..=p.memory_max_mib).contains(&mem) {

@@ -465,7 +465,12 @@ mod tests {
         let mut b = Book::with_prefix("t");
         b.add(Owner::Albatross, req(1), Duration::from_secs(60), t0);
         b.add(Owner::Proxmox, req(2), Duration::from_secs(30), t0);
-        b.add(Owner::Albatross, req(3), Duration::from_secs(90), at(t0, 10));
+        b.add(
+            Owner::Albatross,
+            req(3),
+            Duration::from_secs(90),
+            at(t0, 10),
+        );
         assert_eq!(
             b.next_expiry(Owner::Albatross),
             Some(t0.mono + Duration::from_secs(60))
@@ -482,7 +487,10 @@ mod tests {
         );
         let gone = b.expire(Owner::Albatross, at(t0, 60));
         assert_eq!(gone.len(), 1);
-        assert_eq!((gone[0].id.as_str(), gone[0].state), ("t-1", State::Expired));
+        assert_eq!(
+            (gone[0].id.as_str(), gone[0].state),
+            ("t-1", State::Expired)
+        );
         // The Proxmox entry is its loop's business.
         assert_eq!(b.get("t-2").unwrap().state, State::Pending);
         assert_eq!(
@@ -490,7 +498,10 @@ mod tests {
             Some(t0.mono + Duration::from_secs(100))
         );
         assert_eq!(b.expire(Owner::Proxmox, at(t0, 100)).len(), 1);
-        assert_eq!(b.pending().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["t-3"]);
+        assert_eq!(
+            b.pending().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+            ["t-3"]
+        );
         let abandoned = b.abandon(Owner::Albatross, at(t0, 101));
         assert_eq!(abandoned.len(), 1);
         assert_eq!(b.next_expiry(Owner::Albatross), None);

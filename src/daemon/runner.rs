@@ -217,7 +217,11 @@ impl<A: Actuator> Runner<A> {
         // Held decisions die with the task: nothing executes them any more.
         let now = self.stamp(Instant::now());
         for e in self.approvals.lock().abandon(Owner::Albatross, At::now()) {
-            self.log.line(&approvals::log_line("approval_expired", &e, now.as_millis()));
+            self.log.line(&approvals::log_line(
+                "approval_expired",
+                &e,
+                now.as_millis(),
+            ));
         }
         // Let actions in flight finish so their outcome is recorded.
         let grace = tokio::time::sleep(self.settings.shutdown_grace);
@@ -439,7 +443,11 @@ impl<A: Actuator> Runner<A> {
             At::now(),
         );
         tracing::info!(approval = %e.id, group = %d.group, action = d.action.as_str(), instance = %d.instance, expires_at = %approvals::fmt_time(e.expires_at), "decision waits for approval");
-        self.log.line(&approvals::log_line("approval_pending", &e, now.as_millis()));
+        self.log.line(&approvals::log_line(
+            "approval_pending",
+            &e,
+            now.as_millis(),
+        ));
         self.notices.publish(approvals::pending_notice(&e));
         self.held.push((e.id, d.clone()));
     }
@@ -463,9 +471,9 @@ impl<A: Actuator> Runner<A> {
         };
         let (_, d) = self.held.swap_remove(i);
         let verdict = if cmd.approve {
-            self.engine.recheck(&d).map_err(|why| {
-                format!("approved by {} but not executed: {why}", cmd.key)
-            })
+            self.engine
+                .recheck(&d)
+                .map_err(|why| format!("approved by {} but not executed: {why}", cmd.key))
         } else {
             Err(format!("rejected by {}", cmd.key))
         };
@@ -477,7 +485,8 @@ impl<A: Actuator> Runner<A> {
             self.approvals.lock().set_outcome(&e.id, o.clone());
         }
         let event = if cmd.approve { "approved" } else { "rejected" };
-        self.log.line(&approvals::log_line(event, &e, now.as_millis()));
+        self.log
+            .line(&approvals::log_line(event, &e, now.as_millis()));
         tracing::info!(approval = %e.id, key = %cmd.key, group = %d.group, action = d.action.as_str(), instance = %d.instance, outcome = e.outcome.as_deref().unwrap_or(""), "{event}");
         let _ = cmd.reply.send(Ok(e));
         match verdict {
@@ -495,7 +504,11 @@ impl<A: Actuator> Runner<A> {
         let now = self.stamp(Instant::now());
         for e in gone {
             tracing::warn!(approval = %e.id, group = %e.request.group, action = %e.request.action, instance = %e.request.instance, "approval expired; the decision is dropped");
-            self.log.line(&approvals::log_line("approval_expired", &e, now.as_millis()));
+            self.log.line(&approvals::log_line(
+                "approval_expired",
+                &e,
+                now.as_millis(),
+            ));
             if let Some(i) = self.held.iter().position(|(id, _)| *id == e.id) {
                 let (_, d) = self.held.swap_remove(i);
                 self.answer(now, &d, "approval expired".into(), in_flight);

@@ -76,7 +76,10 @@ pub fn document() -> Value {
             what,
             true,
             &[
-                ("200", "decided; `approval` is the entry (state, decided_by, outcome)"),
+                (
+                    "200",
+                    "decided; `approval` is the entry (state, decided_by, outcome)",
+                ),
                 ("404", "unknown approval id"),
                 ("409", "already approved, rejected or expired"),
                 ("503", "the loop holding the decision is not running"),

@@ -176,7 +176,8 @@ async fn metrics(State(api): State<Arc<Api>>) -> Response {
     };
     api.metrics.refresh(status.as_ref(), &api.health);
     if let Some(d) = api.approvals() {
-        api.metrics.set_approvals_pending(d.book.lock().pending().count());
+        api.metrics
+            .set_approvals_pending(d.book.lock().pending().count());
     }
     let mut r = api.metrics.encode().into_response();
     r.headers_mut().insert(
@@ -384,7 +385,10 @@ async fn approvals(State(api): State<Arc<Api>>) -> Json<Value> {
         Some(d) => {
             let b = d.book.lock();
             let json = |e: &approvals::Entry| serde_json::to_value(e).unwrap_or_default();
-            (b.pending().map(json).collect(), b.decided().map(json).collect())
+            (
+                b.pending().map(json).collect(),
+                b.decided().map(json).collect(),
+            )
         }
     };
     Json(json!({"count": items.len(), "items": items, "recent": recent}))

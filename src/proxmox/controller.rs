@@ -527,17 +527,15 @@ impl Controller {
         let primary = by_vmid.get(&u64::from(c.lxc.vmid));
         let act = match d.action {
             Action::ScaleUp => match primary {
-                Some(p) => {
-                    Act::Clone(CloneJob {
-                        group,
-                        name: instance,
-                        hostname: d.instance.label.clone().unwrap_or_default(),
-                        node: p.node.clone(),
-                        source: c.lxc.clone.source.unwrap_or(c.lxc.vmid),
-                        spec: c.lxc.clone.clone(),
-                        tag: self.settings.tag.clone(),
-                    })
-                }
+                Some(p) => Act::Clone(CloneJob {
+                    group,
+                    name: instance,
+                    hostname: d.instance.label.clone().unwrap_or_default(),
+                    node: p.node.clone(),
+                    source: c.lxc.clone.source.unwrap_or(c.lxc.vmid),
+                    spec: c.lxc.clone.clone(),
+                    tag: self.settings.tag.clone(),
+                }),
                 None => Act::Refuse(format!("primary {} not in /cluster/resources", c.lxc.vmid)),
             },
             Action::ScaleDown | Action::CloneLost => {

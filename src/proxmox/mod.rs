@@ -34,8 +34,8 @@ pub use client::{Client, ProxmoxError};
 pub use controller::{Controller, Job, Report, Settings};
 
 use crate::config::Config;
-use crate::daemon::approvals;
 use crate::core::Timestamp;
+use crate::daemon::approvals;
 
 /// Options of `run` that apply to the Proxmox side.
 #[derive(Clone, Default)]

@@ -1,0 +1,175 @@
+//! The pure side of manual approval: which decisions wait (`Engine::needs_approval`)
+//! and the re-check at the moment of approval (`Engine::recheck`). Explicit `now`.
+
+use std::time::Duration;
+
+use albatross_autoscale::core::{
+    Action, Decision, Engine, Input, Options, Output, Policy, RequireApproval, Timestamp,
+};
+use albatross_autoscale::name::Name;
+
+const IV: u64 = 10_000;
+
+fn n(s: &str) -> Name {
+    Name::parse(s).unwrap()
+}
+
+struct H {
+    e: Engine,
+    now: u64,
+    cpu: u64,
+}
+
+impl H {
+    fn new(policy: Policy) -> Self {
+        let e = Engine::new(
+            vec![(n("alice:web"), policy)],
+            Options::default(),
+            Timestamp(0),
+        );
+        let mut h = Self { e, now: 0, cpu: 0 };
+        h.sample(0);
+        h
+    }
+
+    fn input(&mut self, input: Input) -> Vec<Decision> {
+        let mut out = Vec::new();
+        self.e.step(Timestamp(self.now), input, &mut out);
+        out.into_iter()
+            .filter_map(|o| match o {
+                Output::Decision(d) => Some(*d),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// One interval later, the primary at `pct` %.
+    fn sample(&mut self, pct: u64) -> Vec<Decision> {
+        self.cpu += IV * 10 * pct;
+        self.input(Input::Sample {
+            vm: n("alice:web"),
+            cpu_us: self.cpu,
+            vcpus: None,
+        })
+    }
+
+    fn until_decision(&mut self, pct: u64) -> Decision {
+        for _ in 0..20 {
+            self.now += IV;
+            if let Some(d) = self.sample(pct).pop() {
+                return d;
+            }
+        }
+        panic!("no decision at {pct} %");
+    }
+
+    fn policy(&mut self, p: Policy) {
+        self.e
+            .reconfigure(vec![(n("alice:web"), p)], Timestamp(self.now));
+    }
+}
+
+fn policy(require: RequireApproval) -> Policy {
+    Policy {
+        scale_up_ticks: 2,
+        scale_down_ticks: 2,
+        scale_up_cooldown: Duration::ZERO,
+        scale_down_cooldown: Duration::ZERO,
+        require_approval: require,
+        ..Policy::default()
+    }
+}
+
+#[test]
+fn a_held_scale_up_is_rechecked_against_pause_reload_and_its_own_fate() {
+    let mut up = RequireApproval::default();
+    up.set("scale_up");
+    let mut h = H::new(policy(up));
+    let d = h.until_decision(95);
+    assert_eq!(d.action, Action::ScaleUp);
+    assert!(h.e.needs_approval(&d));
+    assert_eq!(h.e.recheck(&d), Ok(()));
+    // A reload lowers max_instances below the count that includes the pending clone.
+    h.policy(Policy {
+        max_instances: 1,
+        min_instances: 1,
+        ..policy(up)
+    });
+    let why = h.e.recheck(&d).unwrap_err();
+    assert!(why.contains("max_instances (1)"), "{why}");
+    h.policy(policy(up));
+    h.input(Input::Pause {
+        group: n("alice:web"),
+    });
+    assert!(h.e.recheck(&d).unwrap_err().starts_with("paused"));
+    h.input(Input::Resume {
+        group: n("alice:web"),
+    });
+    assert_eq!(h.e.recheck(&d), Ok(()));
+    // Answered (rejected): nothing is pending any more.
+    h.input(Input::ActionResult {
+        group: n("alice:web"),
+        id: d.id,
+        outcome: Err("rejected by ops".into()),
+    });
+    assert!(h.e.recheck(&d).is_err());
+    // Unknown group (removed by a reload).
+    h.e.reconfigure(Vec::new(), Timestamp(h.now));
+    assert!(
+        h.e.recheck(&d)
+            .unwrap_err()
+            .contains("no longer configured")
+    );
+}
+
+#[test]
+fn the_operators_own_target_and_unlisted_actions_never_wait() {
+    let mut h = H::new(policy(RequireApproval::ALL));
+    let d = h
+        .input(Input::Scale {
+            group: n("alice:web"),
+            target: 2,
+        })
+        .pop()
+        .unwrap();
+    assert_eq!(d.action, Action::ScaleUp);
+    assert!(!h.e.needs_approval(&d), "{}", d.reason);
+    let mut down = RequireApproval::default();
+    down.set("scale_down");
+    let mut h = H::new(policy(down));
+    let d = h.until_decision(95);
+    assert!(!h.e.needs_approval(&d));
+}
+
+#[test]
+fn a_held_scale_down_respects_a_raised_minimum_and_a_dead_primary_that_returns() {
+    let mut h = H::new(Policy {
+        max_instances: 3,
+        ..policy(RequireApproval::ALL)
+    });
+    h.input(Input::Adopt {
+        group: n("alice:web"),
+        vm: n("alice:web-clone-1"),
+    });
+    let d = h.until_decision(5);
+    assert_eq!(d.action, Action::ScaleDown);
+    assert!(h.e.needs_approval(&d));
+    assert_eq!(h.e.recheck(&d), Ok(()));
+    h.policy(Policy {
+        min_instances: 2,
+        max_instances: 3,
+        ..policy(RequireApproval::ALL)
+    });
+    assert!(h.e.recheck(&d).unwrap_err().contains("min_instances (2)"));
+
+    // The primary goes silent: recreating it waits; it reports again before approval.
+    let mut h = H::new(policy(RequireApproval::ALL));
+    h.now += 100_000;
+    let d = h.input(Input::Tick).pop().expect("replace_primary");
+    assert_eq!(d.action, Action::ReplacePrimary);
+    assert!(h.e.needs_approval(&d));
+    assert_eq!(h.e.recheck(&d), Ok(()));
+    h.now += IV;
+    h.sample(50);
+    assert!(h.e.recheck(&d).unwrap_err().contains("reports again"));
+}
