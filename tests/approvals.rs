@@ -431,7 +431,7 @@ async fn albatross_runner_holds_rechecks_and_expires() {
     task.await.unwrap();
     let log = std::fs::read_to_string(d.join("decisions.jsonl")).unwrap();
     for want in [
-        format!("\"event\":\"approved\""),
+        "\"event\":\"approved\"".to_string(),
         format!("\"approval\":\"{id3}\""),
         "\"error\":\"approval expired\"".to_string(),
         "\"key\":\"ops\"".to_string(),
