@@ -439,3 +439,85 @@ async fn albatross_runner_holds_rechecks_and_expires() {
         assert!(log.contains(&want), "{want} not in {log}");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_vertical_resize_waits_as_a_scale_up_and_runs_once_approved() {
+    let d = dir("resize");
+    let mut fake = Fake::new(&format!("PVEAPIToken={TOKEN}={SECRET}"));
+    fake.node("pve", 65_536, 8_192);
+    let mut db = Ct::new("pve", "db", 2, 1024);
+    db.cpu = 0.95;
+    fake.cts.insert(101, db);
+    let s = FakeServer::start(fake).await.unwrap();
+    std::fs::write(d.join("secret"), SECRET).unwrap();
+    let text = format!(
+        "[policy]\nscale_up_ticks = 2\nrequire_approval = [\"scale_up\"]\n\
+         [daemon]\nstate_file = \"state.json\"\ndecision_log = \"decisions.jsonl\"\n\
+         [proxmox]\nurl = \"{}\"\ntoken_id = \"{TOKEN}\"\ntoken_secret_file = \"secret\"\n\
+         state_file = \"pve-state.json\"\n\
+         [[lxc]]\nvmid = 101\nname = \"db\"\ncores = [1, 8]\n",
+        s.url()
+    );
+    let path = d.join("c.toml");
+    std::fs::write(&path, text).unwrap();
+    let config = Config::load(&path).unwrap();
+    let book = SharedBook::new(Book::with_prefix("v"));
+    let (tx, inbox) = Inbox::channel();
+    let notices = Notices::default();
+    let mut heard = notices.subscribe();
+    let shutdown = CancellationToken::new();
+    let opts = RunOptions {
+        notices,
+        approvals: book.clone(),
+        inbox,
+        ..RunOptions::default()
+    };
+    let task = tokio::spawn({
+        let (config, shutdown) = (config.clone(), shutdown.clone());
+        async move { proxmox::run(&config, opts, shutdown).await }
+    });
+    let n = loop {
+        let n = heard.recv().await.unwrap();
+        if n.kind() == "approval_pending" {
+            break serde_json::to_value(&n).unwrap();
+        }
+    };
+    assert_eq!(
+        (n["group"].as_str(), n["action"].as_str()),
+        (Some("lxc:db"), Some("scale_up"))
+    );
+    let e = book.lock().get(n["id"].as_str().unwrap()).unwrap().clone();
+    assert_eq!(
+        e.request.inputs["resize"]["to"]["cores"], 3,
+        "{:?}",
+        e.request
+    );
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(
+        s.with(|f| (f.cts[&101].cores, f.count("PUT", "/config"))),
+        (Some(2), 0)
+    );
+    assert_eq!(
+        book.lock().pending().count(),
+        1,
+        "no second resize while one waits"
+    );
+    // Approved: through the inbox, as the API does it.
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    tx.send(albatross_autoscale::daemon::approvals::Command {
+        id: e.id.clone(),
+        approve: true,
+        key: "ops".into(),
+        reply,
+    })
+    .await
+    .unwrap();
+    let decided = answer.await.unwrap().unwrap();
+    assert_eq!(decided.outcome.as_deref(), Some("executing"));
+    wait_until(Duration::from_secs(30), "the resize", || {
+        s.with(|f| f.cts[&101].cores) == Some(3)
+    })
+    .await;
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+}
