@@ -51,6 +51,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             args.config.display()
         );
     }
+    let mut approving = config
+        .groups
+        .iter()
+        .map(|g| &g.policy)
+        .chain(config.lxc.iter().map(|l| &l.policy));
+    if config.http.listen.is_none() && approving.any(|p| p.require_approval != Default::default()) {
+        tracing::warn!(
+            "require_approval is set but [http] listen is not: nothing can approve, every such decision will expire"
+        );
+    }
     // One bus for every notice of this process (notification sinks listen on it).
     let notices = crate::daemon::Notices::default();
     // One book of decisions waiting for approval, shared by both loops and the API.
