@@ -32,6 +32,7 @@ fn policy(knob: CpuKnob, budget: u32) -> VerticalPolicy {
         memory_step_mib: 512,
         memory_margin_mib: 128,
         host_memory_reserve_mib: 1024,
+        schedule: Default::default(),
     }
 }
 

@@ -1,5 +1,5 @@
-//! `replay [--config FILE] [--interval DUR] [--explain] FILE...`: recorded stats
-//! through the engine, JSON Lines on stdout.
+//! `replay [--config FILE] [--interval DUR] [--start RFC3339] [--explain] FILE...`:
+//! recorded stats through the engine, JSON Lines on stdout.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -31,9 +31,18 @@ pub struct Args {
     /// Also print one line per evaluation with counters and the "why not".
     #[arg(long)]
     pub explain: bool,
+    /// Wall-clock time of the recording's t = 0 (RFC 3339, e.g.
+    /// 2026-03-02T07:00:00Z), against which schedules are evaluated. Default: the
+    /// Unix epoch, i.e. the recording's `t_ms` are read as Unix milliseconds.
+    #[arg(long, value_parser = parse_start)]
+    pub start: Option<i64>,
     /// Framed albatross stats streams (.bin) or JSON Lines recordings.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
+}
+
+fn parse_start(s: &str) -> Result<i64, String> {
+    crate::core::schedule::parse_rfc3339(s)
 }
 
 /// Run `replay`.
@@ -75,7 +84,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         adopt_by_name: true,
     };
     let start = records.iter().map(|r| r.t).min().unwrap_or(Timestamp::ZERO);
-    let engine = Engine::new(groups, options, start);
+    let engine = Engine::new(groups, options, start).with_wall_origin(args.start.unwrap_or(0));
     let stdout = std::io::stdout();
     let mut w = std::io::BufWriter::new(stdout.lock());
     let mut result = Ok(());

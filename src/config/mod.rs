@@ -5,6 +5,7 @@ mod daemon;
 pub mod http;
 mod policy;
 pub mod proxmox;
+mod schedule;
 
 pub use daemon::{Daemon, Endpoint};
 

@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use super::GROUP_KEYS;
 use crate::core::naming;
+use crate::core::schedule::Schedule;
 use crate::core::{Policy, PrimaryDeath, RequireApproval};
 use crate::name::{self, Name};
 
@@ -53,6 +54,10 @@ pub(super) struct PolicyFile {
     require_approval: Option<ApprovalList>,
     #[serde(default, with = "humantime_serde")]
     approval_timeout: Option<Duration>,
+    /// Raw `[[...schedule]]` tables, parsed by `policy_file` into `windows`.
+    schedule: Option<toml::Value>,
+    #[serde(skip)]
+    pub(super) windows: Option<Schedule>,
 }
 
 /// `require_approval`: `"all"` or a list of action names.
@@ -89,7 +94,14 @@ pub(super) fn policy_file(
     problems: &mut Vec<String>,
 ) -> Option<PolicyFile> {
     match PolicyFile::deserialize(toml::Value::Table(t)) {
-        Ok(f) => Some(f),
+        Ok(mut f) => {
+            // Windows size containers only under [[lxc]] (and [policy], for them).
+            let lxc_keys = !at.starts_with("group");
+            if let Some(v) = f.schedule.take() {
+                f.windows = super::schedule::parse(v, at, lxc_keys, problems);
+            }
+            Some(f)
+        }
         Err(e) => {
             let msg = e.to_string();
             let msg = msg.trim_end();
@@ -164,6 +176,9 @@ pub(super) fn merge(mut p: Policy, f: &PolicyFile) -> Policy {
         p.require_approval = l.parse().0;
     }
     set(&mut p.approval_timeout, f.approval_timeout);
+    if let Some(s) = &f.windows {
+        p.schedule = s.clone();
+    }
     p
 }
 

@@ -518,7 +518,17 @@ pub(super) fn lxcs(
                 problems,
             ),
             host_memory_reserve_mib: reserve,
+            schedule: policy.schedule.clone(),
         };
+        if knob == CpuKnob::Cpulimit {
+            for (j, w) in policy.schedule.windows().iter().enumerate() {
+                if w.cores.is_some() {
+                    problems.push(format!(
+                        "{at}.schedule[{j}].cores: this container is sized by cpulimit; a window can set memory_mib only"
+                    ));
+                }
+            }
+        }
         let source = f.clone_source.and_then(|s| match u32::try_from(s) {
             Ok(v) if v >= 100 => Some(v),
             _ => {

@@ -61,6 +61,8 @@ pub struct Engine {
     routes: FxMap<Arc<Name>, (usize, usize)>,
     unassigned: FxMap<Arc<Name>, Reading>,
     options: Options,
+    /// Unix ms of t = 0, for schedules (0: timestamps are Unix ms themselves).
+    wall_origin: i64,
 }
 
 impl Engine {
@@ -75,9 +77,39 @@ impl Engine {
             routes: FxMap::default(),
             unassigned: FxMap::default(),
             options,
+            wall_origin: 0,
         };
         e.reroute();
         e
+    }
+
+    /// Anchor t = 0 at `origin_ms` (Unix ms): schedules are evaluated at wall-clock
+    /// time `origin_ms + now`. The daemon passes its start time; `replay` its
+    /// `--start`.
+    pub fn with_wall_origin(mut self, origin_ms: i64) -> Self {
+        self.set_wall_origin(origin_ms);
+        self
+    }
+
+    /// [`Engine::with_wall_origin`] in place.
+    pub fn set_wall_origin(&mut self, origin_ms: i64) {
+        self.wall_origin = origin_ms;
+        for c in &mut self.clusters {
+            c.set_wall_origin(origin_ms);
+        }
+    }
+
+    /// Unix ms of t = 0.
+    pub fn wall_origin(&self) -> i64 {
+        self.wall_origin
+    }
+
+    fn new_cluster(&self, primary: Name, policy: Policy, now: Timestamp) -> Cluster {
+        let mut c = Cluster::new(primary, policy, now);
+        if self.wall_origin != 0 {
+            c.set_wall_origin(self.wall_origin);
+        }
+        c
     }
 
     /// The groups.
@@ -98,7 +130,10 @@ impl Engine {
                     c.set_policy(policy);
                     self.clusters.push(c);
                 }
-                None => self.clusters.push(Cluster::new(primary, policy, now)),
+                None => {
+                    let c = self.new_cluster(primary, policy, now);
+                    self.clusters.push(c);
+                }
             }
         }
         self.reroute();
@@ -250,8 +285,8 @@ impl Engine {
                 );
             }
         } else if let Some(policy) = self.options.auto_group.as_ref().filter(|_| !known) {
-            self.clusters
-                .push(Cluster::new((*vm).clone(), policy.clone(), now));
+            let c = self.new_cluster((*vm).clone(), policy.clone(), now);
+            self.clusters.push(c);
             self.reroute();
             let i = self.clusters.len() - 1;
             return self.step_cluster(i, now, cluster::Input::Sample { vm, cpu_us, vcpus }, out);

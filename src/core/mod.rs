@@ -15,6 +15,7 @@ pub mod naming;
 pub mod output;
 pub mod policy;
 pub mod predict;
+pub mod schedule;
 pub mod time;
 pub mod vertical;
 

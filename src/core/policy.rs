@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::output::Action;
+use super::schedule::Schedule;
 
 /// What to do when the primary stops reporting for `death_timeout`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -86,6 +87,9 @@ pub struct Policy {
     pub require_approval: RequireApproval,
     /// How long a decision waits for approval before it is dropped.
     pub approval_timeout: Duration,
+    /// Windows of wall-clock time that override `min_instances` / `max_instances`
+    /// (see `core::schedule`). Empty: none.
+    pub schedule: Schedule,
 }
 
 impl Default for Policy {
@@ -120,6 +124,7 @@ impl Default for Policy {
             max_cost_micros: None,
             require_approval: RequireApproval::default(),
             approval_timeout: Duration::from_secs(15 * 60),
+            schedule: Schedule::default(),
         }
     }
 }

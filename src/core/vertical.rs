@@ -21,6 +21,7 @@ use std::time::Duration;
 use super::budget::{self, Budget};
 use super::cpu::{self, Bp};
 use super::output::ActionId;
+use super::schedule::{self, Limit, Schedule};
 use super::time::Timestamp;
 
 /// The resources of a container this machine sizes.
@@ -71,6 +72,18 @@ pub struct VerticalPolicy {
     pub memory_margin_mib: u32,
     /// Memory growth must leave this much free on the node.
     pub host_memory_reserve_mib: u32,
+    /// Windows whose `cores` / `memory_mib` override the bounds while active
+    /// (`cores` only when the knob is [`CpuKnob::Cores`]).
+    pub schedule: Schedule,
+}
+
+/// Effective bounds: the policy's, or a schedule's while a window is in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Bounds {
+    cpu_min: Limit,
+    cpu_max: Limit,
+    mem_min: Limit,
+    mem_max: Limit,
 }
 
 /// One observation of a container.
@@ -167,6 +180,7 @@ pub struct Vertical {
     retry_at: Option<Timestamp>,
     redecide_at: Option<Timestamp>,
     next_id: ActionId,
+    sched: schedule::Tracker,
 }
 
 /// CPU use as a share of the effective allowance, in basis points.
@@ -208,6 +222,7 @@ fn pct(used: u64, total: u64) -> Bp {
 
 impl Vertical {
     pub fn new(policy: VerticalPolicy) -> Self {
+        let policy_schedule = policy.schedule.clone();
         Self {
             policy,
             last: None,
@@ -223,7 +238,104 @@ impl Vertical {
             retry_at: None,
             redecide_at: None,
             next_id: 1,
+            sched: schedule::Tracker::new(&policy_schedule, Timestamp::ZERO),
         }
+    }
+
+    /// Anchor t = 0 at `origin_ms` (Unix ms) for the schedule's windows.
+    pub fn with_wall_origin(mut self, origin_ms: i64) -> Self {
+        self.sched.origin = origin_ms;
+        self
+    }
+
+    /// Names of the schedule windows in force (as of the last sample).
+    pub fn active_windows(&self) -> impl Iterator<Item = &str> {
+        self.sched
+            .active
+            .iter()
+            .map(|&i| self.policy.schedule.name(i))
+    }
+
+    fn bounds(&self) -> Bounds {
+        let p = &self.policy;
+        let at = |value| Limit { value, by: None };
+        let (mut cpu_min, mut cpu_max) = (at(p.cpu_min), at(p.cpu_max));
+        let (mut mem_min, mut mem_max) = (at(p.memory_min_mib), at(p.memory_max_mib));
+        if !self.sched.active.is_empty() {
+            let s = &p.schedule;
+            let pair = |v: Option<(u32, u32)>| (v.map(|v| v.0), v.map(|v| v.1));
+            if p.knob == CpuKnob::Cores {
+                (cpu_min, cpu_max) =
+                    s.bounds(&self.sched.active, |w| pair(w.cores), p.cpu_min, p.cpu_max);
+            }
+            (mem_min, mem_max) = s.bounds(
+                &self.sched.active,
+                |w| pair(w.memory_mib),
+                p.memory_min_mib,
+                p.memory_max_mib,
+            );
+        }
+        Bounds {
+            cpu_min,
+            cpu_max,
+            mem_min,
+            mem_max,
+        }
+    }
+
+    /// A window's bounds the size is outside of: the size that fits them (memory
+    /// growth within host admission), which way, and why. Growing first.
+    fn want_window(&self, u: &Usage) -> Option<(Direction, Size, String)> {
+        let (p, b) = (&self.policy, self.bounds());
+        let name = |l: Limit| l.by.map(|i| p.schedule.name(i).to_string());
+        let cur = self.knob_value(u.size);
+        let mem = u.size.memory_mib;
+        let room = u
+            .node_free_mib
+            .map_or(0, |f| f.saturating_sub(p.host_memory_reserve_mib));
+        let up_mem = b.mem_min.value.min(mem.saturating_add(room));
+        let (dir, to, limits) = if (cur < b.cpu_min.value && name(b.cpu_min).is_some())
+            || (mem < up_mem && name(b.mem_min).is_some())
+        {
+            let mut to = u.size;
+            if name(b.cpu_min).is_some() && cur < b.cpu_min.value {
+                to = self.with_knob(to, b.cpu_min.value);
+            }
+            if name(b.mem_min).is_some() && mem < up_mem {
+                to.memory_mib = up_mem;
+            }
+            (Direction::Up, to, [b.cpu_min, b.mem_min])
+        } else if (cur > b.cpu_max.value && name(b.cpu_max).is_some())
+            || (mem > b.mem_max.value && name(b.mem_max).is_some())
+        {
+            let mut to = u.size;
+            if name(b.cpu_max).is_some() && cur > b.cpu_max.value {
+                to = self.with_knob(to, b.cpu_max.value);
+            }
+            // Never below usage + margin.
+            let floor = u.mem_used_mib.saturating_add(p.memory_margin_mib);
+            let down_mem = b.mem_max.value.max(floor);
+            if name(b.mem_max).is_some() && mem > down_mem {
+                to.memory_mib = down_mem;
+            }
+            if to == u.size {
+                return None;
+            }
+            (Direction::Down, to, [b.cpu_max, b.mem_max])
+        } else {
+            return None;
+        };
+        let mut names: Vec<String> = limits.into_iter().filter_map(name).collect();
+        names.dedup();
+        let reason = format!(
+            "schedule '{}': cores {}..={}, memory {}..={} MiB",
+            names.join("', '"),
+            b.cpu_min.value,
+            b.cpu_max.value,
+            b.mem_min.value,
+            b.mem_max.value
+        );
+        Some((dir, to, reason))
     }
 
     pub fn policy(&self) -> &VerticalPolicy {
@@ -243,12 +355,15 @@ impl Vertical {
     /// Whether the CPU knob is at its upper bound (vertical-then-horizontal: time to clone).
     pub fn cpu_at_cap(&self) -> bool {
         self.last
-            .is_some_and(|u| self.knob_value(u.size) >= self.policy.cpu_max)
+            .is_some_and(|u| self.knob_value(u.size) >= self.bounds().cpu_max.value)
     }
 
     /// When a blocked action may become allowed.
     pub fn next_deadline(&self) -> Option<Timestamp> {
-        self.redecide_at
+        match (self.redecide_at, self.sched.due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     pub fn handle(mut self, now: Timestamp, input: Input) -> (Self, Vec<Output>) {
@@ -262,7 +377,8 @@ impl Vertical {
         match input {
             Input::Sample(u) => self.on_sample(now, u, out),
             Input::Tick => {
-                if self.redecide_at.is_some_and(|t| t <= now) {
+                let window = self.sched.refresh(&self.policy.schedule, now);
+                if window || self.redecide_at.is_some_and(|t| t <= now) {
                     self.redecide_at = None;
                     if let Some(u) = self.last {
                         let verdict = self.decide(now, u, out);
@@ -349,6 +465,7 @@ impl Vertical {
         );
         self.last = Some(u);
         self.redecide_at = None;
+        self.sched.refresh(&self.policy.schedule, now);
         let verdict = self.decide(now, u, out);
         out.push(self.evaluation(now, u, verdict));
     }
@@ -366,7 +483,7 @@ impl Vertical {
 
     /// The size wanted upward, with reasons; or why not.
     fn want_up(&self, u: &Usage) -> Option<Result<(Size, Vec<String>), String>> {
-        let p = &self.policy;
+        let (p, b) = (&self.policy, self.bounds());
         let (cpu, mem) = (self.cpu_high >= p.up_ticks, self.mem_high >= p.up_ticks);
         if !cpu && !mem {
             return None;
@@ -376,7 +493,10 @@ impl Vertical {
         let mut why_not = Vec::new();
         if cpu {
             let cur = self.knob_value(u.size);
-            let t = cur.saturating_add(p.cpu_step).min(p.cpu_max).max(p.cpu_min);
+            let t = cur
+                .saturating_add(p.cpu_step)
+                .min(b.cpu_max.value)
+                .max(b.cpu_min.value);
             if t > cur {
                 to = self.with_knob(to, t);
                 why.push(format!(
@@ -386,20 +506,20 @@ impl Vertical {
                     self.cpu_high
                 ));
             } else {
-                why_not.push(format!("cpu at its maximum ({})", p.cpu_max));
+                why_not.push(format!("cpu at its maximum ({})", b.cpu_max.value));
             }
         }
         if mem {
             let cur = u.size.memory_mib;
             let t = cur
                 .saturating_add(p.memory_step_mib)
-                .min(p.memory_max_mib)
-                .max(p.memory_min_mib);
+                .min(b.mem_max.value)
+                .max(b.mem_min.value);
             let room = u
                 .node_free_mib
                 .map(|f| f.saturating_sub(p.host_memory_reserve_mib));
             if t <= cur {
-                why_not.push(format!("memory at its maximum ({} MiB)", p.memory_max_mib));
+                why_not.push(format!("memory at its maximum ({} MiB)", b.mem_max.value));
             } else {
                 match room {
                     None => why_not.push("node free memory unknown: no memory growth".into()),
@@ -416,7 +536,7 @@ impl Vertical {
                             cpu::percent(Self::mem_bp(u)),
                             p.mem_up_threshold,
                             self.mem_high,
-                            if t < cur + p.memory_step_mib.min(p.memory_max_mib - cur) {
+                            if t < cur + p.memory_step_mib.min(b.mem_max.value - cur) {
                                 format!(" (step cut to {} MiB by host admission)", t - cur)
                             } else {
                                 String::new()
@@ -434,7 +554,7 @@ impl Vertical {
     }
 
     fn want_down(&self, u: &Usage) -> Option<Result<(Size, Vec<String>), String>> {
-        let p = &self.policy;
+        let (p, b) = (&self.policy, self.bounds());
         let (cpu, mem) = (self.cpu_low >= p.down_ticks, self.mem_low >= p.down_ticks);
         if !cpu && !mem {
             return None;
@@ -450,7 +570,10 @@ impl Vertical {
         let mut why_not = Vec::new();
         if cpu {
             let cur = self.knob_value(u.size);
-            let t = cur.saturating_sub(p.cpu_step).max(p.cpu_min).min(p.cpu_max);
+            let t = cur
+                .saturating_sub(p.cpu_step)
+                .max(b.cpu_min.value)
+                .min(b.cpu_max.value);
             if t < cur {
                 to = self.with_knob(to, t);
                 why.push(format!(
@@ -460,7 +583,7 @@ impl Vertical {
                     self.cpu_low
                 ));
             } else {
-                why_not.push(format!("cpu at its minimum ({})", p.cpu_min));
+                why_not.push(format!("cpu at its minimum ({})", b.cpu_min.value));
             }
         }
         if mem {
@@ -468,12 +591,12 @@ impl Vertical {
             let floor = u.mem_used_mib.saturating_add(p.memory_margin_mib);
             let stepped = cur
                 .saturating_sub(p.memory_step_mib)
-                .max(p.memory_min_mib)
-                .min(p.memory_max_mib);
+                .max(b.mem_min.value)
+                .min(b.mem_max.value);
             let t = stepped.max(floor);
             if stepped >= cur {
-                why_not.push(format!("memory at its minimum ({} MiB)", p.memory_min_mib));
-            } else if t >= cur || t > p.memory_max_mib {
+                why_not.push(format!("memory at its minimum ({} MiB)", b.mem_min.value));
+            } else if t >= cur || t > b.mem_max.value {
                 why_not.push(format!(
                     "memory would fall below usage + margin ({} + {} MiB)",
                     u.mem_used_mib, p.memory_margin_mib
@@ -496,6 +619,17 @@ impl Vertical {
     }
 
     fn decide(&mut self, now: Timestamp, u: Usage, out: &mut Vec<Output>) -> Verdict {
+        // A window's bounds first: growing into them skips the up-cooldown (like
+        // min_instances); shrinking into them is paced like any shrink.
+        if let Some((dir, to, reason)) = self.want_window(&u) {
+            if let Some(why_not) = self.blocker(now, dir, dir == Direction::Down) {
+                return Verdict::Blocked {
+                    wanted: dir,
+                    why_not,
+                };
+            }
+            return self.resize(now, u, dir, to, vec![reason], out);
+        }
         let (dir, want) = match (self.want_up(&u), self.want_down(&u)) {
             (Some(Ok(w)), _) => (Direction::Up, Ok(w)),
             // Nothing can grow: a shrink of the other dimension may still go ahead.
@@ -513,12 +647,24 @@ impl Vertical {
                 };
             }
         };
-        if let Some(why_not) = self.blocker(now, dir) {
+        if let Some(why_not) = self.blocker(now, dir, true) {
             return Verdict::Blocked {
                 wanted: dir,
                 why_not,
             };
         }
+        self.resize(now, u, dir, to, why, out)
+    }
+
+    fn resize(
+        &mut self,
+        now: Timestamp,
+        u: Usage,
+        dir: Direction,
+        to: Size,
+        why: Vec<String>,
+        out: &mut Vec<Output>,
+    ) -> Verdict {
         let id = self.next_id;
         self.next_id += 1;
         let r = Resize {
@@ -545,7 +691,7 @@ impl Vertical {
         Verdict::Acted(dir)
     }
 
-    fn blocker(&mut self, now: Timestamp, dir: Direction) -> Option<String> {
+    fn blocker(&mut self, now: Timestamp, dir: Direction, cooldowns: bool) -> Option<String> {
         let p = &self.policy;
         if let Some(f) = &self.in_flight {
             return Some(format!("resize {} still in flight", f.id));
@@ -559,7 +705,7 @@ impl Vertical {
                 .map(|t| (t.plus(p.down_cooldown), "scale_down_cooldown")),
         };
         let pacing = budget::Pacing {
-            cooldown,
+            cooldown: cooldown.filter(|_| cooldowns),
             retry_at: self.retry_at,
             failures: self.failures,
             what: "resize(s)",

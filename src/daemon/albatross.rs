@@ -127,7 +127,9 @@ impl Daemon {
             .with_context(|| format!("decision log {:?}", config.daemon.decision_log))?;
         let vcpus: VcpuMap = Arc::default();
         let actuator = Arc::new(AlbatrossActuator::new(by_group, vcpus.clone()));
-        let engine = Engine::new(engine_groups(&config), Options::default(), Timestamp::ZERO);
+        // Schedules see wall-clock time: t = 0 is now (the runner's start below).
+        let engine = Engine::new(engine_groups(&config), Options::default(), Timestamp::ZERO)
+            .with_wall_origin(super::unix_ms_now());
         let settings = Settings {
             dry_run: opts.dry_run,
             state_file: config.daemon.state_file.clone(),

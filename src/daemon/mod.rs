@@ -12,3 +12,11 @@ pub mod state_file;
 
 pub use notice::{Notice, Notices};
 pub use runner::{Actuator, Event, Runner, Settings};
+
+/// The Unix time in milliseconds: the wall-clock origin (t = 0) handed to the
+/// engines at start, against which schedules are evaluated.
+pub fn unix_ms_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

@@ -26,6 +26,11 @@ pub struct GroupStatus {
     pub instances: u32,
     pub min_instances: u32,
     pub max_instances: u32,
+    /// Names of the schedule windows in force (`schedule` policy key).
+    pub active_windows: Vec<String>,
+    /// The bounds in force: the schedule's while a window is active, else the above.
+    pub effective_min_instances: u32,
+    pub effective_max_instances: u32,
     /// vCPU-weighted average CPU % of members with a share (not only fresh ones).
     pub cpu_percent: Option<f64>,
     pub scale_up_threshold: u32,
@@ -105,6 +110,7 @@ impl Status {
                 let (up, down) = c.cooldowns_left(now);
                 let (high, low) = c.counters();
                 let control = c.control();
+                let (eff_min, eff_max) = c.instance_bounds();
                 GroupStatus {
                     name: c.group().to_string(),
                     primary: c.primary().to_string(),
@@ -113,6 +119,9 @@ impl Status {
                     instances: u32::try_from(members.len()).unwrap_or(u32::MAX),
                     min_instances: p.min_instances,
                     max_instances: p.max_instances,
+                    active_windows: c.active_windows().map(str::to_string).collect(),
+                    effective_min_instances: eff_min,
+                    effective_max_instances: eff_max,
                     cpu_percent: avg,
                     scale_up_threshold: p.scale_up_threshold,
                     scale_down_threshold: p.scale_down_threshold,

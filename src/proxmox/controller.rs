@@ -179,6 +179,16 @@ impl Controller {
         &self.client
     }
 
+    /// Anchor t = 0 at `origin_ms` (Unix ms) for the containers' schedules.
+    pub fn set_wall_origin(&mut self, origin_ms: i64) {
+        self.engine.set_wall_origin(origin_ms);
+        for c in &mut self.containers {
+            if let Some(v) = c.vertical.take() {
+                c.vertical = Some(v.with_wall_origin(origin_ms));
+            }
+        }
+    }
+
     /// The horizontal engine (groups, members, counters).
     pub fn engine(&self) -> &Engine {
         &self.engine

@@ -104,6 +104,8 @@ pub async fn run(
     let mut c = observed_controller(config, opts.dry_run, opts.observer.clone())?
         .with_approvals(opts.approvals.clone(), opts.notices.clone());
     let start = Instant::now();
+    // Schedules see wall-clock time: t = 0 is now.
+    c.set_wall_origin(crate::daemon::unix_ms_now());
     let now = || Timestamp(u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX));
     if opts.once {
         let r = c.cycle(now()).await?;

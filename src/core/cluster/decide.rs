@@ -8,6 +8,8 @@ impl Cluster {
     /// One tick: deaths, group average over fresh members, counters, decision.
     pub(super) fn evaluate(&mut self, now: Timestamp, out: &mut Vec<Output>) {
         self.check_deaths(now, out);
+        // Once per tick at most, and only when a window may have opened or closed.
+        self.sched.refresh(&self.policy.schedule, now);
         self.last_eval = now;
         self.redecide_at = None;
         let (avg, fresh) = self.average(now);
@@ -105,6 +107,29 @@ impl Cluster {
             .saturating_sub(u32::try_from(leaving).unwrap_or(u32::MAX))
     }
 
+    /// Effective instance bounds (see [`schedule::Schedule::instances`]).
+    pub(super) fn bounds(&self) -> (Limit, Limit) {
+        let p = &self.policy;
+        if self.sched.active.is_empty() {
+            let at = |value| Limit { value, by: None };
+            return (at(p.min_instances), at(p.max_instances));
+        }
+        p.schedule
+            .instances(&self.sched.active, p.min_instances, p.max_instances)
+    }
+
+    /// A bound for reasons: `min_instances (2)`, or `schedule 'nights' max 1`.
+    pub(super) fn limit_text(&self, l: Limit, which: &str) -> String {
+        match l.by {
+            None => format!("{which}_instances ({})", l.value),
+            Some(i) => format!(
+                "schedule '{}' {which} {}",
+                self.policy.schedule.name(i),
+                l.value
+            ),
+        }
+    }
+
     pub(super) fn primary_state(&self) -> Option<MemberState> {
         // Members are in join order: the primary is nearly always first.
         self.members
@@ -134,14 +159,26 @@ impl Cluster {
             Some(_) => self.emergency_left.min(step),
             None => 0,
         };
-        let emergency = self.emergency_left > 0 && self.staying() >= p.min_instances;
-        let (want, reason) = if self.staying() < p.min_instances {
+        let (min, max) = self.bounds();
+        let staying = self.staying();
+        let below_min = staying < min.value;
+        let emergency = self.emergency_left > 0 && !below_min;
+        let (want, reason) = if below_min {
+            let reason = match min.by {
+                None => format!("below min_instances ({staying} < {})", min.value),
+                Some(_) => format!(
+                    "{} ({staying} instance(s) now)",
+                    self.limit_text(min, "min")
+                ),
+            };
+            (Action::ScaleUp, reason)
+        } else if max.by.is_some() && staying > max.value {
+            // A window's maximum (energy saving): down with the normal pacing.
             (
-                Action::ScaleUp,
+                Action::ScaleDown,
                 format!(
-                    "below min_instances ({} < {})",
-                    self.staying(),
-                    p.min_instances
+                    "{} ({staying} instance(s) now)",
+                    self.limit_text(max, "max")
                 ),
             )
         } else if emergency {
@@ -181,7 +218,6 @@ impl Cluster {
         } else {
             return Verdict::Hold;
         };
-        let below_min = reason.starts_with("below");
         // Emergency skips the up-cooldown; every other rule of blocker() applies.
         let verdict = match self.blocker(now, want, !below_min && !emergency) {
             Some(why_not) => Verdict::Blocked {
@@ -216,7 +252,6 @@ impl Cluster {
         want: Action,
         cooldowns: bool,
     ) -> Option<String> {
-        let p = &self.policy;
         if let Some(f) = &self.in_flight {
             return Some(format!(
                 "{} of {} still in flight",
@@ -224,15 +259,17 @@ impl Cluster {
                 f.instance
             ));
         }
+        let (min, max) = self.bounds();
         match want {
-            Action::ScaleUp if self.count() >= p.max_instances => {
-                return Some(format!("at max_instances ({})", p.max_instances));
+            Action::ScaleUp if self.count() >= max.value => {
+                return Some(format!("at {}", self.limit_text(max, "max")));
             }
-            Action::ScaleDown if self.staying() <= p.min_instances => {
-                return Some(format!("at min_instances ({})", p.min_instances));
+            Action::ScaleDown if self.staying() <= min.value => {
+                return Some(format!("at {}", self.limit_text(min, "min")));
             }
             _ => {}
         }
+        let p = &self.policy;
         if let (Action::ScaleUp, Some(max)) = (want, p.max_cost_micros) {
             let n = u64::from(self.count()) + 1;
             let cost = n.saturating_mul(p.instance_cost_micros);

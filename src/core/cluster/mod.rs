@@ -16,6 +16,7 @@ use super::naming;
 use super::output::{Action, ActionId, Decision, Evaluation, Output, SampleReport, Verdict};
 use super::policy::{Policy, PrimaryDeath};
 use super::predict;
+use super::schedule::{self, Limit};
 use super::time::{Timestamp, fmt_dur};
 use crate::name::Name;
 
@@ -150,6 +151,8 @@ pub struct Cluster {
     /// The last evaluation was at or above `emergency_threshold`: a burst starts on
     /// the crossing only, not again while the average stays up.
     emergency_above: bool,
+    /// The policy's schedule: windows in force, and when to look again.
+    sched: schedule::Tracker,
 }
 
 impl Cluster {
@@ -157,6 +160,7 @@ impl Cluster {
     /// clock starts now).
     pub fn new(primary: Name, policy: Policy, now: Timestamp) -> Self {
         let primary = Arc::new(primary);
+        let policy_schedule = policy.schedule.clone();
         let mut members = Members::default();
         members.insert(Member {
             name: primary.clone(),
@@ -198,6 +202,7 @@ impl Cluster {
             control: Control::default(),
             emergency_left: 0,
             emergency_above: false,
+            sched: schedule::Tracker::new(&policy_schedule, now),
         }
     }
 
@@ -220,6 +225,28 @@ impl Cluster {
     /// and members are kept; the new bounds apply from the next evaluation.
     pub fn set_policy(&mut self, policy: Policy) {
         self.policy = policy;
+        self.sched.reset(&self.policy.schedule, self.last_eval);
+    }
+
+    /// Set the Unix time (ms) of t = 0, which schedules are evaluated against.
+    pub fn set_wall_origin(&mut self, origin_ms: i64) {
+        self.sched.origin = origin_ms;
+        self.sched.reset(&self.policy.schedule, self.last_eval);
+    }
+
+    /// Names of the schedule windows in force (as of the last evaluation).
+    pub fn active_windows(&self) -> impl Iterator<Item = &str> {
+        self.sched
+            .active
+            .iter()
+            .map(|&i| self.policy.schedule.name(i))
+    }
+
+    /// Effective `(min, max)` instances: the policy's, or a schedule's while one of
+    /// its windows is in force.
+    pub fn instance_bounds(&self) -> (u32, u32) {
+        let (lo, hi) = self.bounds();
+        (lo.value, hi.value)
     }
 
     /// Members, by name.
@@ -265,11 +292,16 @@ impl Cluster {
         let eval = self
             .last_eval
             .plus(self.policy.sample_interval.mul_f32(1.5));
-        [Some(eval), Some(self.death_check_at), self.redecide_at]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(eval)
+        [
+            Some(eval),
+            Some(self.death_check_at),
+            self.redecide_at,
+            self.sched.due,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(eval)
     }
 
     /// Advance the state machine.
@@ -392,7 +424,9 @@ impl Cluster {
         if now >= self.death_check_at {
             self.check_deaths(now, out);
         }
-        if self.redecide_at.is_some_and(|t| t <= now) {
+        // A window opened or closed: its bounds apply now, not at the next sample.
+        let window = self.sched.refresh(&self.policy.schedule, now);
+        if window || self.redecide_at.is_some_and(|t| t <= now) {
             // A cooldown or backoff that blocked an action ended: decide again with
             // the counters as they are, without counting a tick.
             self.redecide_at = None;
