@@ -36,6 +36,7 @@ pub mod http;
 pub mod jsonl;
 pub mod metrics;
 pub mod name;
+pub mod notify;
 pub mod proxmox;
 pub mod sim;
 pub mod testing;

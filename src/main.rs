@@ -32,6 +32,8 @@ enum Command {
     Info(cli::info::InfoArgs),
     /// Print live statistics samples from an albatross endpoint.
     Stats(cli::info::StatsArgs),
+    /// Send a test notification to every [[notify]] sink and report each result.
+    NotifyTest(cli::notify_test::Args),
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
     Completions(cli::completions::Args),
     /// Print the man page (roff): `albatross-autoscale man | man -l -`.
@@ -45,6 +47,7 @@ fn main() -> ExitCode {
         Command::Run(args) => cli::run::run(args),
         Command::Info(args) => cli::info::info(args),
         Command::Stats(args) => cli::info::stats(args),
+        Command::NotifyTest(args) => cli::notify_test::run(args),
         Command::Validate(args) => cli::validate::run(args),
         Command::Replay(args) => cli::replay::run(args),
         Command::Simulate(args) => cli::simulate::run(args),

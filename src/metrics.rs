@@ -94,6 +94,9 @@ pub const SERIES: &[&str] = &[
     "proxmox_breaker_state",
     "http_requests_total",
     "approvals_pending",
+    "notify_sent_total",
+    "notify_failed_total",
+    "notify_dropped_total",
     "build_info",
 ];
 
@@ -115,6 +118,7 @@ pub struct Metrics {
     pve_breaker: Family<NodeL, Gauge>,
     http: Family<CodeL, Counter>,
     approvals: Gauge,
+    notify: crate::notify::Counters,
     /// Last wanted direction per group (+1 up, -1 down, 0 none), for the desired count.
     wanted: Mutex<HashMap<String, i64>>,
     /// When a cluster-wide Proxmox poll last succeeded (for `/ready`).
@@ -147,6 +151,7 @@ impl Metrics {
             pve_breaker: Family::default(),
             http: Family::default(),
             approvals: Gauge::default(),
+            notify: crate::notify::Counters::default(),
             wanted: Mutex::default(),
             pve_polled: Mutex::default(),
         };
@@ -226,6 +231,21 @@ impl Metrics {
             "approvals_pending",
             "Decisions waiting for an operator's approval (require_approval)",
             m.approvals.clone(),
+        );
+        r.register(
+            "notify_sent",
+            "Notifications delivered, by sink",
+            m.notify.sent.clone(),
+        );
+        r.register(
+            "notify_failed",
+            "Notifications given up after every retry, by sink",
+            m.notify.failed.clone(),
+        );
+        r.register(
+            "notify_dropped",
+            "Notifications dropped unsent (queue full: oldest first), by sink",
+            m.notify.dropped.clone(),
         );
         let build = Info::new(BuildL {
             version: env!("CARGO_PKG_VERSION").into(),
@@ -340,6 +360,11 @@ impl Metrics {
         self.pve_breaker
             .get_or_create(&NodeL { node: node.into() })
             .set(state);
+    }
+
+    /// The notification counters (shared with the dispatcher that updates them).
+    pub fn notify(&self) -> &crate::notify::Counters {
+        &self.notify
     }
 
     /// Count an API response.

@@ -511,6 +511,7 @@ async fn metrics_are_valid_exposition_with_the_documented_series() {
     r.api.metrics().observe_proxmox_request("pve1", 0.02);
     r.api.metrics().observe_proxmox_request("pve1", 3.0);
     r.api.metrics().set_proxmox_breaker("pve1", 2);
+    r.api.metrics().notify().add_sink("ops");
     let web = Arc::new(Name::parse("alice:web").unwrap());
     r.api.record(&Output::ActionFailed {
         id: 9,
@@ -549,6 +550,12 @@ async fn metrics_are_valid_exposition_with_the_documented_series() {
     assert!(
         m.text
             .contains("albatross_autoscale_proxmox_breaker_state{node=\"pve1\"} 2")
+    );
+    assert!(
+        m.text
+            .contains("albatross_autoscale_notify_dropped_total{sink=\"ops\"} 0"),
+        "{}",
+        m.text
     );
     // The parser rejects what Prometheus would.
     assert!(parse_exposition("x 1\n# EOF\n").is_err());

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::actuator::VcpuMap;
 use super::client::Client;
 use crate::daemon::Event;
+use crate::daemon::albatross::Reach;
 use crate::name::Name;
 use crate::wire::{Data, Payload, StatsData, Success};
 
@@ -60,6 +61,7 @@ pub async fn run(
     vcpus: VcpuMap,
     backoff: Backoff,
     health: Arc<StreamHealth>,
+    mut reach: Reach,
     shutdown: CancellationToken,
 ) {
     let endpoint = client.endpoint().to_string();
@@ -70,8 +72,14 @@ pub async fn run(
             () = shutdown.cancelled() => return,
             r = one_stream(&client, &events, &vcpus, &health) => r,
         };
-        health.up.store(false, Ordering::Relaxed);
         let (got_samples, why) = delivered;
+        // Subscribed then ended: reachable, a reconnect may well work. Never
+        // subscribed: the endpoint is down (one notice per outage).
+        if health.up.swap(false, Ordering::Relaxed) {
+            reach.reachable();
+        } else {
+            reach.failed(&why);
+        }
         if got_samples {
             attempt = 0;
         }

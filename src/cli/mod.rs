@@ -5,6 +5,7 @@ pub mod completions;
 pub mod decode;
 pub mod demo;
 pub mod info;
+pub mod notify_test;
 pub mod replay;
 pub mod run;
 pub mod simulate;

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::daemon::albatross::{Daemon, RunOptions};
 use crate::http;
+use crate::notify;
 use crate::proxmox;
 
 /// Arguments of `run`.
@@ -66,6 +67,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // One book of decisions waiting for approval, shared by both loops and the API.
     let approvals = crate::daemon::approvals::SharedBook::default();
     let (pve_approvals, inbox) = crate::daemon::approvals::Inbox::channel();
+    // Sinks open (secret files read) before anything runs; they listen from the start.
+    let sinks = notify::Sink::open_all(&config.notify).map_err(anyhow::Error::msg)?;
+    let heard = notices.subscribe();
     let mut pve_opts = proxmox::RunOptions {
         dry_run: args.dry_run,
         once: args.once,
@@ -79,7 +83,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if !config.endpoints.is_empty() {
             tracing::warn!("--once: albatross groups are skipped (their statistics are a stream)");
         }
-        rt.block_on(proxmox::run(&config, pve_opts, CancellationToken::new()))?;
+        rt.block_on(async {
+            let sent = start_notify(sinks, heard, notify::Counters::default());
+            let r = proxmox::run(&config, pve_opts, CancellationToken::new()).await;
+            if let Some(d) = sent {
+                d.finish(NOTIFY_GRACE).await;
+            }
+            r
+        })?;
         return Ok(ExitCode::SUCCESS);
     }
     rt.block_on(async move {
@@ -110,6 +121,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 Some(api)
             }
         };
+        let counters = api.as_ref().map(|a| a.metrics().notify().clone()).unwrap_or_default();
+        let sent = start_notify(sinks, heard, counters);
         // Proxmox request latency and breaker states go to the API's metrics.
         if let Some(api) = &api {
             let metrics: std::sync::Arc<dyn proxmox::client::Observer> = api.metrics().clone();
@@ -145,6 +158,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                         {
                             tracing::error!(error = %e, "[http] reload rejected; keeping the running API keys and settings");
                         }
+                        if c.notify != config.notify {
+                            tracing::warn!("[[notify]] changed: restart the daemon to apply that part");
+                        }
                         if c.proxmox != config.proxmox || c.lxc != config.lxc {
                             tracing::warn!("[proxmox] / [[lxc]] changed: restart the daemon to apply that part");
                         }
@@ -160,12 +176,35 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if let Some(d) = daemon {
             d.stop().await;
         }
-        match pve.await {
+        let pve = pve.await;
+        // After the engines: their last notices still go out.
+        if let Some(d) = sent {
+            d.finish(NOTIFY_GRACE).await;
+        }
+        match pve {
             Ok(r) => r?,
             Err(e) => bail!("the Proxmox task failed: {e}"),
         }
         anyhow::Ok(ExitCode::SUCCESS)
     })
+}
+
+/// How long shutdown waits for queued notifications.
+const NOTIFY_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Deliver `heard` notices to `sinks`, if there are any.
+fn start_notify(
+    sinks: Vec<notify::Sink>,
+    heard: tokio::sync::broadcast::Receiver<crate::daemon::Notice>,
+    counters: notify::Counters,
+) -> Option<notify::Dispatcher> {
+    if sinks.is_empty() {
+        return None;
+    }
+    for s in &sinks {
+        tracing::info!(sink = s.name(), kind = %s.kind(), events = ?s.config.events, "notification sink");
+    }
+    Some(notify::Dispatcher::start(sinks, heard, counters))
 }
 
 /// Half of `WATCHDOG_USEC` when systemd set it for this process.

@@ -3,6 +3,7 @@
 
 mod daemon;
 pub mod http;
+pub mod notify;
 mod policy;
 pub mod proxmox;
 mod schedule;
@@ -33,6 +34,8 @@ pub struct Config {
     pub lxc: Vec<proxmox::Lxc>,
     /// `[http]`: status API and metrics (off by default).
     pub http: http::Http,
+    /// `[[notify]]`: notification sinks.
+    pub notify: Vec<notify::Notify>,
 }
 
 /// One scaling group.
@@ -75,6 +78,7 @@ const TOP_KEYS: &[&str] = &[
     "proxmox",
     "lxc",
     "http",
+    "notify",
 ];
 
 impl Config {
@@ -131,6 +135,7 @@ fn build(mut table: toml::Table, base: &Path, problems: &mut Vec<String>) -> Opt
     let endpoints = daemon::endpoints(table.remove("albatross"), base, problems);
     let daemon = daemon::daemon(table.remove("daemon"), base, problems);
     let http = http::http(table.remove("http"), base, problems);
+    let notify = notify::notify(table.remove("notify"), base, problems);
     let pve = proxmox::proxmox(table.remove("proxmox"), base, problems);
     let lxc = proxmox::lxcs(table.remove("lxc"), pve.as_ref(), &defaults, problems);
     let groups = match table.remove("group") {
@@ -221,6 +226,7 @@ fn build(mut table: toml::Table, base: &Path, problems: &mut Vec<String>) -> Opt
         proxmox: pve,
         lxc,
         http,
+        notify,
     })
 }
 

@@ -61,6 +61,8 @@ pub struct Daemon {
     vcpus: VcpuMap,
     /// Group → endpoint name, as last applied.
     placement: HashMap<Name, String>,
+    /// Where streams publish `unreachable` notices.
+    notices: Notices,
     /// One daemon per state file: held until the daemon (and, in `stop`, the engine
     /// task's last state save) is gone.
     _lock: StateLock,
@@ -159,6 +161,7 @@ impl Daemon {
             actuator,
             vcpus,
             placement: place,
+            notices: opts.notices.clone(),
             _lock: lock,
         };
         for ep in &config.endpoints {
@@ -191,6 +194,7 @@ impl Daemon {
             self.vcpus.clone(),
             backoff,
             health,
+            Reach::new(&ep.name, &self.notices),
             stop.clone(),
         ));
         let name = ep.name.clone();
@@ -284,10 +288,11 @@ impl Daemon {
                     max: ep.reconnect_max,
                 };
                 let stop = self.shutdown.child_token();
+                let mut reach = Reach::new(&ep.name, &self.notices);
                 tokio::spawn(async move {
                     tokio::select! {
                         () = stop.cancelled() => {}
-                        _ = reconcile(&client, &fresh, &actuator, &events, &vcpus, backoff) => {}
+                        _ = reconcile(&client, &fresh, &actuator, &events, &vcpus, backoff, &mut reach) => {}
                     }
                 });
             }
@@ -320,14 +325,48 @@ async fn endpoint_task(
     vcpus: VcpuMap,
     backoff: Backoff,
     health: Arc<StreamHealth>,
+    mut reach: Reach,
     shutdown: CancellationToken,
 ) {
     let done = tokio::select! {
         () = shutdown.cancelled() => return,
-        ok = reconcile(&client, &groups, &actuator, &events, &vcpus, backoff) => ok,
+        ok = reconcile(&client, &groups, &actuator, &events, &vcpus, backoff, &mut reach) => ok,
     };
     if done {
-        stats::run(client, events, vcpus, backoff, health, shutdown).await;
+        stats::run(client, events, vcpus, backoff, health, reach, shutdown).await;
+    }
+}
+
+/// `unreachable` notices of one endpoint: one per outage, not one per retry.
+#[derive(Debug)]
+pub struct Reach {
+    target: String,
+    notices: Notices,
+    down: bool,
+}
+
+impl Reach {
+    pub fn new(endpoint: &str, notices: &Notices) -> Self {
+        Self {
+            target: format!("albatross:{endpoint}"),
+            notices: notices.clone(),
+            down: false,
+        }
+    }
+
+    /// A connection attempt failed.
+    pub fn failed(&mut self, reason: &str) {
+        if !std::mem::replace(&mut self.down, true) {
+            self.notices.publish(super::Notice::Unreachable {
+                target: self.target.clone(),
+                reason: reason.to_string(),
+            });
+        }
+    }
+
+    /// The endpoint answered.
+    pub fn reachable(&mut self) {
+        self.down = false;
     }
 }
 
@@ -341,12 +380,17 @@ async fn reconcile(
     events: &mpsc::Sender<Event>,
     vcpus: &VcpuMap,
     backoff: Backoff,
+    reach: &mut Reach,
 ) -> bool {
     let mut delay = backoff.min;
     let running = loop {
         match client.info(None).await {
-            Ok(list) => break list,
+            Ok(list) => {
+                reach.reachable();
+                break list;
+            }
             Err(e) => {
+                reach.failed(&e.to_string());
                 tracing::warn!(endpoint = client.endpoint(), error = %e, retry_in = ?delay, "cannot list unikernels; retrying");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(backoff.max);

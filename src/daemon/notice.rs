@@ -4,8 +4,13 @@
 //! to, or that a slow listener misses, is dropped (a broadcast channel lags, it does
 //! not push back on the engine).
 
+use std::collections::HashMap;
+use std::time::Duration;
+
 use serde::Serialize;
 use tokio::sync::broadcast;
+
+use crate::core::Timestamp;
 
 /// One notice. Serialised as the body of plain JSON notifications, so field names are
 /// an interface: add, do not rename.
@@ -109,9 +114,137 @@ impl Notices {
     }
 }
 
+/// Which ceiling a "why not" names: `budget` (`max_actions_per_hour`) or `cost`.
+pub fn ceiling_of(why_not: &str) -> Option<&'static str> {
+    if why_not.contains("max_actions_per_hour") {
+        Some("budget")
+    } else if why_not.starts_with("cost") || why_not.contains("max_cost_per_hour") {
+        Some("cost")
+    } else {
+        None
+    }
+}
+
+/// Turns evaluations into `ceiling_reached` notices: one when a group starts being
+/// held back by a ceiling, none while every evaluation says so again (a tick each),
+/// and at most one per group and ceiling an hour when it flaps in and out.
+#[derive(Debug, Default)]
+pub struct Ceilings {
+    groups: HashMap<String, Held>,
+}
+
+/// One group: the ceiling it is held at now, if any, and the last notice per ceiling.
+#[derive(Debug, Default)]
+struct Held {
+    now: Option<&'static str>,
+    sent: Vec<(&'static str, Timestamp)>,
+}
+
+const RENOTIFY: Duration = Duration::from_secs(3600);
+
+impl Ceilings {
+    /// One evaluation of `group` at `now`, `blocked` being its "why not" if an
+    /// action was wanted and not taken. Returns the notice to publish, if any.
+    pub fn observe(
+        &mut self,
+        now: Timestamp,
+        group: &str,
+        blocked: Option<&str>,
+    ) -> Option<Notice> {
+        let hit = blocked.and_then(|w| ceiling_of(w).map(|c| (c, w)));
+        let Held { now: held, sent } = self.groups.entry(group.to_string()).or_default();
+        let Some((ceiling, why)) = hit else {
+            *held = None;
+            return None;
+        };
+        if *held == Some(ceiling) {
+            return None;
+        }
+        *held = Some(ceiling);
+        let recent = sent
+            .iter()
+            .any(|(c, t)| *c == ceiling && now.since(*t) < RENOTIFY);
+        if recent {
+            return None;
+        }
+        sent.retain(|(c, _)| *c != ceiling);
+        sent.push((ceiling, now));
+        Some(Notice::CeilingReached {
+            group: group.to_string(),
+            ceiling: ceiling.to_string(),
+            reason: why.to_string(),
+        })
+    }
+}
+
+/// Once-per-outage `unreachable` notices: the first failure of a target since it
+/// was last reachable publishes one; later failures (retries) publish nothing.
+#[derive(Debug, Default)]
+pub struct Outages {
+    down: std::collections::HashSet<String>,
+}
+
+impl Outages {
+    /// `target` failed with `reason`: the notice, if this starts an outage.
+    pub fn failed(&mut self, target: &str, reason: &str) -> Option<Notice> {
+        self.down
+            .insert(target.to_string())
+            .then(|| Notice::Unreachable {
+                target: target.to_string(),
+                reason: reason.to_string(),
+            })
+    }
+
+    /// `target` answered: a later failure is a new outage.
+    pub fn reachable(&mut self, target: &str) {
+        self.down.remove(target);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_ceiling_notice_per_streak_and_at_most_one_an_hour() {
+        let mut c = Ceilings::default();
+        let budget = Some("max_actions_per_hour (4) used up");
+        let t = |s: u64| Timestamp(s * 1000);
+        let n = c.observe(t(0), "a:web", budget).expect("first block");
+        assert_eq!(n.kind(), "ceiling_reached");
+        assert!(matches!(&n, Notice::CeilingReached { ceiling, .. } if ceiling == "budget"));
+        assert!(c.observe(t(10), "a:web", budget).is_none(), "same streak");
+        assert!(c.observe(t(10), "b:web", budget).is_some(), "another group");
+        // Cost is another ceiling: a notice of its own.
+        let cost =
+            Some("cost: 3 instances at 1.00/h would cost 3.00/h, above max_cost_per_hour (2.00)");
+        assert!(
+            matches!(c.observe(t(20), "a:web", cost), Some(Notice::CeilingReached { ceiling, .. }) if ceiling == "cost")
+        );
+        assert!(
+            c.observe(t(30), "a:web", Some("scale_up_cooldown: 1m left"))
+                .is_none()
+        );
+        assert!(
+            c.observe(t(40), "a:web", budget).is_none(),
+            "flapping within the hour"
+        );
+        assert!(c.observe(t(50), "a:web", None).is_none());
+        assert!(
+            c.observe(t(3700), "a:web", budget).is_some(),
+            "a new streak an hour later"
+        );
+    }
+
+    #[test]
+    fn one_unreachable_notice_per_outage() {
+        let mut o = Outages::default();
+        assert!(o.failed("albatross:a", "refused").is_some());
+        assert!(o.failed("albatross:a", "refused").is_none());
+        assert!(o.failed("proxmox:pve1", "timeout").is_some());
+        o.reachable("albatross:a");
+        assert!(o.failed("albatross:a", "refused").is_some());
+    }
 
     #[test]
     fn publish_without_listener_is_fine_and_listeners_get_json_with_the_event_name() {

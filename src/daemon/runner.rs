@@ -14,9 +14,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::approvals::{self, At, Command, Owner, SharedBook};
 use super::decision_log::DecisionLog;
-use super::notice::Notices;
+use super::notice::{Ceilings, Notice, Notices};
 use super::ownership::Ownership;
-use crate::core::{Action, Decision, Engine, Input, Output, Policy, Timestamp};
+use crate::core::{Action, Decision, Engine, Input, Output, Policy, Timestamp, Verdict};
 use crate::http::status::Status;
 use crate::name::Name;
 
@@ -115,6 +115,7 @@ pub struct Runner<A> {
     /// Decisions waiting for an operator (`require_approval`), by approval id.
     approvals: SharedBook,
     held: Vec<(String, Decision)>,
+    ceilings: Ceilings,
 }
 
 type Done = (Decision, Result<(), String>);
@@ -141,6 +142,7 @@ impl<A: Actuator> Runner<A> {
             notices: Notices::default(),
             approvals: SharedBook::default(),
             held: Vec::new(),
+            ceilings: Ceilings::default(),
         }
     }
 
@@ -354,6 +356,15 @@ impl<A: Actuator> Runner<A> {
             if let Output::Decision(d) = &o {
                 self.dispatch(now, d, in_flight);
             }
+            if let Output::Evaluation(e) = &o {
+                let why_not = match &e.verdict {
+                    Verdict::Blocked { why_not, .. } => Some(why_not.as_str()),
+                    _ => None,
+                };
+                if let Some(n) = self.ceilings.observe(now, &e.group.to_string(), why_not) {
+                    self.notices.publish(n);
+                }
+            }
             if let Output::ActionFailed {
                 group,
                 action,
@@ -387,6 +398,7 @@ impl<A: Actuator> Runner<A> {
                 if self.ownership.remove(&group, &instance) {
                     self.save_ownership();
                 }
+                self.publish_outcome(d, &Ok(()));
                 return;
             }
             _ if !self.settings.dry_run && self.engine.needs_approval(d) => {
@@ -410,6 +422,7 @@ impl<A: Actuator> Runner<A> {
             _ => {}
         }
         if self.settings.dry_run {
+            self.publish_outcome(d, &Ok(()));
             if d.action.needs_result() {
                 let ack = Input::ActionResult {
                     group: (*d.group).clone(),
@@ -536,6 +549,7 @@ impl<A: Actuator> Runner<A> {
         if gone && self.ownership.remove(&group, &instance) {
             self.save_ownership();
         }
+        self.publish_outcome(&d, &r);
         if r.is_ok() {
             self.log.done(&d, now.as_millis());
             tracing::info!(%group, action = d.action.as_str(), %instance, "action done");
@@ -551,6 +565,30 @@ impl<A: Actuator> Runner<A> {
         } else if let Err(e) = r {
             tracing::warn!(%group, action = d.action.as_str(), %instance, error = %e, "cleanup failed; the instance stays in the ownership record");
         }
+    }
+
+    /// `decision_executed` or `action_failed` for notification sinks.
+    fn publish_outcome(&self, d: &Decision, r: &Result<(), String>) {
+        let (group, instance, action) = (
+            d.group.to_string(),
+            d.instance.to_string(),
+            d.action.as_str().to_string(),
+        );
+        self.notices.publish(match r {
+            Ok(()) => Notice::DecisionExecuted {
+                group,
+                instance,
+                action,
+                reason: d.reason.clone(),
+                dry_run: self.settings.dry_run,
+            },
+            Err(e) => Notice::ActionFailed {
+                group,
+                instance,
+                action,
+                reason: e.clone(),
+            },
+        });
     }
 
     fn save_ownership(&self) {

@@ -15,6 +15,7 @@ use super::limit::{Clock, Limiter};
 use crate::albatross::stats::StreamHealth;
 use crate::config::Config;
 use crate::config::http::Http;
+use crate::config::notify::Kind;
 use crate::config::proxmox::{Secret, Tls};
 use crate::core::{Output, Policy, Verdict};
 use crate::daemon::approvals::{Command, SharedBook};
@@ -316,6 +317,27 @@ pub fn redacted(c: &Config) -> Value {
             "tag": p.tag,
         })
     });
+    // URLs only by origin (Slack paths and ntfy topics are secrets), secrets not at all.
+    let notify: Vec<Value> = c
+        .notify
+        .iter()
+        .map(|n| {
+            let kind = match &n.kind {
+                Kind::Webhook(w) => json!({
+                    "kind": "webhook", "url": crate::config::notify::origin(&w.url),
+                    "format": w.format.as_str(), "signed": w.secret_file.is_some(),
+                    "token": w.token_file.as_ref().map(|_| "<redacted: file>"),
+                }),
+                Kind::Email(e) => json!({
+                    "kind": "email", "smtp_host": e.smtp_host, "smtp_port": e.smtp_port,
+                    "starttls": e.starttls, "username": e.username,
+                    "password": e.password_file.as_ref().map(|_| "<redacted: file>"),
+                    "from": e.from, "to": e.to,
+                }),
+            };
+            json!({"name": n.name, "events": n.events, "timeout": humantime::format_duration(n.timeout).to_string(), "sink": kind})
+        })
+        .collect();
     json!({
         "policy": policy(&c.policy),
         "groups": groups,
@@ -331,5 +353,6 @@ pub fn redacted(c: &Config) -> Value {
             "max_body_bytes": c.http.max_body_bytes,
             "decisions_kept": c.http.decisions_kept,
         },
+        "notify": notify,
     })
 }

@@ -19,9 +19,9 @@ use super::state::CloneState;
 use super::types::Resource;
 use crate::config::proxmox::{Lxc, Mode};
 use crate::core::vertical::{self, Resize, Size, Usage, Vertical};
-use crate::core::{Action, Decision, Engine, Input, Options, Output, Timestamp};
-use crate::daemon::Notices;
+use crate::core::{Action, Decision, Engine, Input, Options, Output, Timestamp, Verdict};
 use crate::daemon::approvals::SharedBook;
+use crate::daemon::notice::{Ceilings, Notice, Notices};
 use crate::jsonl;
 use crate::name::Name;
 
@@ -104,6 +104,8 @@ pub struct Controller {
     approvals: SharedBook,
     notices: Notices,
     held: Vec<(String, Job)>,
+    /// Horizontal and vertical streaks are separate: one holding does not end the other's.
+    ceilings: [Ceilings; 2],
 }
 
 impl Controller {
@@ -164,6 +166,7 @@ impl Controller {
             approvals: SharedBook::default(),
             notices: Notices::default(),
             held: Vec::new(),
+            ceilings: Default::default(),
         })
     }
 
@@ -486,13 +489,18 @@ impl Controller {
                 ..
             } => {
                 tracing::info!(vmid, ?wanted, %why_not, "resize not made");
+                if let Some(n) = self.ceilings[1].observe(t, &name, Some(&why_not)) {
+                    self.notices.publish(n);
+                }
                 self.write(
                     json!({"event": "why_not", "t_ms": t.as_millis(), "group": name, "vmid": vmid,
                     "wanted": wanted, "why_not": why_not}),
                 );
                 report.blocked.push((vmid, why_not));
             }
-            vertical::Output::Evaluation { .. } => {}
+            vertical::Output::Evaluation { t, .. } => {
+                self.ceilings[1].observe(t, &name, None);
+            }
             vertical::Output::Failed {
                 id,
                 t,
@@ -500,6 +508,12 @@ impl Controller {
                 retry_in,
             } => {
                 tracing::warn!(vmid, %error, "resize failed");
+                self.notices.publish(Notice::ActionFailed {
+                    group: name.clone(),
+                    instance: format!("vmid {vmid}"),
+                    action: "resize".into(),
+                    reason: error.clone(),
+                });
                 self.write(json!({"event": "action_failed", "t_ms": t.as_millis(), "group": name, "vmid": vmid,
                     "action": "resize", "id": id, "error": error, "retry_in_ms": retry_in.as_millis() as u64}));
             }
@@ -521,11 +535,19 @@ impl Controller {
             }
             self.write(v);
         }
+        if let Output::Evaluation(e) = &o {
+            let why_not = match &e.verdict {
+                Verdict::Blocked { why_not, .. } => Some(why_not.as_str()),
+                _ => None,
+            };
+            if let Some(n) = self.ceilings[0].observe(now, &e.group.to_string(), why_not) {
+                self.notices.publish(n);
+            }
+        }
         let Output::Decision(d) = o else { return };
         let Some(act) = self.plan(&d, by_vmid) else {
             return;
         };
-        let _ = now;
         jobs.push(Job::Decision { d: *d, act });
     }
 
@@ -671,6 +693,13 @@ impl Controller {
                     cont.expect = Some((resize.to, now));
                     cont.known = Some(resize.to);
                     let name = cont.lxc.name.to_string();
+                    self.notices.publish(Notice::DecisionExecuted {
+                        group: name.clone(),
+                        instance: format!("vmid {vmid}"),
+                        action: "resize".into(),
+                        reason: resize.reason.clone(),
+                        dry_run: self.settings.dry_run,
+                    });
                     self.write(json!({"event": "action_done", "t_ms": now.as_millis(), "group": name, "vmid": vmid, "action": "resize", "id": resize.id}));
                 }
                 let node = String::new();
@@ -679,6 +708,23 @@ impl Controller {
                 }
             }
             Job::Decision { d, act } => {
+                let (group, instance) = (d.group.to_string(), d.instance.to_string());
+                let action = d.action.as_str().to_string();
+                self.notices.publish(match &r {
+                    Ok(()) => Notice::DecisionExecuted {
+                        group,
+                        instance,
+                        action,
+                        reason: d.reason.clone(),
+                        dry_run: self.settings.dry_run,
+                    },
+                    Err(e) => Notice::ActionFailed {
+                        group,
+                        instance,
+                        action,
+                        reason: e.clone(),
+                    },
+                });
                 let gone = matches!(
                     (&r, d.action),
                     (Ok(()), Action::ScaleDown | Action::CloneLost)

@@ -22,7 +22,7 @@ pub mod state;
 pub mod tls;
 pub mod types;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -36,6 +36,41 @@ pub use controller::{Controller, Job, Report, Settings};
 use crate::config::Config;
 use crate::core::Timestamp;
 use crate::daemon::approvals;
+use crate::daemon::notice::{Notices, Outages};
+
+/// Passes requests and breaker states on to the metrics, and publishes
+/// `unreachable` when a node's breaker opens (once per outage).
+struct BreakerNotices {
+    inner: Option<Arc<dyn client::Observer>>,
+    notices: Notices,
+    outages: Mutex<Outages>,
+}
+
+impl client::Observer for BreakerNotices {
+    fn request(&self, node: &str, seconds: f64, ok: bool) {
+        if let Some(o) = &self.inner {
+            o.request(node, seconds, ok);
+        }
+    }
+
+    fn breaker(&self, node: &str, state: i64) {
+        if let Some(o) = &self.inner {
+            o.breaker(node, state);
+        }
+        let target = format!("proxmox:{node}");
+        let mut outages = self.outages.lock().unwrap_or_else(|e| e.into_inner());
+        match state {
+            2 => {
+                let why = "circuit breaker open after repeated failures";
+                if let Some(n) = outages.failed(&target, why) {
+                    self.notices.publish(n);
+                }
+            }
+            0 => outages.reachable(&target),
+            _ => {}
+        }
+    }
+}
 
 /// Options of `run` that apply to the Proxmox side.
 #[derive(Clone, Default)]
@@ -101,8 +136,19 @@ pub async fn run(
     if config.proxmox.is_none() || config.lxc.is_empty() {
         return Ok(());
     }
-    let mut c = observed_controller(config, opts.dry_run, opts.observer.clone())?
+    let observer: Arc<dyn client::Observer> = Arc::new(BreakerNotices {
+        inner: opts.observer.clone(),
+        notices: opts.notices.clone(),
+        outages: Mutex::default(),
+    });
+    let mut c = observed_controller(config, opts.dry_run, Some(observer))?
         .with_approvals(opts.approvals.clone(), opts.notices.clone());
+    // The cluster-wide poll has no node (so no breaker): its outages are counted here.
+    let target = config
+        .proxmox
+        .as_ref()
+        .map_or_else(String::new, |p| format!("proxmox:{}", p.url));
+    let mut outages = Outages::default();
     let start = Instant::now();
     // Schedules see wall-clock time: t = 0 is now.
     c.set_wall_origin(crate::daemon::unix_ms_now());
@@ -146,12 +192,18 @@ pub async fn run(
             () = sleep_until(expiry) => c.expire(now()),
             _ = tick.tick() => match c.client().resources().await {
                 Ok(res) => {
+                    outages.reachable(&target);
                     let mut report = Report::default();
                     for job in c.decide(now(), &res, &mut report).await {
                         running.spawn(c.execute(job));
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "proxmox: poll failed; next cycle retries"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "proxmox: poll failed; next cycle retries");
+                    if let Some(n) = outages.failed(&target, &e.to_string()) {
+                        opts.notices.publish(n);
+                    }
+                }
             },
         }
     }

@@ -1,0 +1,531 @@
+//! Notifications over 127.0.0.1: a signed webhook from a real engine decision, a dead
+//! webhook that neither slows scaling nor grows without bound, `notify-test`, and a
+//! tiny SMTP server for email.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use albatross_autoscale::config::Config;
+use albatross_autoscale::core::{Action, Decision, Engine, Input, Options, Policy, Timestamp};
+use albatross_autoscale::daemon::decision_log::DecisionLog;
+use albatross_autoscale::daemon::ownership::Ownership;
+use albatross_autoscale::daemon::{Actuator, Event, Notice, Notices, Runner, Settings};
+use albatross_autoscale::name::Name;
+use albatross_autoscale::notify::{Counters, Dispatcher, Envelope, Sink, webhook};
+use axum::body::Bytes;
+use axum::http::HeaderMap;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+const SECRET: &str = "hunter2-not-in-logs";
+/// Real time allowed for a local delivery before the test fails (never waited on
+/// when things work: every wait below ends on a message).
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn dir(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("notify-{name}"));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A webhook receiver: every request's path, headers and body.
+async fn receiver() -> (String, mpsc::UnboundedReceiver<(String, HeaderMap, Bytes)>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let app = axum::Router::new().fallback(
+        move |uri: axum::http::Uri, headers: HeaderMap, body: Bytes| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send((uri.path().to_string(), headers, body));
+                "ok"
+            }
+        },
+    );
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await });
+    (url, rx)
+}
+
+/// A webhook that accepts connections and never answers; tells when one arrives.
+async fn dead_receiver() -> (String, mpsc::UnboundedReceiver<()>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", l.local_addr().unwrap());
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = l.accept().await {
+            held.push(s);
+            let _ = tx.send(());
+        }
+    });
+    (url, rx)
+}
+
+/// An actuator that succeeds at once and records when each action ran.
+#[derive(Default)]
+struct Record {
+    done: Mutex<Vec<(Action, String, Duration)>>,
+    start: Mutex<Option<Instant>>,
+}
+
+impl Actuator for Record {
+    async fn execute(&self, d: Decision) -> Result<(), String> {
+        let at = self
+            .start
+            .lock()
+            .unwrap()
+            .map(|s| s.elapsed())
+            .unwrap_or_default();
+        self.done
+            .lock()
+            .unwrap()
+            .push((d.action, d.instance.to_string(), at));
+        Ok(())
+    }
+}
+
+struct Rig {
+    tx: mpsc::Sender<Event>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<Engine>,
+    cpu: u64,
+}
+
+fn runner(actuator: Arc<Record>, policy: Policy, notices: &Notices, name: &str) -> Rig {
+    let d = dir(name);
+    let primary = Name::parse("alice:web").unwrap();
+    let engine = Engine::new(vec![(primary, policy)], Options::default(), Timestamp::ZERO);
+    let settings = Settings {
+        dry_run: false,
+        state_file: d.join("state.json"),
+        shutdown_grace: Duration::from_secs(30),
+    };
+    let _ = std::fs::remove_file(d.join("state.json"));
+    let log = DecisionLog::open(None).unwrap();
+    *actuator.start.lock().unwrap() = Some(Instant::now());
+    let r = Runner::new(
+        engine,
+        actuator,
+        log,
+        Ownership::default(),
+        settings,
+        Instant::now(),
+    )
+    .with_notices(notices.clone());
+    let (tx, rx) = mpsc::channel(64);
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(r.run(rx, stop.clone()));
+    Rig {
+        tx,
+        stop,
+        task,
+        cpu: 0,
+    }
+}
+
+impl Rig {
+    /// Ten seconds pass; the primary reports `pct` % over them.
+    async fn tick(&mut self, pct: u64) {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        self.cpu += pct * 100_000;
+        let ev = Event::Sample {
+            vm: Name::parse("alice:web").unwrap(),
+            cpu_us: self.cpu,
+            vcpus: None,
+            at: Instant::now(),
+        };
+        self.tx.send(ev).await.unwrap();
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        self.task.await.unwrap();
+    }
+}
+
+fn config(d: &Path, text: &str) -> Config {
+    std::fs::write(d.join("secret"), format!("{SECRET}\n")).unwrap();
+    std::fs::write(d.join("token"), "gotify-app-token\n").unwrap();
+    Config::parse(text, &d.join("c.toml")).unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn next<T>(rx: &mut mpsc::UnboundedReceiver<T>) -> T {
+    tokio::time::timeout(PATIENCE, rx.recv())
+        .await
+        .expect("nothing arrived")
+        .expect("channel closed")
+}
+
+#[tokio::test]
+async fn an_engine_decision_reaches_a_local_receiver_signed_and_in_each_format() {
+    let (url, mut got) = receiver().await;
+    let d = dir("signed");
+    let c = config(
+        &d,
+        &format!(
+            "[[notify]]\nkind = \"webhook\"\nname = \"plain\"\nurl = \"{url}/plain\"\nsecret_file = \"secret\"\nevents = [\"decision_executed\"]\n\
+             [[notify]]\nkind = \"webhook\"\nname = \"slack\"\nurl = \"{url}/slack\"\nformat = \"slack\"\nevents = [\"decision_executed\"]\n\
+             [[notify]]\nkind = \"webhook\"\nname = \"gotify\"\nurl = \"{url}/gotify\"\nformat = \"gotify\"\ntoken_file = \"token\"\nevents = [\"decision_executed\"]\n\
+             [[notify]]\nkind = \"webhook\"\nname = \"ntfy\"\nurl = \"{url}/ntfy\"\nformat = \"ntfy\"\nevents = [\"decision_executed\"]\n\
+             [[notify]]\nkind = \"webhook\"\nname = \"failures-only\"\nurl = \"{url}/failures\"\nevents = [\"action_failed\"]\n"
+        ),
+    );
+    let notices = Notices::default();
+    let sinks = Sink::open_all(&c.notify).unwrap();
+    let counters = Counters::default();
+    let dispatcher = Dispatcher::start(sinks, notices.subscribe(), counters.clone());
+    let actuator = Arc::new(Record::default());
+    let rig = runner(actuator.clone(), Policy::default(), &notices, "signed");
+    // An operator order: the engine decides at once, the actuator runs it, and the
+    // runner publishes decision_executed.
+    let (reply, _outputs) = tokio::sync::oneshot::channel();
+    let order = Input::Scale {
+        group: Name::parse("alice:web").unwrap(),
+        target: 2,
+    };
+    rig.tx
+        .send(Event::Control {
+            input: order,
+            reply,
+        })
+        .await
+        .unwrap();
+    let mut by_path = std::collections::HashMap::new();
+    for _ in 0..4 {
+        let (path, headers, body) = next(&mut got).await;
+        by_path.insert(path, (headers, body));
+    }
+    let (h, body) = &by_path["/plain"];
+    // The receiver recomputes the signature over the exact bytes it got.
+    let sig = h["x-autoscale-signature"].to_str().unwrap();
+    assert_eq!(sig, webhook::sign(SECRET.as_bytes(), body));
+    assert_ne!(sig, webhook::sign(b"another secret", body));
+    assert_eq!(h["content-type"], "application/json");
+    assert_eq!(h["x-autoscale-event"], "decision_executed");
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(v["event"], "decision_executed");
+    assert_eq!(v["group"], "alice:web");
+    assert_eq!(v["instance"], "alice:web-clone-1");
+    assert_eq!(v["action"], "scale_up");
+    assert!(
+        v["reason"].as_str().unwrap().contains("by the operator"),
+        "{v}"
+    );
+    assert_eq!(v["dry_run"], false);
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("alice:web: scale_up alice:web-clone-1: ")
+    );
+
+    let (h, body) = &by_path["/slack"];
+    assert!(
+        h.get("x-autoscale-signature").is_none(),
+        "no secret, no signature"
+    );
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+    assert!(
+        v["text"]
+            .as_str()
+            .unwrap()
+            .contains("scale_up alice:web-clone-1"),
+        "{v}"
+    );
+
+    let (h, body) = &by_path["/gotify"];
+    assert_eq!(h["x-gotify-key"], "gotify-app-token");
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(v["title"], "albatross-autoscale: scale_up in alice:web");
+    assert_eq!(v["priority"], 4);
+
+    let (h, body) = &by_path["/ntfy"];
+    assert_eq!(h["title"], "albatross-autoscale: scale_up in alice:web");
+    assert_eq!(h["tags"], "gear,decision_executed");
+    assert!(
+        std::str::from_utf8(body)
+            .unwrap()
+            .contains("scale_up alice:web-clone-1")
+    );
+
+    assert_eq!(
+        actuator.done.lock().unwrap()[0].0,
+        Action::ScaleUp,
+        "the actuator ran it"
+    );
+    rig.stop().await;
+    dispatcher.finish(PATIENCE).await;
+    for s in ["plain", "slack", "gotify", "ntfy"] {
+        assert_eq!(
+            (counters.sent(s), counters.failed(s), counters.dropped(s)),
+            (1, 0, 0),
+            "{s}"
+        );
+    }
+    // Filtered out: nothing for the failures-only sink.
+    assert_eq!(counters.sent("failures-only"), 0);
+    assert!(got.try_recv().is_err(), "nothing else was sent");
+}
+
+fn policy() -> Policy {
+    Policy {
+        scale_up_threshold: 80,
+        scale_down_threshold: 30,
+        scale_up_ticks: 2,
+        scale_down_ticks: 2,
+        scale_up_cooldown: Duration::from_secs(20),
+        scale_down_cooldown: Duration::from_secs(20),
+        max_instances: 3,
+        max_actions_per_hour: 3,
+        death_timeout: Duration::from_secs(600),
+        ..Policy::default()
+    }
+}
+
+/// Up, up, down under load swings, then the hourly budget runs out. Returns when
+/// each action ran.
+async fn scenario(notices: &Notices, name: &str) -> Vec<(Action, String, Duration)> {
+    let actuator = Arc::new(Record::default());
+    let mut rig = runner(actuator.clone(), policy(), notices, name);
+    rig.tick(0).await;
+    for pct in [95, 95, 95, 95, 95, 95, 5, 5, 5, 5, 95, 95, 95, 95] {
+        rig.tick(pct).await;
+    }
+    rig.stop().await;
+    actuator.done.lock().unwrap().clone()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dead_webhook_does_not_slow_scaling_and_drops_the_oldest() {
+    // Baseline: no sink at all.
+    let quiet = Notices::default();
+    let baseline = scenario(&quiet, "baseline").await;
+    assert!(baseline.len() >= 3, "{baseline:?}");
+
+    // The same load with a webhook that accepts and never answers (each attempt
+    // waits its full 5-minute timeout, far past the scenario), behind a queue of 2.
+    let (url, mut accepted) = dead_receiver().await;
+    let d = dir("dead");
+    let c = config(
+        &d,
+        &format!(
+            "[[notify]]\nkind = \"webhook\"\nname = \"dead\"\nurl = \"{url}\"\ntimeout = \"5m\"\n"
+        ),
+    );
+    let notices = Notices::default();
+    let mut tap = notices.subscribe();
+    let counters = Counters::default();
+    let dispatcher = Dispatcher::with_capacity(
+        Sink::open_all(&c.notify).unwrap(),
+        notices.subscribe(),
+        counters.clone(),
+        2,
+    );
+    let slowed = scenario(&notices, "dead").await;
+    assert_eq!(slowed, baseline, "same actions at the same engine times");
+    accepted.recv().await.expect("the sink tried to deliver");
+
+    let mut published = Vec::new();
+    while let Ok(n) = tap.try_recv() {
+        published.push(n.kind());
+    }
+    assert!(published.contains(&"decision_executed"), "{published:?}");
+    assert!(published.contains(&"ceiling_reached"), "{published:?}");
+    assert!(published.len() > 3, "{published:?}");
+    // One stuck in delivery, two queued, the oldest of the rest dropped and counted.
+    assert_eq!(dispatcher.queued("dead"), 2);
+    assert_eq!(counters.dropped("dead"), published.len() as u64 - 3);
+    assert_eq!((counters.sent("dead"), counters.failed("dead")), (0, 0));
+    dispatcher.finish(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refusing_webhook_is_retried_with_backoff_then_given_up_and_counted() {
+    // Bound then dropped: connections are refused.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let d = dir("refused");
+    let c = config(
+        &d,
+        &format!(
+            "[[notify]]\nkind = \"webhook\"\nname = \"gone\"\nurl = \"http://127.0.0.1:{port}/x\"\n"
+        ),
+    );
+    let sink = Sink::open(&c.notify[0]).unwrap();
+    let started = Instant::now();
+    let e = Envelope::now(Notice::Test { reason: "t".into() });
+    let err = sink.deliver_retrying(&e).await.unwrap_err();
+    // Four attempts with 1 s, 2 s and 4 s between them.
+    assert_eq!(started.elapsed(), Duration::from_secs(7));
+    assert!(!err.contains("/x"), "no URL path in errors: {err}");
+
+    let notices = Notices::default();
+    let counters = Counters::default();
+    let dispatcher = Dispatcher::start(vec![sink], notices.subscribe(), counters.clone());
+    notices.publish(Notice::Test { reason: "a".into() });
+    notices.publish(Notice::Test { reason: "b".into() });
+    dispatcher.finish(Duration::from_secs(60)).await;
+    assert_eq!((counters.sent("gone"), counters.failed("gone")), (0, 2));
+}
+
+#[tokio::test]
+async fn notify_test_reports_each_sink_and_fails_if_one_did() {
+    let (url, mut got) = receiver().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let d = dir("cli");
+    config(&d, "");
+    std::fs::write(
+        d.join("c.toml"),
+        format!(
+            "[[notify]]\nkind = \"webhook\"\nname = \"good\"\nurl = \"{url}/hook\"\nsecret_file = \"secret\"\nevents = [\"action_failed\"]\n\
+             [[notify]]\nkind = \"webhook\"\nname = \"bad\"\nurl = \"http://127.0.0.1:{port}/token-in-path\"\ntimeout = \"2s\"\n"
+        ),
+    )
+    .unwrap();
+    let cfg = d.join("c.toml");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_albatross-autoscale"))
+            .args(["notify-test", "--config"])
+            .arg(&cfg)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert!(
+        lines[0].starts_with(&format!("good: ok (webhook:json {url})")),
+        "{stdout}"
+    );
+    assert!(
+        lines[1].starts_with("bad: failed (webhook:json http://127.0.0.1:"),
+        "{stdout}"
+    );
+    for secret in [SECRET, "token-in-path"] {
+        assert!(
+            !stdout.contains(secret) && !stderr.contains(secret),
+            "{stdout}{stderr}"
+        );
+    }
+    // The test event ignores the sink's filter and is signed like any other.
+    let (_, h, body) = next(&mut got).await;
+    assert_eq!(h["x-autoscale-event"], "test");
+    assert_eq!(
+        h["x-autoscale-signature"].to_str().unwrap(),
+        webhook::sign(SECRET.as_bytes(), &body)
+    );
+}
+
+#[test]
+fn validate_names_the_bad_notify_key() {
+    let d = dir("validate");
+    std::fs::write(
+        d.join("bad.toml"),
+        "[[notify]]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\nevents = [\"decision_executed\", \"x\"]\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_albatross-autoscale"))
+        .arg("validate")
+        .arg(d.join("bad.toml"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("notify[0].events[1]: unknown event \"x\"; one of decision_executed, action_failed, approval_pending, unreachable, ceiling_reached, test"),
+        "{stderr}"
+    );
+}
+
+/// Just enough SMTP (no TLS) for one message; returns what followed DATA.
+async fn smtp_server() -> (u16, mpsc::UnboundedReceiver<String>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let (s, _) = l.accept().await.unwrap();
+        let (r, mut w) = s.into_split();
+        let mut r = BufReader::new(r);
+        w.write_all(b"220 fake ESMTP\r\n").await.unwrap();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if r.read_line(&mut line).await.unwrap() == 0 {
+                return;
+            }
+            let cmd = line.to_ascii_uppercase();
+            let reply: &[u8] = if cmd.starts_with("EHLO") {
+                b"250-fake\r\n250 AUTH PLAIN\r\n"
+            } else if cmd.starts_with("AUTH") {
+                b"235 ok\r\n"
+            } else if cmd.starts_with("DATA") {
+                w.write_all(b"354 go\r\n").await.unwrap();
+                let mut data = String::new();
+                loop {
+                    let mut l = String::new();
+                    r.read_line(&mut l).await.unwrap();
+                    if l == ".\r\n" {
+                        break;
+                    }
+                    data.push_str(&l);
+                }
+                let _ = tx.send(data);
+                b"250 queued\r\n"
+            } else if cmd.starts_with("QUIT") {
+                let _ = w.write_all(b"221 bye\r\n").await;
+                return;
+            } else {
+                // MAIL FROM, RCPT TO, RSET, NOOP
+                b"250 ok\r\n"
+            };
+            w.write_all(reply).await.unwrap();
+        }
+    });
+    (port, rx)
+}
+
+#[tokio::test]
+async fn an_email_goes_through_a_local_smtp_server() {
+    let (port, mut got) = smtp_server().await;
+    let d = dir("email");
+    std::fs::write(d.join("password"), "smtp-password\n").unwrap();
+    let c = config(
+        &d,
+        &format!(
+            "[[notify]]\nkind = \"email\"\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {port}\nstarttls = false\n\
+             username = \"autoscale\"\npassword_file = \"password\"\nfrom = \"autoscale@example.org\"\nto = [\"ops@example.org\"]\n"
+        ),
+    );
+    let sink = Sink::open(&c.notify[0]).unwrap();
+    let e = Envelope::now(Notice::CeilingReached {
+        group: "alice:web".into(),
+        ceiling: "budget".into(),
+        reason: "max_actions_per_hour (3) used up".into(),
+    });
+    sink.deliver(&e).await.unwrap();
+    let data = next(&mut got).await;
+    assert!(
+        data.contains("Subject: albatross-autoscale: budget ceiling reached in alice:web"),
+        "{data}"
+    );
+    assert!(data.contains("To: ops@example.org"), "{data}");
+    assert!(
+        data.contains("alice:web: budget ceiling reached: max_actions_per_hour (3) used up"),
+        "{data}"
+    );
+}
