@@ -529,3 +529,85 @@ async fn an_email_goes_through_a_local_smtp_server() {
         "{data}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_once_against_fake_proxmox_notifies_the_resize_before_it_exits() {
+    use albatross_autoscale::proxmox::fake::{Ct, Fake, FakeServer};
+    const PVE_SECRET: &str = "3f0c5a52-0000-4000-8000-0000000000dd";
+    let mut f = Fake::new(&format!("PVEAPIToken=autoscale@pve!scaler={PVE_SECRET}"));
+    f.node("pve", 65_536, 8_192);
+    let mut hot = Ct::new("pve", "web", 2, 2048);
+    hot.cpu = 0.97;
+    f.cts.insert(101, hot);
+    let pve = FakeServer::start(f).await.unwrap();
+    let (url, mut got) = receiver().await;
+    let d = dir("run-once");
+    config(&d, "");
+    let _ = std::fs::remove_file(d.join("state.json"));
+    let cfg = d.join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[policy]\nscale_up_ticks = 1\nscale_up_cooldown = \"0s\"\n\
+             [proxmox]\nurl = \"{}\"\ntoken_id = \"autoscale@pve!scaler\"\ntoken_secret_env = \"PVE_TEST_SECRET\"\n\
+             [daemon]\nstate_file = \"state.json\"\n\
+             [[lxc]]\nvmid = 101\ncores = [1, 8]\n\
+             [[notify]]\nkind = \"webhook\"\nurl = \"{url}/hook\"\nsecret_file = \"secret\"\nevents = [\"decision_executed\"]\n",
+            pve.url()
+        ),
+    )
+    .unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_albatross-autoscale"))
+            .args(["run", "--once", "--config"])
+            .arg(&cfg)
+            .env("PVE_TEST_SECRET", PVE_SECRET)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains(SECRET), "{err}");
+    // Delivered before the process exited: it is already in the channel.
+    let (_, h, body) = got.try_recv().expect("the notice went out before exit");
+    assert_eq!(
+        h["x-autoscale-signature"].to_str().unwrap(),
+        webhook::sign(SECRET.as_bytes(), &body)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["event"], "decision_executed");
+    assert_eq!(v["action"], "resize");
+    assert_eq!(v["instance"], "vmid 101");
+    assert!(!v["reason"].as_str().unwrap().is_empty(), "{v}");
+}
+
+#[test]
+fn secrets_and_url_paths_stay_out_of_debug_and_v1_config() {
+    let d = dir("redacted");
+    std::fs::write(d.join("password"), "smtp-password\n").unwrap();
+    let c = config(
+        &d,
+        "[[notify]]\nkind = \"webhook\"\nurl = \"https://hooks.example.org/T000/B000/slack-path-token\"\nformat = \"slack\"\nsecret_file = \"secret\"\ntoken_file = \"token\"\n\
+         [[notify]]\nkind = \"email\"\nsmtp_host = \"mail.example.org\"\nusername = \"u\"\npassword_file = \"password\"\nfrom = \"a@example.org\"\nto = [\"b@example.org\"]\n",
+    );
+    let shown = albatross_autoscale::http::api::redacted(&c).to_string();
+    let debug = format!("{c:?}");
+    let sink = Sink::open(&c.notify[0]).unwrap().kind();
+    for text in [&shown, &debug, &sink] {
+        for secret in [
+            SECRET,
+            "slack-path-token",
+            "gotify-app-token",
+            "smtp-password",
+        ] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+    }
+    assert!(
+        shown.contains("\"url\":\"https://hooks.example.org\""),
+        "{shown}"
+    );
+    assert!(shown.contains("\"signed\":true"), "{shown}");
+}

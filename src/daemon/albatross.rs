@@ -422,3 +422,36 @@ async fn reconcile(
     }
     true
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_of_one_outage_are_one_unreachable_notice() {
+        let notices = Notices::default();
+        let mut rx = notices.subscribe();
+        let mut r = Reach::new("a", &notices);
+        r.failed("connection refused");
+        r.failed("connection refused");
+        r.reachable();
+        r.failed("timed out");
+        let mut got = Vec::new();
+        while let Ok(n) = rx.try_recv() {
+            got.push(n);
+        }
+        assert_eq!(
+            got,
+            [
+                super::super::Notice::Unreachable {
+                    target: "albatross:a".into(),
+                    reason: "connection refused".into()
+                },
+                super::super::Notice::Unreachable {
+                    target: "albatross:a".into(),
+                    reason: "timed out".into()
+                }
+            ]
+        );
+    }
+}

@@ -151,12 +151,14 @@ impl Ceilings {
         group: &str,
         blocked: Option<&str>,
     ) -> Option<Notice> {
-        let hit = blocked.and_then(|w| ceiling_of(w).map(|c| (c, w)));
-        let Held { now: held, sent } = self.groups.entry(group.to_string()).or_default();
-        let Some((ceiling, why)) = hit else {
-            *held = None;
+        let Some((ceiling, why)) = blocked.and_then(|w| ceiling_of(w).map(|c| (c, w))) else {
+            // The common case, every tick: no allocation.
+            if let Some(h) = self.groups.get_mut(group) {
+                h.now = None;
+            }
             return None;
         };
+        let Held { now: held, sent } = self.groups.entry(group.to_string()).or_default();
         if *held == Some(ceiling) {
             return None;
         }

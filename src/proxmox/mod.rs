@@ -227,3 +227,30 @@ async fn sleep_until(deadline: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::Notice;
+
+    #[test]
+    fn an_open_breaker_is_one_unreachable_notice_per_outage() {
+        let notices = Notices::default();
+        let mut rx = notices.subscribe();
+        let o = BreakerNotices {
+            inner: None,
+            notices: notices.clone(),
+            outages: Mutex::default(),
+        };
+        use client::Observer;
+        for state in [0, 2, 2, 1, 2, 0, 2] {
+            o.breaker("pve1", state);
+        }
+        let mut got = Vec::new();
+        while let Ok(n) = rx.try_recv() {
+            got.push(n);
+        }
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(matches!(&got[0], Notice::Unreachable { target, .. } if target == "proxmox:pve1"));
+    }
+}
