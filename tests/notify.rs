@@ -32,15 +32,22 @@ fn dir(name: &str) -> PathBuf {
     d
 }
 
+type Got = mpsc::UnboundedReceiver<(String, HeaderMap, Bytes)>;
+
 /// A webhook receiver: every request's path, headers and body.
-async fn receiver() -> (String, mpsc::UnboundedReceiver<(String, HeaderMap, Bytes)>) {
+async fn receiver() -> (String, Got) {
+    answering(axum::http::StatusCode::OK).await
+}
+
+/// A receiver that answers every request with `status`.
+async fn answering(status: axum::http::StatusCode) -> (String, Got) {
     let (tx, rx) = mpsc::unbounded_channel();
     let app = axum::Router::new().fallback(
         move |uri: axum::http::Uri, headers: HeaderMap, body: Bytes| {
             let tx = tx.clone();
             async move {
                 let _ = tx.send((uri.path().to_string(), headers, body));
-                "ok"
+                status
             }
         },
     );
@@ -373,6 +380,25 @@ async fn a_refusing_webhook_is_retried_with_backoff_then_given_up_and_counted() 
     notices.publish(Notice::Test { reason: "b".into() });
     dispatcher.finish(Duration::from_secs(60)).await;
     assert_eq!((counters.sent("gone"), counters.failed("gone")), (0, 2));
+}
+
+#[tokio::test]
+async fn a_refused_request_is_not_retried() {
+    let (url, mut got) = answering(axum::http::StatusCode::UNAUTHORIZED).await;
+    let d = dir("unauthorized");
+    let c = config(
+        &d,
+        &format!("[[notify]]\nkind = \"webhook\"\nurl = \"{url}/hook\"\n"),
+    );
+    let sink = Sink::open(&c.notify[0]).unwrap();
+    let e = Envelope::now(Notice::Test { reason: "t".into() });
+    let err = sink.deliver_retrying(&e).await.unwrap_err();
+    assert!(err.contains("401"), "{err}");
+    next(&mut got).await;
+    assert!(
+        got.try_recv().is_err(),
+        "one attempt: a bad token stays bad"
+    );
 }
 
 #[tokio::test]

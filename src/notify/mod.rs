@@ -208,36 +208,64 @@ impl Sink {
 
     /// One delivery attempt, bounded by the sink's `timeout`.
     pub async fn deliver(&self, e: &Envelope) -> Result<(), String> {
+        self.attempt(e).await.map_err(|f| f.message)
+    }
+
+    async fn attempt(&self, e: &Envelope) -> Result<(), Failure> {
         let attempt = async {
             match &self.target {
                 Target::Webhook(w) => w.send(e).await,
-                Target::Email(m) => m.send(e).await,
+                Target::Email(m) => m.send(e).await.map_err(Failure::transient),
             }
         };
         match tokio::time::timeout(self.config.timeout, attempt).await {
             Ok(r) => r,
-            Err(_) => Err(format!(
+            Err(_) => Err(Failure::transient(format!(
                 "no answer within {}",
                 humantime::format_duration(self.config.timeout)
-            )),
+            ))),
         }
     }
 
-    /// Deliver with up to [`ATTEMPTS`] attempts, doubling the wait between them.
+    /// Deliver with up to [`ATTEMPTS`] attempts, doubling the wait between them; a
+    /// refusal that cannot change (HTTP 4xx but 408 and 429) is not retried.
     pub async fn deliver_retrying(&self, e: &Envelope) -> Result<(), String> {
         let mut wait = FIRST_RETRY;
         let mut attempt = 1;
         loop {
-            match self.deliver(e).await {
+            match self.attempt(e).await {
                 Ok(()) => return Ok(()),
-                Err(err) if attempt >= ATTEMPTS => return Err(err),
-                Err(err) => {
-                    tracing::debug!(sink = self.name(), event = e.notice.kind(), attempt, error = %err, "notification failed; retrying");
+                Err(f) if attempt >= ATTEMPTS || !f.retry => return Err(f.message),
+                Err(f) => {
+                    tracing::debug!(sink = self.name(), event = e.notice.kind(), attempt, error = %f.message, "notification failed; retrying");
                     tokio::time::sleep(wait).await;
                     wait *= 2;
                     attempt += 1;
                 }
             }
+        }
+    }
+}
+
+/// Why one attempt failed, and whether another could succeed.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    message: String,
+    retry: bool,
+}
+
+impl Failure {
+    pub(crate) fn transient(message: String) -> Self {
+        Self {
+            message,
+            retry: true,
+        }
+    }
+
+    pub(crate) fn permanent(message: String) -> Self {
+        Self {
+            message,
+            retry: false,
         }
     }
 }

@@ -8,7 +8,7 @@ use aws_lc_rs::hmac;
 use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use serde_json::json;
 
-use super::Envelope;
+use super::{Envelope, Failure};
 use crate::config::notify::{self, Format};
 
 /// The signature header.
@@ -141,7 +141,7 @@ impl Webhook {
     }
 
     /// One POST; a 2xx answer is success.
-    pub async fn send(&self, e: &Envelope) -> Result<(), String> {
+    pub(super) async fn send(&self, e: &Envelope) -> Result<(), Failure> {
         let req = request(self.format, e);
         let mut b = self
             .client
@@ -172,13 +172,17 @@ impl Webhook {
                 s = format!("{s}: {c}");
                 src = c.source();
             }
-            s
+            Failure::transient(s)
         })?;
         let status = resp.status();
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(format!("HTTP {status}"))
+        let code = status.as_u16();
+        match code {
+            200..=299 => Ok(()),
+            // The request itself is refused (bad token, gone URL): retrying will not help.
+            400..=499 if code != 408 && code != 429 => {
+                Err(Failure::permanent(format!("HTTP {status}")))
+            }
+            _ => Err(Failure::transient(format!("HTTP {status}"))),
         }
     }
 }
