@@ -393,25 +393,22 @@ impl Vertical {
     }
 
     /// Re-check resize `r`, held for approval, at the moment it is approved: it is
-    /// still the resize in flight and its target is inside the current bounds.
+    /// still the resize in flight and its target is inside the bounds in force (the
+    /// policy's, or a schedule window's).
     pub fn recheck(&self, r: &Resize) -> Result<(), String> {
         if self.in_flight.as_ref().is_none_or(|f| f.id != r.id) {
             return Err(format!("resize {} is no longer pending", r.id));
         }
-        let p = &self.policy;
+        let b = self.bounds();
         let cpu = self.knob_value(r.to);
-        if !(p.cpu_min..=p.cpu_max).contains(&cpu) {
-            return Err(format!(
-                "cpu {cpu} is outside {}..={}",
-                p.cpu_min, p.cpu_max
-            ));
+        let (lo, hi) = (b.cpu_min.value, b.cpu_max.value);
+        if !(lo..=hi).contains(&cpu) {
+            return Err(format!("cpu {cpu} is outside {lo}..={hi}"));
         }
         let mem = r.to.memory_mib;
-        if !(p.memory_min_mib..=p.memory_max_mib).contains(&mem) {
-            return Err(format!(
-                "memory {mem} MiB is outside {}..={} MiB",
-                p.memory_min_mib, p.memory_max_mib
-            ));
+        let (lo, hi) = (b.mem_min.value, b.mem_max.value);
+        if !(lo..=hi).contains(&mem) {
+            return Err(format!("memory {mem} MiB is outside {lo}..={hi} MiB"));
         }
         Ok(())
     }

@@ -98,8 +98,8 @@ impl Cluster {
 
     /// Re-check the safety rules for decision `d`, held for approval, at the moment it
     /// is approved: the group is not paused, `d` is still the action in flight, its
-    /// instance is still in the state the decision left it in, and the bounds of the
-    /// current policy (a reload may have changed them) still allow it. `Err` says why not.
+    /// instance is still in the state the decision left it in, and the bounds in force
+    /// (a reload or a schedule window may have changed them) still allow it. `Err` says why not.
     pub fn recheck(&self, d: &Decision) -> Result<(), String> {
         if self.control.paused {
             return Err(PAUSED.to_string());
@@ -117,11 +117,13 @@ impl Cluster {
         }
         let p = &self.policy;
         let m = self.members.get(&d.instance);
+        // The bounds in force: the policy's or a schedule window's.
+        let (min, max) = self.bounds();
         match d.action {
             Action::ScaleUp => {
                 // The pending create is already counted.
-                if self.count() > p.max_instances {
-                    return Err(format!("above max_instances ({})", p.max_instances));
+                if self.count() > max.value {
+                    return Err(format!("above {}", self.limit_text(max, "max")));
                 }
                 if let Some(max) = p.max_cost_micros {
                     let cost = u64::from(self.count()).saturating_mul(p.instance_cost_micros);
@@ -145,8 +147,8 @@ impl Cluster {
                 }
                 // Draining after a primary death ignores min_instances, as decided.
                 let draining = self.primary_state() == Some(MemberState::Dead);
-                if !draining && self.staying() < p.min_instances {
-                    return Err(format!("below min_instances ({})", p.min_instances));
+                if !draining && self.staying() < min.value {
+                    return Err(format!("below {}", self.limit_text(min, "min")));
                 }
             }
             Action::ReplacePrimary => match m {
