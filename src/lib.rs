@@ -32,6 +32,7 @@ pub mod cli;
 pub mod config;
 pub mod core;
 pub mod daemon;
+pub mod history;
 pub mod http;
 pub mod jsonl;
 pub mod metrics;

@@ -2,6 +2,7 @@
 //! the engine's [`Policy`] per group. Every problem is reported with its key.
 
 mod daemon;
+pub mod history;
 pub mod http;
 pub mod notify;
 mod policy;
@@ -36,6 +37,8 @@ pub struct Config {
     pub http: http::Http,
     /// `[[notify]]`: notification sinks.
     pub notify: Vec<notify::Notify>,
+    /// `[history]`: samples and decisions in SQLite (off by default).
+    pub history: history::History,
 }
 
 /// One scaling group.
@@ -79,6 +82,7 @@ const TOP_KEYS: &[&str] = &[
     "lxc",
     "http",
     "notify",
+    "history",
 ];
 
 impl Config {
@@ -136,6 +140,7 @@ fn build(mut table: toml::Table, base: &Path, problems: &mut Vec<String>) -> Opt
     let daemon = daemon::daemon(table.remove("daemon"), base, problems);
     let http = http::http(table.remove("http"), base, problems);
     let notify = notify::notify(table.remove("notify"), base, problems);
+    let history = history::history(table.remove("history"), base, problems);
     let pve = proxmox::proxmox(table.remove("proxmox"), base, problems);
     let lxc = proxmox::lxcs(table.remove("lxc"), pve.as_ref(), &defaults, problems);
     let groups = match table.remove("group") {
@@ -227,6 +232,7 @@ fn build(mut table: toml::Table, base: &Path, problems: &mut Vec<String>) -> Opt
         lxc,
         http,
         notify,
+        history,
     })
 }
 

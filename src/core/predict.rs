@@ -184,6 +184,13 @@ impl Signal {
         })
     }
 
+    /// The demand forecast `h` ticks after the latest observation, trusted by the
+    /// error gate or not (`None` before the first observation). The history's
+    /// forecast endpoint measures its own error per lead time.
+    pub fn forecast_ahead(&self, h: u64) -> Option<u64> {
+        self.holt.map(|_| self.forecast(h))
+    }
+
     /// A value whose robust z-score against the window exceeds the threshold.
     fn is_far(&self, x: u64, z_hundredths: u32) -> bool {
         if self.window.len() < MIN_WINDOW {
