@@ -26,6 +26,8 @@ enum Command {
     Replay(cli::replay::Args),
     /// Serve a load trace with the engine and the classic rules; report elasticity metrics.
     Simulate(cli::simulate::Args),
+    /// Read the metrics history back: `history export` prints a group's demand.
+    History(cli::history::Args),
     /// Decode albatross frames, DER messages or certificates to JSON.
     Decode(cli::decode::Args),
     /// List unikernels on an albatross endpoint (checks connectivity and certificates).
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => cli::replay::run(args),
         Command::Simulate(args) => cli::simulate::run(args),
         Command::Decode(args) => cli::decode::run(args),
+        Command::History(args) => cli::history::run(args),
         Command::Completions(args) => cli::completions::completions(args, Cli::command()),
         Command::Man => cli::completions::man(Cli::command()),
     };

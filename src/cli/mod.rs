@@ -4,6 +4,7 @@
 pub mod completions;
 pub mod decode;
 pub mod demo;
+pub mod history;
 pub mod info;
 pub mod notify_test;
 pub mod replay;

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::daemon::albatross::{Daemon, RunOptions};
+use crate::history;
 use crate::http;
 use crate::notify;
 use crate::proxmox;
@@ -70,6 +71,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // Sinks open (secret files read) before anything runs; they listen from the start.
     let sinks = notify::Sink::open_all(&config.notify).map_err(anyhow::Error::msg)?;
     let heard = notices.subscribe();
+    // A locked or corrupt history file stops the start here, before anything runs.
+    let history = match &config.history.path {
+        Some(_) => Some(history::Writer::start(&config.history)?),
+        None => None,
+    };
     let mut pve_opts = proxmox::RunOptions {
         dry_run: args.dry_run,
         once: args.once,
@@ -77,20 +83,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         notices: notices.clone(),
         approvals: approvals.clone(),
         inbox,
+        history: history.as_ref().map(history::Writer::recorder),
     };
     let rt = tokio::runtime::Runtime::new()?;
     if args.once {
         if !config.endpoints.is_empty() {
             tracing::warn!("--once: albatross groups are skipped (their statistics are a stream)");
         }
-        rt.block_on(async {
+        let r = rt.block_on(async {
             let sent = start_notify(sinks, heard, notify::Counters::default());
             let r = proxmox::run(&config, pve_opts, CancellationToken::new()).await;
             if let Some(d) = sent {
                 d.finish(NOTIFY_GRACE).await;
             }
             r
-        })?;
+        });
+        if let Some(h) = history {
+            h.close();
+        }
+        r?;
         return Ok(ExitCode::SUCCESS);
     }
     rt.block_on(async move {
@@ -105,6 +116,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 ..RunOptions::default()
             };
             Some(Daemon::start(config.clone(), opts).await?)
+        };
+        let follow = match (&history, &daemon) {
+            (Some(h), Some(d)) => {
+                let feed = history::Feed::new(h.recorder(), d.origin());
+                Some(tokio::spawn(feed.follow(d.subscribe())))
+            }
+            _ => None,
         };
         let api = match config.http.listen {
             None => None,
@@ -161,6 +179,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                         if c.notify != config.notify {
                             tracing::warn!("[[notify]] changed: restart the daemon to apply that part");
                         }
+                        if c.history != config.history {
+                            tracing::warn!("[history] changed: restart the daemon to apply that part");
+                        }
                         if c.proxmox != config.proxmox || c.lxc != config.lxc {
                             tracing::warn!("[proxmox] / [[lxc]] changed: restart the daemon to apply that part");
                         }
@@ -180,6 +201,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         // After the engines: their last notices still go out.
         if let Some(d) = sent {
             d.finish(NOTIFY_GRACE).await;
+        }
+        // Every output is in the queue once the follower has seen the engine end.
+        if let Some(f) = follow {
+            let _ = f.await;
+        }
+        if let Some(h) = history {
+            let _ = tokio::task::spawn_blocking(move || h.close()).await;
         }
         match pve {
             Ok(r) => r?,

@@ -65,7 +65,9 @@ pub(super) fn history(v: Option<toml::Value>, base: &Path, problems: &mut Vec<St
     };
     let path = f.path.and_then(|p| {
         if p.as_os_str().is_empty() {
-            problems.push("history.path: must not be empty (leave it out to disable the history)".into());
+            problems.push(
+                "history.path: must not be empty (leave it out to disable the history)".into(),
+            );
             return None;
         }
         Some(if p.is_absolute() { p } else { base.join(p) })
@@ -128,7 +130,11 @@ mod tests {
     fn parse(text: &str) -> (History, Vec<String>) {
         let mut problems = Vec::new();
         let v: toml::Table = text.parse().unwrap();
-        let h = history(v.get("history").cloned(), Path::new("/etc/aa"), &mut problems);
+        let h = history(
+            v.get("history").cloned(),
+            Path::new("/etc/aa"),
+            &mut problems,
+        );
         (h, problems)
     }
 
@@ -145,14 +151,20 @@ mod tests {
     #[test]
     fn each_problem_names_its_key() {
         let cases = [
-            ("raw_retention = \"1m\"", "history.raw_retention: 1m is too short"),
+            (
+                "raw_retention = \"1m\"",
+                "history.raw_retention: 1m is too short",
+            ),
             (
                 "raw_retention = \"3d\"\nretention = \"1d\"",
                 "history.retention: 1day must be at least history.raw_retention",
             ),
             ("retention = \"20years\"", "history.retention:"),
             ("batch = 0", "history.batch: 0 is out of range"),
-            ("flush_interval = \"2m\"", "history.flush_interval: 2m is out of range"),
+            (
+                "flush_interval = \"2m\"",
+                "history.flush_interval: 2m is out of range",
+            ),
             ("queue = 0", "history.queue: 0 is out of range"),
             ("path = \"\"", "history.path: must not be empty"),
             ("pth = \"x\"", "unknown field `pth`"),

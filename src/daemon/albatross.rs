@@ -63,6 +63,8 @@ pub struct Daemon {
     placement: HashMap<Name, String>,
     /// Where streams publish `unreachable` notices.
     notices: Notices,
+    /// Wall-clock time of the engine's t = 0 (engine times are ms since then).
+    origin: std::time::SystemTime,
     /// One daemon per state file: held until the daemon (and, in `stop`, the engine
     /// task's last state save) is gone.
     _lock: StateLock,
@@ -137,6 +139,7 @@ impl Daemon {
             state_file: config.daemon.state_file.clone(),
             shutdown_grace: opts.shutdown_grace,
         };
+        let origin = std::time::SystemTime::now();
         let runner = Runner::new(
             engine,
             actuator.clone(),
@@ -162,6 +165,7 @@ impl Daemon {
             vcpus,
             placement: place,
             notices: opts.notices.clone(),
+            origin,
             _lock: lock,
         };
         for ep in &config.endpoints {
@@ -221,6 +225,11 @@ impl Daemon {
     /// Every engine output from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Output> {
         self.observers.subscribe()
+    }
+
+    /// Wall-clock time of the engine's t = 0, to turn output times into dates.
+    pub fn origin(&self) -> std::time::SystemTime {
+        self.origin
     }
 
     /// A handle to query the engine task and send it operator commands (HTTP API).

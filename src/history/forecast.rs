@@ -180,15 +180,16 @@ mod tests {
     #[test]
     fn noise_widens_the_interval_and_errors_grow_with_the_lead() {
         let mut rng = crate::sim::trace::Rng::new(7);
-        let series: Vec<(i64, f64)> = (0..500)
-            .map(|i| (i * STEP, 4.0 + rng.normal()))
-            .collect();
+        let series: Vec<(i64, f64)> = (0..500).map(|i| (i * STEP, 4.0 + rng.normal())).collect();
         let f = forecast(&series, STEP, 6).unwrap();
         let p = &f.points[5];
         let width = p.upper.unwrap() - p.lower.unwrap();
         // Unit noise: the 95 % band is about ±2 (wider with trend noise).
         assert!((2.5..8.0).contains(&width), "{p:?}");
-        let (first, sixth) = (f.points[0].mean_abs_error.unwrap(), p.mean_abs_error.unwrap());
+        let (first, sixth) = (
+            f.points[0].mean_abs_error.unwrap(),
+            p.mean_abs_error.unwrap(),
+        );
         assert!(first > 0.5 && sixth > first, "{first} {sixth}");
         // Every forecast a lead could score was scored.
         assert_eq!(p.scored, 500 - 6);

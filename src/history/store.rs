@@ -142,8 +142,13 @@ impl Store {
     /// schema is not one this build knows.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("history.path {}: creating {}", path.display(), dir.display()))?;
+            std::fs::create_dir_all(dir).with_context(|| {
+                format!(
+                    "history.path {}: creating {}",
+                    path.display(),
+                    dir.display()
+                )
+            })?;
         }
         // Our own writers exclude each other (with the holder's pid in the message)...
         let lock = StateLock::acquire(path)
@@ -155,10 +160,12 @@ impl Store {
             path: path.to_owned(),
             _lock: lock,
         };
-        store.prepare().map_err(|e| match e.downcast::<rusqlite::Error>() {
-            Ok(e) => explain(path, e),
-            Err(e) => e.context(format!("history.path {}", path.display())),
-        })?;
+        store
+            .prepare()
+            .map_err(|e| match e.downcast::<rusqlite::Error>() {
+                Ok(e) => explain(path, e),
+                Err(e) => e.context(format!("history.path {}", path.display())),
+            })?;
         Ok(store)
     }
 
@@ -188,7 +195,9 @@ impl Store {
                     "BEGIN; {SCHEMA} PRAGMA user_version = {VERSION}; COMMIT;"
                 ))?;
             }
-            0 => bail!("not an albatross-autoscale history (it has other tables and no schema version)"),
+            0 => bail!(
+                "not an albatross-autoscale history (it has other tables and no schema version)"
+            ),
             VERSION => {}
             v => bail!(
                 "schema version {v}, but this build reads version {VERSION} (written by a newer albatross-autoscale?)"
@@ -398,11 +407,9 @@ impl Store {
     ) -> rusqlite::Result<usize> {
         let mut deleted = 0;
         loop {
-            let oldest: Option<i64> = self.conn.query_row(
-                &format!("SELECT min({col}) FROM {table}"),
-                [],
-                |r| r.get(0),
-            )?;
+            let oldest: Option<i64> =
+                self.conn
+                    .query_row(&format!("SELECT min({col}) FROM {table}"), [], |r| r.get(0))?;
             let Some(oldest) = oldest.filter(|o| *o < cut) else {
                 return Ok(deleted);
             };
@@ -538,7 +545,12 @@ mod tests {
         let m = s.maintain(t0 + 2 * BUCKET_MS + LATE_MS, KEEP).unwrap();
         assert_eq!(m.buckets_rolled, 1);
         // Again at the same time: nothing new, nothing counted twice.
-        assert_eq!(s.maintain(t0 + 2 * BUCKET_MS + LATE_MS, KEEP).unwrap().buckets_rolled, 0);
+        assert_eq!(
+            s.maintain(t0 + 2 * BUCKET_MS + LATE_MS, KEEP)
+                .unwrap()
+                .buckets_rolled,
+            0
+        );
         let rows: Vec<(i64, i64, i64, i64, i64, i64)> = s
             .conn
             .prepare("SELECT bucket, n, min_demand, max_demand, sum_demand, max_instances FROM group_5m ORDER BY bucket")
@@ -549,7 +561,10 @@ mod tests {
             .unwrap();
         assert_eq!(
             rows,
-            vec![(t0, 2, 1_000, 3_000, 4_000, 2), (t0 + BUCKET_MS, 1, 500, 500, 500, 1)]
+            vec![
+                (t0, 2, 1_000, 3_000, 4_000, 2),
+                (t0 + BUCKET_MS, 1, 500, 500, 500, 1)
+            ]
         );
         let vm: (i64, i64, i64, i64) = s
             .conn
@@ -567,7 +582,12 @@ mod tests {
         let t0 = 100 * H;
         // One evaluation and one sample a minute for 4 hours.
         let rows: Vec<Row> = (0..240)
-            .flat_map(|i| [eval(t0 + i * 60_000, 1_000, 1), sample(t0 + i * 60_000, 100)])
+            .flat_map(|i| {
+                [
+                    eval(t0 + i * 60_000, 1_000, 1),
+                    sample(t0 + i * 60_000, 100),
+                ]
+            })
             .collect();
         s.write(&rows).unwrap();
         let now = t0 + 4 * H;
@@ -589,7 +609,9 @@ mod tests {
         let d = dir("keep-unrolled");
         let mut s = Store::open(&d.join("h.db")).unwrap();
         let t0 = 100 * H;
-        let rows: Vec<Row> = (0..(60 * 24)).map(|i| eval(t0 + i * 60_000, 1, 1)).collect();
+        let rows: Vec<Row> = (0..(60 * 24))
+            .map(|i| eval(t0 + i * 60_000, 1, 1))
+            .collect();
         s.write(&rows).unwrap();
         // One step rolls up at most ROLLUP_BUCKETS (4 hours): the rest of the day
         // stays raw although it is older than raw_retention.
@@ -610,8 +632,14 @@ mod tests {
         let path = d.join("h.db");
         let mut s = Store::open(&path).unwrap();
         s.write(&[eval(1_000, 1, 1)]).unwrap();
-        let err = Store::open(&path).err().expect("a second writer").to_string();
-        assert!(err.contains(&path.display().to_string()) && err.contains("in use"), "{err}");
+        let err = Store::open(&path)
+            .err()
+            .expect("a second writer")
+            .to_string();
+        assert!(
+            err.contains(&path.display().to_string()) && err.contains("in use"),
+            "{err}"
+        );
         drop(s);
         let s = Store::open(&path).unwrap();
         assert_eq!(count(&s, "evaluation"), 1);
@@ -622,7 +650,8 @@ mod tests {
         let d = dir("foreign");
         let path = d.join("h.db");
         let c = Connection::open(&path).unwrap();
-        c.execute_batch("CREATE TABLE other (x); PRAGMA user_version = 0;").unwrap();
+        c.execute_batch("CREATE TABLE other (x); PRAGMA user_version = 0;")
+            .unwrap();
         drop(c);
         let err = format!("{:#}", Store::open(&path).err().unwrap());
         assert!(err.contains("not an albatross-autoscale history"), "{err}");

@@ -143,7 +143,10 @@ impl Feed {
             match rx.recv().await {
                 Ok(o) => self.output(&o),
                 Err(broadcast::error::RecvError::Lagged(n)) => {
-                    self.recorder.counters.lagged.fetch_add(n, Ordering::Relaxed);
+                    self.recorder
+                        .counters
+                        .lagged
+                        .fetch_add(n, Ordering::Relaxed);
                     tracing::warn!(
                         missed = n,
                         "history fell behind the engine outputs; those rows are not stored"
@@ -273,7 +276,9 @@ fn run(mut store: Store, rx: mpsc::Receiver<Msg>, s: Settings, counters: Arc<Cou
             next_maintain = Instant::now() + MAINTAIN_EVERY;
             match store.maintain(unix_ms(SystemTime::now()), s.keep) {
                 Ok(m) => tracing::debug!(?m, "history maintenance"),
-                Err(e) => tracing::error!(path = %store.path().display(), error = %e, "history maintenance failed"),
+                Err(e) => {
+                    tracing::error!(path = %store.path().display(), error = %e, "history maintenance failed")
+                }
             }
             let now = (
                 counters.dropped.load(Ordering::Relaxed),

@@ -30,6 +30,8 @@ pub struct Api {
     pub(super) health: Vec<(String, Arc<StreamHealth>)>,
     pub(super) metrics: Arc<Metrics>,
     pub(super) clock: Arc<dyn Clock>,
+    /// `[history]` as the daemon started with it (its writer is not reloaded).
+    pub(super) history: crate::config::history::History,
     inner: Mutex<Inner>,
     ring: Mutex<VecDeque<Value>>,
     approvals: OnceLock<Desk>,
@@ -73,6 +75,7 @@ impl Api {
             health,
             metrics: Arc::new(Metrics::new()),
             clock,
+            history: config.history.clone(),
             inner: Mutex::new(Inner {
                 keys,
                 limiter: Limiter::new(config.http.rate_limit_per_minute),

@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod auth;
+mod history;
 pub mod limit;
 pub mod openapi;
 pub mod routes;

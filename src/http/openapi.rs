@@ -94,6 +94,7 @@ pub fn document() -> Value {
     let reject = verdict(
         "Reject a pending decision: not executed; the engine treats it as a failed action (backoff). Logged as `rejected` with the key's id",
     );
+    let (history, forecast) = history_ops();
     json!({
         "openapi": "3.1.0",
         "info": {"title": "albatross-autoscale", "version": env!("CARGO_PKG_VERSION")},
@@ -118,6 +119,55 @@ pub fn document() -> Value {
             "/v1/approvals": {"get": op("Decisions waiting for approval (require_approval): `items` pending (id, group, instance, action, emergency, reason, inputs, created_at, expires_at), `recent` the last decided ones (state approved, rejected or expired; decided_by, decided_at, outcome)", true, &[("200", "count, items, recent")])},
             "/v1/approvals/{id}/approve": {"post": approve},
             "/v1/approvals/{id}/reject": {"post": reject},
+            "/v1/groups/{name}/history": {"get": history},
+            "/v1/groups/{name}/forecast": {"get": forecast},
         }
     })
+}
+
+/// The `[history]` views: stored demand and its forecast.
+fn history_ops() -> (Value, Value) {
+    let time = "RFC 3339 (2026-11-23T10:00:00Z), now, or a duration before now (-1h, 2d)";
+    let mut history = op(
+        "A group's recorded demand (vCPUs: average CPU share x fresh instances x vCPUs) with min/mean/max, CPU % and instances per step, and its decisions in the range",
+        true,
+        &[
+            ("200", "points, oldest first"),
+            ("400", "bad query"),
+            (
+                "404",
+                "history off ([history] path unset) or nothing recorded for the group",
+            ),
+            ("422", "more than 10000 points: use a larger step"),
+            ("503", "the history file cannot be read"),
+        ],
+    );
+    let mut params = name_param();
+    if let Some(p) = params.as_array_mut() {
+        p.push(json!({"name": "since", "in": "query", "schema": {"type": "string", "default": "-24h"}, "description": time}));
+        p.push(json!({"name": "until", "in": "query", "schema": {"type": "string", "default": "now"}, "description": time}));
+        p.push(json!({"name": "step", "in": "query", "schema": {"type": "string"}, "description": "raw (every evaluation), or a duration: below 5m reads raw rows (kept for raw_retention), 5m and above the 5-minute aggregates (kept for retention). Default: raw for at most 6 hours within raw_retention, else 5m"}));
+    }
+    history["parameters"] = params;
+    let mut forecast = op(
+        "The engine's Holt forecaster over the stored demand: points up to the horizon with a prediction interval (+/- the 95th percentile of recent absolute errors at each lead) and the measured recent error",
+        true,
+        &[
+            ("200", "forecast points"),
+            ("400", "bad query"),
+            (
+                "404",
+                "history off, or nothing recorded for the group in the window",
+            ),
+            ("503", "the history file cannot be read"),
+        ],
+    );
+    let mut params = name_param();
+    if let Some(p) = params.as_array_mut() {
+        p.push(json!({"name": "horizon", "in": "query", "schema": {"type": "string", "default": "1h"}, "description": "how far ahead (at most 1000 steps)"}));
+        p.push(json!({"name": "step", "in": "query", "schema": {"type": "string", "default": "5m"}, "description": "spacing of the history and of the forecast points"}));
+        p.push(json!({"name": "since", "in": "query", "schema": {"type": "string", "default": "-7d"}, "description": format!("history the forecaster learns from: {time}")}));
+    }
+    forecast["parameters"] = params;
+    (history, forecast)
 }

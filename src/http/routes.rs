@@ -29,7 +29,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(super) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -71,6 +71,8 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/v1/groups/{name}/pause", post(pause))
         .route("/v1/groups/{name}/resume", post(resume))
         .route("/v1/groups/{name}/scale", post(scale))
+        .route("/v1/groups/{name}/history", get(super::history::history))
+        .route("/v1/groups/{name}/forecast", get(super::history::forecast))
         .route("/v1/decisions", get(decisions))
         .route("/v1/approvals", get(approvals))
         .route("/v1/approvals/{id}/approve", post(approve))

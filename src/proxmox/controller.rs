@@ -106,6 +106,8 @@ pub struct Controller {
     held: Vec<(String, Job)>,
     /// Horizontal and vertical streaks are separate: one holding does not end the other's.
     ceilings: [Ceilings; 2],
+    /// Where engine outputs are recorded (`[history]`), if anywhere.
+    history: Option<crate::history::Feed>,
 }
 
 impl Controller {
@@ -167,6 +169,7 @@ impl Controller {
             notices: Notices::default(),
             held: Vec::new(),
             ceilings: Default::default(),
+            history: None,
         })
     }
 
@@ -175,6 +178,12 @@ impl Controller {
     pub fn with_approvals(mut self, book: SharedBook, notices: Notices) -> Self {
         self.approvals = book;
         self.notices = notices;
+        self
+    }
+
+    /// Record every engine output (samples, evaluations, decisions) in the history.
+    pub fn with_history(mut self, feed: crate::history::Feed) -> Self {
+        self.history = Some(feed);
         self
     }
 
@@ -527,6 +536,9 @@ impl Controller {
         by_vmid: &HashMap<u64, &Resource>,
         jobs: &mut Vec<Job>,
     ) {
+        if let Some(h) = &mut self.history {
+            h.output(&o);
+        }
         if matches!(o, Output::Decision(_) | Output::ActionFailed { .. })
             && let Some(mut v) = jsonl::line(&o, false)
         {

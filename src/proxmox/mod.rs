@@ -87,6 +87,8 @@ pub struct RunOptions {
     pub approvals: crate::daemon::approvals::SharedBook,
     /// Approve / reject commands from the API.
     pub inbox: crate::daemon::approvals::Inbox,
+    /// Where engine outputs are recorded (`[history]`).
+    pub history: Option<crate::history::Recorder>,
 }
 
 /// A controller for `config` (`[proxmox]` and `[[lxc]]`).
@@ -152,6 +154,13 @@ pub async fn run(
     let start = Instant::now();
     // Schedules see wall-clock time: t = 0 is now.
     c.set_wall_origin(crate::daemon::unix_ms_now());
+    if let Some(r) = &opts.history {
+        // The controller's t = 0 is `start`.
+        c = c.with_history(crate::history::Feed::new(
+            r.clone(),
+            std::time::SystemTime::now(),
+        ));
+    }
     let now = || Timestamp(u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX));
     if opts.once {
         let r = c.cycle(now()).await?;
