@@ -33,6 +33,7 @@ fn policy(knob: CpuKnob, budget: u32) -> VerticalPolicy {
         memory_margin_mib: 128,
         host_memory_reserve_mib: 1024,
         schedule: Default::default(),
+        pricing: Default::default(),
     }
 }
 

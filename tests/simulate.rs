@@ -111,6 +111,21 @@ fn a_fixed_group_on_a_tiny_trace_gives_hand_computed_metrics() {
     assert_eq!(m.time_to_capacity_s, 10.0);
     assert_eq!(m.mean_instances, 1.0);
     assert_eq!(m.actions, 0);
+    // engine.toml prices an instance at 0.05/h: 20 s of one instance.
+    assert!((m.cost - 0.05 * 20.0 / 3600.0).abs() < 1e-12, "{}", m.cost);
+}
+
+#[test]
+fn cost_is_instance_hours_times_the_price() {
+    // Priced at 3.6 per instance-hour: 1 instance for 20 s costs 0.02.
+    let p = Policy {
+        max_instances: 1,
+        instance_cost_micros: 3_600_000,
+        ..policy()
+    };
+    let m = run(&trace(&[(0, 0.5), (10, 1.5)]), &p, "engine").metrics;
+    assert!((m.cost - 0.02).abs() < 1e-12, "{}", m.cost);
+    assert!((m.cost_per_hour - 3.6).abs() < 1e-12, "{}", m.cost_per_hour);
 }
 
 #[test]
@@ -356,6 +371,14 @@ fn the_command_reports_json_keyed_by_policy_and_draws_the_plot() {
         "actions_per_hour",
     ] {
         assert!(v["engine"][k].is_number(), "{k}");
+    }
+    // engine.toml prices an instance at 0.05/h: every policy is costed alike.
+    for k in keys {
+        let m = &v[k];
+        let want = m["mean_instances"].as_f64().unwrap() * 0.05;
+        let got = m["cost_per_hour"].as_f64().unwrap();
+        assert!((got - want).abs() < 1e-9, "{k}: {got} vs {want}");
+        assert!(got > 0.0);
     }
     let text = std::fs::read_to_string(&svg).unwrap();
     assert!(text.contains("<svg") && text.contains("mollymawk: under-provisioned"));

@@ -71,11 +71,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // Sinks open (secret files read) before anything runs; they listen from the start.
     let sinks = notify::Sink::open_all(&config.notify).map_err(anyhow::Error::msg)?;
     let heard = notices.subscribe();
+    // One daemon per state directory: both state files are locked before anything
+    // starts (history included), so a second daemon exits at once naming the pid.
+    // Held until `run` returns.
+    let lock = |p: &std::path::Path| crate::daemon::lock::StateLock::acquire(p);
+    let _pve_lock = match config.proxmox.as_ref().filter(|_| has_pve) {
+        Some(pve) => Some(lock(&pve.state_file)?),
+        None => None,
+    };
+    let albatross_lock = match (args.once, config.endpoints.is_empty()) {
+        (false, false) => Some(std::sync::Arc::new(lock(&config.daemon.state_file)?)),
+        _ => None,
+    };
     // A locked or corrupt history file stops the start here, before anything runs.
     let history = match &config.history.path {
         Some(_) => Some(history::Writer::start(&config.history)?),
         None => None,
     };
+    // The global cost ceiling covers the albatross groups and the containers.
+    let costs = std::sync::Arc::new(crate::daemon::cost::CostLedger::default());
     let mut pve_opts = proxmox::RunOptions {
         dry_run: args.dry_run,
         once: args.once,
@@ -84,6 +98,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         approvals: approvals.clone(),
         inbox,
         history: history.as_ref().map(history::Writer::recorder),
+        costs: costs.clone(),
     };
     let rt = tokio::runtime::Runtime::new()?;
     if args.once {
@@ -113,6 +128,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 dry_run: args.dry_run,
                 notices: notices.clone(),
                 approvals: approvals.clone(),
+                costs: costs.clone(),
+                state_lock: albatross_lock,
                 ..RunOptions::default()
             };
             Some(Daemon::start(config.clone(), opts).await?)

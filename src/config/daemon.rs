@@ -38,6 +38,9 @@ pub struct Daemon {
     pub decision_log: Option<PathBuf>,
     /// Ownership record: the clones this autoscaler created.
     pub state_file: PathBuf,
+    /// Global ceiling on the hourly cost of everything this daemon scales (albatross
+    /// groups and LXC containers together), in millionths of the currency unit.
+    pub max_cost_micros: Option<u64>,
 }
 
 impl Default for Daemon {
@@ -45,6 +48,7 @@ impl Default for Daemon {
         Self {
             decision_log: None,
             state_file: PathBuf::from("albatross-autoscale.state.json"),
+            max_cost_micros: None,
         }
     }
 }
@@ -71,6 +75,7 @@ struct EndpointFile {
 struct DaemonFile {
     decision_log: Option<PathBuf>,
     state_file: Option<PathBuf>,
+    max_cost_per_hour: Option<f64>,
 }
 
 fn resolve(base: &Path, p: PathBuf) -> PathBuf {
@@ -165,6 +170,16 @@ pub(super) fn daemon(v: Option<toml::Value>, base: &Path, problems: &mut Vec<Str
         Ok(f) => Daemon {
             decision_log: f.decision_log.map(|p| resolve(base, p)),
             state_file: resolve(base, f.state_file.unwrap_or(Daemon::default().state_file)),
+            max_cost_micros: f.max_cost_per_hour.and_then(|c| {
+                let ok = c.is_finite() && c > 0.0 && c <= super::policy::MAX_COST;
+                if !ok {
+                    problems.push(format!(
+                        "daemon.max_cost_per_hour: {c} must be above 0 and at most {}",
+                        super::policy::MAX_COST
+                    ));
+                }
+                ok.then(|| super::policy::cost_micros(c))
+            }),
         },
         Err(e) => {
             problems.push(format!("daemon: {}", e.to_string().trim_end()));

@@ -142,6 +142,13 @@ fn build(mut table: toml::Table, base: &Path, problems: &mut Vec<String>) -> Opt
     let notify = notify::notify(table.remove("notify"), base, problems);
     let history = history::history(table.remove("history"), base, problems);
     let pve = proxmox::proxmox(table.remove("proxmox"), base, problems);
+    if let Some(p) = pve.as_ref().filter(|p| p.state_file == daemon.state_file) {
+        // Two ownership records in one file would overwrite each other.
+        problems.push(format!(
+            "proxmox.state_file: {} is also daemon.state_file; give each its own file",
+            p.state_file.display()
+        ));
+    }
     let lxc = proxmox::lxcs(table.remove("lxc"), pve.as_ref(), &defaults, problems);
     let groups = match table.remove("group") {
         None => Vec::new(),

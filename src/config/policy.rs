@@ -163,13 +163,12 @@ pub(super) fn merge(mut p: Policy, f: &PolicyFile) -> Policy {
         p.emergency_threshold = Some(u32::try_from(v.max(0)).unwrap_or(u32::MAX));
     }
     set_u32(&mut p.emergency_step, f.emergency_step);
-    // Millionths keep Policy `Eq`; check() reports values out of range.
-    let micros = |v: f64| (v.clamp(0.0, MAX_COST) * 1e6).round() as u64;
+    // check() reports values out of range.
     if let Some(c) = f.instance_cost_per_hour.filter(|c| c.is_finite()) {
-        p.instance_cost_micros = micros(c);
+        p.instance_cost_micros = cost_micros(c);
     }
     if let Some(c) = f.max_cost_per_hour.filter(|c| c.is_finite()) {
-        p.max_cost_micros = Some(micros(c));
+        p.max_cost_micros = Some(cost_micros(c));
     }
     // A list replaces the one of [policy] (`[]` turns approvals off for a group).
     if let Some(l) = &f.require_approval {
@@ -183,7 +182,12 @@ pub(super) fn merge(mut p: Policy, f: &PolicyFile) -> Policy {
 }
 
 /// Upper bound of the cost keys (per hour, in the operator's currency unit).
-const MAX_COST: f64 = 1e9;
+pub(super) const MAX_COST: f64 = 1e9;
+
+/// A cost per hour in millionths (integers keep policies `Eq`).
+pub(super) fn cost_micros(v: f64) -> u64 {
+    (v.clamp(0.0, MAX_COST) * 1e6).round() as u64
+}
 
 /// Check an effective policy. A problem is reported under the section that set the
 /// offending key: this one, or `[policy]`, whose own check already reported it.

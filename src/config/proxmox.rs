@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::policy::{check, merge, policy_file};
 use crate::core::Policy;
-use crate::core::vertical::{CpuKnob, VerticalPolicy};
+use crate::core::vertical::{CpuKnob, Pricing, VerticalPolicy};
 use crate::name::{self, Name};
 
 /// Where the token secret comes from. The secret itself never enters the config.
@@ -146,6 +146,8 @@ struct LxcFile {
     clone_storage: Option<String>,
     clone_pool: Option<String>,
     clone_snapshot: Option<String>,
+    core_cost_per_hour: Option<f64>,
+    gib_cost_per_hour: Option<f64>,
 }
 
 const LXC_KEYS: &[&str] = &[
@@ -166,6 +168,8 @@ const LXC_KEYS: &[&str] = &[
     "clone_storage",
     "clone_pool",
     "clone_snapshot",
+    "core_cost_per_hour",
+    "gib_cost_per_hour",
 ];
 
 fn resolve(base: &Path, p: PathBuf) -> PathBuf {
@@ -183,6 +187,23 @@ pub fn parse_fingerprint(s: &str) -> Option<[u8; 32]> {
         *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
     }
     Some(out)
+}
+
+/// A price per hour (core-hour, GiB-hour) in millionths; 0 when unset.
+fn price(at: &str, key: &str, v: Option<f64>, problems: &mut Vec<String>) -> u64 {
+    match v {
+        None => 0,
+        Some(c) if c.is_finite() && (0.0..=super::policy::MAX_COST).contains(&c) => {
+            super::policy::cost_micros(c)
+        }
+        Some(c) => {
+            problems.push(format!(
+                "{at}.{key}: {c} is out of range 0..={}",
+                super::policy::MAX_COST
+            ));
+            0
+        }
+    }
 }
 
 fn range(
@@ -519,6 +540,12 @@ pub(super) fn lxcs(
             ),
             host_memory_reserve_mib: reserve,
             schedule: policy.schedule.clone(),
+            pricing: Pricing {
+                instance_micros: policy.instance_cost_micros,
+                core_micros: price(&at, "core_cost_per_hour", f.core_cost_per_hour, problems),
+                gib_micros: price(&at, "gib_cost_per_hour", f.gib_cost_per_hour, problems),
+                max_micros: policy.max_cost_micros,
+            },
         };
         if knob == CpuKnob::Cpulimit {
             for (j, w) in policy.schedule.windows().iter().enumerate() {

@@ -63,6 +63,12 @@ pub struct Engine {
     options: Options,
     /// Unix ms of t = 0, for schedules (0: timestamps are Unix ms themselves).
     wall_origin: i64,
+    /// Global ceiling on the hourly cost of every group plus `external_cost`, in
+    /// millionths (`[daemon] max_cost_per_hour`).
+    cost_ceiling: Option<u64>,
+    /// Hourly cost of what this engine does not scale but the ceiling covers (the
+    /// other loop of the daemon: LXC containers or albatross groups).
+    external_cost: u64,
 }
 
 impl Engine {
@@ -78,6 +84,8 @@ impl Engine {
             unassigned: FxMap::default(),
             options,
             wall_origin: 0,
+            cost_ceiling: None,
+            external_cost: 0,
         };
         e.reroute();
         e
@@ -110,6 +118,61 @@ impl Engine {
             c.set_wall_origin(self.wall_origin);
         }
         c
+    }
+
+    /// Cap the hourly cost of all groups together (plus [`Engine::set_external_cost`])
+    /// at `micros` millionths: a scale-up that would cross it is not emitted.
+    pub fn with_cost_ceiling(mut self, micros: Option<u64>) -> Self {
+        self.set_cost_ceiling(micros);
+        self
+    }
+
+    /// [`Engine::with_cost_ceiling`] in place (config reload).
+    pub fn set_cost_ceiling(&mut self, micros: Option<u64>) {
+        self.cost_ceiling = micros;
+        if micros.is_none() {
+            for c in &mut self.clusters {
+                c.set_cost_room(None);
+            }
+        }
+    }
+
+    /// The hourly cost, in millionths, of what shares the global ceiling but is
+    /// scaled elsewhere. An input like any other: the caller says when it changed.
+    pub fn set_external_cost(&mut self, micros: u64) {
+        self.external_cost = micros;
+    }
+
+    /// The hourly cost of every group now, in millionths.
+    pub fn hourly_cost(&self) -> u64 {
+        self.clusters.iter().map(Cluster::hourly_cost).sum()
+    }
+
+    /// Change the cost of one instance of `group` (LXC containers are priced by
+    /// their current size, known only at run time).
+    pub fn set_instance_cost(&mut self, group: &Name, micros: u64) {
+        if let Some(c) = self.clusters.iter_mut().find(|c| **c.group() == *group) {
+            c.set_instance_cost(micros);
+        }
+    }
+
+    /// Tell group `i` how much cost the global ceiling leaves it. Only with a
+    /// ceiling, so the sample path pays one branch without one.
+    fn share_cost_room(&mut self, i: usize) {
+        let Some(max) = self.cost_ceiling else {
+            return;
+        };
+        let others: u64 = self
+            .clusters
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, c)| c.hourly_cost())
+            .sum::<u64>()
+            .saturating_add(self.external_cost);
+        let own = self.clusters[i].hourly_cost();
+        let room = max.saturating_sub(others).saturating_sub(own);
+        self.clusters[i].set_cost_room(Some(room));
     }
 
     /// The groups.
@@ -228,6 +291,7 @@ impl Engine {
         out: &mut Vec<Output>,
     ) {
         let before = self.clusters[i].membership();
+        self.share_cost_room(i);
         self.clusters[i].step(now, input, out);
         if self.clusters[i].membership() != before {
             self.reroute();
@@ -253,6 +317,7 @@ impl Engine {
     ) {
         if let Some(&(i, j)) = self.routes.get(&vm) {
             let before = self.clusters[i].membership();
+            self.share_cost_room(i);
             self.clusters[i].sample_at(now, j, cpu_us, vcpus, out);
             if self.clusters[i].membership() != before {
                 self.reroute();

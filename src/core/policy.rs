@@ -92,6 +92,11 @@ pub struct Policy {
     pub schedule: Schedule,
 }
 
+/// Millionths of the currency unit as the operator wrote them (`2.5`, not `2500000`).
+pub fn money(micros: u64) -> String {
+    (micros as f64 / 1e6).to_string()
+}
+
 impl Default for Policy {
     fn default() -> Self {
         Self {

@@ -522,6 +522,7 @@ mod tests {
             memory_margin_mib: 128,
             host_memory_reserve_mib: 1024,
             schedule: Schedule::new(vec![day]),
+            pricing: Default::default(),
         };
         let mut v = Vertical::new(policy).with_wall_origin(ms("2026-03-02T07:59:00Z"));
         let usage = |cores, memory_mib| Usage {

@@ -21,6 +21,7 @@ use std::time::Duration;
 use super::budget::{self, Budget};
 use super::cpu::{self, Bp};
 use super::output::ActionId;
+use super::policy::money;
 use super::schedule::{self, Limit, Schedule};
 use super::time::Timestamp;
 
@@ -75,6 +76,8 @@ pub struct VerticalPolicy {
     /// Windows whose `cores` / `memory_mib` override the bounds while active
     /// (`cores` only when the knob is [`CpuKnob::Cores`]).
     pub schedule: Schedule,
+    /// What the container costs per hour (no ceiling by default).
+    pub pricing: Pricing,
 }
 
 /// Effective bounds: the policy's, or a schedule's while a window is in force.
@@ -84,6 +87,30 @@ struct Bounds {
     cpu_max: Limit,
     mem_min: Limit,
     mem_max: Limit,
+}
+
+/// Hourly price of a container, in millionths of the operator's currency unit
+/// (integers keep policies `Eq`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pricing {
+    /// Flat, per container (`instance_cost_per_hour`).
+    pub instance_micros: u64,
+    /// Per core (`core_cost_per_hour`).
+    pub core_micros: u64,
+    /// Per GiB of memory (`gib_cost_per_hour`).
+    pub gib_micros: u64,
+    /// Ceiling on the container and its clones together (`max_cost_per_hour`).
+    pub max_micros: Option<u64>,
+}
+
+impl Pricing {
+    /// The hourly price of one container of size `s`.
+    pub fn of(&self, s: Size) -> u64 {
+        let mem = u64::from(s.memory_mib).saturating_mul(self.gib_micros) / 1024;
+        self.instance_micros
+            .saturating_add(u64::from(s.cores).saturating_mul(self.core_micros))
+            .saturating_add(mem)
+    }
 }
 
 /// One observation of a container.
@@ -181,6 +208,8 @@ pub struct Vertical {
     redecide_at: Option<Timestamp>,
     next_id: ActionId,
     sched: schedule::Tracker,
+    /// See [`Vertical::set_cost_room`].
+    cost_room: Option<u64>,
 }
 
 /// CPU use as a share of the effective allowance, in basis points.
@@ -213,6 +242,10 @@ pub fn advance_counter(cum_us: u64, bp: Bp, elapsed_ms: u64) -> u64 {
     cum_us.saturating_add(u64::try_from(add).unwrap_or(u64::MAX))
 }
 
+fn describe_size(s: Size) -> String {
+    format!("{} cores, {} MiB", s.cores, s.memory_mib)
+}
+
 fn pct(used: u64, total: u64) -> Bp {
     if total == 0 {
         return 0;
@@ -239,6 +272,7 @@ impl Vertical {
             redecide_at: None,
             next_id: 1,
             sched: schedule::Tracker::new(&policy_schedule, Timestamp::ZERO),
+            cost_room: None,
         }
     }
 
@@ -336,6 +370,19 @@ impl Vertical {
             b.mem_max.value
         );
         Some((dir, to, reason))
+    }
+
+    /// What this container may add to the hourly cost under the daemon's global
+    /// ceiling; `None` without one. Set by the caller before each sample.
+    pub fn set_cost_room(&mut self, room: Option<u64>) {
+        self.cost_room = room;
+    }
+
+    /// The hourly cost of the container and its clones at the last usage seen.
+    pub fn hourly_cost(&self) -> u64 {
+        self.last.map_or(0, |u| {
+            u64::from(u.clones + 1).saturating_mul(self.policy.pricing.of(u.size))
+        })
     }
 
     pub fn policy(&self) -> &VerticalPolicy {
@@ -644,7 +691,11 @@ impl Vertical {
                 };
             }
         };
-        if let Some(why_not) = self.blocker(now, dir, true) {
+        let blocked = match dir {
+            Direction::Up => self.cost_blocker(&u, to),
+            Direction::Down => None,
+        };
+        if let Some(why_not) = blocked.or_else(|| self.blocker(now, dir, true)) {
             return Verdict::Blocked {
                 wanted: dir,
                 why_not,
@@ -686,6 +737,33 @@ impl Vertical {
         self.in_flight = Some(r.clone());
         out.push(Output::Resize(r));
         Verdict::Acted(dir)
+    }
+
+    /// A grow to `to` that would cross the container's or the global cost ceiling.
+    /// Clones are priced like the container (they are copies of it).
+    fn cost_blocker(&self, u: &Usage, to: Size) -> Option<String> {
+        let p = &self.policy.pricing;
+        let n = u64::from(u.clones) + 1;
+        let (before, after) = (n * p.of(u.size), n.saturating_mul(p.of(to)));
+        if let Some(max) = p.max_micros
+            && after > max
+        {
+            return Some(format!(
+                "cost: {} would cost {}/h, above max_cost_per_hour ({})",
+                describe_size(to),
+                money(after),
+                money(max)
+            ));
+        }
+        match self.cost_room {
+            Some(room) if after.saturating_sub(before) > room => Some(format!(
+                "cost: {} would add {}/h, above what the global max_cost_per_hour leaves ({}/h)",
+                describe_size(to),
+                money(after - before),
+                money(room)
+            )),
+            _ => None,
+        }
     }
 
     fn blocker(&mut self, now: Timestamp, dir: Direction, cooldowns: bool) -> Option<String> {
@@ -779,5 +857,126 @@ mod tests {
             ),
             cpu::Delta::Share { bp: 7_500, .. }
         ));
+    }
+
+    fn priced(max_micros: Option<u64>) -> VerticalPolicy {
+        VerticalPolicy {
+            cpu_up_threshold: 80,
+            cpu_down_threshold: 10,
+            mem_up_threshold: 95,
+            mem_down_threshold: 1,
+            up_ticks: 1,
+            down_ticks: 100,
+            up_cooldown: Duration::ZERO,
+            down_cooldown: Duration::ZERO,
+            max_actions_per_hour: 100,
+            retry_backoff: Duration::from_secs(1),
+            retry_backoff_max: Duration::from_secs(1),
+            knob: CpuKnob::Cores,
+            cpu_min: 1,
+            cpu_max: 8,
+            cpu_step: 1,
+            memory_min_mib: 1024,
+            memory_max_mib: 1024,
+            memory_step_mib: 512,
+            memory_margin_mib: 0,
+            host_memory_reserve_mib: 0,
+            schedule: Schedule::default(),
+            pricing: Pricing {
+                instance_micros: 0,
+                core_micros: 1_000_000, // 1.0 per core-hour
+                gib_micros: 500_000,    // 0.5 per GiB-hour
+                max_micros,
+            },
+        }
+    }
+
+    /// Busy samples, each resize acknowledged; returns the cores reached and the
+    /// last why-not. `room` is what the global ceiling leaves at the start; like the
+    /// controller, the room given each sample shrinks by what was added since.
+    fn grow(mut v: Vertical, clones: u32, room: Option<u64>) -> (u32, Option<String>) {
+        let mut size = Size {
+            cores: 1,
+            cpulimit_centi: 0,
+            memory_mib: 1024,
+        };
+        let mut why = None;
+        for i in 1..=10u64 {
+            let now = Timestamp(i * 10_000);
+            let usage = Usage {
+                size,
+                cpu_bp: 9_500,
+                mem_used_mib: 100,
+                node_free_mib: Some(1 << 20),
+                clones,
+            };
+            let n = u64::from(clones) + 1;
+            let added =
+                n * (v.policy.pricing.of(size) - v.policy.pricing.of(Size { cores: 1, ..size }));
+            v.set_cost_room(room.map(|r| r.saturating_sub(added)));
+            let mut out = Vec::new();
+            v.step(now, Input::Sample(usage), &mut out);
+            for o in out {
+                match o {
+                    Output::Resize(r) => {
+                        size = r.to;
+                        let mut ack = Vec::new();
+                        v.step(
+                            now,
+                            Input::Result {
+                                id: r.id,
+                                outcome: Ok(()),
+                            },
+                            &mut ack,
+                        );
+                    }
+                    Output::Evaluation {
+                        verdict: Verdict::Blocked { why_not, .. },
+                        ..
+                    } => why = Some(why_not),
+                    _ => {}
+                }
+            }
+        }
+        (size.cores, why)
+    }
+
+    #[test]
+    fn a_grow_past_the_containers_cost_ceiling_is_not_made() {
+        // 1 GiB = 0.5/h; 3 cores + 1 GiB = 3.5/h fits 3.6/h, a fourth core does not.
+        let (cores, why) = grow(Vertical::new(priced(Some(3_600_000))), 0, None);
+        assert_eq!(cores, 3);
+        assert_eq!(
+            why.as_deref(),
+            Some("cost: 4 cores, 1024 MiB would cost 4.5/h, above max_cost_per_hour (3.6)")
+        );
+        assert_eq!(
+            Pricing::of(
+                &priced(None).pricing,
+                Size {
+                    cores: 4,
+                    cpulimit_centi: 0,
+                    memory_mib: 2048
+                }
+            ),
+            5_000_000
+        );
+    }
+
+    #[test]
+    fn clones_are_priced_like_the_container_and_the_global_room_counts() {
+        // One clone doubles every step: 2 × (2 + 0.5) = 5 fits 5.5, 2 × 3.5 does not.
+        let (cores, _) = grow(Vertical::new(priced(Some(5_500_000))), 1, None);
+        assert_eq!(cores, 2);
+        // No own ceiling, 1.2/h of room under the global one: +1 core costs 1/h
+        // once; the second step would bring the total added to 2/h.
+        let (cores, why) = grow(Vertical::new(priced(None)), 0, Some(1_200_000));
+        assert_eq!(cores, 2, "{why:?}");
+        let (cores, why) = grow(Vertical::new(priced(None)), 0, Some(900_000));
+        assert_eq!(cores, 1);
+        assert!(
+            why.unwrap()
+                .contains("global max_cost_per_hour leaves (0.9/h)")
+        );
     }
 }

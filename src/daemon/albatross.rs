@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::approvals::SharedBook;
+use super::cost::CostLedger;
 use super::decision_log::DecisionLog;
 use super::lock::StateLock;
 use super::notice::Notices;
@@ -35,6 +36,11 @@ pub struct RunOptions {
     pub notices: Notices,
     /// Where decisions that need approval wait (shared with the API).
     pub approvals: SharedBook,
+    /// Hourly costs shared with the Proxmox loop (global cost ceiling).
+    pub costs: Arc<CostLedger>,
+    /// The state lock, when the caller took it before starting anything else;
+    /// `None`: `start` takes it.
+    pub state_lock: Option<Arc<StateLock>>,
 }
 
 impl Default for RunOptions {
@@ -44,6 +50,8 @@ impl Default for RunOptions {
             shutdown_grace: Duration::from_secs(120),
             notices: Notices::default(),
             approvals: SharedBook::default(),
+            costs: Arc::default(),
+            state_lock: None,
         }
     }
 }
@@ -67,7 +75,7 @@ pub struct Daemon {
     origin: std::time::SystemTime,
     /// One daemon per state file: held until the daemon (and, in `stop`, the engine
     /// task's last state save) is gone.
-    _lock: StateLock,
+    _lock: Arc<StateLock>,
 }
 
 /// One endpoint's task (reconcile, then statistics) and what it was started with.
@@ -125,7 +133,10 @@ impl Daemon {
         }
         let (by_group, place) = placement(&config, &clients)?;
         // Before reading the state: a second daemon must not touch it at all.
-        let lock = StateLock::acquire(&config.daemon.state_file)?;
+        let lock = match opts.state_lock.clone() {
+            Some(l) => l,
+            None => Arc::new(StateLock::acquire(&config.daemon.state_file)?),
+        };
         let ownership = Ownership::load(&config.daemon.state_file)?;
         let log = DecisionLog::open(config.daemon.decision_log.as_deref())
             .with_context(|| format!("decision log {:?}", config.daemon.decision_log))?;
@@ -133,7 +144,8 @@ impl Daemon {
         let actuator = Arc::new(AlbatrossActuator::new(by_group, vcpus.clone()));
         // Schedules see wall-clock time: t = 0 is now (the runner's start below).
         let engine = Engine::new(engine_groups(&config), Options::default(), Timestamp::ZERO)
-            .with_wall_origin(super::unix_ms_now());
+            .with_wall_origin(super::unix_ms_now())
+            .with_cost_ceiling(config.daemon.max_cost_micros);
         let settings = Settings {
             dry_run: opts.dry_run,
             state_file: config.daemon.state_file.clone(),
@@ -149,7 +161,8 @@ impl Daemon {
             Instant::now(),
         )
         .with_notices(opts.notices.clone())
-        .with_approvals(opts.approvals.clone());
+        .with_approvals(opts.approvals.clone())
+        .with_costs(opts.costs.clone());
         let observers = runner.observers();
         let (tx, rx) = mpsc::channel(4096);
         let shutdown = CancellationToken::new();
@@ -257,6 +270,10 @@ impl Daemon {
         let _ = self
             .events
             .send(Event::Reconfigure(engine_groups(config)))
+            .await;
+        let _ = self
+            .events
+            .send(Event::CostCeiling(config.daemon.max_cost_micros))
             .await;
         // Stop the streams of endpoints that changed or went away.
         let stale: Vec<String> = self

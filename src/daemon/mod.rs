@@ -3,6 +3,7 @@
 
 pub mod albatross;
 pub mod approvals;
+pub mod cost;
 pub mod decision_log;
 pub mod lock;
 pub mod notice;

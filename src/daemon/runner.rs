@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::approvals::{self, At, Command, Owner, SharedBook};
+use super::cost::CostLedger;
 use super::decision_log::DecisionLog;
 use super::notice::{Ceilings, Notice, Notices};
 use super::ownership::Ownership;
@@ -43,6 +44,8 @@ pub enum Event {
     Foreign { group: Name, vm: Name },
     /// A configuration reload: the new groups and policies.
     Reconfigure(Vec<(Name, Policy)>),
+    /// A configuration reload: the new global cost ceiling (`[daemon] max_cost_per_hour`).
+    CostCeiling(Option<u64>),
     /// What runs on the endpoint of `group` (from `unikernel info`), at start or
     /// after a reconnect: adopt owned clones that run, forget owned ones that do
     /// not, and mark others named like clones as foreign.
@@ -116,6 +119,8 @@ pub struct Runner<A> {
     approvals: SharedBook,
     held: Vec<(String, Decision)>,
     ceilings: Ceilings,
+    /// Shared with the Proxmox loop for the global cost ceiling.
+    costs: Option<Arc<CostLedger>>,
 }
 
 type Done = (Decision, Result<(), String>);
@@ -143,6 +148,7 @@ impl<A: Actuator> Runner<A> {
             approvals: SharedBook::default(),
             held: Vec::new(),
             ceilings: Ceilings::default(),
+            costs: None,
         }
     }
 
@@ -150,6 +156,12 @@ impl<A: Actuator> Runner<A> {
     /// a private one nobody can approve.
     pub fn with_approvals(mut self, book: SharedBook) -> Self {
         self.approvals = book;
+        self
+    }
+
+    /// Share hourly costs with the Proxmox loop (the global cost ceiling covers both).
+    pub fn with_costs(mut self, costs: Arc<CostLedger>) -> Self {
+        self.costs = Some(costs);
         self
     }
 
@@ -278,6 +290,7 @@ impl<A: Actuator> Runner<A> {
                 self.step_keep(now, input, in_flight, Some(&mut kept));
                 let _ = reply.send(kept);
             }
+            Event::CostCeiling(max) => self.engine.set_cost_ceiling(max),
             Event::Reconfigure(groups) => {
                 let now = self.stamp(Instant::now());
                 self.engine.reconfigure(groups, now);
@@ -347,7 +360,18 @@ impl<A: Actuator> Runner<A> {
         mut keep: Option<&mut Vec<Output>>,
     ) {
         let mut out = Vec::new();
+        // The other loop's cost is an input like any other; samples (the hot path)
+        // do not read it, ticks and results do.
+        let costly = !matches!(input, Input::Sample { .. });
+        if let Some(c) = self.costs.as_ref().filter(|_| costly) {
+            self.engine.set_external_cost(c.proxmox());
+        }
         self.engine.step(now, input, &mut out);
+        if let Some(c) = &self.costs
+            && (costly || out.iter().any(|o| matches!(o, Output::Decision(_))))
+        {
+            c.set_albatross(self.engine.hourly_cost());
+        }
         for o in out {
             if let Some(k) = keep.as_deref_mut() {
                 k.push(o.clone());

@@ -108,6 +108,10 @@ pub struct Controller {
     ceilings: [Ceilings; 2],
     /// Where engine outputs are recorded (`[history]`), if anywhere.
     history: Option<crate::history::Feed>,
+    /// `[daemon] max_cost_per_hour`, in millionths.
+    cost_ceiling: Option<u64>,
+    /// Hourly cost of the daemon's albatross groups (they share the ceiling).
+    external_cost: u64,
 }
 
 impl Controller {
@@ -170,6 +174,8 @@ impl Controller {
             held: Vec::new(),
             ceilings: Default::default(),
             history: None,
+            cost_ceiling: None,
+            external_cost: 0,
         })
     }
 
@@ -185,6 +191,50 @@ impl Controller {
     pub fn with_history(mut self, feed: crate::history::Feed) -> Self {
         self.history = Some(feed);
         self
+    }
+
+    /// Cap the hourly cost of every container (and `set_external_cost`) together.
+    pub fn with_cost_ceiling(mut self, micros: Option<u64>) -> Self {
+        self.cost_ceiling = micros;
+        self.engine.set_cost_ceiling(micros);
+        self
+    }
+
+    /// The hourly cost, in millionths, of what shares the ceiling but is scaled
+    /// elsewhere (the albatross groups); read before each cycle.
+    pub fn set_external_cost(&mut self, micros: u64) {
+        self.external_cost = micros;
+    }
+
+    /// The hourly cost of every container and clone at the last poll, in millionths.
+    pub fn hourly_cost(&self) -> u64 {
+        self.engine.hourly_cost() + self.vertical_only_cost()
+    }
+
+    /// Containers that only resize are not in the horizontal engine.
+    fn vertical_only_cost(&self) -> u64 {
+        self.containers
+            .iter()
+            .filter(|c| c.lxc.mode == Mode::Vertical)
+            .filter_map(|c| c.vertical.as_ref().map(Vertical::hourly_cost))
+            .sum()
+    }
+
+    /// What container `i` may add under the global ceiling.
+    fn cost_room(&self, i: usize) -> Option<u64> {
+        let max = self.cost_ceiling?;
+        let c = &self.containers[i];
+        let own = if c.lxc.mode == Mode::Vertical {
+            c.vertical.as_ref().map_or(0, Vertical::hourly_cost)
+        } else {
+            self.engine
+                .clusters()
+                .iter()
+                .find(|g| **g.group() == c.lxc.name)
+                .map_or(0, |g| g.hourly_cost())
+        };
+        let others = (self.external_cost + self.hourly_cost()).saturating_sub(own);
+        Some(max.saturating_sub(others).saturating_sub(own))
     }
 
     pub fn client(&self) -> &Arc<Client> {
@@ -258,6 +308,10 @@ impl Controller {
             })
             .collect();
         self.refresh_known(&by_vmid).await;
+        // Resize-only containers share the ceiling with the horizontal groups (their
+        // cost as of the last poll).
+        self.engine
+            .set_external_cost(self.external_cost + self.vertical_only_cost());
         let mut jobs = Vec::new();
         for i in 0..self.containers.len() {
             let vmid = self.containers[i].lxc.vmid;
@@ -287,9 +341,19 @@ impl Controller {
                 node_free_mib: node_free.get(row.node.as_str()).copied(),
                 clones,
             };
+            let pricing = self.containers[i].lxc.vertical.pricing;
+            if pricing.core_micros + pricing.gib_micros > 0
+                && self.containers[i].lxc.mode != Mode::Vertical
+            {
+                // Clones are copies: a container's instance costs what its size costs.
+                let name = self.containers[i].lxc.name.clone();
+                self.engine.set_instance_cost(&name, pricing.of(size));
+            }
+            let room = self.cost_room(i);
             let c = &mut self.containers[i];
             let mut cap = true;
             if let Some(v) = c.vertical.as_mut() {
+                v.set_cost_room(room);
                 let mut out = Vec::new();
                 v.step(now, vertical::Input::Sample(usage), &mut out);
                 cap = v.cpu_at_cap();

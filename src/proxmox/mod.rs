@@ -89,6 +89,8 @@ pub struct RunOptions {
     pub inbox: crate::daemon::approvals::Inbox,
     /// Where engine outputs are recorded (`[history]`).
     pub history: Option<crate::history::Recorder>,
+    /// Hourly costs shared with the albatross engine task (global cost ceiling).
+    pub costs: Arc<crate::daemon::cost::CostLedger>,
 }
 
 /// A controller for `config` (`[proxmox]` and `[[lxc]]`).
@@ -123,7 +125,8 @@ fn observed_controller(
         decision_log: config.daemon.decision_log.clone(),
     };
     let c = Controller::new(client, config.lxc.clone(), state, settings, Timestamp::ZERO)
-        .context("opening the decision log")?;
+        .context("opening the decision log")?
+        .with_cost_ceiling(config.daemon.max_cost_micros);
     Ok(c)
 }
 
@@ -163,6 +166,7 @@ pub async fn run(
     }
     let now = || Timestamp(u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX));
     if opts.once {
+        c.set_external_cost(opts.costs.albatross());
         let r = c.cycle(now()).await?;
         // Nobody can approve within one cycle: what waits is dropped (and logged).
         c.abandon(now());
@@ -192,7 +196,10 @@ pub async fn run(
         tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
-            Some(Ok((job, r))) = running.join_next() => c.settle(now(), job, r),
+            Some(Ok((job, r))) = running.join_next() => {
+                c.settle(now(), job, r);
+                opts.costs.set_proxmox(c.hourly_cost());
+            }
             Some(cmd) = approvals::recv(&mut inbox) => {
                 if let Some(job) = c.answer(now(), cmd).await {
                     running.spawn(c.execute(job));
@@ -203,9 +210,11 @@ pub async fn run(
                 Ok(res) => {
                     outages.reachable(&target);
                     let mut report = Report::default();
+                    c.set_external_cost(opts.costs.albatross());
                     for job in c.decide(now(), &res, &mut report).await {
                         running.spawn(c.execute(job));
                     }
+                    opts.costs.set_proxmox(c.hourly_cost());
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "proxmox: poll failed; next cycle retries");

@@ -30,6 +30,10 @@ pub struct Metrics {
     pub mean_time_to_capacity_s: f64,
     pub mean_instances: f64,
     pub hours: f64,
+    /// Instance-hours × `instance_cost_per_hour`, for the whole run.
+    pub cost: f64,
+    /// `cost` per hour of trace.
+    pub cost_per_hour: f64,
     /// Mean absolute forecast error (percentage points of the group average);
     /// `None` unless the policy forecasts.
     pub forecast_error_points: Option<f64>,
@@ -110,6 +114,8 @@ impl Meter {
             mean_time_to_capacity_s: mean / 1000.0,
             mean_instances: ratio(self.instance_ms, self.total_ms as f64),
             hours,
+            cost: 0.0,
+            cost_per_hour: 0.0,
             forecast_error_points: None,
             predicted_ticks: None,
             outliers_filtered: None,
@@ -120,7 +126,7 @@ impl Meter {
 /// A fixed-width text table, one row per policy.
 pub fn table(runs: &[(String, Metrics)]) -> String {
     let mut s = format!(
-        "{:<12} {:>8} {:>8} {:>7} {:>9} {:>9} {:>8} {:>9} {:>7} {:>9}\n",
+        "{:<12} {:>8} {:>8} {:>7} {:>9} {:>9} {:>8} {:>9} {:>7} {:>9} {:>9}\n",
         "policy",
         "under%",
         "unmet%",
@@ -130,6 +136,7 @@ pub fn table(runs: &[(String, Metrics)]) -> String {
         "ttc_max",
         "ttc_mean",
         "inst",
+        "cost/h",
         "fc_err"
     );
     for (name, m) in runs {
@@ -137,7 +144,7 @@ pub fn table(runs: &[(String, Metrics)]) -> String {
             .forecast_error_points
             .map_or("-".to_string(), |e| format!("{e:.2}pt"));
         s.push_str(&format!(
-            "{:<12} {:>8.2} {:>8.2} {:>7.1} {:>9.2} {:>9.2} {:>7.0}s {:>8.0}s {:>7.2} {:>9}\n",
+            "{:<12} {:>8.2} {:>8.2} {:>7.1} {:>9.2} {:>9.2} {:>7.0}s {:>8.0}s {:>7.2} {:>9.2} {:>9}\n",
             name,
             m.under_provisioned_timeshare * 100.0,
             m.under_provisioning_accuracy * 100.0,
@@ -147,6 +154,7 @@ pub fn table(runs: &[(String, Metrics)]) -> String {
             m.time_to_capacity_s,
             m.mean_time_to_capacity_s,
             m.mean_instances,
+            m.cost_per_hour,
             fc
         ));
     }

@@ -216,6 +216,9 @@ pub fn run(trace: &Trace, primary: &Name, policy: &Policy, spec: &Spec, seed: u6
         t += dt;
     }
     let mut metrics = meter.finish();
+    // Every policy is priced with the group's price, so the column compares them.
+    metrics.cost_per_hour = metrics.mean_instances * policy.instance_cost_micros as f64 / 1e6;
+    metrics.cost = metrics.cost_per_hour * metrics.hours;
     if let (Controller::Engine { engine, .. }, Kind::Engine(p)) = (&ctl, &spec.kind)
         && let Some(c) = engine.clusters().first()
     {

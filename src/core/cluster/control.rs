@@ -131,9 +131,9 @@ impl Cluster {
                         return Err(format!(
                             "cost: {} instances at {}/h would cost {}/h, above max_cost_per_hour ({})",
                             self.count(),
-                            decide::money(p.instance_cost_micros),
-                            decide::money(cost),
-                            decide::money(max)
+                            crate::core::policy::money(p.instance_cost_micros),
+                            crate::core::policy::money(cost),
+                            crate::core::policy::money(max)
                         ));
                     }
                 }

@@ -3,6 +3,7 @@
 //! (in flight, min/max, cooldowns, backoff, budget) live here together.
 
 use super::*;
+use crate::core::policy::money;
 
 impl Cluster {
     /// One tick: deaths, group average over fresh members, counters, decision.
@@ -282,6 +283,15 @@ impl Cluster {
                 ));
             }
         }
+        if let (Action::ScaleUp, Some(room)) = (want, self.cost_room)
+            && p.instance_cost_micros > room
+        {
+            return Some(format!(
+                "cost: one more instance at {}/h is above what the global max_cost_per_hour leaves ({}/h)",
+                money(p.instance_cost_micros),
+                money(room)
+            ));
+        }
         let cooldown_end = match want {
             Action::ScaleUp => self
                 .last_up
@@ -547,9 +557,4 @@ impl Cluster {
             retry_in: delay,
         });
     }
-}
-
-/// Millionths of a currency unit as a decimal ("0.25", "3").
-pub(super) fn money(micros: u64) -> String {
-    (micros as f64 / 1e6).to_string()
 }

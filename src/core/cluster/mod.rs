@@ -153,6 +153,10 @@ pub struct Cluster {
     emergency_above: bool,
     /// The policy's schedule: windows in force, and when to look again.
     sched: schedule::Tracker,
+    /// What this group may add to its hourly cost under the global ceiling
+    /// (`[daemon] max_cost_per_hour`), set by the engine before each step; `None`
+    /// without a global ceiling.
+    cost_room: Option<u64>,
 }
 
 impl Cluster {
@@ -203,6 +207,7 @@ impl Cluster {
             emergency_left: 0,
             emergency_above: false,
             sched: schedule::Tracker::new(&policy_schedule, now),
+            cost_room: None,
         }
     }
 
@@ -219,6 +224,22 @@ impl Cluster {
     /// The policy in force.
     pub fn policy(&self) -> &Policy {
         &self.policy
+    }
+
+    /// The group's hourly cost now (instances × `instance_cost_micros`), in millionths.
+    pub fn hourly_cost(&self) -> u64 {
+        u64::from(self.count()).saturating_mul(self.policy.instance_cost_micros)
+    }
+
+    /// What the group may add to its hourly cost under a global ceiling (see
+    /// [`crate::core::Engine::with_cost_ceiling`]).
+    pub(crate) fn set_cost_room(&mut self, room: Option<u64>) {
+        self.cost_room = room;
+    }
+
+    /// Change the cost of one instance (LXC: priced by its current size).
+    pub fn set_instance_cost(&mut self, micros: u64) {
+        self.policy.instance_cost_micros = micros;
     }
 
     /// Apply a new policy (config reload). Counters, cooldowns, the budget spent
