@@ -120,6 +120,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     rt.block_on(async move {
+        // Handlers first: a SIGTERM during start-up (or right after "running") must
+        // drain, not kill.
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
         let shutdown = CancellationToken::new();
         let mut daemon = if config.endpoints.is_empty() {
             None
@@ -167,13 +172,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let (config, shutdown) = (config.clone(), shutdown.clone());
             async move { proxmox::run(&config, pve_opts, shutdown).await }
         });
-        tracing::info!(config = %args.config.display(), dry_run = args.dry_run, "running");
-        notify(&[sd_notify::NotifyState::Ready]);
         // systemd watchdog (WatchdogSec=): ping at half the interval, only when asked.
         let mut watchdog = watchdog_interval().map(tokio::time::interval);
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        let mut hup = signal(SignalKind::hangup())?;
+        tracing::info!(config = %args.config.display(), dry_run = args.dry_run, "running");
+        notify(&[sd_notify::NotifyState::Ready]);
         loop {
             tokio::select! {
                 _ = term.recv() => break,
