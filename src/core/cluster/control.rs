@@ -70,8 +70,9 @@ impl Cluster {
         avg: Option<Bp>,
         out: &mut Vec<Output>,
     ) -> Verdict {
-        let p = &self.policy;
-        let target = target.clamp(p.min_instances, p.max_instances);
+        // Within the bounds in force: a schedule window's, else the policy's.
+        let (min, max) = self.bounds();
+        let target = target.clamp(min.value, max.value);
         let staying = self.staying();
         let want = match staying.cmp(&target) {
             std::cmp::Ordering::Less => Action::ScaleUp,
