@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::config::Config;
-use crate::core::schedule::{When, Window};
 
 /// Arguments of `validate`.
 #[derive(clap::Args, Debug)]
@@ -34,42 +33,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             format!("{:?}", p.primary_death).to_lowercase()
         );
         for w in p.schedule.windows() {
-            println!("    schedule {}", window(w));
+            println!("    schedule {w}");
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// `'business-hours' mon-fri 08:00-18:00 Europe/Berlin: min 2`.
-fn window(w: &Window) -> String {
-    let when = match &w.when {
-        When::Cron { cron, duration } => format!(
-            "cron {:?} for {}",
-            cron.as_str(),
-            humantime::format_duration(*duration)
-        ),
-        When::Hours { days, start, end } => {
-            let names = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
-            let days: Vec<&str> = (0..7)
-                .filter(|d| days & (1 << d) != 0)
-                .map(|d| names[d])
-                .collect();
-            let hm = |m: &u16| format!("{:02}:{:02}", m / 60, m % 60);
-            format!("{} {}-{}", days.join(","), hm(start), hm(end))
-        }
-    };
-    let mut set = Vec::new();
-    if let Some(n) = w.min_instances {
-        set.push(format!("min {n}"));
-    }
-    if let Some(n) = w.max_instances {
-        set.push(format!("max {n}"));
-    }
-    if let Some((a, b)) = w.cores {
-        set.push(format!("cores {a}..={b}"));
-    }
-    if let Some((a, b)) = w.memory_mib {
-        set.push(format!("memory {a}..={b} MiB"));
-    }
-    format!("'{}' {when} {}: {}", w.name, w.timezone, set.join(", "))
 }

@@ -345,6 +345,14 @@ mod tests {
             }
         );
         assert_eq!(web[0].min_instances, Some(2));
+        assert_eq!(
+            web[0].to_string(),
+            "'business-hours' mon,tue,wed,thu,fri 08:00-18:00 Europe/Berlin: min 2"
+        );
+        assert_eq!(
+            web[1].to_string(),
+            "'batch' cron \"0 2 * * *\" for 3h UTC: max 6"
+        );
         assert!(matches!(web[1].when, When::Cron { .. }));
         let api = c.groups[1].policy.schedule.windows();
         assert_eq!(api.len(), 1);

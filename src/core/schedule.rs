@@ -124,6 +124,44 @@ impl Window {
     }
 }
 
+/// `'business-hours' mon,tue,wed,thu,fri 08:00-18:00 Europe/Berlin: min 2`.
+impl std::fmt::Display for Window {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "'{}' ", self.name)?;
+        match &self.when {
+            When::Cron { cron, duration } => write!(
+                f,
+                "cron {:?} for {}",
+                cron.as_str(),
+                humantime::format_duration(*duration)
+            )?,
+            When::Hours { days, start, end } => {
+                const NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+                let days: Vec<&str> = (0..7)
+                    .filter(|d| days & (1 << d) != 0)
+                    .map(|d| NAMES[d])
+                    .collect();
+                let hm = |m: u16| format!("{:02}:{:02}", m / 60, m % 60);
+                write!(f, "{} {}-{}", days.join(","), hm(*start), hm(*end))?;
+            }
+        }
+        let mut set = Vec::new();
+        if let Some(n) = self.min_instances {
+            set.push(format!("min {n}"));
+        }
+        if let Some(n) = self.max_instances {
+            set.push(format!("max {n}"));
+        }
+        if let Some((a, b)) = self.cores {
+            set.push(format!("cores {a}..={b}"));
+        }
+        if let Some((a, b)) = self.memory_mib {
+            set.push(format!("memory {a}..={b} MiB"));
+        }
+        write!(f, " {}: {}", self.timezone, set.join(", "))
+    }
+}
+
 /// A group's windows (empty: no schedule). Shared, so cloning a policy is cheap.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Schedule(Arc<[Window]>);
@@ -262,10 +300,17 @@ impl Tracker {
     }
 
     /// Evaluate if due at `now`; true if the set of active windows changed.
+    #[inline]
     pub fn refresh(&mut self, schedule: &Schedule, now: super::Timestamp) -> bool {
+        // The per-tick cost without a schedule, or between transitions: one compare.
         if self.due.is_none_or(|d| d > now) {
             return false;
         }
+        self.evaluate(schedule, now)
+    }
+
+    #[cold]
+    fn evaluate(&mut self, schedule: &Schedule, now: super::Timestamp) -> bool {
         let wall = self
             .origin
             .saturating_add(i64::try_from(now.as_millis()).unwrap_or(i64::MAX));

@@ -279,6 +279,8 @@ impl Vertical {
     /// Anchor t = 0 at `origin_ms` (Unix ms) for the schedule's windows.
     pub fn with_wall_origin(mut self, origin_ms: i64) -> Self {
         self.sched.origin = origin_ms;
+        // Evaluate again at the next input (time only moves forward from zero).
+        self.sched.reset(&self.policy.schedule, Timestamp::ZERO);
         self
     }
 

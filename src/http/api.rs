@@ -289,6 +289,7 @@ fn policy(p: &Policy) -> Value {
         "retry_backoff_max": d(p.retry_backoff_max),
         "require_approval": p.require_approval.names(),
         "approval_timeout": d(p.approval_timeout),
+        "schedule": p.schedule.windows().iter().map(ToString::to_string).collect::<Vec<_>>(),
     })
 }
 

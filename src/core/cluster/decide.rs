@@ -109,6 +109,7 @@ impl Cluster {
     }
 
     /// Effective instance bounds (see [`schedule::Schedule::instances`]).
+    #[inline]
     pub(super) fn bounds(&self) -> (Limit, Limit) {
         let p = &self.policy;
         if self.sched.active.is_empty() {
