@@ -611,4 +611,50 @@ mod tests {
         );
         assert_eq!(v.active_windows().collect::<Vec<_>>(), ["day"]);
     }
+
+    #[test]
+    fn groups_added_by_a_reload_keep_the_engine_wall_origin() {
+        use crate::core::{Engine, Input, Options, Policy, Timestamp};
+        use crate::name::Name;
+        let web = Name::parse("a:web").unwrap();
+        let api = Name::parse("a:api").unwrap();
+        let mut day = hours(0x7f, 8 * 60, 18 * 60, Tz::UTC);
+        (day.name, day.min_instances, day.max_instances) = ("day".into(), None, Some(1));
+        let policy = Policy {
+            schedule: Schedule::new(vec![day]),
+            ..Policy::default()
+        };
+        // 12:00Z: inside "day" only with the origin applied (1970-01-01 00:00 is not).
+        let mut e = Engine::new(
+            vec![(web.clone(), policy.clone())],
+            Options::default(),
+            Timestamp(0),
+        )
+        .with_wall_origin(ms("2026-03-02T12:00:00Z"));
+        e.reconfigure(
+            vec![(web.clone(), policy.clone()), (api.clone(), policy)],
+            Timestamp(5_000),
+        );
+        let mut out = Vec::new();
+        for (t, cpu) in [(10_000, 1_000_000), (20_000, 2_000_000)] {
+            for vm in [&web, &api] {
+                let input = Input::Sample {
+                    vm: vm.clone(),
+                    cpu_us: cpu,
+                    vcpus: None,
+                };
+                e.step(Timestamp(t), input, &mut out);
+            }
+        }
+        for c in e.clusters() {
+            assert_eq!(
+                c.active_windows().collect::<Vec<_>>(),
+                ["day"],
+                "{}",
+                c.group()
+            );
+            assert_eq!(c.instance_bounds(), (1, 1));
+        }
+        assert_eq!(e.wall_origin(), ms("2026-03-02T12:00:00Z"));
+    }
 }
