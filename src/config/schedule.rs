@@ -330,7 +330,8 @@ mod tests {
             [[group]]\nprimary = \"a:web\"\n\
             [[group.schedule]]\nname = \"business-hours\"\ndays = \"mon-fri\"\nhours = \"08:00-18:00\"\ntimezone = \"Europe/Berlin\"\nmin_instances = 2\n\
             [[group.schedule]]\nname = \"batch\"\ncron = \"0 2 * * *\"\nduration = \"3h\"\nmax_instances = 6\n\
-            [[group]]\nprimary = \"a:api\"\n";
+            [[group]]\nprimary = \"a:api\"\n\
+            [[group]]\nprimary = \"a:db\"\nschedule = []\n";
         let c = Config::parse(text, Path::new("t.toml")).unwrap();
         let web = c.groups[0].policy.schedule.windows();
         assert_eq!(web.len(), 2);
@@ -357,6 +358,10 @@ mod tests {
         let api = c.groups[1].policy.schedule.windows();
         assert_eq!(api.len(), 1);
         assert_eq!(api[0].name, "nights");
+        assert!(
+            c.groups[2].policy.schedule.is_empty(),
+            "schedule = [] turns it off"
+        );
         assert_eq!(
             api[0].when,
             When::Hours {
