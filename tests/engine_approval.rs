@@ -173,3 +173,21 @@ fn a_held_scale_down_respects_a_raised_minimum_and_a_dead_primary_that_returns()
     h.sample(50);
     assert!(h.e.recheck(&d).unwrap_err().contains("reports again"));
 }
+
+#[test]
+fn a_held_scale_up_is_refused_once_the_global_cost_ceiling_is_used_up_elsewhere() {
+    let mut h = H::new(Policy {
+        instance_cost_micros: 1_000_000,
+        ..policy(RequireApproval::ALL)
+    });
+    // 3/h in all: the primary (1/h) may get one clone while the rest costs 1/h.
+    h.e.set_external_cost(1_000_000);
+    h.e = h.e.clone().with_cost_ceiling(Some(3_000_000));
+    let d = h.until_decision(95);
+    assert_eq!(d.action, Action::ScaleUp);
+    assert_eq!(h.e.recheck(&d), Ok(()));
+    // Meanwhile the Proxmox side grew: approving now would cross the ceiling.
+    h.e.set_external_cost(2_000_000);
+    let why = h.e.recheck(&d).unwrap_err();
+    assert!(why.contains("global max_cost_per_hour (3)"), "{why}");
+}

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::cluster::{self, Cluster};
 use super::cpu::{self, Delta, Reading};
 use super::members::FxMap;
-use super::output::{ActionId, Decision, Output, SampleReport};
+use super::output::{Action, ActionId, Decision, Output, SampleReport};
 use super::policy::Policy;
 use super::time::Timestamp;
 use crate::name::Name;
@@ -210,9 +210,19 @@ impl Engine {
     /// Re-check decision `d`, held for approval, now that it is approved
     /// ([`Cluster::recheck`]); `Err` says why it must not be executed.
     pub fn recheck(&self, d: &Decision) -> Result<(), String> {
-        match self.cluster(&d.group) {
-            Some(c) => c.recheck(d),
-            None => Err(format!("group {} is no longer configured", d.group)),
+        let c = self
+            .cluster(&d.group)
+            .ok_or_else(|| format!("group {} is no longer configured", d.group))?;
+        c.recheck(d)?;
+        // The pending create is already counted in its group's cost.
+        let total = self.hourly_cost().saturating_add(self.external_cost);
+        match self.cost_ceiling {
+            Some(max) if d.action == Action::ScaleUp && total > max => Err(format!(
+                "cost: {}/h in all, above the global max_cost_per_hour ({})",
+                crate::core::policy::money(total),
+                crate::core::policy::money(max)
+            )),
+            _ => Ok(()),
         }
     }
 

@@ -459,7 +459,11 @@ impl Vertical {
         if !(lo..=hi).contains(&mem) {
             return Err(format!("memory {mem} MiB is outside {lo}..={hi} MiB"));
         }
-        Ok(())
+        // Cost ceilings (the container's and the room left under the global one).
+        match (r.direction, self.last) {
+            (Direction::Up, Some(u)) => self.cost_blocker(&u, r.to).map_or(Ok(()), Err),
+            _ => Ok(()),
+        }
     }
 
     fn knob_value(&self, s: Size) -> u32 {
