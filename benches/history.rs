@@ -142,7 +142,9 @@ fn write(c: &mut Criterion) {
     });
     g.finish();
     drop(store);
-    let size = std::fs::metadata(d.join("h.db")).map(|m| m.len()).unwrap_or(0);
+    let size = std::fs::metadata(d.join("h.db"))
+        .map(|m| m.len())
+        .unwrap_or(0);
     // What a restart costs: the lock, the integrity check (quick_check reads the
     // whole file), the schema check.
     let t = std::time::Instant::now();
