@@ -142,16 +142,17 @@ impl Daemon {
             .with_context(|| format!("decision log {:?}", config.daemon.decision_log))?;
         let vcpus: VcpuMap = Arc::default();
         let actuator = Arc::new(AlbatrossActuator::new(by_group, vcpus.clone()));
-        // Schedules see wall-clock time: t = 0 is now (the runner's start below).
+        // One wall-clock reading for t = 0 (the runner's start below): schedules
+        // and the history's timestamps agree on it.
+        let origin = std::time::SystemTime::now();
         let engine = Engine::new(engine_groups(&config), Options::default(), Timestamp::ZERO)
-            .with_wall_origin(super::unix_ms_now())
+            .with_wall_origin(super::unix_ms(origin))
             .with_cost_ceiling(config.daemon.max_cost_micros);
         let settings = Settings {
             dry_run: opts.dry_run,
             state_file: config.daemon.state_file.clone(),
             shutdown_grace: opts.shutdown_grace,
         };
-        let origin = std::time::SystemTime::now();
         let runner = Runner::new(
             engine,
             actuator.clone(),

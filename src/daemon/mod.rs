@@ -17,7 +17,11 @@ pub use runner::{Actuator, Event, Runner, Settings};
 /// The Unix time in milliseconds: the wall-clock origin (t = 0) handed to the
 /// engines at start, against which schedules are evaluated.
 pub fn unix_ms_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
+    unix_ms(std::time::SystemTime::now())
+}
+
+/// `t` as Unix milliseconds (0 before 1970).
+pub fn unix_ms(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
