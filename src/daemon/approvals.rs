@@ -323,6 +323,32 @@ pub struct Command {
     pub reply: oneshot::Sender<Result<Entry, Refusal>>,
 }
 
+/// Decide `cmd` in `book` and take its held item out of `held` (each loop keeps
+/// its own held decisions or jobs). On a refusal the API is answered here and
+/// `None` returned; otherwise the caller answers through the returned command.
+pub fn take_held<T>(
+    book: &SharedBook,
+    held: &mut Vec<(String, T)>,
+    cmd: Command,
+) -> Option<(Entry, T, Command)> {
+    let decided = book
+        .lock()
+        .decide(&cmd.id, cmd.approve, &cmd.key, At::now());
+    let e = match decided {
+        Ok(e) => e,
+        Err(r) => {
+            let _ = cmd.reply.send(Err(r));
+            return None;
+        }
+    };
+    let Some(i) = held.iter().position(|(id, _)| *id == e.id) else {
+        let _ = cmd.reply.send(Err(Refusal::Unknown));
+        return None;
+    };
+    let (_, item) = held.swap_remove(i);
+    Some((e, item, cmd))
+}
+
 /// The receiving end of a loop's [`Command`]s. Cloneable so it can sit in options
 /// that are cloned; the loop takes the receiver once.
 #[derive(Debug, Clone, Default)]

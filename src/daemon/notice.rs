@@ -60,6 +60,27 @@ pub enum Notice {
 }
 
 impl Notice {
+    /// What became of decision `d`: executed, or failed with the error as reason.
+    pub fn outcome(d: &crate::core::Decision, r: &Result<(), String>, dry_run: bool) -> Self {
+        let (group, instance) = (d.group.to_string(), d.instance.to_string());
+        let action = d.action.as_str().to_string();
+        match r {
+            Ok(()) => Notice::DecisionExecuted {
+                group,
+                instance,
+                action,
+                reason: d.reason.clone(),
+                dry_run,
+            },
+            Err(e) => Notice::ActionFailed {
+                group,
+                instance,
+                action,
+                reason: e.clone(),
+            },
+        }
+    }
+
     /// The event name used by `[[notify]] events` filters.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -494,19 +494,10 @@ impl<A: Actuator> Runner<A> {
     fn on_approval(&mut self, cmd: Command, in_flight: &mut JoinSet<Done>) {
         self.expire(in_flight);
         let now = self.stamp(Instant::now());
-        let decided = self
-            .approvals
-            .lock()
-            .decide(&cmd.id, cmd.approve, &cmd.key, At::now());
-        let Ok(mut e) = decided else {
-            let _ = cmd.reply.send(decided);
+        let Some((mut e, d, cmd)) = approvals::take_held(&self.approvals, &mut self.held, cmd)
+        else {
             return;
         };
-        let Some(i) = self.held.iter().position(|(id, _)| *id == e.id) else {
-            let _ = cmd.reply.send(Err(approvals::Refusal::Unknown));
-            return;
-        };
-        let (_, d) = self.held.swap_remove(i);
         let verdict = if cmd.approve {
             self.engine
                 .recheck(&d)
@@ -593,26 +584,8 @@ impl<A: Actuator> Runner<A> {
 
     /// `decision_executed` or `action_failed` for notification sinks.
     fn publish_outcome(&self, d: &Decision, r: &Result<(), String>) {
-        let (group, instance, action) = (
-            d.group.to_string(),
-            d.instance.to_string(),
-            d.action.as_str().to_string(),
-        );
-        self.notices.publish(match r {
-            Ok(()) => Notice::DecisionExecuted {
-                group,
-                instance,
-                action,
-                reason: d.reason.clone(),
-                dry_run: self.settings.dry_run,
-            },
-            Err(e) => Notice::ActionFailed {
-                group,
-                instance,
-                action,
-                reason: e.clone(),
-            },
-        });
+        self.notices
+            .publish(Notice::outcome(d, r, self.settings.dry_run));
     }
 
     fn save_ownership(&self) {

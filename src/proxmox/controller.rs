@@ -784,23 +784,8 @@ impl Controller {
                 }
             }
             Job::Decision { d, act } => {
-                let (group, instance) = (d.group.to_string(), d.instance.to_string());
-                let action = d.action.as_str().to_string();
-                self.notices.publish(match &r {
-                    Ok(()) => Notice::DecisionExecuted {
-                        group,
-                        instance,
-                        action,
-                        reason: d.reason.clone(),
-                        dry_run: self.settings.dry_run,
-                    },
-                    Err(e) => Notice::ActionFailed {
-                        group,
-                        instance,
-                        action,
-                        reason: e.clone(),
-                    },
-                });
+                self.notices
+                    .publish(Notice::outcome(&d, &r, self.settings.dry_run));
                 let gone = matches!(
                     (&r, d.action),
                     (Ok(()), Action::ScaleDown | Action::CloneLost)

@@ -13,7 +13,7 @@ use super::{Act, Controller, Job};
 use crate::core::Action;
 use crate::core::Timestamp;
 use crate::core::vertical::Direction;
-use crate::daemon::approvals::{self, At, Command, Owner, Refusal, Request};
+use crate::daemon::approvals::{self, At, Command, Owner, Request};
 
 impl Controller {
     pub(super) fn needs_approval(&self, job: &Job) -> bool {
@@ -109,19 +109,7 @@ impl Controller {
     /// the re-check: the machine is answered with a failure.
     pub async fn answer(&mut self, now: Timestamp, cmd: Command) -> Option<Job> {
         self.expire(now);
-        let decided = self
-            .approvals
-            .lock()
-            .decide(&cmd.id, cmd.approve, &cmd.key, At::now());
-        let Ok(mut e) = decided else {
-            let _ = cmd.reply.send(decided);
-            return None;
-        };
-        let Some(i) = self.held.iter().position(|(id, _)| *id == e.id) else {
-            let _ = cmd.reply.send(Err(Refusal::Unknown));
-            return None;
-        };
-        let (_, job) = self.held.swap_remove(i);
+        let (mut e, job, cmd) = approvals::take_held(&self.approvals, &mut self.held, cmd)?;
         let verdict = if cmd.approve {
             self.recheck(job.clone())
                 .await
