@@ -21,9 +21,13 @@ use std::time::Duration;
 use super::budget::{self, Budget};
 use super::cpu::{self, Bp};
 use super::output::ActionId;
-use super::policy::money;
-use super::schedule::{self, Limit, Schedule};
+use super::schedule::{self, Schedule};
 use super::time::Timestamp;
+
+mod cost;
+mod window;
+
+pub use cost::Pricing;
 
 /// The resources of a container this machine sizes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
@@ -78,39 +82,6 @@ pub struct VerticalPolicy {
     pub schedule: Schedule,
     /// What the container costs per hour (no ceiling by default).
     pub pricing: Pricing,
-}
-
-/// Effective bounds: the policy's, or a schedule's while a window is in force.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Bounds {
-    cpu_min: Limit,
-    cpu_max: Limit,
-    mem_min: Limit,
-    mem_max: Limit,
-}
-
-/// Hourly price of a container, in millionths of the operator's currency unit
-/// (integers keep policies `Eq`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Pricing {
-    /// Flat, per container (`instance_cost_per_hour`).
-    pub instance_micros: u64,
-    /// Per core (`core_cost_per_hour`).
-    pub core_micros: u64,
-    /// Per GiB of memory (`gib_cost_per_hour`).
-    pub gib_micros: u64,
-    /// Ceiling on the container and its clones together (`max_cost_per_hour`).
-    pub max_micros: Option<u64>,
-}
-
-impl Pricing {
-    /// The hourly price of one container of size `s`.
-    pub fn of(&self, s: Size) -> u64 {
-        let mem = u64::from(s.memory_mib).saturating_mul(self.gib_micros) / 1024;
-        self.instance_micros
-            .saturating_add(u64::from(s.cores).saturating_mul(self.core_micros))
-            .saturating_add(mem)
-    }
 }
 
 /// One observation of a container.
@@ -242,10 +213,6 @@ pub fn advance_counter(cum_us: u64, bp: Bp, elapsed_ms: u64) -> u64 {
     cum_us.saturating_add(u64::try_from(add).unwrap_or(u64::MAX))
 }
 
-fn describe_size(s: Size) -> String {
-    format!("{} cores, {} MiB", s.cores, s.memory_mib)
-}
-
 fn pct(used: u64, total: u64) -> Bp {
     if total == 0 {
         return 0;
@@ -290,101 +257,6 @@ impl Vertical {
             .active
             .iter()
             .map(|&i| self.policy.schedule.name(i))
-    }
-
-    fn bounds(&self) -> Bounds {
-        let p = &self.policy;
-        let at = |value| Limit { value, by: None };
-        let (mut cpu_min, mut cpu_max) = (at(p.cpu_min), at(p.cpu_max));
-        let (mut mem_min, mut mem_max) = (at(p.memory_min_mib), at(p.memory_max_mib));
-        if !self.sched.active.is_empty() {
-            let s = &p.schedule;
-            let pair = |v: Option<(u32, u32)>| (v.map(|v| v.0), v.map(|v| v.1));
-            if p.knob == CpuKnob::Cores {
-                (cpu_min, cpu_max) =
-                    s.bounds(&self.sched.active, |w| pair(w.cores), p.cpu_min, p.cpu_max);
-            }
-            (mem_min, mem_max) = s.bounds(
-                &self.sched.active,
-                |w| pair(w.memory_mib),
-                p.memory_min_mib,
-                p.memory_max_mib,
-            );
-        }
-        Bounds {
-            cpu_min,
-            cpu_max,
-            mem_min,
-            mem_max,
-        }
-    }
-
-    /// A window's bounds the size is outside of: the size that fits them (memory
-    /// growth within host admission), which way, and why. Growing first.
-    fn want_window(&self, u: &Usage) -> Option<(Direction, Size, String)> {
-        let (p, b) = (&self.policy, self.bounds());
-        let name = |l: Limit| l.by.map(|i| p.schedule.name(i).to_string());
-        let cur = self.knob_value(u.size);
-        let mem = u.size.memory_mib;
-        let room = u
-            .node_free_mib
-            .map_or(0, |f| f.saturating_sub(p.host_memory_reserve_mib));
-        let up_mem = b.mem_min.value.min(mem.saturating_add(room));
-        let (dir, to, limits) = if (cur < b.cpu_min.value && name(b.cpu_min).is_some())
-            || (mem < up_mem && name(b.mem_min).is_some())
-        {
-            let mut to = u.size;
-            if name(b.cpu_min).is_some() && cur < b.cpu_min.value {
-                to = self.with_knob(to, b.cpu_min.value);
-            }
-            if name(b.mem_min).is_some() && mem < up_mem {
-                to.memory_mib = up_mem;
-            }
-            (Direction::Up, to, [b.cpu_min, b.mem_min])
-        } else if (cur > b.cpu_max.value && name(b.cpu_max).is_some())
-            || (mem > b.mem_max.value && name(b.mem_max).is_some())
-        {
-            let mut to = u.size;
-            if name(b.cpu_max).is_some() && cur > b.cpu_max.value {
-                to = self.with_knob(to, b.cpu_max.value);
-            }
-            // Never below usage + margin.
-            let floor = u.mem_used_mib.saturating_add(p.memory_margin_mib);
-            let down_mem = b.mem_max.value.max(floor);
-            if name(b.mem_max).is_some() && mem > down_mem {
-                to.memory_mib = down_mem;
-            }
-            if to == u.size {
-                return None;
-            }
-            (Direction::Down, to, [b.cpu_max, b.mem_max])
-        } else {
-            return None;
-        };
-        let mut names: Vec<String> = limits.into_iter().filter_map(name).collect();
-        names.dedup();
-        let reason = format!(
-            "schedule '{}': cores {}..={}, memory {}..={} MiB",
-            names.join("', '"),
-            b.cpu_min.value,
-            b.cpu_max.value,
-            b.mem_min.value,
-            b.mem_max.value
-        );
-        Some((dir, to, reason))
-    }
-
-    /// What this container may add to the hourly cost under the daemon's global
-    /// ceiling; `None` without one. Set by the caller before each sample.
-    pub fn set_cost_room(&mut self, room: Option<u64>) {
-        self.cost_room = room;
-    }
-
-    /// The hourly cost of the container and its clones at the last usage seen.
-    pub fn hourly_cost(&self) -> u64 {
-        self.last.map_or(0, |u| {
-            u64::from(u.clones + 1).saturating_mul(self.policy.pricing.of(u.size))
-        })
     }
 
     pub fn policy(&self) -> &VerticalPolicy {
@@ -745,33 +617,6 @@ impl Vertical {
         Verdict::Acted(dir)
     }
 
-    /// A grow to `to` that would cross the container's or the global cost ceiling.
-    /// Clones are priced like the container (they are copies of it).
-    fn cost_blocker(&self, u: &Usage, to: Size) -> Option<String> {
-        let p = &self.policy.pricing;
-        let n = u64::from(u.clones) + 1;
-        let (before, after) = (n * p.of(u.size), n.saturating_mul(p.of(to)));
-        if let Some(max) = p.max_micros
-            && after > max
-        {
-            return Some(format!(
-                "cost: {} would cost {}/h, above max_cost_per_hour ({})",
-                describe_size(to),
-                money(after),
-                money(max)
-            ));
-        }
-        match self.cost_room {
-            Some(room) if after.saturating_sub(before) > room => Some(format!(
-                "cost: {} would add {}/h, above what the global max_cost_per_hour leaves ({}/h)",
-                describe_size(to),
-                money(after - before),
-                money(room)
-            )),
-            _ => None,
-        }
-    }
-
     fn blocker(&mut self, now: Timestamp, dir: Direction, cooldowns: bool) -> Option<String> {
         let p = &self.policy;
         if let Some(f) = &self.in_flight {
@@ -834,155 +679,4 @@ impl Vertical {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn share_uses_the_effective_allowance() {
-        // 4 cores, cpulimit 1: maxcpu = 4, cpu tops out at 0.25 = 100 % of 1 CPU.
-        assert_eq!(cpu_share(0.25, 4.0, 4, 100), 10_000);
-        assert_eq!(cpu_share(0.5, 2.0, 2, 0), 5_000);
-        assert_eq!(cpu_share(f64::NAN, 2.0, 2, 0), 0);
-        assert_eq!(cpu_share(0.5, 2.0, 0, 0), 5_000);
-    }
-
-    #[test]
-    fn counter_gives_the_share_back() {
-        let c = advance_counter(0, 7_500, 10_000);
-        assert!(matches!(
-            cpu::delta(
-                cpu::Reading {
-                    at: Timestamp(0),
-                    cpu_us: 0
-                },
-                cpu::Reading {
-                    at: Timestamp(10_000),
-                    cpu_us: c
-                },
-                1
-            ),
-            cpu::Delta::Share { bp: 7_500, .. }
-        ));
-    }
-
-    fn priced(max_micros: Option<u64>) -> VerticalPolicy {
-        VerticalPolicy {
-            cpu_up_threshold: 80,
-            cpu_down_threshold: 10,
-            mem_up_threshold: 95,
-            mem_down_threshold: 1,
-            up_ticks: 1,
-            down_ticks: 100,
-            up_cooldown: Duration::ZERO,
-            down_cooldown: Duration::ZERO,
-            max_actions_per_hour: 100,
-            retry_backoff: Duration::from_secs(1),
-            retry_backoff_max: Duration::from_secs(1),
-            knob: CpuKnob::Cores,
-            cpu_min: 1,
-            cpu_max: 8,
-            cpu_step: 1,
-            memory_min_mib: 1024,
-            memory_max_mib: 1024,
-            memory_step_mib: 512,
-            memory_margin_mib: 0,
-            host_memory_reserve_mib: 0,
-            schedule: Schedule::default(),
-            pricing: Pricing {
-                instance_micros: 0,
-                core_micros: 1_000_000, // 1.0 per core-hour
-                gib_micros: 500_000,    // 0.5 per GiB-hour
-                max_micros,
-            },
-        }
-    }
-
-    /// Busy samples, each resize acknowledged; returns the cores reached and the
-    /// last why-not. `room` is what the global ceiling leaves at the start; like the
-    /// controller, the room given each sample shrinks by what was added since.
-    fn grow(mut v: Vertical, clones: u32, room: Option<u64>) -> (u32, Option<String>) {
-        let mut size = Size {
-            cores: 1,
-            cpulimit_centi: 0,
-            memory_mib: 1024,
-        };
-        let mut why = None;
-        for i in 1..=10u64 {
-            let now = Timestamp(i * 10_000);
-            let usage = Usage {
-                size,
-                cpu_bp: 9_500,
-                mem_used_mib: 100,
-                node_free_mib: Some(1 << 20),
-                clones,
-            };
-            let n = u64::from(clones) + 1;
-            let added =
-                n * (v.policy.pricing.of(size) - v.policy.pricing.of(Size { cores: 1, ..size }));
-            v.set_cost_room(room.map(|r| r.saturating_sub(added)));
-            let mut out = Vec::new();
-            v.step(now, Input::Sample(usage), &mut out);
-            for o in out {
-                match o {
-                    Output::Resize(r) => {
-                        size = r.to;
-                        let mut ack = Vec::new();
-                        v.step(
-                            now,
-                            Input::Result {
-                                id: r.id,
-                                outcome: Ok(()),
-                            },
-                            &mut ack,
-                        );
-                    }
-                    Output::Evaluation {
-                        verdict: Verdict::Blocked { why_not, .. },
-                        ..
-                    } => why = Some(why_not),
-                    _ => {}
-                }
-            }
-        }
-        (size.cores, why)
-    }
-
-    #[test]
-    fn a_grow_past_the_containers_cost_ceiling_is_not_made() {
-        // 1 GiB = 0.5/h; 3 cores + 1 GiB = 3.5/h fits 3.6/h, a fourth core does not.
-        let (cores, why) = grow(Vertical::new(priced(Some(3_600_000))), 0, None);
-        assert_eq!(cores, 3);
-        assert_eq!(
-            why.as_deref(),
-            Some("cost: 4 cores, 1024 MiB would cost 4.5/h, above max_cost_per_hour (3.6)")
-        );
-        assert_eq!(
-            Pricing::of(
-                &priced(None).pricing,
-                Size {
-                    cores: 4,
-                    cpulimit_centi: 0,
-                    memory_mib: 2048
-                }
-            ),
-            5_000_000
-        );
-    }
-
-    #[test]
-    fn clones_are_priced_like_the_container_and_the_global_room_counts() {
-        // One clone doubles every step: 2 × (2 + 0.5) = 5 fits 5.5, 2 × 3.5 does not.
-        let (cores, _) = grow(Vertical::new(priced(Some(5_500_000))), 1, None);
-        assert_eq!(cores, 2);
-        // No own ceiling, 1.2/h of room under the global one: +1 core costs 1/h
-        // once; the second step would bring the total added to 2/h.
-        let (cores, why) = grow(Vertical::new(priced(None)), 0, Some(1_200_000));
-        assert_eq!(cores, 2, "{why:?}");
-        let (cores, why) = grow(Vertical::new(priced(None)), 0, Some(900_000));
-        assert_eq!(cores, 1);
-        assert!(
-            why.unwrap()
-                .contains("global max_cost_per_hour leaves (0.9/h)")
-        );
-    }
-}
+mod tests;

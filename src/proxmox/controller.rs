@@ -25,8 +25,12 @@ use crate::daemon::notice::{Ceilings, Notice, Notices};
 use crate::jsonl;
 use crate::name::Name;
 
+// Carrying out jobs and settling their results.
+mod act;
 // Manual approval: holding, answering and expiring jobs.
 mod approval;
+// The global cost ceiling.
+mod cost;
 
 const MIB: u64 = 1 << 20;
 
@@ -191,50 +195,6 @@ impl Controller {
     pub fn with_history(mut self, feed: crate::history::Feed) -> Self {
         self.history = Some(feed);
         self
-    }
-
-    /// Cap the hourly cost of every container (and `set_external_cost`) together.
-    pub fn with_cost_ceiling(mut self, micros: Option<u64>) -> Self {
-        self.cost_ceiling = micros;
-        self.engine.set_cost_ceiling(micros);
-        self
-    }
-
-    /// The hourly cost, in millionths, of what shares the ceiling but is scaled
-    /// elsewhere (the albatross groups); read before each cycle.
-    pub fn set_external_cost(&mut self, micros: u64) {
-        self.external_cost = micros;
-    }
-
-    /// The hourly cost of every container and clone at the last poll, in millionths.
-    pub fn hourly_cost(&self) -> u64 {
-        self.engine.hourly_cost() + self.vertical_only_cost()
-    }
-
-    /// Containers that only resize are not in the horizontal engine.
-    fn vertical_only_cost(&self) -> u64 {
-        self.containers
-            .iter()
-            .filter(|c| c.lxc.mode == Mode::Vertical)
-            .filter_map(|c| c.vertical.as_ref().map(Vertical::hourly_cost))
-            .sum()
-    }
-
-    /// What container `i` may add under the global ceiling.
-    fn cost_room(&self, i: usize) -> Option<u64> {
-        let max = self.cost_ceiling?;
-        let c = &self.containers[i];
-        let own = if c.lxc.mode == Mode::Vertical {
-            c.vertical.as_ref().map_or(0, Vertical::hourly_cost)
-        } else {
-            self.engine
-                .clusters()
-                .iter()
-                .find(|g| **g.group() == c.lxc.name)
-                .map_or(0, |g| g.hourly_cost())
-        };
-        let others = (self.external_cost + self.hourly_cost()).saturating_sub(own);
-        Some(max.saturating_sub(others).saturating_sub(own))
     }
 
     pub fn client(&self) -> &Arc<Client> {
@@ -707,115 +667,6 @@ impl Controller {
             self.settle(now, job, Ok(()));
         }
         Vec::new()
-    }
-
-    /// The future that carries out `job`.
-    pub fn execute(
-        &self,
-        job: Job,
-    ) -> impl std::future::Future<Output = (Job, Result<(), String>)> + Send + 'static {
-        let client = self.client.clone();
-        let state = self.state.clone();
-        let path = self.settings.state_file.clone();
-        let tasks = self.settings.tasks;
-        async move {
-            let r = match &job {
-                Job::Resize { node, vmid, r, .. } => {
-                    actuator::resize(&client, node, *vmid, r).await
-                }
-                Job::Decision { act, .. } => match act {
-                    Act::Clone(cj) => {
-                        let save = move |s: &CloneState| {
-                            if let Some(p) = &path
-                                && let Err(e) = s.save(p)
-                            {
-                                tracing::error!(error = %e, "cannot write the Proxmox ownership record");
-                            }
-                        };
-                        actuator::scale_up(&client, cj, &state, &save, tasks)
-                            .await
-                            .map(|_| ())
-                    }
-                    Act::Destroy { node, vmid } => {
-                        actuator::destroy(&client, node, *vmid, tasks).await
-                    }
-                    Act::Gone | Act::Nothing => Ok(()),
-                    Act::Refuse(why) => return (job.clone(), Err(why.clone())),
-                },
-            };
-            (job, r.map_err(|e| e.to_string()))
-        }
-    }
-
-    /// Feed a job's result back.
-    pub fn settle(&mut self, now: Timestamp, job: Job, r: Result<(), String>) {
-        match job {
-            Job::Resize {
-                c, vmid, r: resize, ..
-            } => {
-                let mut out = Vec::new();
-                let cont = &mut self.containers[c];
-                if let Some(v) = cont.vertical.as_mut() {
-                    v.step(
-                        now,
-                        vertical::Input::Result {
-                            id: resize.id,
-                            outcome: r.clone(),
-                        },
-                        &mut out,
-                    );
-                }
-                if r.is_ok() {
-                    cont.expect = Some((resize.to, now));
-                    cont.known = Some(resize.to);
-                    let name = cont.lxc.name.to_string();
-                    self.notices.publish(Notice::DecisionExecuted {
-                        group: name.clone(),
-                        instance: format!("vmid {vmid}"),
-                        action: "resize".into(),
-                        reason: resize.reason.clone(),
-                        dry_run: self.settings.dry_run,
-                    });
-                    self.write(json!({"event": "action_done", "t_ms": now.as_millis(), "group": name, "vmid": vmid, "action": "resize", "id": resize.id}));
-                }
-                let node = String::new();
-                for o in out {
-                    self.vertical_output(c, &node, o, &mut Vec::new(), &mut Report::default());
-                }
-            }
-            Job::Decision { d, act } => {
-                self.notices
-                    .publish(Notice::outcome(&d, &r, self.settings.dry_run));
-                let gone = matches!(
-                    (&r, d.action),
-                    (Ok(()), Action::ScaleDown | Action::CloneLost)
-                ) || matches!((&r, &act), (Err(_), Act::Refuse(_)) if d.action == Action::ScaleUp);
-                if gone {
-                    let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-                    if s.remove(&d.group.to_string(), &d.instance.to_string()) {
-                        self.save(&s);
-                    }
-                }
-                if r.is_ok() {
-                    self.write(
-                        json!({"event": "action_done", "t_ms": now.as_millis(), "group": d.group,
-                        "action": d.action, "instance": d.instance, "id": d.id}),
-                    );
-                }
-                if d.action.needs_result() {
-                    let input = Input::ActionResult {
-                        group: (*d.group).clone(),
-                        id: d.id,
-                        outcome: r,
-                    };
-                    let mut out = Vec::new();
-                    self.engine.step(now, input, &mut out);
-                    for o in out {
-                        self.engine_output(now, o, &HashMap::new(), &mut Vec::new());
-                    }
-                }
-            }
-        }
     }
 }
 

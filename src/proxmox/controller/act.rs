@@ -1,0 +1,114 @@
+//! Carrying out jobs and feeding their results back to the machines.
+
+use super::*;
+
+impl Controller {
+    /// The future that carries out `job`.
+    pub fn execute(
+        &self,
+        job: Job,
+    ) -> impl std::future::Future<Output = (Job, Result<(), String>)> + Send + 'static {
+        let client = self.client.clone();
+        let state = self.state.clone();
+        let path = self.settings.state_file.clone();
+        let tasks = self.settings.tasks;
+        async move {
+            let r = match &job {
+                Job::Resize { node, vmid, r, .. } => {
+                    actuator::resize(&client, node, *vmid, r).await
+                }
+                Job::Decision { act, .. } => match act {
+                    Act::Clone(cj) => {
+                        let save = move |s: &CloneState| {
+                            if let Some(p) = &path
+                                && let Err(e) = s.save(p)
+                            {
+                                tracing::error!(error = %e, "cannot write the Proxmox ownership record");
+                            }
+                        };
+                        actuator::scale_up(&client, cj, &state, &save, tasks)
+                            .await
+                            .map(|_| ())
+                    }
+                    Act::Destroy { node, vmid } => {
+                        actuator::destroy(&client, node, *vmid, tasks).await
+                    }
+                    Act::Gone | Act::Nothing => Ok(()),
+                    Act::Refuse(why) => return (job.clone(), Err(why.clone())),
+                },
+            };
+            (job, r.map_err(|e| e.to_string()))
+        }
+    }
+
+    /// Feed a job's result back.
+    pub fn settle(&mut self, now: Timestamp, job: Job, r: Result<(), String>) {
+        match job {
+            Job::Resize {
+                c, vmid, r: resize, ..
+            } => {
+                let mut out = Vec::new();
+                let cont = &mut self.containers[c];
+                if let Some(v) = cont.vertical.as_mut() {
+                    v.step(
+                        now,
+                        vertical::Input::Result {
+                            id: resize.id,
+                            outcome: r.clone(),
+                        },
+                        &mut out,
+                    );
+                }
+                if r.is_ok() {
+                    cont.expect = Some((resize.to, now));
+                    cont.known = Some(resize.to);
+                    let name = cont.lxc.name.to_string();
+                    self.notices.publish(Notice::DecisionExecuted {
+                        group: name.clone(),
+                        instance: format!("vmid {vmid}"),
+                        action: "resize".into(),
+                        reason: resize.reason.clone(),
+                        dry_run: self.settings.dry_run,
+                    });
+                    self.write(json!({"event": "action_done", "t_ms": now.as_millis(), "group": name, "vmid": vmid, "action": "resize", "id": resize.id}));
+                }
+                let node = String::new();
+                for o in out {
+                    self.vertical_output(c, &node, o, &mut Vec::new(), &mut Report::default());
+                }
+            }
+            Job::Decision { d, act } => {
+                self.notices
+                    .publish(Notice::outcome(&d, &r, self.settings.dry_run));
+                let gone = matches!(
+                    (&r, d.action),
+                    (Ok(()), Action::ScaleDown | Action::CloneLost)
+                ) || matches!((&r, &act), (Err(_), Act::Refuse(_)) if d.action == Action::ScaleUp);
+                if gone {
+                    let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                    if s.remove(&d.group.to_string(), &d.instance.to_string()) {
+                        self.save(&s);
+                    }
+                }
+                if r.is_ok() {
+                    self.write(
+                        json!({"event": "action_done", "t_ms": now.as_millis(), "group": d.group,
+                        "action": d.action, "instance": d.instance, "id": d.id}),
+                    );
+                }
+                if d.action.needs_result() {
+                    let input = Input::ActionResult {
+                        group: (*d.group).clone(),
+                        id: d.id,
+                        outcome: r,
+                    };
+                    let mut out = Vec::new();
+                    self.engine.step(now, input, &mut out);
+                    for o in out {
+                        self.engine_output(now, o, &HashMap::new(), &mut Vec::new());
+                    }
+                }
+            }
+        }
+    }
+}
