@@ -24,7 +24,15 @@
 //! * [`cli`] holds the subcommands; `src/main.rs` only parses arguments.
 //!
 //! Shells that do I/O (`albatross/`, `proxmox/`, `daemon/`) turn bytes into core
-//! inputs and decisions into calls; they hold no policy of their own.
+//! inputs and decisions into calls; they hold no policy of their own. Beside the
+//! main flow, off the hot path:
+//!
+//! * `daemon/` also holds what spans both loops: the approval book, the notice bus,
+//!   the cost ledger of the global ceiling, the state lock.
+//! * [`notify`] delivers notices to webhooks and email from bounded queues.
+//! * [`history`] stores samples and decisions in SQLite (one writer thread) and
+//!   reads them back for `history export` and the API's history and forecast.
+//! * [`http`] is the operations API; [`metrics`] its Prometheus registry.
 
 pub mod albatross;
 pub mod cert;
