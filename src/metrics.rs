@@ -97,8 +97,22 @@ pub const SERIES: &[&str] = &[
     "notify_sent_total",
     "notify_failed_total",
     "notify_dropped_total",
+    "history_rows_written_total",
+    "history_rows_dropped_total",
+    "history_rows_failed_total",
+    "history_outputs_missed_total",
     "build_info",
 ];
+
+/// The history writer's counters, copied into Prometheus counters at scrape time.
+#[derive(Default)]
+struct HistoryCounters {
+    source: std::sync::OnceLock<Arc<crate::history::writer::Counters>>,
+    written: Counter,
+    dropped: Counter,
+    failed: Counter,
+    missed: Counter,
+}
 
 /// The registry and its metric families.
 pub struct Metrics {
@@ -119,6 +133,7 @@ pub struct Metrics {
     http: Family<CodeL, Counter>,
     approvals: Gauge,
     notify: crate::notify::Counters,
+    history: HistoryCounters,
     /// Last wanted direction per group (+1 up, -1 down, 0 none), for the desired count.
     wanted: Mutex<HashMap<String, i64>>,
     /// When a cluster-wide Proxmox poll last succeeded (for `/ready`).
@@ -152,6 +167,7 @@ impl Metrics {
             http: Family::default(),
             approvals: Gauge::default(),
             notify: crate::notify::Counters::default(),
+            history: HistoryCounters::default(),
             wanted: Mutex::default(),
             pve_polled: Mutex::default(),
         };
@@ -246,6 +262,26 @@ impl Metrics {
             "notify_dropped",
             "Notifications dropped unsent (queue full: oldest first), by sink",
             m.notify.dropped.clone(),
+        );
+        r.register(
+            "history_rows_written",
+            "Rows written to the history database ([history])",
+            m.history.written.clone(),
+        );
+        r.register(
+            "history_rows_dropped",
+            "History rows dropped unwritten because the writer's queue was full",
+            m.history.dropped.clone(),
+        );
+        r.register(
+            "history_rows_failed",
+            "History rows lost to a failed write (disk full, I/O error)",
+            m.history.failed.clone(),
+        );
+        r.register(
+            "history_outputs_missed",
+            "Engine outputs the history missed because it fell behind the engine",
+            m.history.missed.clone(),
         );
         let build = Info::new(BuildL {
             version: env!("CARGO_PKG_VERSION").into(),
@@ -346,6 +382,13 @@ impl Metrics {
                 h.samples.load(Ordering::Relaxed),
             );
         }
+        if let Some(h) = self.history.source.get() {
+            let c = &self.history;
+            catch_up(&c.written, h.written.load(Ordering::Relaxed));
+            catch_up(&c.dropped, h.dropped.load(Ordering::Relaxed));
+            catch_up(&c.failed, h.failed.load(Ordering::Relaxed));
+            catch_up(&c.missed, h.lagged.load(Ordering::Relaxed));
+        }
     }
 
     /// Record one Proxmox request (for the Proxmox client to call).
@@ -365,6 +408,11 @@ impl Metrics {
     /// The notification counters (shared with the dispatcher that updates them).
     pub fn notify(&self) -> &crate::notify::Counters {
         &self.notify
+    }
+
+    /// Read the history writer's counters at every scrape from now on.
+    pub fn set_history(&self, counters: Arc<crate::history::writer::Counters>) {
+        let _ = self.history.source.set(counters);
     }
 
     /// Count an API response.

@@ -595,3 +595,100 @@ async fn http_history_and_forecast_answer_with_json() {
         (StatusCode::NOT_FOUND, Some("history_off"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resize_only_container_is_recorded_with_its_resizes() {
+    use albatross_autoscale::proxmox::fake::{Ct, Fake, FakeServer};
+    const PVE_SECRET: &str = "3f0c5a52-0000-4000-8000-0000000000ee";
+    let mut f = Fake::new(&format!("PVEAPIToken=autoscale@pve!scaler={PVE_SECRET}"));
+    f.node("pve", 65_536, 8_192);
+    let mut hot = Ct::new("pve", "web", 2, 2048);
+    hot.cpu = 0.95;
+    f.cts.insert(101, hot);
+    let pve = FakeServer::start(f).await.unwrap();
+    let d = dir("vertical");
+    let cfg = d.join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[policy]\nscale_up_ticks = 1\nscale_up_cooldown = \"0s\"\n\
+             [proxmox]\nurl = \"{}\"\ntoken_id = \"autoscale@pve!scaler\"\ntoken_secret_env = \"PVE_TEST_SECRET\"\n\
+             [history]\npath = \"h.db\"\nflush_interval = \"10ms\"\n\
+             [[lxc]]\nvmid = 101\ncores = [1, 8]\n",
+            pve.url()
+        ),
+    )
+    .unwrap();
+    let before = unix_ms(SystemTime::now());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_albatross-autoscale"))
+            .args(["run", "--once", "--config"])
+            .arg(&cfg)
+            .env("PVE_TEST_SECRET", PVE_SECRET)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = unix_ms(SystemTime::now());
+
+    let conn = store::open_read(&d.join("h.db")).unwrap();
+    let grp = query::group_id(&conn, "lxc:ct101")
+        .unwrap()
+        .expect("the container is recorded under its name");
+    let p = query::points(&conn, grp, 0, i64::MAX, query::Step::Raw, 100).unwrap();
+    assert_eq!(p.len(), 1, "{p:?}");
+    // 95 % of its 2 cores: 1.9 CPUs busy, one instance.
+    assert_eq!((p[0].mean, p[0].cpu_mean, p[0].instances), (1.9, 95.0, 1));
+    assert!((before..=after).contains(&p[0].t_ms), "{p:?}");
+    let decisions = query::decisions(&conn, grp, 0, i64::MAX, 10).unwrap();
+    assert_eq!(decisions.len(), 1, "{decisions:?}");
+    assert_eq!(decisions[0].action, "resize_up");
+    assert_eq!(decisions[0].instance, "lxc:ct101");
+    assert!(!decisions[0].reason.is_empty());
+}
+
+#[tokio::test]
+async fn metrics_carry_the_writers_counters() {
+    let d = dir("metrics");
+    std::fs::write(d.join("keys"), format!("ops {KEY}\n")).unwrap();
+    let config = history_config(
+        &d,
+        "[http]\nlisten = \"127.0.0.1:0\"\napi_keys_file = \"keys\"\n",
+    );
+    let w = Writer::start(&config.history).unwrap();
+    let t0 = unix_ms(SystemTime::now()) - 60_000;
+    for i in 0..7 {
+        w.recorder().push(eval(t0 + i * 1_000, 1_000));
+    }
+    let counters = w.recorder().counters().clone();
+    tokio::task::spawn_blocking(move || w.close())
+        .await
+        .unwrap();
+    let api = Api::new(&config, None, Vec::new(), Arc::new(ManualClock::default())).unwrap();
+    api.metrics().set_history(counters);
+    let mut req = Request::builder()
+        .uri("/metrics")
+        .header("authorization", format!("Bearer {KEY}"))
+        .body(Body::empty())
+        .unwrap();
+    req.extensions_mut()
+        .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
+    let r = router(api.clone()).oneshot(req).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let text =
+        String::from_utf8(r.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    for line in [
+        "albatross_autoscale_history_rows_written_total 7",
+        "albatross_autoscale_history_rows_dropped_total 0",
+        "albatross_autoscale_history_rows_failed_total 0",
+        "albatross_autoscale_history_outputs_missed_total 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+    }
+}

@@ -637,3 +637,85 @@ fn secrets_and_url_paths_stay_out_of_debug_and_v1_config() {
     );
     assert!(shown.contains("\"signed\":true"), "{shown}");
 }
+
+/// A private CA and a `localhost` certificate it signed, as a TLS server config,
+/// plus the CA in PEM.
+fn private_ca() -> (rustls::ServerConfig, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+    let config =
+        rustls::ServerConfig::builder_with_provider(albatross_autoscale::cert::crypto_provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![leaf.der().clone()], key)
+            .unwrap();
+    (config, ca_cert.pem())
+}
+
+#[tokio::test]
+async fn a_webhook_behind_a_private_ca_is_reached_with_ca_and_refused_without() {
+    let (plain, mut got) = receiver().await;
+    let backend = plain.trim_start_matches("http://").parse().unwrap();
+    let (tls, ca_pem) = private_ca();
+    let (url, _front) = albatross_autoscale::testing::tls_front(backend, tls)
+        .await
+        .unwrap();
+    let d = dir("private-ca");
+    std::fs::write(d.join("ca.pem"), ca_pem).unwrap();
+    let c = config(
+        &d,
+        &format!(
+            "[[notify]]\nkind = \"webhook\"\nname = \"pinned\"\nurl = \"{url}/hook\"\nca = \"ca.pem\"\n\
+             [[notify]]\nkind = \"webhook\"\nname = \"public-roots\"\nurl = \"{url}/hook\"\n"
+        ),
+    );
+    let e = Envelope::now(Notice::Test { reason: "t".into() });
+    Sink::open(&c.notify[0]).unwrap().deliver(&e).await.unwrap();
+    let (path, _, body) = next(&mut got).await;
+    assert_eq!(path, "/hook");
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["event"], "test");
+    // The same receiver is not trusted through the built-in roots.
+    let err = Sink::open(&c.notify[1])
+        .unwrap()
+        .deliver(&e)
+        .await
+        .unwrap_err();
+    assert!(got.try_recv().is_err(), "nothing got through: {err}");
+}
+
+#[test]
+fn a_ca_file_without_a_certificate_is_an_error_naming_the_key() {
+    let d = dir("bad-ca");
+    std::fs::write(d.join("ca.pem"), "not a certificate\n").unwrap();
+    let c = config(
+        &d,
+        "[[notify]]\nkind = \"webhook\"\nurl = \"https://hooks.example.org/x\"\nca = \"ca.pem\"\n",
+    );
+    let err = Sink::open(&c.notify[0]).err().expect("refused");
+    assert!(
+        err.contains("ca: ") && err.contains("ca.pem") && err.contains("no PEM certificate"),
+        "{err}"
+    );
+    let problems = Config::parse(
+        "[[notify]]\nkind = \"webhook\"\nurl = \"http://hooks.example.org/x\"\nca = \"ca.pem\"\n",
+        &d.join("c.toml"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        problems.contains("notify[0].ca: set, but url is not https://"),
+        "{problems}"
+    );
+}

@@ -154,6 +154,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 let clock = std::sync::Arc::new(http::limit::MonotonicClock::default());
                 let api = http::Api::new(&config, handle, health, clock).map_err(anyhow::Error::msg)?;
                 api.set_approvals(approvals.clone(), has_pve.then(|| pve_approvals.clone()));
+                if let Some(h) = &history {
+                    api.metrics().set_history(h.recorder().counters().clone());
+                }
                 if let Some(d) = &daemon {
                     tokio::spawn(api.clone().follow(d.subscribe()));
                 }

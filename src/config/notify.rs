@@ -56,6 +56,9 @@ pub struct Webhook {
     pub secret_file: Option<PathBuf>,
     /// Gotify: `X-Gotify-Key`; otherwise `Authorization: Bearer`.
     pub token_file: Option<PathBuf>,
+    /// PEM certificates to trust instead of the built-in roots (a private CA, or a
+    /// self-signed receiver's own certificate).
+    pub ca: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Webhook {
@@ -65,6 +68,7 @@ impl std::fmt::Debug for Webhook {
             .field("format", &self.format)
             .field("secret_file", &self.secret_file)
             .field("token_file", &self.token_file)
+            .field("ca", &self.ca)
             .finish()
     }
 }
@@ -128,6 +132,7 @@ struct NotifyFile {
     format: Option<Format>,
     secret_file: Option<PathBuf>,
     token_file: Option<PathBuf>,
+    ca: Option<PathBuf>,
     // email
     smtp_host: Option<String>,
     smtp_port: Option<u16>,
@@ -138,7 +143,7 @@ struct NotifyFile {
     to: Option<Vec<String>>,
 }
 
-const WEBHOOK_KEYS: &[&str] = &["url", "format", "secret_file", "token_file"];
+const WEBHOOK_KEYS: &[&str] = &["url", "format", "secret_file", "token_file", "ca"];
 const EMAIL_KEYS: &[&str] = &[
     "smtp_host",
     "smtp_port",
@@ -246,6 +251,9 @@ fn sink(
             }
             Some(u) => {
                 match reqwest::Url::parse(&u) {
+                    Ok(p) if f.ca.is_some() && p.scheme() != "https" => problems.push(format!(
+                        "{at}.ca: set, but url is not https:// (a CA only matters for TLS)"
+                    )),
                     Ok(p) if matches!(p.scheme(), "http" | "https") && p.has_host() => {}
                     // Never echo the URL: its path may be a secret.
                     _ => problems.push(format!(
@@ -260,6 +268,7 @@ fn sink(
             format: f.format.unwrap_or(Format::Json),
             secret_file: file("secret_file", f.secret_file, problems),
             token_file: file("token_file", f.token_file, problems),
+            ca: file("ca", f.ca, problems),
         })
     } else {
         let mut need = |key: &str, v: Option<String>| match v {

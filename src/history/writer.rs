@@ -14,6 +14,7 @@ use tokio::sync::broadcast;
 
 use super::store::{Retention, Row, Store};
 use crate::config::history::History as Config;
+use crate::core::vertical::{Direction, Resize};
 use crate::core::{Output, Timestamp};
 use crate::name::Name;
 
@@ -135,6 +136,50 @@ impl Feed {
             _ => return,
         };
         self.recorder.push(row);
+    }
+
+    /// Record one poll of a resize-only container, which has no engine: the poll is
+    /// both its sample and its evaluation (one instance; demand = the CPUs it keeps
+    /// busy, `busy_milli`).
+    pub fn container(
+        &mut self,
+        t: Timestamp,
+        name: &Arc<Name>,
+        bp: u32,
+        vcpus: u32,
+        busy_milli: u64,
+    ) {
+        let t = self.at(t);
+        self.recorder.push(Row::Sample {
+            t,
+            vm: name.clone(),
+            group: Some(name.clone()),
+            bp,
+            vcpus,
+        });
+        self.recorder.push(Row::Evaluation {
+            t,
+            group: name.clone(),
+            avg_bp: bp,
+            fresh: 1,
+            instances: 1,
+            demand: busy_milli,
+        });
+    }
+
+    /// Record a container's resize as a decision (`resize_up` / `resize_down`).
+    pub fn resize(&mut self, name: &Arc<Name>, r: &Resize) {
+        self.recorder.push(Row::Decision {
+            t: self.at(r.t),
+            group: name.clone(),
+            action: match r.direction {
+                Direction::Up => "resize_up",
+                Direction::Down => "resize_down",
+            },
+            instance: name.clone(),
+            reason: r.reason.clone(),
+            emergency: false,
+        });
     }
 
     /// Record every output of `rx` until the engine task ends; a lag is counted.

@@ -331,6 +331,7 @@ pub fn redacted(c: &Config) -> Value {
                     "kind": "webhook", "url": crate::config::notify::origin(&w.url),
                     "format": w.format.as_str(), "signed": w.secret_file.is_some(),
                     "token": w.token_file.as_ref().map(|_| "<redacted: file>"),
+                    "ca": w.ca,
                 }),
                 Kind::Email(e) => json!({
                     "kind": "email", "smtp_host": e.smtp_host, "smtp_port": e.smtp_port,

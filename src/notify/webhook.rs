@@ -43,6 +43,25 @@ pub(super) fn read_secret(key: &str, path: &std::path::Path) -> Result<String, S
     Ok(s)
 }
 
+/// The certificates of a PEM file (`ca`); none at all is an error, not an empty
+/// trust store that fails every delivery later.
+fn read_ca(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let at = |e: &dyn std::fmt::Display| format!("ca: {}: {e}", path.display());
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| at(&e))?
+        .map(|c| {
+            let c = c.map_err(|e| at(&e))?;
+            reqwest::Certificate::from_der(&c).map_err(|e| at(&e))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if certs.is_empty() {
+        return Err(at(&"no PEM certificate in it"));
+    }
+    Ok(certs)
+}
+
 /// `sha256=<hex>`: HMAC-SHA256 of `body` under `secret`.
 pub fn sign(secret: &[u8], body: &[u8]) -> String {
     signature(&hmac::Key::new(hmac::HMAC_SHA256, secret), body)
@@ -124,7 +143,11 @@ impl Webhook {
             }
             None => None,
         };
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if let Some(p) = &w.ca {
+            builder = builder.tls_certs_only(read_ca(p)?);
+        }
+        let client = builder
             .timeout(timeout)
             .connect_timeout(timeout)
             // A webhook answers; it does not send us elsewhere with our signature.

@@ -323,6 +323,12 @@ impl Controller {
             }
             let c = &self.containers[i];
             if c.lxc.mode == Mode::Vertical {
+                // No engine sees it: the history records the poll itself.
+                if let Some(h) = &mut self.history {
+                    let busy = row.cpu.unwrap_or(0.0) * row.maxcpu.unwrap_or(0.0) * 1000.0;
+                    let name = Arc::new(c.lxc.name.clone());
+                    h.container(now, &name, bp, size.cores, busy.round().max(0.0) as u64);
+                }
                 continue;
             }
             // Until vertical is at its cap, horizontal sees load capped at its scale-up
@@ -505,6 +511,9 @@ impl Controller {
         let name = self.containers[i].lxc.name.to_string();
         match o {
             vertical::Output::Resize(r) => {
+                if let Some(h) = &mut self.history {
+                    h.resize(&Arc::new(self.containers[i].lxc.name.clone()), &r);
+                }
                 tracing::info!(vmid, from = ?r.from, to = ?r.to, reason = %r.reason, dry_run = self.settings.dry_run, "resize");
                 self.write(json!({"event": "decision", "t_ms": r.t.as_millis(), "group": name, "vmid": vmid,
                     "action": "resize", "direction": r.direction, "from": r.from, "to": r.to, "reason": r.reason,

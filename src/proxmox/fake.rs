@@ -262,24 +262,9 @@ impl FakeServer {
 
     /// A TLS front (rustls) forwarding to the fake; returns its `https://` URL.
     pub async fn tls_front(&mut self, config: rustls::ServerConfig) -> std::io::Result<String> {
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let backend = self.addr;
-        self.tasks.push(tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move {
-                    let Ok(mut tls) = acceptor.accept(tcp).await else {
-                        return;
-                    };
-                    if let Ok(mut plain) = tokio::net::TcpStream::connect(backend).await {
-                        let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
-                    }
-                });
-            }
-        }));
-        Ok(format!("https://localhost:{}", addr.port()))
+        let (url, task) = crate::testing::tls_front(self.addr, config).await?;
+        self.tasks.push(task);
+        Ok(url)
     }
 }
 

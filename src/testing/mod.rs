@@ -2,10 +2,12 @@
 //! simulated unikernels. Used by integration tests and the `demo` command.
 
 mod endpoint;
+mod front;
 mod hosted;
 pub mod pki;
 mod session;
 
 pub use endpoint::{Endpoint, EndpointConfig, Handled, Outcome};
+pub use front::tls_front;
 pub use hosted::{GroupFn, Hosted, LoadFn, default_group};
 pub use pki::{PkiFiles, SERVER_NAME, TestPki};

@@ -116,7 +116,6 @@ impl Cluster {
             }
             None => return Err("the decision is no longer pending in the engine".into()),
         }
-        let p = &self.policy;
         let m = self.members.get(&d.instance);
         // The bounds in force: the policy's or a schedule window's.
         let (min, max) = self.bounds();
@@ -126,17 +125,8 @@ impl Cluster {
                 if self.count() > max.value {
                     return Err(format!("above {}", self.limit_text(max, "max")));
                 }
-                if let Some(max) = p.max_cost_micros {
-                    let cost = u64::from(self.count()).saturating_mul(p.instance_cost_micros);
-                    if cost > max {
-                        return Err(format!(
-                            "cost: {} instances at {}/h would cost {}/h, above max_cost_per_hour ({})",
-                            self.count(),
-                            crate::core::policy::money(p.instance_cost_micros),
-                            crate::core::policy::money(cost),
-                            crate::core::policy::money(max)
-                        ));
-                    }
+                if let Some(why) = self.over_cost(self.count()) {
+                    return Err(why);
                 }
                 if m.is_none_or(|m| m.state != MemberState::Creating(d.id)) {
                     return Err(format!("{} is no longer a pending clone", d.instance));

@@ -272,17 +272,10 @@ impl Cluster {
             _ => {}
         }
         let p = &self.policy;
-        if let (Action::ScaleUp, Some(max)) = (want, p.max_cost_micros) {
-            let n = u64::from(self.count()) + 1;
-            let cost = n.saturating_mul(p.instance_cost_micros);
-            if cost > max {
-                return Some(format!(
-                    "cost: {n} instances at {}/h would cost {}/h, above max_cost_per_hour ({})",
-                    money(p.instance_cost_micros),
-                    money(cost),
-                    money(max)
-                ));
-            }
+        if want == Action::ScaleUp
+            && let Some(why) = self.over_cost(self.count().saturating_add(1))
+        {
+            return Some(why);
         }
         if let (Action::ScaleUp, Some(room)) = (want, self.cost_room)
             && p.instance_cost_micros > room

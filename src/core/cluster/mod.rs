@@ -231,6 +231,22 @@ impl Cluster {
         u64::from(self.count()).saturating_mul(self.policy.instance_cost_micros)
     }
 
+    /// Why `n` instances would break the group's `max_cost_per_hour`, if they would.
+    /// One rule for the decision and for the re-check at approval.
+    pub(crate) fn over_cost(&self, n: u32) -> Option<String> {
+        let p = &self.policy;
+        let max = p.max_cost_micros?;
+        let cost = u64::from(n).saturating_mul(p.instance_cost_micros);
+        (cost > max).then(|| {
+            format!(
+                "cost: {n} instances at {}/h would cost {}/h, above max_cost_per_hour ({})",
+                super::policy::money(p.instance_cost_micros),
+                super::policy::money(cost),
+                super::policy::money(max)
+            )
+        })
+    }
+
     /// What the group may add to its hourly cost under a global ceiling (see
     /// [`crate::core::Engine::with_cost_ceiling`]).
     pub(crate) fn set_cost_room(&mut self, room: Option<u64>) {
