@@ -320,17 +320,16 @@ async fn a_dead_webhook_does_not_slow_scaling_and_drops_the_oldest() {
     let c = config(
         &d,
         &format!(
-            "[[notify]]\nkind = \"webhook\"\nname = \"dead\"\nurl = \"{url}\"\ntimeout = \"5m\"\n"
+            "[[notify]]\nkind = \"webhook\"\nname = \"dead\"\nurl = \"{url}\"\ntimeout = \"5m\"\nqueue = 2\n"
         ),
     );
     let notices = Notices::default();
     let mut tap = notices.subscribe();
     let counters = Counters::default();
-    let dispatcher = Dispatcher::with_capacity(
+    let dispatcher = Dispatcher::start(
         Sink::open_all(&c.notify).unwrap(),
         notices.subscribe(),
         counters.clone(),
-        2,
     );
     let slowed = scenario(&notices, "dead").await;
     assert_eq!(slowed, baseline, "same actions at the same engine times");
@@ -372,6 +371,20 @@ async fn a_refusing_webhook_is_retried_with_backoff_then_given_up_and_counted() 
     // Four attempts with 1 s, 2 s and 4 s between them.
     assert_eq!(started.elapsed(), Duration::from_secs(7));
     assert!(!err.contains("/x"), "no URL path in errors: {err}");
+    // `attempts = 2`: one retry, 1 s later.
+    let twice = config(
+        &d,
+        &format!(
+            "[[notify]]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{port}/x\"\nattempts = 2\n"
+        ),
+    );
+    let started = Instant::now();
+    Sink::open(&twice.notify[0])
+        .unwrap()
+        .deliver_retrying(&e)
+        .await
+        .unwrap_err();
+    assert_eq!(started.elapsed(), Duration::from_secs(1));
 
     let notices = Notices::default();
     let counters = Counters::default();
@@ -473,7 +486,7 @@ fn validate_names_the_bad_notify_key() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
-        stderr.contains("notify[0].events[1]: unknown event \"x\"; one of decision_executed, action_failed, approval_pending, unreachable, ceiling_reached, test"),
+        stderr.contains("notify[0].events[1]: unknown event \"x\"; one of decision_executed, action_failed, approval_pending, unreachable, reachable, ceiling_reached, test"),
         "{stderr}"
     );
 }

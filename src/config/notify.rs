@@ -18,6 +18,10 @@ pub struct Notify {
     pub events: Vec<String>,
     /// Per delivery attempt.
     pub timeout: Duration,
+    /// Attempts per notice (the first and the retries), 1..=10.
+    pub attempts: u32,
+    /// Notices waiting for this sink; beyond, the oldest is dropped.
+    pub queue: usize,
     pub kind: Kind,
 }
 
@@ -127,6 +131,8 @@ struct NotifyFile {
     events: Option<Vec<String>>,
     #[serde(default, with = "humantime_serde")]
     timeout: Option<Duration>,
+    attempts: Option<i64>,
+    queue: Option<i64>,
     // webhook
     url: Option<String>,
     format: Option<Format>,
@@ -235,6 +241,16 @@ fn sink(
             humantime::format_duration(timeout)
         ));
     }
+    let attempts = f.attempts.unwrap_or(i64::from(crate::notify::ATTEMPTS));
+    if !(1..=10).contains(&attempts) {
+        problems.push(format!(
+            "{at}.attempts: {attempts} is out of range (1 to 10)"
+        ));
+    }
+    let queue = f.queue.unwrap_or(crate::notify::QUEUE as i64);
+    if !(1..=100_000).contains(&queue) {
+        problems.push(format!("{at}.queue: {queue} is out of range (1 to 100000)"));
+    }
     let file = |key: &str, p: Option<PathBuf>, problems: &mut Vec<String>| {
         let p = p.map(|p| if p.is_absolute() { p } else { base.join(p) })?;
         // Only that it exists: contents are read when the sink starts, never kept here.
@@ -312,6 +328,8 @@ fn sink(
         name: f.name.unwrap_or_else(|| at.to_string()),
         events,
         timeout,
+        attempts: u32::try_from(attempts).unwrap_or(1),
+        queue: usize::try_from(queue).unwrap_or(1),
         kind,
     })
 }
@@ -349,6 +367,7 @@ mod tests {
         assert_eq!((e.smtp_port, e.starttls), (587, true));
         assert!(!c.notify[1].wants("decision_executed") && c.notify[1].wants("action_failed"));
         assert_eq!(c.notify[0].timeout, Duration::from_secs(10));
+        assert_eq!((c.notify[0].attempts, c.notify[0].queue), (4, 256));
     }
 
     #[test]
@@ -385,6 +404,14 @@ mod tests {
             (
                 "[[notify]]\nkind = \"webhook\"\nurl = \"http://h/\"\ntimeout = \"0s\"\n",
                 "notify[0].timeout: 0s is out of range",
+            ),
+            (
+                "[[notify]]\nkind = \"webhook\"\nurl = \"http://h/\"\nattempts = 0\n",
+                "notify[0].attempts: 0 is out of range (1 to 10)",
+            ),
+            (
+                "[[notify]]\nkind = \"webhook\"\nurl = \"http://h/\"\nqueue = 1000000\n",
+                "notify[0].queue: 1000000 is out of range (1 to 100000)",
             ),
             (
                 "[[notify]]\nkind = \"webhook\"\nurl = \"http://h/\"\nurll = 1\n",

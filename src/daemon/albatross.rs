@@ -364,12 +364,13 @@ async fn endpoint_task(
     }
 }
 
-/// `unreachable` notices of one endpoint: one per outage, not one per retry.
+/// `unreachable` / `reachable` notices of one endpoint: one per outage, not one
+/// per retry.
 #[derive(Debug)]
 pub struct Reach {
     target: String,
     notices: Notices,
-    down: bool,
+    outages: super::notice::Outages,
 }
 
 impl Reach {
@@ -377,23 +378,22 @@ impl Reach {
         Self {
             target: format!("albatross:{endpoint}"),
             notices: notices.clone(),
-            down: false,
+            outages: Default::default(),
         }
     }
 
     /// A connection attempt failed.
     pub fn failed(&mut self, reason: &str) {
-        if !std::mem::replace(&mut self.down, true) {
-            self.notices.publish(super::Notice::Unreachable {
-                target: self.target.clone(),
-                reason: reason.to_string(),
-            });
+        if let Some(n) = self.outages.failed(&self.target, reason) {
+            self.notices.publish(n);
         }
     }
 
     /// The endpoint answered.
     pub fn reachable(&mut self) {
-        self.down = false;
+        if let Some(n) = self.outages.reachable(&self.target) {
+            self.notices.publish(n);
+        }
     }
 }
 
@@ -473,6 +473,10 @@ mod tests {
                 super::super::Notice::Unreachable {
                     target: "albatross:a".into(),
                     reason: "connection refused".into()
+                },
+                super::super::Notice::Reachable {
+                    target: "albatross:a".into(),
+                    reason: "answers again".into()
                 },
                 super::super::Notice::Unreachable {
                     target: "albatross:a".into(),

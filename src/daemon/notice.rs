@@ -48,6 +48,12 @@ pub enum Notice {
         target: String,
         reason: String,
     },
+    /// A target that was `unreachable` answers again (the outage is over).
+    Reachable {
+        /// As in `unreachable`.
+        target: String,
+        reason: String,
+    },
     /// The hourly action budget or a cost ceiling kept a group from scaling.
     CeilingReached {
         group: String,
@@ -88,6 +94,7 @@ impl Notice {
             Notice::ActionFailed { .. } => "action_failed",
             Notice::ApprovalPending { .. } => "approval_pending",
             Notice::Unreachable { .. } => "unreachable",
+            Notice::Reachable { .. } => "reachable",
             Notice::CeilingReached { .. } => "ceiling_reached",
             Notice::Test { .. } => "test",
         }
@@ -99,6 +106,7 @@ impl Notice {
         "action_failed",
         "approval_pending",
         "unreachable",
+        "reachable",
         "ceiling_reached",
         "test",
     ];
@@ -200,8 +208,9 @@ impl Ceilings {
     }
 }
 
-/// Once-per-outage `unreachable` notices: the first failure of a target since it
-/// was last reachable publishes one; later failures (retries) publish nothing.
+/// Once-per-outage notices: the first failure of a target since it was last
+/// reachable is one `unreachable`, later failures (retries) are nothing, and the
+/// first answer after that is one `reachable`.
 #[derive(Debug, Default)]
 pub struct Outages {
     down: std::collections::HashSet<String>,
@@ -218,9 +227,13 @@ impl Outages {
             })
     }
 
-    /// `target` answered: a later failure is a new outage.
-    pub fn reachable(&mut self, target: &str) {
-        self.down.remove(target);
+    /// `target` answered: the notice, if this ends an outage; a later failure is a
+    /// new outage.
+    pub fn reachable(&mut self, target: &str) -> Option<Notice> {
+        self.down.remove(target).then(|| Notice::Reachable {
+            target: target.to_string(),
+            reason: "answers again".into(),
+        })
     }
 }
 
@@ -265,7 +278,10 @@ mod tests {
         assert!(o.failed("albatross:a", "refused").is_some());
         assert!(o.failed("albatross:a", "refused").is_none());
         assert!(o.failed("proxmox:pve1", "timeout").is_some());
-        o.reachable("albatross:a");
+        assert!(o.reachable("albatross:b").is_none(), "never down");
+        let back = o.reachable("albatross:a").expect("the outage ends");
+        assert_eq!(back.kind(), "reachable");
+        assert!(o.reachable("albatross:a").is_none(), "once");
         assert!(o.failed("albatross:a", "refused").is_some());
     }
 

@@ -340,7 +340,8 @@ pub fn redacted(c: &Config) -> Value {
                     "from": e.from, "to": e.to,
                 }),
             };
-            json!({"name": n.name, "events": n.events, "timeout": humantime::format_duration(n.timeout).to_string(), "sink": kind})
+            json!({"name": n.name, "events": n.events, "timeout": humantime::format_duration(n.timeout).to_string(),
+                "attempts": n.attempts, "queue": n.queue, "sink": kind})
         })
         .collect();
     json!({

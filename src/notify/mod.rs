@@ -28,9 +28,9 @@ use tokio_util::sync::CancellationToken;
 use crate::config::notify::{Kind, Notify};
 use crate::daemon::Notice;
 
-/// Notices waiting per sink; beyond this the oldest is dropped.
+/// Notices waiting per sink by default (`queue`); beyond, the oldest is dropped.
 pub const QUEUE: usize = 256;
-/// Delivery attempts per notice (the first and three retries).
+/// Delivery attempts per notice by default (`attempts`: the first and three retries).
 pub const ATTEMPTS: u32 = 4;
 /// Wait before the first retry; doubles per retry.
 pub const FIRST_RETRY: Duration = Duration::from_secs(1);
@@ -64,7 +64,7 @@ impl Counters {
     pub fn sent(&self, sink: &str) -> u64 {
         Self::get(&self.sent, sink).get()
     }
-    /// Notices `sink` gave up on after [`ATTEMPTS`].
+    /// Notices `sink` gave up on after its `attempts`.
     pub fn failed(&self, sink: &str) -> u64 {
         Self::get(&self.failed, sink).get()
     }
@@ -122,6 +122,7 @@ impl Envelope {
                 "{group}: {action} {instance} waits for approval (id {id}, expires {expires_at}): {reason}"
             ),
             Notice::Unreachable { target, reason } => format!("{target} unreachable: {reason}"),
+            Notice::Reachable { target, reason } => format!("{target} reachable: {reason}"),
             Notice::CeilingReached {
                 group,
                 ceiling,
@@ -140,6 +141,7 @@ impl Envelope {
                 format!("{action} in {group} waits for approval")
             }
             Notice::Unreachable { target, .. } => format!("{target} unreachable"),
+            Notice::Reachable { target, .. } => format!("{target} reachable again"),
             Notice::CeilingReached { group, ceiling, .. } => {
                 format!("{ceiling} ceiling reached in {group}")
             }
@@ -152,7 +154,7 @@ impl Envelope {
     pub fn urgent(&self) -> bool {
         !matches!(
             self.notice,
-            Notice::DecisionExecuted { .. } | Notice::Test { .. }
+            Notice::DecisionExecuted { .. } | Notice::Reachable { .. } | Notice::Test { .. }
         )
     }
 
@@ -227,7 +229,7 @@ impl Sink {
         }
     }
 
-    /// Deliver with up to [`ATTEMPTS`] attempts, doubling the wait between them; a
+    /// Deliver with up to `attempts` attempts, doubling the wait between them; a
     /// refusal that cannot change (HTTP 4xx but 408 and 429) is not retried.
     pub async fn deliver_retrying(&self, e: &Envelope) -> Result<(), String> {
         let mut wait = FIRST_RETRY;
@@ -235,7 +237,7 @@ impl Sink {
         loop {
             match self.attempt(e).await {
                 Ok(()) => return Ok(()),
-                Err(f) if attempt >= ATTEMPTS || !f.retry => return Err(f.message),
+                Err(f) if attempt >= self.config.attempts || !f.retry => return Err(f.message),
                 Err(f) => {
                     tracing::debug!(sink = self.name(), event = e.notice.kind(), attempt, error = %f.message, "notification failed; retrying");
                     tokio::time::sleep(wait).await;
@@ -381,25 +383,16 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    /// Deliver every notice `rx` receives to the sinks that want it.
+    /// Deliver every notice `rx` receives to the sinks that want it, through one
+    /// queue per sink of its `queue` size.
     pub fn start(sinks: Vec<Sink>, rx: broadcast::Receiver<Notice>, counters: Counters) -> Self {
-        Self::with_capacity(sinks, rx, counters, QUEUE)
-    }
-
-    /// [`Dispatcher::start`] with `capacity` notices per sink queue.
-    pub fn with_capacity(
-        sinks: Vec<Sink>,
-        rx: broadcast::Receiver<Notice>,
-        counters: Counters,
-        capacity: usize,
-    ) -> Self {
         let names: Vec<String> = sinks.iter().map(|s| s.name().to_string()).collect();
         for n in &names {
             counters.add_sink(n);
         }
         let queues: Vec<Arc<Queue>> = sinks
             .iter()
-            .map(|_| Arc::new(Queue::new(capacity)))
+            .map(|s| Arc::new(Queue::new(s.config.queue)))
             .collect();
         let stop = CancellationToken::new();
         let filters: Vec<Notify> = sinks.iter().map(|s| s.config.clone()).collect();
@@ -521,7 +514,7 @@ async fn work(sink: Sink, q: Arc<Queue>, counters: Counters) {
             }
             Err(err) => {
                 Counters::get(&counters.failed, sink.name()).inc();
-                tracing::warn!(sink = sink.name(), event = e.notice.kind(), attempts = ATTEMPTS, error = %err, "notification given up");
+                tracing::warn!(sink = sink.name(), event = e.notice.kind(), attempts = sink.config.attempts, error = %err, "notification given up");
             }
         }
     }

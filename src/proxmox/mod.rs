@@ -66,7 +66,11 @@ impl client::Observer for BreakerNotices {
                     self.notices.publish(n);
                 }
             }
-            0 => outages.reachable(&target),
+            0 => {
+                if let Some(n) = outages.reachable(&target) {
+                    self.notices.publish(n);
+                }
+            }
             _ => {}
         }
     }
@@ -208,7 +212,9 @@ pub async fn run(
             () = sleep_until(expiry) => c.expire(now()),
             _ = tick.tick() => match c.client().resources().await {
                 Ok(res) => {
-                    outages.reachable(&target);
+                    if let Some(n) = outages.reachable(&target) {
+                        opts.notices.publish(n);
+                    }
                     let mut report = Report::default();
                     c.set_external_cost(opts.costs.albatross());
                     for job in c.decide(now(), &res, &mut report).await {
@@ -252,7 +258,7 @@ mod tests {
     use crate::daemon::Notice;
 
     #[test]
-    fn an_open_breaker_is_one_unreachable_notice_per_outage() {
+    fn an_open_breaker_is_one_unreachable_notice_per_outage_and_one_reachable_after() {
         let notices = Notices::default();
         let mut rx = notices.subscribe();
         let o = BreakerNotices {
@@ -268,7 +274,14 @@ mod tests {
         while let Ok(n) = rx.try_recv() {
             got.push(n);
         }
-        assert_eq!(got.len(), 2, "{got:?}");
+        // Down (2, 2, half-open, 2), back (0), down again.
+        let kinds: Vec<&str> = got.iter().map(Notice::kind).collect();
+        assert_eq!(
+            kinds,
+            ["unreachable", "reachable", "unreachable"],
+            "{got:?}"
+        );
         assert!(matches!(&got[0], Notice::Unreachable { target, .. } if target == "proxmox:pve1"));
+        assert!(matches!(&got[1], Notice::Reachable { target, .. } if target == "proxmox:pve1"));
     }
 }
