@@ -251,6 +251,9 @@ impl Store {
     fn write_inner(&mut self, rows: &[Row]) -> rusqlite::Result<()> {
         let Self { conn, names, .. } = self;
         let tx = conn.transaction()?;
+        // A row older than the roll-up watermark (it waited in the queue past
+        // LATE_MS) goes into its bucket's aggregate now, or it would never get there.
+        let rolled = rolled_up(&tx)?.unwrap_or(i64::MIN);
         {
             let mut sample = tx.prepare_cached(
                 "INSERT OR IGNORE INTO sample (t, vm, grp, bp, vcpus) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -275,7 +278,10 @@ impl Store {
                             Some(g) => Some(Self::name_id(&tx, names, g)?),
                             None => None,
                         };
-                        sample.execute(params![t, vm, grp, bp, vcpus])?;
+                        let added = sample.execute(params![t, vm, grp, bp, vcpus])?;
+                        if *t < rolled && added == 1 {
+                            late_sample(&tx, *t, vm, grp, *bp)?;
+                        }
                     }
                     Row::Evaluation {
                         t,
@@ -287,7 +293,19 @@ impl Store {
                     } => {
                         let grp = Self::name_id(&tx, names, group)?;
                         let demand = i64::try_from(*demand).unwrap_or(i64::MAX);
-                        eval.execute(params![grp, t, avg_bp, fresh, instances, demand])?;
+                        if *t < rolled {
+                            // Counted once: a late duplicate is not added twice.
+                            let added = tx
+                                .prepare_cached(
+                                    "INSERT OR IGNORE INTO evaluation (grp, t, avg_bp, fresh, instances, demand) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                                )?
+                                .execute(params![grp, t, avg_bp, fresh, instances, demand])?;
+                            if added == 1 {
+                                late_evaluation(&tx, *t, grp, *avg_bp, *instances, demand)?;
+                            }
+                        } else {
+                            eval.execute(params![grp, t, avg_bp, fresh, instances, demand])?;
+                        }
                     }
                     Row::Decision {
                         t,
@@ -442,6 +460,48 @@ impl Store {
     }
 }
 
+/// Add one late sample to its (already rolled-up) bucket's aggregate.
+fn late_sample(
+    tx: &rusqlite::Transaction<'_>,
+    t: i64,
+    vm: i64,
+    grp: Option<i64>,
+    bp: u32,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO sample_5m (bucket, vm, grp, n, min_bp, max_bp, sum_bp) VALUES (?1, ?2, ?3, 1, ?4, ?4, ?4)
+         ON CONFLICT (bucket, vm) DO UPDATE SET n = n + 1,
+           min_bp = min(min_bp, excluded.min_bp), max_bp = max(max_bp, excluded.max_bp),
+           sum_bp = sum_bp + excluded.sum_bp",
+    )?
+    .execute(params![t.div_euclid(BUCKET_MS) * BUCKET_MS, vm, grp, bp])?;
+    Ok(())
+}
+
+/// Add one late evaluation to its (already rolled-up) bucket's aggregate.
+fn late_evaluation(
+    tx: &rusqlite::Transaction<'_>,
+    t: i64,
+    grp: i64,
+    avg_bp: u32,
+    instances: u32,
+    demand: i64,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO group_5m (grp, bucket, n, min_demand, max_demand, sum_demand, min_bp, max_bp, sum_bp, max_instances, sum_instances)
+         VALUES (?1, ?2, 1, ?3, ?3, ?3, ?4, ?4, ?4, ?5, ?5)
+         ON CONFLICT (grp, bucket) DO UPDATE SET n = n + 1,
+           min_demand = min(min_demand, excluded.min_demand), max_demand = max(max_demand, excluded.max_demand),
+           sum_demand = sum_demand + excluded.sum_demand,
+           min_bp = min(min_bp, excluded.min_bp), max_bp = max(max_bp, excluded.max_bp),
+           sum_bp = sum_bp + excluded.sum_bp,
+           max_instances = max(max_instances, excluded.max_instances),
+           sum_instances = sum_instances + excluded.sum_instances",
+    )?
+    .execute(params![grp, t.div_euclid(BUCKET_MS) * BUCKET_MS, demand, avg_bp, instances])?;
+    Ok(())
+}
+
 /// The roll-up watermark of a connection's file.
 pub(super) fn rolled_up(conn: &Connection) -> rusqlite::Result<Option<i64>> {
     conn.query_row("SELECT value FROM meta WHERE key = 'rolled_up'", [], |r| {
@@ -573,6 +633,48 @@ mod tests {
             })
             .unwrap();
         assert_eq!(vm, (2, 2_000, 4_000, 6_000));
+    }
+
+    #[test]
+    fn a_row_later_than_the_rollup_still_reaches_its_aggregate_once() {
+        let d = dir("late");
+        let mut s = Store::open(&d.join("h.db")).unwrap();
+        let t0 = 100 * H;
+        s.write(&[eval(t0 + 10_000, 1_000, 1), sample(t0 + 10_000, 2_000)])
+            .unwrap();
+        assert_eq!(
+            s.maintain(t0 + BUCKET_MS + LATE_MS, KEEP)
+                .unwrap()
+                .buckets_rolled,
+            1
+        );
+        // Two rows of the rolled-up bucket arrive late, one of them twice.
+        let late = [eval(t0 + 20_000, 3_000, 2), sample(t0 + 20_000, 6_000)];
+        s.write(&late).unwrap();
+        s.write(&late).unwrap();
+        let g: (i64, i64, i64, i64, i64) = s
+            .conn
+            .query_row(
+                "SELECT n, min_demand, max_demand, sum_demand, max_instances FROM group_5m",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .unwrap();
+        assert_eq!(g, (2, 1_000, 3_000, 4_000, 2));
+        let vm: (i64, i64, i64, i64) = s
+            .conn
+            .query_row("SELECT n, min_bp, max_bp, sum_bp FROM sample_5m", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .unwrap();
+        assert_eq!(vm, (2, 2_000, 6_000, 8_000));
+        // A later roll-up does not count them again.
+        s.maintain(t0 + 3 * BUCKET_MS, KEEP).unwrap();
+        let n: i64 = s
+            .conn
+            .query_row("SELECT sum(n) FROM group_5m", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 2);
     }
 
     #[test]
