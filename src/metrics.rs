@@ -263,26 +263,31 @@ impl Metrics {
             "Notifications dropped unsent (queue full: oldest first), by sink",
             m.notify.dropped.clone(),
         );
-        r.register(
-            "history_rows_written",
-            "Rows written to the history database ([history])",
-            m.history.written.clone(),
-        );
-        r.register(
-            "history_rows_dropped",
-            "History rows dropped unwritten because the writer's queue was full",
-            m.history.dropped.clone(),
-        );
-        r.register(
-            "history_rows_failed",
-            "History rows lost to a failed write (disk full, I/O error)",
-            m.history.failed.clone(),
-        );
-        r.register(
-            "history_outputs_missed",
-            "Engine outputs the history missed because it fell behind the engine",
-            m.history.missed.clone(),
-        );
+        let h = &m.history;
+        for (name, help, c) in [
+            (
+                "history_rows_written",
+                "Rows written to the history database ([history])",
+                &h.written,
+            ),
+            (
+                "history_rows_dropped",
+                "History rows dropped unwritten because the writer's queue was full",
+                &h.dropped,
+            ),
+            (
+                "history_rows_failed",
+                "History rows lost to a failed write (disk full, I/O error)",
+                &h.failed,
+            ),
+            (
+                "history_outputs_missed",
+                "Engine outputs the history missed because it fell behind the engine",
+                &h.missed,
+            ),
+        ] {
+            r.register(name, help, c.clone());
+        }
         let build = Info::new(BuildL {
             version: env!("CARGO_PKG_VERSION").into(),
             revision: crate::http::GIT_REVISION.into(),

@@ -665,13 +665,8 @@ fn private_ca() -> (rustls::ServerConfig, String) {
         .unwrap()
         .signed_by(&key, &issuer)
         .unwrap();
-    let key = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
     let config =
-        rustls::ServerConfig::builder_with_provider(albatross_autoscale::cert::crypto_provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![leaf.der().clone()], key)
+        albatross_autoscale::testing::server_config(leaf.der().clone(), key.serialize_der())
             .unwrap();
     (config, ca_cert.pem())
 }

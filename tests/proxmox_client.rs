@@ -217,14 +217,7 @@ fn tls_server_config() -> (rustls::ServerConfig, [u8; 32]) {
     let cert = params.self_signed(&key).unwrap();
     let der = cert.der().clone();
     let fp = tls::fingerprint(&der);
-    let key = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
-    let config =
-        rustls::ServerConfig::builder_with_provider(albatross_autoscale::cert::crypto_provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![der], key)
-            .unwrap();
+    let config = albatross_autoscale::testing::server_config(der, key.serialize_der()).unwrap();
     (config, fp)
 }
 

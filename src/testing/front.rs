@@ -4,7 +4,21 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::task::JoinHandle;
+
+/// A plain TLS server configuration (no client certificates) for `cert` and the
+/// DER of its PKCS#8 key, on the crate's crypto provider.
+pub fn server_config(
+    cert: CertificateDer<'static>,
+    key_der: Vec<u8>,
+) -> Result<rustls::ServerConfig, rustls::Error> {
+    let key = PrivateKeyDer::try_from(key_der).map_err(|e| rustls::Error::General(e.into()))?;
+    rustls::ServerConfig::builder_with_provider(crate::cert::crypto_provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+}
 
 /// Listen on 127.0.0.1 (a free port), forward every TLS connection to `backend`.
 /// Returns the `https://localhost:<port>` URL and the accept task.

@@ -8,6 +8,6 @@ pub mod pki;
 mod session;
 
 pub use endpoint::{Endpoint, EndpointConfig, Handled, Outcome};
-pub use front::tls_front;
+pub use front::{server_config, tls_front};
 pub use hosted::{GroupFn, Hosted, LoadFn, default_group};
 pub use pki::{PkiFiles, SERVER_NAME, TestPki};
