@@ -4,7 +4,8 @@
 //! A scale-up waits (nothing cloned), is approved and executed; the next one is
 //! rejected and not executed; the one after is left alone and expires. The same for
 //! an albatross group through the engine task (runner), with a re-check that
-//! refuses an approval once the group was paused.
+//! refuses an approval once the group was paused. The same harness serves the
+//! Proxmox status view (`GET /v1/containers`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -516,6 +517,147 @@ async fn a_vertical_resize_waits_as_a_scale_up_and_runs_once_approved() {
     assert_eq!(decided.outcome.as_deref(), Some("executing"));
     wait_until(Duration::from_secs(30), "the resize", || {
         s.with(|f| f.cts[&101].cores) == Some(3)
+    })
+    .await;
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn containers_show_size_usage_bounds_in_force_and_the_clone_group() {
+    let d = dir("containers");
+    let mut fake = Fake::new(&format!("PVEAPIToken={TOKEN}={SECRET}"));
+    fake.node("pve", 65_536, 8_192);
+    let mut db = Ct::new("pve", "db", 2, 1024);
+    db.cpu = 0.5;
+    let mut web = Ct::new("pve", "web", 1, 512);
+    web.cpu = 0.25;
+    fake.cts.extend([(101, db), (102, web)]);
+    let s = FakeServer::start(fake).await.unwrap();
+    std::fs::write(d.join("secret"), SECRET).unwrap();
+    std::fs::write(d.join("keys"), format!("ops {KEY}\n")).unwrap();
+    let text = format!(
+        "[policy]\nsample_interval = \"10s\"\n\
+         [daemon]\nstate_file = \"state.json\"\n\
+         [http]\nlisten = \"127.0.0.1:0\"\napi_keys_file = \"keys\"\n\
+         [proxmox]\nurl = \"{}\"\ntoken_id = \"{TOKEN}\"\ntoken_secret_file = \"secret\"\n\
+         poll_interval = \"10s\"\nstate_file = \"pve-state.json\"\n\
+         [[lxc]]\nvmid = 101\nname = \"db\"\ncores = [1, 8]\nmemory_mib = [512, 4096]\n\
+         [[lxc.schedule]]\nname = \"always\"\ncron = \"* * * * *\"\nduration = \"1h\"\ncores = [1, 4]\n\
+         [[lxc]]\nvmid = 102\nname = \"web\"\nmode = \"horizontal\"\nmax_instances = 3\n",
+        s.url()
+    );
+    let path = d.join("c.toml");
+    std::fs::write(&path, text).unwrap();
+    let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let api = Api::new(&config, None, Vec::new(), Arc::new(ManualClock::default())).unwrap();
+    let (st, v) = call(&api, Method::GET, "/v1/containers").await;
+    assert_eq!(
+        (st, &v["error"]["code"]),
+        (StatusCode::NOT_FOUND, &Value::from("proxmox_off"))
+    );
+    let view = proxmox::view::SharedView::default();
+    api.set_containers(view.clone());
+    let (st, v) = call(&api, Method::GET, "/v1/containers").await;
+    assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert_eq!(v["error"]["code"], "not_polled_yet");
+
+    let shutdown = CancellationToken::new();
+    let opts = RunOptions {
+        view: Some(view.clone()),
+        ..RunOptions::default()
+    };
+    let task = tokio::spawn({
+        let (config, shutdown) = (config.clone(), shutdown.clone());
+        async move { proxmox::run(&config, opts, shutdown).await }
+    });
+    wait_until(Duration::from_secs(30), "the first poll", || {
+        view.lock().unwrap().is_some()
+    })
+    .await;
+
+    let (st, v) = call(&api, Method::GET, "/v1/containers").await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert!(v["polled_at"].as_str().unwrap().ends_with('Z'), "{v}");
+    let cts = v["containers"].as_array().unwrap();
+    assert_eq!(cts.len(), 2, "{v}");
+    let db = &cts[0];
+    assert_eq!(
+        (
+            &db["vmid"],
+            &db["name"],
+            &db["mode"],
+            &db["state"],
+            &db["node"]
+        ),
+        (
+            &Value::from(101),
+            &Value::from("lxc:db"),
+            &Value::from("vertical"),
+            &Value::from("running"),
+            &Value::from("pve")
+        ),
+        "{db}"
+    );
+    assert_eq!(
+        (&db["cores"], &db["memory_mib"]),
+        (&Value::from(2), &Value::from(1024)),
+        "{db}"
+    );
+    assert_eq!(db["cpu_percent"], 50.0, "{db}");
+    let vert = &db["vertical"];
+    assert_eq!(vert["cpu_knob"], "cores");
+    // The window's cores bound is in force, not the policy's 8.
+    assert_eq!(
+        (&vert["cpu_min"], &vert["cpu_max"]),
+        (&Value::from(1.0), &Value::from(4.0)),
+        "{vert}"
+    );
+    assert_eq!(
+        (&vert["memory_min_mib"], &vert["memory_max_mib"]),
+        (&Value::from(512), &Value::from(4096))
+    );
+    assert_eq!(
+        vert["active_windows"],
+        serde_json::json!(["always"]),
+        "{vert}"
+    );
+    assert!(db["horizontal"].is_null(), "{db}");
+
+    let (st, v) = call(&api, Method::GET, "/v1/containers/102").await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let web = &v["container"];
+    assert_eq!(
+        (&web["name"], &web["mode"]),
+        (&Value::from("lxc:web"), &Value::from("horizontal"))
+    );
+    assert!(web["vertical"].is_null(), "{web}");
+    let group = &web["horizontal"];
+    assert_eq!(group["name"], "lxc:web", "{web}");
+    assert_eq!(
+        (&group["instances"], &group["max_instances"]),
+        (&Value::from(1), &Value::from(3)),
+        "{group}"
+    );
+    let (st, v) = call(&api, Method::GET, "/v1/containers/lxc:db").await;
+    assert_eq!(
+        (st, &v["container"]["vmid"]),
+        (StatusCode::OK, &Value::from(101))
+    );
+    let (st, v) = call(&api, Method::GET, "/v1/containers/nope").await;
+    assert_eq!(
+        (st, &v["error"]["code"]),
+        (StatusCode::NOT_FOUND, &Value::from("unknown_container"))
+    );
+
+    // A resize shows on the next poll.
+    s.with(|f| f.cts.get_mut(&101).unwrap().cores = Some(3));
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    wait_until(Duration::from_secs(30), "the new size", || {
+        view.lock()
+            .unwrap()
+            .as_ref()
+            .is_some_and(|c| c.containers[0].cores == Some(3))
     })
     .await;
     shutdown.cancel();

@@ -99,6 +99,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         inbox,
         history: history.as_ref().map(history::Writer::recorder),
         costs: costs.clone(),
+        view: has_pve.then(proxmox::view::SharedView::default),
     };
     let rt = tokio::runtime::Runtime::new()?;
     if args.once {
@@ -154,6 +155,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 let clock = std::sync::Arc::new(http::limit::MonotonicClock::default());
                 let api = http::Api::new(&config, handle, health, clock).map_err(anyhow::Error::msg)?;
                 api.set_approvals(approvals.clone(), has_pve.then(|| pve_approvals.clone()));
+                if let Some(v) = &pve_opts.view {
+                    api.set_containers(v.clone());
+                }
                 if let Some(h) = &history {
                     api.metrics().set_history(h.recorder().counters().clone());
                 }

@@ -273,6 +273,18 @@ impl Vertical {
         self.budget.left(now, self.policy.max_actions_per_hour)
     }
 
+    /// The bounds in force (a schedule window's, else the policy's): CPU knob
+    /// min/max (cores, or cpulimit in hundredths) and memory min/max in MiB.
+    pub fn limits(&self) -> [u32; 4] {
+        let b = self.bounds();
+        [
+            b.cpu_min.value,
+            b.cpu_max.value,
+            b.mem_min.value,
+            b.mem_max.value,
+        ]
+    }
+
     /// Whether the CPU knob is at its upper bound (vertical-then-horizontal: time to clone).
     pub fn cpu_at_cap(&self) -> bool {
         self.last

@@ -35,6 +35,7 @@ pub struct Api {
     inner: Mutex<Inner>,
     ring: Mutex<VecDeque<Value>>,
     approvals: OnceLock<Desk>,
+    containers: OnceLock<crate::proxmox::view::SharedView>,
 }
 
 /// The approval book and the way to the Proxmox loop (the albatross engine task is
@@ -91,6 +92,7 @@ impl Api {
             }),
             ring: Mutex::new(VecDeque::new()),
             approvals: OnceLock::new(),
+            containers: OnceLock::new(),
         }))
     }
 
@@ -102,6 +104,21 @@ impl Api {
 
     pub(super) fn approvals(&self) -> Option<&Desk> {
         self.approvals.get()
+    }
+
+    /// Serve `/v1/containers` from the Proxmox loop's snapshot. Set once; without
+    /// it (no `[[lxc]]`) the route answers `404 proxmox_off`.
+    pub fn set_containers(&self, view: crate::proxmox::view::SharedView) {
+        let _ = self.containers.set(view);
+    }
+
+    pub(super) fn containers(&self) -> Option<crate::proxmox::view::Containers> {
+        let v = self.containers.get()?;
+        v.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(super) fn has_containers(&self) -> bool {
+        self.containers.get().is_some()
     }
 
     fn inner(&self) -> MutexGuard<'_, Inner> {

@@ -94,6 +94,19 @@ pub fn document() -> Value {
     let reject = verdict(
         "Reject a pending decision: not executed; the engine treats it as a failed action (backoff). Logged as `rejected` with the key's id",
     );
+    let mut container = op(
+        "One [[lxc]] container by name (e.g. `lxc:ct101`) or vmid, as of the last poll",
+        true,
+        &[
+            ("200", "t_ms, polled_at, container"),
+            (
+                "404",
+                "unknown container, or no [[lxc]] configured (proxmox_off)",
+            ),
+            ("503", "not polled successfully yet"),
+        ],
+    );
+    container["parameters"] = json!([{"name": "key", "in": "path", "required": true, "schema": {"type": "string"}, "description": "the container's name or vmid"}]);
     let (history, forecast) = history_ops();
     json!({
         "openapi": "3.1.0",
@@ -115,6 +128,8 @@ pub fn document() -> Value {
             "/v1/groups/{name}/pause": {"post": pause},
             "/v1/groups/{name}/resume": {"post": resume},
             "/v1/groups/{name}/scale": {"post": scale},
+            "/v1/containers": {"get": op("Every [[lxc]] container as of the last Proxmox poll: vmid, name, mode, state, node, size (cores, cpulimit, memory_mib), cpu_percent, memory_used_mib, cost_per_hour; `vertical` (bounds in force, active schedule windows, budget left, why_not) and `horizontal` (the clone group, shaped as in /v1/groups)", true, &[("200", "t_ms, polled_at, containers"), ("404", "no [[lxc]] configured (proxmox_off)"), ("503", "not polled successfully yet")])},
+            "/v1/containers/{key}": {"get": container},
             "/v1/decisions": {"get": decisions},
             "/v1/approvals": {"get": op("Decisions waiting for approval (require_approval): `items` pending (id, group, instance, action, emergency, reason, inputs, created_at, expires_at), `recent` the last decided ones (state approved, rejected or expired; decided_by, decided_at, outcome)", true, &[("200", "count, items, recent")])},
             "/v1/approvals/{id}/approve": {"post": approve},

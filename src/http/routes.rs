@@ -73,6 +73,8 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/v1/groups/{name}/scale", post(scale))
         .route("/v1/groups/{name}/history", get(super::history::history))
         .route("/v1/groups/{name}/forecast", get(super::history::forecast))
+        .route("/v1/containers", get(containers))
+        .route("/v1/containers/{key}", get(container))
         .route("/v1/decisions", get(decisions))
         .route("/v1/approvals", get(approvals))
         .route("/v1/approvals/{id}/approve", post(approve))
@@ -225,6 +227,42 @@ fn no_group(name: &str) -> ApiError {
         "unknown_group",
         format!("no group named {name:?}"),
     )
+}
+
+/// The Proxmox loop's last snapshot, or why there is none.
+fn snapshot(api: &Api) -> Result<crate::proxmox::view::Containers> {
+    if !api.has_containers() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "proxmox_off",
+            "no [[lxc]] containers are configured",
+        ));
+    }
+    api.containers().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_polled_yet",
+            "the Proxmox cluster has not been polled successfully yet",
+        )
+    })
+}
+
+async fn containers(State(api): State<Arc<Api>>) -> Result<Json<Value>> {
+    Ok(Json(json!(snapshot(&api)?)))
+}
+
+async fn container(State(api): State<Arc<Api>>, Path(key): Path<String>) -> Result<Json<Value>> {
+    let s = snapshot(&api)?;
+    let c = s.find(&key).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_container",
+            format!("no container named {key:?} or with that vmid"),
+        )
+    })?;
+    Ok(Json(
+        json!({"t_ms": s.t_ms, "polled_at": s.polled_at, "container": c}),
+    ))
 }
 
 #[derive(Deserialize)]

@@ -31,6 +31,8 @@ mod act;
 mod approval;
 // The global cost ceiling.
 mod cost;
+// The snapshot behind `GET /v1/containers`.
+mod view;
 
 const MIB: u64 = 1 << 20;
 
@@ -53,6 +55,8 @@ struct Container {
     known: Option<Size>,
     /// The size just set, used until `/cluster/resources` shows it (pvestatd lag).
     expect: Option<(Size, Timestamp)>,
+    /// Why the last wanted resize was not made (for the status view).
+    why_not: Option<String>,
 }
 
 /// Work for the actuator, carried out concurrently.
@@ -116,6 +120,8 @@ pub struct Controller {
     cost_ceiling: Option<u64>,
     /// Hourly cost of the daemon's albatross groups (they share the ceiling).
     external_cost: u64,
+    /// Where the status snapshot goes after each poll (`GET /v1/containers`).
+    view: Option<super::view::SharedView>,
 }
 
 impl Controller {
@@ -162,6 +168,7 @@ impl Controller {
                 lxc: l,
                 known: None,
                 expect: None,
+                why_not: None,
             })
             .collect();
         Ok(Self {
@@ -180,6 +187,7 @@ impl Controller {
             history: None,
             cost_ceiling: None,
             external_cost: 0,
+            view: None,
         })
     }
 
@@ -363,6 +371,7 @@ impl Controller {
         for o in out {
             self.engine_output(now, o, &by_vmid, &mut jobs);
         }
+        self.publish(now, &by_vmid);
         if self.settings.dry_run {
             return self.dry_run(now, jobs);
         }
@@ -531,6 +540,7 @@ impl Controller {
                 ..
             } => {
                 tracing::info!(vmid, ?wanted, %why_not, "resize not made");
+                self.containers[i].why_not = Some(why_not.clone());
                 if let Some(n) = self.ceilings[1].observe(t, &name, Some(&why_not)) {
                     self.notices.publish(n);
                 }
@@ -541,6 +551,7 @@ impl Controller {
                 report.blocked.push((vmid, why_not));
             }
             vertical::Output::Evaluation { t, .. } => {
+                self.containers[i].why_not = None;
                 self.ceilings[1].observe(t, &name, None);
             }
             vertical::Output::Failed {

@@ -7,6 +7,7 @@
 //!   types, bounded concurrency, timeouts, retries, a breaker per node).
 //! * [`controller`]: one poll-decide-act cycle; [`run`] loops it.
 //! * [`fake`]: an in-process fake Proxmox API for tests and benchmarks.
+//! * [`view`]: the per-poll snapshot behind `GET /v1/containers`.
 //!
 //! Horizontal mode feeds the engine a synthetic cumulative CPU counter per container
 //! ([`crate::core::vertical::advance_counter`]): Proxmox reports a gauge (`cpu` as a
@@ -21,6 +22,7 @@ pub mod fake;
 pub mod state;
 pub mod tls;
 pub mod types;
+pub mod view;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -95,6 +97,8 @@ pub struct RunOptions {
     pub history: Option<crate::history::Recorder>,
     /// Hourly costs shared with the albatross engine task (global cost ceiling).
     pub costs: Arc<crate::daemon::cost::CostLedger>,
+    /// Where each poll's status snapshot goes (`GET /v1/containers`).
+    pub view: Option<view::SharedView>,
 }
 
 /// A controller for `config` (`[proxmox]` and `[[lxc]]`).
@@ -152,6 +156,9 @@ pub async fn run(
     });
     let mut c = observed_controller(config, opts.dry_run, Some(observer))?
         .with_approvals(opts.approvals.clone(), opts.notices.clone());
+    if let Some(v) = &opts.view {
+        c = c.with_view(v.clone());
+    }
     // The cluster-wide poll has no node (so no breaker): its outages are counted here.
     let target = config
         .proxmox

@@ -1,0 +1,112 @@
+//! The snapshot behind `GET /v1/containers`, rebuilt after every poll.
+
+use std::collections::HashMap;
+
+use super::{Controller, Resource};
+use crate::config::proxmox::Mode;
+use crate::core::Timestamp;
+use crate::core::vertical::{self, CpuKnob, Size, Vertical};
+use crate::http::status::Status;
+use crate::proxmox::view::{ContainerStatus, Containers, SharedView, VerticalStatus};
+
+impl Controller {
+    /// Publish a snapshot of every container into `view` after each poll.
+    pub fn with_view(mut self, view: SharedView) -> Self {
+        self.view = Some(view);
+        self
+    }
+
+    /// Rebuild the snapshot (when someone reads it) from the poll's rows.
+    pub(super) fn publish(&self, now: Timestamp, by_vmid: &HashMap<u64, &Resource>) {
+        let Some(view) = &self.view else { return };
+        let groups = Status::of(&self.engine, now);
+        let containers = self
+            .containers
+            .iter()
+            .map(|c| {
+                let row = by_vmid.get(&u64::from(c.lxc.vmid)).copied();
+                let v = c.vertical.as_ref();
+                let size: Option<Size> = v.and_then(|v| v.last()).map(|u| u.size).or(c.known);
+                let name = c.lxc.name.to_string();
+                let group = groups.group(&name).cloned();
+                let cost = match c.lxc.mode {
+                    Mode::Vertical => v.map_or(0, Vertical::hourly_cost),
+                    _ => self
+                        .engine
+                        .clusters()
+                        .iter()
+                        .find(|g| **g.group() == c.lxc.name)
+                        .map_or(0, |g| g.hourly_cost()),
+                };
+                let priced = {
+                    let p = c.lxc.vertical.pricing;
+                    p.core_micros + p.gib_micros + p.instance_micros > 0
+                        || c.lxc.policy.instance_cost_micros > 0
+                };
+                ContainerStatus {
+                    vmid: c.lxc.vmid,
+                    name,
+                    mode: match c.lxc.mode {
+                        Mode::Vertical => "vertical",
+                        Mode::Horizontal => "horizontal",
+                        Mode::VerticalThenHorizontal => "vertical-then-horizontal",
+                    },
+                    state: match row {
+                        None => "missing",
+                        Some(r) if r.template == Some(1) => "template",
+                        Some(r) if r.running() => "running",
+                        Some(_) => "stopped",
+                    },
+                    node: row.map(|r| r.node.clone()),
+                    cores: size.map(|s| s.cores),
+                    cpulimit: size
+                        .filter(|s| s.cpulimit_centi > 0)
+                        .map(|s| f64::from(s.cpulimit_centi) / 100.0),
+                    memory_mib: size.map(|s| s.memory_mib),
+                    cpu_percent: row.filter(|r| r.running()).map(|r| {
+                        let (cores, limit) = size.map_or((0, 0), |s| (s.cores, s.cpulimit_centi));
+                        let bp = vertical::cpu_share(
+                            r.cpu.unwrap_or(0.0),
+                            r.maxcpu.unwrap_or(0.0),
+                            cores,
+                            limit,
+                        );
+                        f64::from(bp) / 100.0
+                    }),
+                    memory_used_mib: row
+                        .and_then(|r| r.mem)
+                        .map(|m| u32::try_from(m / super::MIB).unwrap_or(u32::MAX)),
+                    cost_per_hour: priced.then(|| cost as f64 / 1e6),
+                    vertical: v.map(|v| vertical_status(v, now, c.why_not.clone())),
+                    horizontal: group,
+                }
+            })
+            .collect();
+        let snapshot = Containers {
+            t_ms: now.as_millis(),
+            polled_at: crate::history::query::rfc3339(crate::daemon::unix_ms_now()),
+            containers,
+        };
+        *view.lock().unwrap_or_else(|e| e.into_inner()) = Some(snapshot);
+    }
+}
+
+fn vertical_status(v: &Vertical, now: Timestamp, why_not: Option<String>) -> VerticalStatus {
+    let p = v.policy();
+    let [cpu_min, cpu_max, memory_min_mib, memory_max_mib] = v.limits();
+    let (cpu_knob, per) = match p.knob {
+        CpuKnob::Cores => ("cores", 1.0),
+        CpuKnob::Cpulimit => ("cpulimit", 100.0),
+    };
+    VerticalStatus {
+        cpu_knob,
+        cpu_min: f64::from(cpu_min) / per,
+        cpu_max: f64::from(cpu_max) / per,
+        memory_min_mib,
+        memory_max_mib,
+        active_windows: v.active_windows().map(str::to_string).collect(),
+        budget_left: v.budget_left(now),
+        max_actions_per_hour: p.max_actions_per_hour,
+        why_not,
+    }
+}
