@@ -1,6 +1,7 @@
 //! The `albatross-autoscale` command: argument parsing only; the work lives in
 //! `albatross_autoscale::cli`.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use albatross_autoscale::cli;
@@ -60,9 +61,33 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // The reader of our output had enough (`| head`): not a failure.
+        Err(err) if broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            // Not eprintln!: it panics when stderr is a closed pipe too.
+            let _ = writeln!(std::io::stderr(), "error: {}", describe(&err));
             ExitCode::FAILURE
         }
     }
+}
+
+fn broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// The error and its causes on one line, each cause once: many messages already
+/// quote their source (`{path}: cannot read: {source}`), so `{:#}` would repeat it.
+fn describe(err: &anyhow::Error) -> String {
+    let mut msg = err.to_string();
+    for cause in err.chain().skip(1) {
+        let c = cause.to_string();
+        if !msg.contains(&c) {
+            msg.push_str(": ");
+            msg.push_str(&c);
+        }
+    }
+    msg
 }

@@ -450,6 +450,15 @@ fn demo_shows_a_scale_up_and_a_scale_down() {
         text.contains("summary:") && text.contains("decision log:"),
         "{text}"
     );
+    // Its working directory (with the throw-away CA's key) is gone afterwards.
+    let config = text
+        .lines()
+        .next()
+        .and_then(|l| l.split(", config ").nth(1))
+        .expect("the first line names the config");
+    let dir = std::path::Path::new(config.trim()).parent().unwrap();
+    assert!(dir.join("cacert.key").is_absolute(), "{config}");
+    assert!(!dir.exists(), "{} is left behind", dir.display());
 }
 
 fn subscriptions(w: &World) -> usize {

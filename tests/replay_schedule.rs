@@ -85,3 +85,26 @@ fn a_bad_start_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--start") && err.contains("RFC 3339"), "{err}");
 }
+
+#[test]
+fn schedules_without_start_are_warned_about() {
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_albatross-autoscale"))
+            .arg("replay")
+            .arg("--config")
+            .arg(fixture("business-hours.toml"))
+            .args(extra)
+            .arg(fixture("flat-50.jsonl"))
+            .output()
+            .unwrap()
+    };
+    let out = run(&[]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning:") && err.contains("schedule windows and no --start"),
+        "{err}"
+    );
+    let out = run(&["--start", "2026-03-02T07:00:00Z"]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"));
+}

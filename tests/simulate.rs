@@ -417,3 +417,46 @@ fn csv_problems_name_the_line() {
     let t = trace::parse_csv("time_s,demand\n# comment\n100,1.5\n130,2\n", p).unwrap();
     assert_eq!((t.t_ms.clone(), t.duration_ms()), (vec![0, 30_000], 60_000));
 }
+
+#[test]
+fn a_csv_with_a_wrong_header_is_read_as_csv_not_as_a_recording() {
+    let d = std::env::temp_dir().join(format!("aa-trace-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    let iv = std::time::Duration::from_secs(10);
+    for name in ["x.csv", "x.txt"] {
+        let f = d.join(name);
+        std::fs::write(&f, "a,b\n1,2\n").unwrap();
+        let e = trace::load(&f, iv).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!(
+                "{name}:1: expected the header time_s,demand, got \"a,b\""
+            )),
+            "{e}"
+        );
+    }
+    let f = d.join("bin.csv");
+    std::fs::write(&f, [0xff, 0xfe, 0, 1]).unwrap();
+    let e = trace::load(&f, iv).unwrap_err().to_string();
+    assert!(e.contains("not UTF-8 text"), "{e}");
+}
+
+#[test]
+fn a_reader_that_stops_early_is_not_an_error() {
+    use std::io::Read;
+    use std::process::Stdio;
+    // A month of generated rows is far more than a pipe holds: the writer meets the
+    // closed pipe, as with `| head -1`.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_albatross-autoscale"))
+        .args(["simulate", "--generate", "diurnal", "--hours", "720"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 14];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"time_s,demand\n");
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(stderr.is_empty(), "{stderr}");
+}

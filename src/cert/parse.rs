@@ -80,7 +80,8 @@ pub struct CertSummary {
 
 /// Summarise one DER certificate.
 pub fn summary(cert_der: &[u8]) -> Result<CertSummary, CertError> {
-    let what = "certificate";
+    // Names what is parsed in `cannot parse certificate {what}: ...`.
+    let what = "(DER)";
     let cert = parse(cert_der, what)?;
     let issuer_cn = cert
         .issuer()

@@ -208,6 +208,16 @@ fn decode_cert(path: &PathBuf, out: &mut impl Write) -> anyhow::Result<ExitCode>
         .collect::<Result<_, _>>()
         .with_context(|| format!("reading PEM from {}", path.display()))?;
     if certs.is_empty() {
+        if bytes.first() != Some(&0x30) {
+            // Neither PEM nor DER (a DER certificate is a SEQUENCE: 0x30).
+            return fail(
+                out,
+                format!(
+                    "{}: no certificate: neither PEM (-----BEGIN CERTIFICATE-----) nor DER",
+                    path.display()
+                ),
+            );
+        }
         // Not PEM: a single DER certificate.
         certs.push(CertificateDer::from(bytes));
     }

@@ -28,6 +28,10 @@ pub struct Args {
     /// Print every evaluation, not only changes.
     #[arg(long)]
     pub verbose: bool,
+    /// Keep the working directory (config, decision log, throw-away certificates
+    /// and keys) instead of removing it at exit.
+    #[arg(long)]
+    pub keep: bool,
 }
 
 /// Demand of the demo group in vCPUs at fraction `x` (0..1) of the run.
@@ -82,6 +86,15 @@ primary = "demo:web"
     )
 }
 
+/// Removes a directory (and what is in it) when dropped.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Run `demo`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Runtime::new()?;
@@ -100,6 +113,9 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
         .parent()
         .context("certificate directory")?
         .to_path_buf();
+    // The throw-away CA's key and the demo's files go when the demo does, on every
+    // path out of here.
+    let _cleanup = (!args.keep).then(|| RemoveOnDrop(dir.clone()));
     let mut ep_cfg = EndpointConfig::from_pki(&pki)?;
     ep_cfg.stats_interval = tick;
     ep_cfg.boot_delay = tick * 2;
@@ -222,7 +238,14 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
     );
     println!("instances over time: {}", sparkline(&timeline, total_s));
     if let Some(p) = log_path {
-        println!("decision log: {}", p.display());
+        if args.keep {
+            println!("decision log: {} (kept with --keep)", p.display());
+        } else {
+            println!(
+                "decision log: {} (removed at exit with the demo's keys; --keep keeps it)",
+                p.display()
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

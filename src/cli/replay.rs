@@ -83,6 +83,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         auto_group,
         adopt_by_name: true,
     };
+    if args.start.is_none()
+        && let Some((name, _)) = groups.iter().find(|(_, p)| !p.schedule.is_empty())
+    {
+        // Not an error (a replay of thresholds alone is fine), but easy to miss.
+        eprintln!(
+            "warning: {name} has schedule windows and no --start was given: the replay runs at 1970-01-01T00:00:00Z; pass --start RFC3339 to place it in time"
+        );
+    }
     let start = records.iter().map(|r| r.t).min().unwrap_or(Timestamp::ZERO);
     let engine = Engine::new(groups, options, start).with_wall_origin(args.start.unwrap_or(0));
     let stdout = std::io::stdout();

@@ -256,7 +256,11 @@ fn start_notify(
         return None;
     }
     for s in &sinks {
-        tracing::info!(sink = s.name(), kind = %s.kind(), events = ?s.config.events, "notification sink");
+        let events = match s.config.events.as_slice() {
+            [] => "all".to_string(),
+            e => e.join(","),
+        };
+        tracing::info!(sink = s.name(), kind = %s.kind(), %events, "notification sink");
     }
     Some(notify::Dispatcher::start(sinks, heard, counters))
 }

@@ -147,7 +147,22 @@ fn group_policy(args: &Args) -> anyhow::Result<(Name, Policy)> {
             .groups
             .iter()
             .find(|g| g.primary == *want)
-            .with_context(|| format!("{}: no [[group]] with primary = {want}", path.display()))?;
+            .with_context(|| {
+                let known: Vec<String> = config
+                    .groups
+                    .iter()
+                    .map(|g| g.primary.to_string())
+                    .collect();
+                format!(
+                    "{}: --group {want}: no [[group]] with that primary (groups: {})",
+                    path.display(),
+                    if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join(", ")
+                    }
+                )
+            })?;
         return Ok((g.primary.clone(), g.policy.clone()));
     }
     Ok(match config.groups.first() {

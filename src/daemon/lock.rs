@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error(
-        "{path}: another albatross-autoscale daemon (pid {pid}) is running on this state file; stop it first (one daemon per state directory)"
+        "{path}: held by another albatross-autoscale daemon (pid {pid}), which is running on the same files; stop it first (one daemon per state directory)"
     )]
     Held { path: PathBuf, pid: String },
     #[error("{path}: cannot take the state lock: {source}")]

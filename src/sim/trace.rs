@@ -85,10 +85,26 @@ pub fn load(path: &Path, interval: std::time::Duration) -> Result<Trace, TraceEr
         path: path.to_owned(),
         source,
     })?;
-    let text = String::from_utf8_lossy(&bytes);
-    let first = text.lines().map(str::trim).find(|l| !l.is_empty());
-    if first.is_some_and(|l| l.replace(' ', "").starts_with("time_s,")) {
-        return parse_csv(&text, path);
+    // CSV: a `.csv` name or text whose first line is not JSON; recordings are JSONL
+    // (`{` first) or framed binary (not UTF-8 text, as a rule).
+    let csv_name = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    if let Ok(text) = std::str::from_utf8(&bytes) {
+        let first = text
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with('#'));
+        let csv_text = first.is_some_and(|l| l.contains(',') && !l.starts_with('{'));
+        if csv_name || csv_text {
+            return parse_csv(text, path);
+        }
+    } else if csv_name {
+        return Err(TraceError::Csv {
+            path: path.to_owned(),
+            line: 1,
+            message: "not UTF-8 text; a CSV trace starts with the header time_s,demand".into(),
+        });
     }
     let framed = recording::FramedOptions {
         interval,
