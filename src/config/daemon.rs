@@ -108,7 +108,7 @@ pub(super) fn endpoints(
         let f = match EndpointFile::deserialize(t) {
             Ok(f) => f,
             Err(e) => {
-                problems.push(format!("{at}: {}", e.to_string().trim_end()));
+                problems.push(super::de_error(&at, &e));
                 continue;
             }
         };
@@ -182,7 +182,7 @@ pub(super) fn daemon(v: Option<toml::Value>, base: &Path, problems: &mut Vec<Str
             }),
         },
         Err(e) => {
-            problems.push(format!("daemon: {}", e.to_string().trim_end()));
+            problems.push(super::de_error("daemon", &e));
             Daemon::default()
         }
     }

@@ -59,7 +59,7 @@ pub(super) fn history(v: Option<toml::Value>, base: &Path, problems: &mut Vec<St
     let f = match HistoryFile::deserialize(v) {
         Ok(f) => f,
         Err(e) => {
-            problems.push(format!("history: {}", e.to_string().trim_end()));
+            problems.push(super::de_error("history", &e));
             return d;
         }
     };
@@ -168,7 +168,10 @@ mod tests {
             ("queue = 0", "history.queue: 0 is out of range"),
             ("path = \"\"", "history.path: must not be empty"),
             ("pth = \"x\"", "unknown field `pth`"),
-            ("raw_retention = \"soon\"", "history:"),
+            (
+                "raw_retention = \"soon\"",
+                "history.raw_retention: invalid value: string \"soon\", expected a duration",
+            ),
         ];
         for (text, want) in cases {
             let (_, p) = parse(&format!("[history]\n{text}\n"));

@@ -55,7 +55,7 @@ pub(super) fn http(v: Option<toml::Value>, base: &Path, problems: &mut Vec<Strin
     let f = match HttpFile::deserialize(v) {
         Ok(f) => f,
         Err(e) => {
-            problems.push(format!("http: {}", e.to_string().trim_end()));
+            problems.push(super::de_error("http", &e));
             return d;
         }
     };

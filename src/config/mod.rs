@@ -70,6 +70,24 @@ pub enum ConfigError {
     },
 }
 
+/// A serde error of section `at` on one line, naming the key when toml knows it:
+/// `policy.scale_up_threshold: invalid type: string "x", expected i64` rather than
+/// the message with "in `scale_up_threshold`" on a line of its own.
+pub(crate) fn de_error(at: &str, e: &toml::de::Error) -> String {
+    let msg = e.message().trim_end();
+    let full = e.to_string();
+    let key = full
+        .strip_prefix(e.message())
+        .map(str::trim)
+        .and_then(|r| r.strip_prefix("in `"))
+        .and_then(|r| r.strip_suffix('`'))
+        .filter(|k| !k.is_empty() && !k.contains('\n'));
+    match key {
+        Some(k) => format!("{at}.{k}: {msg}"),
+        None => format!("{at}: {}", full.trim_end()),
+    }
+}
+
 /// Keys a `[[group]]` table has besides the policy keys.
 pub(crate) const GROUP_KEYS: &[&str] = &["primary", "endpoint"];
 /// Top-level sections.
@@ -338,7 +356,22 @@ mod tests {
                 "[[group]]\nprimary = \"a:web\"\n[[group]]\nprimary = \"a:web-clone-2\"\n",
                 "matches the clone names of group[0]",
             ),
-            ("[policy]\nsample_interval = \"10 parsecs\"\n", "policy:"),
+            (
+                "[policy]\nsample_interval = \"10 parsecs\"\n",
+                "policy.sample_interval: ",
+            ),
+            (
+                "[policy]\nscale_up_threshold = \"x\"\n",
+                "policy.scale_up_threshold: invalid type: string \"x\", expected i64",
+            ),
+            (
+                "[[group]]\nprimary = \"a:b\"\nmax_instances = 2.5\n",
+                "group[0] (a:b).max_instances: invalid type: floating point `2.5`, expected i64",
+            ),
+            (
+                "[daemon]\nstate_file = 3\n",
+                "daemon.state_file: invalid type: integer `3`",
+            ),
             (
                 "[policy]\ndeath_timeout = \"5s\"\n",
                 "policy.death_timeout: 5s must be longer",
@@ -354,6 +387,10 @@ mod tests {
             assert!(
                 got.iter().any(|p| p.contains(want)),
                 "{text:?}: {got:?} lacks {want:?}"
+            );
+            assert!(
+                got.iter().all(|p| !p.contains('\n')),
+                "{text:?}: {got:?} has a multi-line problem"
             );
         }
     }

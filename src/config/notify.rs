@@ -187,7 +187,7 @@ pub(super) fn notify(
         let f = match NotifyFile::deserialize(item) {
             Ok(f) => f,
             Err(e) => {
-                problems.push(format!("{at}: {}", e.to_string().trim_end()));
+                problems.push(super::de_error(&at, &e));
                 continue;
             }
         };
@@ -391,7 +391,7 @@ mod tests {
             ),
             (
                 "[[notify]]\nkind = \"webhook\"\nurl = \"http://h/\"\nformat = \"teams\"\n",
-                "notify[0]: unknown variant `teams`",
+                "notify[0].format: unknown variant `teams`",
             ),
             (
                 "[[notify]]\nkind = \"webhook\"\nurl = \"http://h/\"\nsmtp_host = \"m\"\n",

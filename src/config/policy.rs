@@ -51,7 +51,8 @@ pub(super) struct PolicyFile {
     emergency_step: Option<i64>,
     instance_cost_per_hour: Option<f64>,
     max_cost_per_hour: Option<f64>,
-    require_approval: Option<ApprovalList>,
+    /// Raw, checked by `approvals` (its own messages, not serde's).
+    require_approval: Option<toml::Value>,
     #[serde(default, with = "humantime_serde")]
     approval_timeout: Option<Duration>,
     /// Raw `[[...schedule]]` tables, parsed by `policy_file` into `windows`.
@@ -60,31 +61,78 @@ pub(super) struct PolicyFile {
     pub(super) windows: Option<Schedule>,
 }
 
-/// `require_approval`: `"all"` or a list of action names.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-enum ApprovalList {
-    One(String),
-    List(Vec<String>),
-}
-
-impl ApprovalList {
-    /// The set, and the names that are not actions (reported by check()).
-    fn parse(&self) -> (RequireApproval, Vec<&str>) {
-        let mut set = RequireApproval::default();
-        let mut unknown = Vec::new();
-        match self {
-            ApprovalList::One(s) if s == "all" => set = RequireApproval::ALL,
-            ApprovalList::One(s) => unknown.push(s.as_str()),
-            ApprovalList::List(v) => {
-                for n in v {
-                    if !set.set(n) {
-                        unknown.push(n.as_str());
-                    }
+/// `require_approval`, read by hand so that every mistake names the key: `"all"`, one
+/// action, or a list of actions (`["all"]` too; duplicates are harmless). The error
+/// starts with the key (`require_approval: ...`, `require_approval[1]: ...`).
+fn approvals(v: &toml::Value) -> Result<RequireApproval, String> {
+    let expected = || {
+        format!(
+            "expected \"all\" or a list of actions ({})",
+            RequireApproval::NAMES.join(", ")
+        )
+    };
+    let action = |set: &mut RequireApproval, n: &str| {
+        if set.set(n) {
+            Ok(())
+        } else {
+            Err(format!(
+                "require_approval: unknown action {n:?} ({})",
+                expected()
+            ))
+        }
+    };
+    let mut set = RequireApproval::default();
+    match v {
+        toml::Value::String(s) if s == "all" => set = RequireApproval::ALL,
+        toml::Value::String(s) => action(&mut set, s)?,
+        toml::Value::Array(items) => {
+            let names = items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    v.as_str().ok_or_else(|| {
+                        format!(
+                            "require_approval[{i}]: expected an action ({}), got {}",
+                            RequireApproval::NAMES.join(", "),
+                            kind(v)
+                        )
+                    })
+                })
+                .collect::<Result<Vec<&str>, String>>()?;
+            if names.contains(&"all") {
+                if names.iter().any(|n| *n != "all") {
+                    return Err(
+                        "require_approval: \"all\" stands alone: write require_approval = \"all\", or list only actions"
+                            .into(),
+                    );
                 }
+                set = RequireApproval::ALL;
+            }
+            for n in names.into_iter().filter(|n| *n != "all") {
+                action(&mut set, n)?;
             }
         }
-        (set, unknown)
+        other => {
+            return Err(format!(
+                "require_approval: {}, got {}",
+                expected(),
+                kind(other)
+            ));
+        }
+    }
+    Ok(set)
+}
+
+/// A TOML value's type with its article, for messages.
+fn kind(v: &toml::Value) -> &'static str {
+    match v {
+        toml::Value::String(_) => "a string",
+        toml::Value::Integer(_) => "an integer",
+        toml::Value::Float(_) => "a float",
+        toml::Value::Boolean(_) => "a boolean",
+        toml::Value::Datetime(_) => "a datetime",
+        toml::Value::Array(_) => "an array",
+        toml::Value::Table(_) => "a table",
     }
 }
 
@@ -103,9 +151,7 @@ pub(super) fn policy_file(
             Some(f)
         }
         Err(e) => {
-            let msg = e.to_string();
-            let msg = msg.trim_end();
-            let hint = if msg.contains("unknown field") && at.starts_with("group") {
+            let hint = if e.message().contains("unknown field") && at.starts_with("group") {
                 format!(
                     " (a [[group]] takes {} and the [policy] keys)",
                     GROUP_KEYS.join(", ")
@@ -113,7 +159,7 @@ pub(super) fn policy_file(
             } else {
                 String::new()
             };
-            problems.push(format!("{at}: {msg}{hint}"));
+            problems.push(format!("{}{hint}", super::de_error(at, &e)));
             None
         }
     }
@@ -171,8 +217,9 @@ pub(super) fn merge(mut p: Policy, f: &PolicyFile) -> Policy {
         p.max_cost_micros = Some(cost_micros(c));
     }
     // A list replaces the one of [policy] (`[]` turns approvals off for a group).
-    if let Some(l) = &f.require_approval {
-        p.require_approval = l.parse().0;
+    // check() reports a bad value.
+    if let Some(set) = f.require_approval.as_ref().and_then(|v| approvals(v).ok()) {
+        p.require_approval = set;
     }
     set(&mut p.approval_timeout, f.approval_timeout);
     if let Some(s) = &f.windows {
@@ -240,10 +287,17 @@ pub(super) fn check(
     if let Some(e) = p.emergency_threshold
         && (e <= up || e > 100)
     {
+        // The value as written (merge clamps it), or the inherited one.
+        let e = here.emergency_threshold.unwrap_or(i64::from(e));
+        let range = if up < 100 {
+            format!(" ({}..=100)", up + 1)
+        } else {
+            "; lower scale_up_threshold first".into()
+        };
         report(
             here.emergency_threshold.is_some() || here.scale_up_threshold.is_some(),
             format!(
-                "emergency_threshold: {e} must be above scale_up_threshold ({up}) and at most 100"
+                "emergency_threshold: {e} must be above scale_up_threshold ({up}) and at most 100{range}"
             ),
         );
     }
@@ -280,16 +334,8 @@ pub(super) fn check(
             ),
         );
     }
-    if let Some(l) = &here.require_approval {
-        for n in l.parse().1 {
-            report(
-                true,
-                format!(
-                    "require_approval: unknown action {n:?} (expected a list of {}, or \"all\")",
-                    RequireApproval::NAMES.join(", ")
-                ),
-            );
-        }
+    if let Some(Err(e)) = here.require_approval.as_ref().map(approvals) {
+        report(true, e);
     }
     if p.approval_timeout.is_zero() {
         report(
@@ -306,6 +352,7 @@ pub(super) fn check(
             ),
         );
     }
+    check_windows(p, here, &mut report);
     if p.sample_interval.is_zero() {
         report(
             here.sample_interval.is_some(),
@@ -349,6 +396,43 @@ pub(super) fn check(
         // A template that only fails for this group's (long) primary is this group's problem.
         let only_here = primary.is_some() && check_template(&p.clone_name, None).is_ok();
         report(template_set || only_here, format!("clone_name: {e}"));
+    }
+}
+
+/// A window `min_instances` the engine can never reach: above the section's
+/// `max_instances`, with no `max_instances` of its own (it replaces the section's
+/// while active) and none in another window that could lift the ceiling when both
+/// are active. A window's own min above its own max is reported by the parser.
+fn check_windows(p: &Policy, here: &PolicyFile, report: &mut impl FnMut(bool, String)) {
+    let windows = p.schedule.windows();
+    for (i, w) in windows.iter().enumerate() {
+        let Some(min) = w.min_instances else { continue };
+        if w.max_instances.is_some()
+            || min <= p.max_instances
+            || windows
+                .iter()
+                .any(|o| o.max_instances.is_some_and(|m| m >= min))
+        {
+            continue;
+        }
+        if here.windows.is_some() {
+            report(
+                true,
+                format!(
+                    "schedule[{i}].min_instances: {min} is above max_instances ({}); the window can never reach it (give it its own max_instances, or raise max_instances)",
+                    p.max_instances
+                ),
+            );
+        } else {
+            // Inherited from [policy], whose own check covers its max_instances.
+            report(
+                here.max_instances.is_some(),
+                format!(
+                    "max_instances: {} is below min_instances ({min}) of the inherited policy.schedule[{i}]; that window can never reach it",
+                    p.max_instances
+                ),
+            );
+        }
     }
 }
 
@@ -424,11 +508,80 @@ mod approval_tests {
                 "[policy]\napproval_timeout = \"0s\"\n",
                 "policy.approval_timeout: must be above 0s",
             ),
-            ("[policy]\nrequire_approval = 3\n", "policy:"),
+            (
+                "[policy]\nrequire_approval = 3\n",
+                "policy.require_approval: expected \"all\" or a list of actions (scale_up, scale_down, emergency, replace_primary), got an integer",
+            ),
+            (
+                "[policy]\nrequire_approval = [\"all\", \"scale_up\"]\n",
+                "policy.require_approval: \"all\" stands alone: write require_approval = \"all\", or list only actions",
+            ),
+            (
+                "[policy]\nrequire_approval = [\"scale_up\", 2]\n",
+                "policy.require_approval[1]: expected an action (scale_up, scale_down, emergency, replace_primary), got an integer",
+            ),
+            (
+                "[policy]\nrequire_approval = { scale_up = true }\n",
+                "policy.require_approval: expected \"all\" or a list of actions (scale_up, scale_down, emergency, replace_primary), got a table",
+            ),
+            (
+                "[policy]\nrequire_approval = \"resize\"\n",
+                "policy.require_approval: unknown action \"resize\" (expected \"all\" or a list of actions (scale_up, scale_down, emergency, replace_primary))",
+            ),
             (
                 "[proxmox]\nurl = \"http://127.0.0.1:8006\"\ntoken_id = \"a@pve!s\"\ntoken_secret_env = \"X\"\n\
                  [[lxc]]\nvmid = 101\nrequire_approval = [\"resize\"]\n",
                 "lxc[0] (101).require_approval: unknown action \"resize\"",
+            ),
+        ] {
+            let got = problems(text);
+            assert!(
+                got.iter().any(|p| p.contains(want)),
+                "{text:?}: {got:?} lacks {want:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn require_approval_takes_all_in_a_list_one_action_and_duplicates() {
+        let approval = |v: &str| {
+            Config::parse(
+                &format!("[policy]\nrequire_approval = {v}\n"),
+                Path::new("t.toml"),
+            )
+            .map(|c| c.policy.require_approval)
+            .map_err(|e| e.to_string())
+        };
+        assert_eq!(approval("[\"all\"]"), Ok(RequireApproval::ALL));
+        assert_eq!(approval("[\"all\", \"all\"]"), Ok(RequireApproval::ALL));
+        let up = approval("\"scale_up\"").unwrap();
+        assert_eq!(up.names(), ["scale_up"]);
+        assert_eq!(
+            approval("[\"scale_down\", \"scale_down\"]")
+                .unwrap()
+                .names(),
+            ["scale_down"]
+        );
+    }
+
+    #[test]
+    fn an_emergency_threshold_out_of_range_is_reported_as_written() {
+        for (text, want) in [
+            (
+                "[policy]\nemergency_threshold = -5\n",
+                "policy.emergency_threshold: -5 must be above scale_up_threshold (90) and at most 100 (91..=100)",
+            ),
+            (
+                "[policy]\nemergency_threshold = 5000000000\n",
+                "policy.emergency_threshold: 5000000000 must be above",
+            ),
+            (
+                "[policy]\nscale_up_threshold = 100\nemergency_threshold = 100\n",
+                "policy.emergency_threshold: 100 must be above scale_up_threshold (100) and at most 100; lower scale_up_threshold first",
+            ),
+            (
+                "[policy]\nemergency_threshold = 95\n[[group]]\nprimary = \"a:b\"\nscale_up_threshold = 96\n",
+                "group[0] (a:b).emergency_threshold: 95 must be above scale_up_threshold (96)",
             ),
         ] {
             let got = problems(text);

@@ -235,7 +235,7 @@ pub(super) fn proxmox(
     let f = match ProxmoxFile::deserialize(v?) {
         Ok(f) => f,
         Err(e) => {
-            problems.push(format!("{at}: {}", e.to_string().trim_end()));
+            problems.push(super::de_error(at, &e));
             return None;
         }
     };
@@ -401,7 +401,7 @@ pub(super) fn lxcs(
         let f = match LxcFile::deserialize(toml::Value::Table(mine)) {
             Ok(f) => f,
             Err(e) => {
-                problems.push(format!("{at}: {}", e.to_string().trim_end()));
+                problems.push(super::de_error(&at, &e));
                 LxcFile::default()
             }
         };

@@ -56,7 +56,7 @@ pub(super) fn parse(
         let f = match WindowFile::deserialize(t) {
             Ok(f) => f,
             Err(e) => {
-                problems.push(format!("{at}: {}", e.to_string().trim_end()));
+                problems.push(super::de_error(&at, &e));
                 continue;
             }
         };
@@ -457,6 +457,78 @@ mod tests {
                 .any(|p| p.contains("policy.schedule: must be an array of tables")),
             "{table:?}"
         );
+    }
+
+    #[test]
+    fn a_window_min_above_the_max_in_force_is_rejected() {
+        let win = |body: &str| format!("name = \"w\"\ndays = \"sat\"\n{body}");
+        for (text, want) in [
+            (
+                format!(
+                    "[[group]]\nprimary = \"alice:web\"\n[[group.schedule]]\n{}[[group.schedule]]\n{}",
+                    win("max_instances = 2\n").replace("\"w\"", "\"v\""),
+                    win("min_instances = 9\n")
+                ),
+                "group[0] (alice:web).schedule[1].min_instances: 9 is above max_instances (4); the window can never reach it (give it its own max_instances, or raise max_instances)",
+            ),
+            (
+                format!("[[policy.schedule]]\n{}", win("min_instances = 5\n")),
+                "policy.schedule[0].min_instances: 5 is above max_instances (4); the window can never reach it",
+            ),
+            (
+                format!(
+                    "[[policy.schedule]]\n{}[[group]]\nprimary = \"a:b\"\nmax_instances = 2\n",
+                    win("min_instances = 3\n")
+                ),
+                "group[0] (a:b).max_instances: 2 is below min_instances (3) of the inherited policy.schedule[0]; that window can never reach it",
+            ),
+            (
+                format!(
+                    "{PVE}[[lxc]]\nvmid = 101\nmax_instances = 3\n[[lxc.schedule]]\n{}",
+                    win("min_instances = 9\n")
+                ),
+                "lxc[0] (101).schedule[0].min_instances: 9 is above max_instances (3)",
+            ),
+        ] {
+            let got = problems(&text);
+            assert!(
+                got.iter().any(|p| p.contains(want)),
+                "{text:?}: {got:?} lacks {want:?}"
+            );
+        }
+        // Reachable: the window's own max replaces the group's while it is active, or
+        // another window's max lifts the ceiling when both are active; the group's
+        // own max is fine with an inherited window it can reach.
+        for text in [
+            format!(
+                "[[group]]\nprimary = \"a:b\"\n[[group.schedule]]\n{}",
+                win("min_instances = 9\nmax_instances = 10\n")
+            ),
+            format!(
+                "[[group]]\nprimary = \"a:b\"\n[[group.schedule]]\n{}[[group.schedule]]\n{}",
+                win("min_instances = 9\n"),
+                win("max_instances = 12\n").replace("\"w\"", "\"v\"")
+            ),
+            format!(
+                "[[policy.schedule]]\n{}[[group]]\nprimary = \"a:b\"\nmax_instances = 3\n",
+                win("min_instances = 3\n")
+            ),
+        ] {
+            assert_eq!(problems(&text), Vec::<String>::new(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn lxc_window_bounds_may_widen_the_containers_own() {
+        // A window's cores / memory_mib replace the container's while it is active
+        // (core::schedule bounds), so a pair outside them still takes effect.
+        let text = format!(
+            "{PVE}[[lxc]]\nvmid = 101\ncores = [1, 4]\nmemory_mib = [512, 2048]\n\
+             [[lxc.schedule]]\nname = \"day\"\nhours = \"08:00-18:00\"\ncores = [8, 16]\nmemory_mib = [64, 256]\n"
+        );
+        let c = Config::parse(&text, Path::new("t.toml")).unwrap();
+        let w = &c.lxc[0].vertical.schedule.windows()[0];
+        assert_eq!((w.cores, w.memory_mib), (Some((8, 16)), Some((64, 256))));
     }
 
     #[test]
