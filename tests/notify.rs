@@ -727,3 +727,97 @@ fn a_ca_file_without_a_certificate_is_an_error_naming_the_key() {
         "{problems}"
     );
 }
+
+/// A self-signed certificate for `name` made the way `openssl req -x509` makes one
+/// (basicConstraints CA:TRUE), as a TLS server config, plus itself in PEM.
+/// `expired` puts its validity period in the past.
+fn self_signed(name: &str, expired: bool) -> (rustls::ServerConfig, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec![name.to_string()]).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    if expired {
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::days(30);
+        params.not_after = now - time::Duration::days(1);
+    }
+    let cert = params.self_signed(&key).unwrap();
+    let config =
+        albatross_autoscale::testing::server_config(cert.der().clone(), key.serialize_der())
+            .unwrap();
+    (config, cert.pem())
+}
+
+#[tokio::test]
+async fn a_self_signed_receiver_is_reached_with_its_own_certificate_as_ca() {
+    let (plain, mut got) = receiver().await;
+    let backend: std::net::SocketAddr = plain.trim_start_matches("http://").parse().unwrap();
+    let (tls, own_pem) = self_signed("localhost", false);
+    let (url, _front) = albatross_autoscale::testing::tls_front(backend, tls)
+        .await
+        .unwrap();
+    let (_, other_pem) = self_signed("localhost", false);
+    let d = dir("self-signed");
+    std::fs::write(d.join("own.pem"), own_pem).unwrap();
+    std::fs::write(d.join("other.pem"), other_pem).unwrap();
+    let c = config(
+        &d,
+        &format!(
+            "[[notify]]\nkind = \"webhook\"\nname = \"own\"\nurl = \"{url}/hook\"\nca = \"own.pem\"\n\
+             [[notify]]\nkind = \"webhook\"\nname = \"other\"\nurl = \"{url}/hook\"\nca = \"other.pem\"\n"
+        ),
+    );
+    let e = Envelope::now(Notice::Test { reason: "t".into() });
+    Sink::open(&c.notify[0]).unwrap().deliver(&e).await.unwrap();
+    let (path, _, _) = next(&mut got).await;
+    assert_eq!(path, "/hook");
+    // Another self-signed certificate in the file: refused, in plain words.
+    let err = Sink::open(&c.notify[1])
+        .unwrap()
+        .deliver(&e)
+        .await
+        .unwrap_err();
+    assert!(got.try_recv().is_err(), "nothing got through: {err}");
+    assert!(
+        err.contains("certificate not trusted by ca file") && err.contains("other.pem"),
+        "{err}"
+    );
+    assert!(!err.contains("OtherError"), "{err}");
+}
+
+#[tokio::test]
+async fn a_self_signed_certificate_in_the_ca_file_still_needs_the_right_name_and_dates() {
+    let (plain, mut got) = receiver().await;
+    let backend: std::net::SocketAddr = plain.trim_start_matches("http://").parse().unwrap();
+    let d = dir("self-signed-checks");
+    for (file, name, expired, says) in [
+        (
+            "elsewhere.pem",
+            "elsewhere.example",
+            false,
+            "certificate name does not match host",
+        ),
+        ("expired.pem", "localhost", true, "certificate expired"),
+    ] {
+        let (tls, pem) = self_signed(name, expired);
+        let (url, _front) = albatross_autoscale::testing::tls_front(backend, tls)
+            .await
+            .unwrap();
+        std::fs::write(d.join(file), pem).unwrap();
+        let c = config(
+            &d,
+            &format!("[[notify]]\nkind = \"webhook\"\nurl = \"{url}/hook\"\nca = \"{file}\"\n"),
+        );
+        let e = Envelope::now(Notice::Test { reason: "t".into() });
+        let err = Sink::open(&c.notify[0])
+            .unwrap()
+            .deliver(&e)
+            .await
+            .unwrap_err();
+        assert!(
+            got.try_recv().is_err(),
+            "{file}: nothing got through: {err}"
+        );
+        assert!(err.contains(says), "{file}: {err}");
+    }
+}

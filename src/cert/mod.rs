@@ -9,6 +9,7 @@
 //! One crypto provider (aws-lc-rs) is used for everything; [`crypto_provider`] hands
 //! out the shared instance so no code depends on a process-wide default.
 
+mod ca_file;
 mod issuer;
 mod leaf;
 mod parse;
@@ -18,6 +19,7 @@ pub(crate) use server_verify::provider_signatures;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
+pub use ca_file::{CaFileVerifier, ca_file_client_config};
 pub use issuer::Issuer;
 pub use leaf::{LEAF_BACKDATE, LEAF_LIFETIME, Leaf, leaf_for_command};
 pub use parse::{

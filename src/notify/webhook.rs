@@ -2,10 +2,12 @@
 //! `secret_file`, `X-Autoscale-Signature: sha256=<hex>` is the HMAC-SHA256 of the
 //! exact body bytes, so a receiver can check it before parsing.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use aws_lc_rs::hmac;
 use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use rustls::pki_types::CertificateDer;
 use serde_json::json;
 
 use super::{Envelope, Failure};
@@ -23,6 +25,8 @@ pub struct Webhook {
     format: Format,
     key: Option<hmac::Key>,
     token: Option<HeaderValue>,
+    /// The `ca` file, named when a certificate is refused.
+    ca: Option<PathBuf>,
 }
 
 /// What to POST: body, content type and extra headers.
@@ -34,7 +38,7 @@ pub struct Request {
 }
 
 /// Read a secret file: trimmed, non-empty. The error names the file, not the contents.
-pub(super) fn read_secret(key: &str, path: &std::path::Path) -> Result<String, String> {
+pub(super) fn read_secret(key: &str, path: &Path) -> Result<String, String> {
     let s = std::fs::read_to_string(path).map_err(|e| format!("{key}: {}: {e}", path.display()))?;
     let s = s.trim().to_string();
     if s.is_empty() {
@@ -45,21 +49,73 @@ pub(super) fn read_secret(key: &str, path: &std::path::Path) -> Result<String, S
 
 /// The certificates of a PEM file (`ca`); none at all is an error, not an empty
 /// trust store that fails every delivery later.
-fn read_ca(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, String> {
-    use rustls::pki_types::CertificateDer;
+fn read_ca(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     use rustls::pki_types::pem::PemObject;
     let at = |e: &dyn std::fmt::Display| format!("ca: {}: {e}", path.display());
     let certs = CertificateDer::pem_file_iter(path)
         .map_err(|e| at(&e))?
-        .map(|c| {
-            let c = c.map_err(|e| at(&e))?;
-            reqwest::Certificate::from_der(&c).map_err(|e| at(&e))
-        })
+        .map(|c| c.map_err(|e| at(&e)))
         .collect::<Result<Vec<_>, _>>()?;
     if certs.is_empty() {
         return Err(at(&"no PEM certificate in it"));
     }
     Ok(certs)
+}
+
+/// A failed request as text: `e` and its sources joined with ": ", without the URL
+/// (its path may be a secret: Slack, ntfy topics). A certificate the receiver
+/// presented and we refused is said in plain words instead of rustls' debug form.
+fn describe(e: reqwest::Error, ca: Option<&Path>) -> String {
+    let e = e.without_url();
+    let mut parts = Vec::new();
+    let mut link: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(c) = link {
+        if let Some(plain) = rustls_error(c).and_then(|r| certificate_refused(r, ca)) {
+            parts.push(plain);
+            break;
+        }
+        parts.push(c.to_string());
+        link = c.source();
+    }
+    parts.join(": ")
+}
+
+/// The rustls error in `e`, which TLS streams carry inside an `io::Error`, itself
+/// wrapped in another by hyper-rustls (`io::Error::source()` skips its payload).
+fn rustls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut e = e;
+    loop {
+        if let Some(r) = e.downcast_ref::<rustls::Error>() {
+            return Some(r);
+        }
+        e = e.downcast_ref::<std::io::Error>()?.get_ref()?;
+    }
+}
+
+/// The common certificate verdicts as a sentence; `None` for anything else.
+fn certificate_refused(e: &rustls::Error, ca: Option<&Path>) -> Option<String> {
+    use rustls::CertificateError as C;
+    let rustls::Error::InvalidCertificate(c) = e else {
+        return None;
+    };
+    Some(match c {
+        C::NotValidForName | C::NotValidForNameContext { .. } => {
+            "certificate name does not match host".into()
+        }
+        C::Expired | C::ExpiredContext { .. } => "certificate expired".into(),
+        C::NotValidYet | C::NotValidYetContext { .. } => "certificate not valid yet".into(),
+        // No path to a trusted root: unknown or mismatched issuer (same name, other
+        // key), or a CA certificate presented as the leaf (webpki's `Other`).
+        C::UnknownIssuer
+        | C::BadSignature
+        | C::UnsupportedSignatureAlgorithmContext { .. }
+        | C::UnsupportedSignatureAlgorithmForPublicKeyContext { .. }
+        | C::Other(_) => match ca {
+            Some(p) => format!("certificate not trusted by ca file {}", p.display()),
+            None => "certificate not trusted by the system's root certificates".into(),
+        },
+        _ => return None,
+    })
 }
 
 /// `sha256=<hex>`: HMAC-SHA256 of `body` under `secret`.
@@ -145,7 +201,11 @@ impl Webhook {
         };
         let mut builder = reqwest::Client::builder();
         if let Some(p) = &w.ca {
-            builder = builder.tls_certs_only(read_ca(p)?);
+            // Our verifier: the file's certificates as roots, and a self-signed
+            // receiver's own certificate even with CA:TRUE (see crate::cert).
+            let tls = crate::cert::ca_file_client_config(read_ca(p)?)
+                .map_err(|e| format!("ca: {}: {e}", p.display()))?;
+            builder = builder.tls_backend_preconfigured(tls);
         }
         let client = builder
             .timeout(timeout)
@@ -160,6 +220,7 @@ impl Webhook {
             format: w.format,
             key,
             token,
+            ca: w.ca.clone(),
         })
     }
 
@@ -186,17 +247,11 @@ impl Webhook {
             };
             b = b.header(name, t.clone());
         }
-        // Errors without the URL: its path may be a secret (Slack, ntfy topics).
-        let resp = b.body(req.body).send().await.map_err(|e| {
-            let e = e.without_url();
-            let mut s = e.to_string();
-            let mut src = std::error::Error::source(&e);
-            while let Some(c) = src {
-                s = format!("{s}: {c}");
-                src = c.source();
-            }
-            Failure::transient(s)
-        })?;
+        let resp = b
+            .body(req.body)
+            .send()
+            .await
+            .map_err(|e| Failure::transient(describe(e, self.ca.as_deref())))?;
         let status = resp.status();
         let code = status.as_u16();
         match code {
