@@ -5,11 +5,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use rustls::ClientConfig;
 use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, RootCertStore};
 
 use super::client::ProxmoxError;
 use crate::cert::crypto_provider;
@@ -88,16 +88,14 @@ pub fn pinned(pins: Vec<[u8; 32]>) -> Result<ClientConfig, ProxmoxError> {
 /// A client config trusting only the CA certificates in the PEM file `ca`.
 pub fn with_ca(ca: &Path) -> Result<ClientConfig, ProxmoxError> {
     let bad = |reason: String| ProxmoxError::Tls(format!("{}: {reason}", ca.display()));
-    let mut roots = RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(ca).map_err(|e| bad(e.to_string()))? {
-        roots
-            .add(c.map_err(|e| bad(e.to_string()))?)
-            .map_err(|e| bad(e.to_string()))?;
-    }
-    if roots.is_empty() {
+    let certs = CertificateDer::pem_file_iter(ca)
+        .map_err(|e| bad(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(e.to_string()))?;
+    if certs.is_empty() {
         return Err(bad("no PEM certificate found".into()));
     }
-    Ok(builder()?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
+    // The CA (pve-root-ca.pem), or a node's own self-signed certificate: the same
+    // rules as a webhook's `ca`.
+    crate::cert::ca_file_client_config(certs).map_err(bad)
 }
