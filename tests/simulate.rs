@@ -414,6 +414,10 @@ fn csv_problems_name_the_line() {
     assert!(err("time_s,demand\n0,1\n10,x\n").contains("t.csv:3: demand \"x\""));
     assert!(err("time_s,demand\n10,1\n10,2\n").contains("t.csv:3: time_s 10 is not after"));
     assert!(err("time_s,demand\n0,-1\n").contains("t.csv:2: demand -1"));
+    assert!(
+        err("time_s,demand\n0,1\n1000000000,1\n")
+            .contains("t.csv:3: time_s 1000000000 is more than a year")
+    );
     let t = trace::parse_csv("time_s,demand\n# comment\n100,1.5\n130,2\n", p).unwrap();
     assert_eq!((t.t_ms.clone(), t.duration_ms()), (vec![0, 30_000], 60_000));
 }

@@ -518,6 +518,18 @@ pub fn open_read(path: &Path) -> anyhow::Result<Connection> {
             path.display()
         );
     }
+    if path.is_dir() {
+        bail!(
+            "history.path {}: is a directory, not a history file",
+            path.display()
+        );
+    }
+    if std::fs::metadata(path).is_ok_and(|m| m.len() == 0) {
+        bail!(
+            "history.path {}: empty (nothing has been recorded yet: the daemon fills it when it runs with [history] path set)",
+            path.display()
+        );
+    }
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(|e| explain(path, e))?;
     conn.busy_timeout(Duration::from_secs(2))
@@ -633,6 +645,16 @@ mod tests {
             })
             .unwrap();
         assert_eq!(vm, (2, 2_000, 4_000, 6_000));
+    }
+
+    #[test]
+    fn reading_an_empty_file_or_a_directory_says_so() {
+        let d = dir("read-odd");
+        std::fs::write(d.join("empty.db"), "").unwrap();
+        let e = open_read(&d.join("empty.db")).unwrap_err().to_string();
+        assert!(e.contains("empty.db: empty (nothing has been recorded yet"), "{e}");
+        let e = open_read(&d).unwrap_err().to_string();
+        assert!(e.contains("is a directory"), "{e}");
     }
 
     #[test]

@@ -117,6 +117,9 @@ pub fn load(path: &Path, interval: std::time::Duration) -> Result<Trace, TraceEr
     })
 }
 
+/// The longest span a CSV trace may cover, in seconds (as `--generate --hours`).
+const MAX_SPAN_S: f64 = 366.0 * 86_400.0;
+
 /// Parse CSV text with the header `time_s,demand`.
 pub fn parse_csv(text: &str, path: &Path) -> Result<Trace, TraceError> {
     let err = |line: usize, message: String| TraceError::Csv {
@@ -168,6 +171,15 @@ pub fn parse_csv(text: &str, path: &Path) -> Result<Trace, TraceError> {
             return Err(err(
                 line,
                 format!("time_s {t} is not after the previous row"),
+            ));
+        }
+        // The simulator steps through every sample interval of the span.
+        if rows.first().is_some_and(|(t0, _)| t - t0 > MAX_SPAN_S) {
+            return Err(err(
+                line,
+                format!(
+                    "time_s {t} is more than a year (366 days) after the first row; split the trace"
+                ),
             ));
         }
         rows.push((t, d));
