@@ -652,7 +652,10 @@ mod tests {
         let d = dir("read-odd");
         std::fs::write(d.join("empty.db"), "").unwrap();
         let e = open_read(&d.join("empty.db")).unwrap_err().to_string();
-        assert!(e.contains("empty.db: empty (nothing has been recorded yet"), "{e}");
+        assert!(
+            e.contains("empty.db: empty (nothing has been recorded yet"),
+            "{e}"
+        );
         let e = open_read(&d).unwrap_err().to_string();
         assert!(e.contains("is a directory"), "{e}");
     }
