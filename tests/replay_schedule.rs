@@ -13,17 +13,21 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Scale decisions (up or down) of `replay --config business-hours.toml` with `extra`
-/// arguments.
-fn scale_decisions(extra: &[&str]) -> Vec<Value> {
-    let out = Command::new(env!("CARGO_BIN_EXE_albatross-autoscale"))
+/// `replay --config business-hours.toml` of `flat-50.jsonl` with `extra` arguments.
+fn replay(extra: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_albatross-autoscale"))
         .arg("replay")
         .arg("--config")
         .arg(fixture("business-hours.toml"))
         .args(extra)
         .arg(fixture("flat-50.jsonl"))
         .output()
-        .expect("run albatross-autoscale");
+        .expect("run albatross-autoscale")
+}
+
+/// Scale decisions (up or down) of [`replay`] with `extra` arguments.
+fn scale_decisions(extra: &[&str]) -> Vec<Value> {
+    let out = replay(extra);
     assert!(
         out.status.success(),
         "stderr: {}",
@@ -88,23 +92,13 @@ fn a_bad_start_is_refused() {
 
 #[test]
 fn schedules_without_start_are_warned_about() {
-    let run = |extra: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_albatross-autoscale"))
-            .arg("replay")
-            .arg("--config")
-            .arg(fixture("business-hours.toml"))
-            .args(extra)
-            .arg(fixture("flat-50.jsonl"))
-            .output()
-            .unwrap()
-    };
-    let out = run(&[]);
+    let out = replay(&[]);
     assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("warning:") && err.contains("schedule windows and no --start"),
         "{err}"
     );
-    let out = run(&["--start", "2026-03-02T07:00:00Z"]);
+    let out = replay(&["--start", "2026-03-02T07:00:00Z"]);
     assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"));
 }
