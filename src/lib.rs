@@ -21,7 +21,8 @@
 //! * [`config`] parses and validates the TOML file into the engine's policy.
 //! * [`sim`] drives the core with recorded or synthetic load; `replay`, `simulate` and
 //!   the tests share it.
-//! * [`cli`] holds the subcommands; `src/main.rs` only parses arguments.
+//! * [`cli`] holds the subcommands; `src/main.rs` only parses arguments and prints
+//!   the error, if any.
 //!
 //! Shells that do I/O (`albatross/`, `proxmox/`, `daemon/`) turn bytes into core
 //! inputs and decisions into calls; they hold no policy of their own. Beside the
