@@ -62,20 +62,13 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         // The reader of our output had enough (`| head`): not a failure.
-        Err(err) if broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) if err.is::<cli::StdoutClosed>() => ExitCode::SUCCESS,
         Err(err) => {
             // Not eprintln!: it panics when stderr is a closed pipe too.
             let _ = writeln!(std::io::stderr(), "error: {}", describe(&err));
             ExitCode::FAILURE
         }
     }
-}
-
-fn broken_pipe(err: &anyhow::Error) -> bool {
-    err.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
-    })
 }
 
 /// The error and its causes on one line, each cause once: many messages already

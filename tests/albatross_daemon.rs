@@ -457,7 +457,32 @@ fn demo_shows_a_scale_up_and_a_scale_down() {
         .and_then(|l| l.split(", config ").nth(1))
         .expect("the first line names the config");
     let dir = std::path::Path::new(config.trim()).parent().unwrap();
-    assert!(dir.join("cacert.key").is_absolute(), "{config}");
+    assert!(!dir.exists(), "{} is left behind", dir.display());
+}
+
+#[test]
+fn an_interrupted_demo_ends_normally_and_removes_its_directory() {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_albatross-autoscale"))
+        .args(["demo", "--duration", "10m"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let config = first.split(", config ").nth(1).expect("the config path");
+    let dir = std::path::Path::new(config.trim())
+        .parent()
+        .unwrap()
+        .to_owned();
+    assert!(dir.join("cacert.key").exists(), "{first}");
+    // SAFETY: kill(2) on our own child's pid.
+    let pid = i32::try_from(child.id()).unwrap();
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}: {rest:?}");
+    assert!(rest.iter().any(|l| l == "interrupted"), "{rest:?}");
     assert!(!dir.exists(), "{} is left behind", dir.display());
 }
 

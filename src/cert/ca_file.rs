@@ -95,6 +95,21 @@ impl ServerCertVerifier for CaFileVerifier {
     super::provider_signatures!();
 }
 
+/// The certificates of the PEM file `path` (a `ca` key). A file with none is an
+/// error, not an empty trust store that refuses every server later.
+pub fn read_ca_file(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    use rustls::pki_types::pem::PemObject;
+    let at = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| at(&e))?
+        .map(|c| c.map_err(|e| at(&e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    if certs.is_empty() {
+        return Err(at(&"no PEM certificate in it"));
+    }
+    Ok(certs)
+}
+
 /// A client config trusting the PEM file's `certs` as [`CaFileVerifier`] does, on
 /// the crate's crypto provider.
 pub fn ca_file_client_config(certs: Vec<CertificateDer<'static>>) -> Result<ClientConfig, String> {

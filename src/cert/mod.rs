@@ -19,7 +19,7 @@ pub(crate) use server_verify::provider_signatures;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-pub use ca_file::{CaFileVerifier, ca_file_client_config};
+pub use ca_file::{CaFileVerifier, ca_file_client_config, read_ca_file};
 pub use issuer::Issuer;
 pub use leaf::{LEAF_BACKDATE, LEAF_LIFETIME, Leaf, leaf_for_command};
 pub use parse::{

@@ -28,10 +28,7 @@ pub fn man(cmd: clap::Command) -> anyhow::Result<ExitCode> {
     print(&out)
 }
 
-/// Write to stdout; a closed pipe (the reader had enough) is not an error.
 fn print(out: &[u8]) -> anyhow::Result<ExitCode> {
-    match std::io::stdout().write_all(out) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
-        _ => Ok(ExitCode::SUCCESS),
-    }
+    super::stdout_result(std::io::stdout().write_all(out))?;
+    Ok(ExitCode::SUCCESS)
 }

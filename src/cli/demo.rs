@@ -114,8 +114,11 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
         .context("certificate directory")?
         .to_path_buf();
     // The throw-away CA's key and the demo's files go when the demo does, on every
-    // path out of here.
+    // path out of here (Ctrl-C included: it ends the loop below).
     let _cleanup = (!args.keep).then(|| RemoveOnDrop(dir.clone()));
+    // Ctrl-C ends the demo early but normally (summary printed, directory removed);
+    // taken over now, before anything is printed.
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let mut ep_cfg = EndpointConfig::from_pki(&pki)?;
     ep_cfg.stats_interval = tick;
     ep_cfg.boot_delay = tick * 2;
@@ -165,6 +168,10 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
     loop {
         let o = tokio::select! {
             () = &mut deadline => break,
+            _ = interrupt.recv() => {
+                println!("interrupted");
+                break;
+            }
             o = outputs.recv() => match o {
                 Ok(o) => o,
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,

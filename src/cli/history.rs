@@ -136,7 +136,7 @@ fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
     };
     let t0 = first.t_ms;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    match args.format {
+    let written = match args.format {
         Format::Csv => {
             let trace = Trace {
                 t_ms: points
@@ -154,7 +154,7 @@ fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
             writeln!(out, "{v}")
         }),
     }
-    .and_then(|()| out.flush())
-    .context("writing to stdout")?;
+    .and_then(|()| out.flush());
+    super::stdout_result(written)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -6,8 +6,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
-
 use crate::config::Config;
 use crate::core::{Engine, Options, Policy, Timestamp};
 use crate::jsonl;
@@ -87,7 +85,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         && let Some((name, _)) = groups.iter().find(|(_, p)| !p.schedule.is_empty())
     {
         // Not an error (a replay of thresholds alone is fine), but easy to miss.
-        eprintln!(
+        // Not eprintln!: a closed stderr must not panic.
+        let _ = writeln!(
+            std::io::stderr(),
             "warning: {name} has schedule windows and no --start was given: the replay runs at 1970-01-01T00:00:00Z; pass --start RFC3339 to place it in time"
         );
     }
@@ -101,8 +101,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             result = writeln!(w, "{line}");
         }
     });
-    result
-        .and_then(|()| w.flush())
-        .context("writing to stdout")?;
+    super::stdout_result(result.and_then(|()| w.flush()))?;
     Ok(ExitCode::SUCCESS)
 }

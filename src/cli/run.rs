@@ -99,7 +99,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         inbox,
         history: history.as_ref().map(history::Writer::recorder),
         costs: costs.clone(),
-        view: has_pve.then(proxmox::view::SharedView::default),
+        // Only the API reads the snapshot: without it, none is built.
+        view: (has_pve && !args.once && config.http.listen.is_some())
+            .then(proxmox::view::SharedView::default),
     };
     let rt = tokio::runtime::Runtime::new()?;
     if args.once {

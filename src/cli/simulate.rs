@@ -66,10 +66,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             anyhow::bail!("--hours must be above 0 and at most a year");
         }
         let csv = trace::generate(shape, args.hours, args.seed).to_csv();
-        std::io::stdout()
-            .lock()
-            .write_all(csv.as_bytes())
-            .context("writing to stdout")?;
+        super::stdout_result(std::io::stdout().lock().write_all(csv.as_bytes()))?;
         return Ok(ExitCode::SUCCESS);
     }
     let (primary, policy) = group_policy(&args)?;
@@ -117,10 +114,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             out.push_str(&metrics::table(&rows));
         }
     }
-    std::io::stdout()
-        .lock()
-        .write_all(out.as_bytes())
-        .context("writing to stdout")?;
+    super::stdout_result(std::io::stdout().lock().write_all(out.as_bytes()))?;
     if let Some(svg) = &args.plot {
         let title = format!(
             "{} ({} x {} vCPU max, boot {})",

@@ -112,6 +112,8 @@ pub struct Maintained {
 pub struct Store {
     conn: Connection,
     names: HashMap<Name, i64>,
+    /// The roll-up watermark (only this writer moves it): rows before it are late.
+    rolled: Option<i64>,
     path: PathBuf,
     _lock: StateLock,
 }
@@ -155,6 +157,7 @@ impl Store {
         let mut store = Self {
             conn,
             names: HashMap::new(),
+            rolled: None,
             path: path.to_owned(),
             _lock: lock,
         };
@@ -164,6 +167,7 @@ impl Store {
                 Ok(e) => explain(path, e),
                 Err(e) => e.context(format!("history.path {}", path.display())),
             })?;
+        store.rolled = rolled_up(&store.conn).map_err(|e| explain(path, e))?;
         Ok(store)
     }
 
@@ -247,17 +251,26 @@ impl Store {
     }
 
     fn write_inner(&mut self, rows: &[Row]) -> rusqlite::Result<()> {
-        let Self { conn, names, .. } = self;
-        let tx = conn.transaction()?;
+        let Self {
+            conn,
+            names,
+            rolled,
+            ..
+        } = self;
         // A row older than the roll-up watermark (it waited in the queue past
         // LATE_MS) goes into its bucket's aggregate now, or it would never get there.
-        let rolled = rolled_up(&tx)?.unwrap_or(i64::MIN);
+        let rolled = rolled.unwrap_or(i64::MIN);
+        let tx = conn.transaction()?;
         {
             let mut sample = tx.prepare_cached(
                 "INSERT OR IGNORE INTO sample (t, vm, grp, bp, vcpus) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
             let mut eval = tx.prepare_cached(
                 "INSERT OR REPLACE INTO evaluation (grp, t, avg_bp, fresh, instances, demand) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            // Counted once: a late duplicate is ignored, not added to the aggregate twice.
+            let mut eval_late = tx.prepare_cached(
+                "INSERT OR IGNORE INTO evaluation (grp, t, avg_bp, fresh, instances, demand) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
             let mut decision = tx.prepare_cached(
                 "INSERT INTO decision (t, grp, action, instance, reason, emergency) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -292,11 +305,7 @@ impl Store {
                         let grp = Self::name_id(&tx, names, group)?;
                         let demand = i64::try_from(*demand).unwrap_or(i64::MAX);
                         if *t < rolled {
-                            // Counted once: a late duplicate is not added twice.
-                            let added = tx
-                                .prepare_cached(
-                                    "INSERT OR IGNORE INTO evaluation (grp, t, avg_bp, fresh, instances, demand) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                                )?
+                            let added = eval_late
                                 .execute(params![grp, t, avg_bp, fresh, instances, demand])?;
                             if added == 1 {
                                 late_evaluation(&tx, *t, grp, *avg_bp, *instances, demand)?;

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use aws_lc_rs::hmac;
 use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue};
-use rustls::pki_types::CertificateDer;
 use serde_json::json;
 
 use super::{Envelope, Failure};
@@ -45,21 +44,6 @@ pub(super) fn read_secret(key: &str, path: &Path) -> Result<String, String> {
         return Err(format!("{key}: {}: empty", path.display()));
     }
     Ok(s)
-}
-
-/// The certificates of a PEM file (`ca`); none at all is an error, not an empty
-/// trust store that fails every delivery later.
-fn read_ca(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    use rustls::pki_types::pem::PemObject;
-    let at = |e: &dyn std::fmt::Display| format!("ca: {}: {e}", path.display());
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| at(&e))?
-        .map(|c| c.map_err(|e| at(&e)))
-        .collect::<Result<Vec<_>, _>>()?;
-    if certs.is_empty() {
-        return Err(at(&"no PEM certificate in it"));
-    }
-    Ok(certs)
 }
 
 /// A failed request as text: `e` and its sources joined with ": ", without the URL
@@ -110,10 +94,20 @@ fn certificate_refused(e: &rustls::Error, ca: Option<&Path>) -> Option<String> {
         | C::BadSignature
         | C::UnsupportedSignatureAlgorithmContext { .. }
         | C::UnsupportedSignatureAlgorithmForPublicKeyContext { .. }
-        | C::Other(_) => match ca {
-            Some(p) => format!("certificate not trusted by ca file {}", p.display()),
-            None => "certificate not trusted by the system's root certificates".into(),
-        },
+        | C::Other(_) => {
+            let by = match ca {
+                Some(p) => format!("ca file {}", p.display()),
+                None => "the system's root certificates".into(),
+            };
+            // Which check failed, briefly, for the operator who has to fix it.
+            let detail = match c {
+                C::BadSignature => " (bad signature)".to_string(),
+                C::Other(o) => format!(" ({o})"),
+                C::UnknownIssuer => String::new(),
+                _ => " (unsupported signature algorithm)".into(),
+            };
+            format!("certificate not trusted by {by}{detail}")
+        }
         _ => return None,
     })
 }
@@ -203,8 +197,10 @@ impl Webhook {
         if let Some(p) = &w.ca {
             // Our verifier: the file's certificates as roots, and a self-signed
             // receiver's own certificate even with CA:TRUE (see crate::cert).
-            let tls = crate::cert::ca_file_client_config(read_ca(p)?)
-                .map_err(|e| format!("ca: {}: {e}", p.display()))?;
+            let tls = crate::cert::ca_file_client_config(
+                crate::cert::read_ca_file(p).map_err(|e| format!("ca: {e}"))?,
+            )
+            .map_err(|e| format!("ca: {}: {e}", p.display()))?;
             builder = builder.tls_backend_preconfigured(tls);
         }
         let client = builder

@@ -59,6 +59,10 @@ struct Container {
     expect: Option<(Size, Timestamp)>,
     /// Why the last wanted resize was not made (for the status view).
     why_not: Option<String>,
+    /// The usage of the last poll that saw it running (for the status view).
+    seen: Option<Usage>,
+    /// `lxc.name`, shared with history rows.
+    key: Arc<Name>,
 }
 
 /// Work for the actuator, carried out concurrently.
@@ -167,10 +171,12 @@ impl Controller {
             .into_iter()
             .map(|l| Container {
                 vertical: (l.mode != Mode::Horizontal).then(|| Vertical::new(l.vertical.clone())),
+                key: Arc::new(l.name.clone()),
                 lxc: l,
                 known: None,
                 expect: None,
                 why_not: None,
+                seen: None,
             })
             .collect();
         Ok(Self {
@@ -311,10 +317,9 @@ impl Controller {
                 node_free_mib: node_free.get(row.node.as_str()).copied(),
                 clones,
             };
+            self.containers[i].seen = Some(usage);
             let pricing = self.containers[i].lxc.vertical.pricing;
-            if pricing.core_micros + pricing.gib_micros > 0
-                && self.containers[i].lxc.mode != Mode::Vertical
-            {
+            if pricing.by_size() && self.containers[i].lxc.mode != Mode::Vertical {
                 // Clones are copies: a container's instance costs what its size costs.
                 let name = self.containers[i].lxc.name.clone();
                 self.engine.set_instance_cost(&name, pricing.of(size));
@@ -336,8 +341,7 @@ impl Controller {
                 // No engine sees it: the history records the poll itself.
                 if let Some(h) = &mut self.history {
                     let busy = row.cpu.unwrap_or(0.0) * row.maxcpu.unwrap_or(0.0) * 1000.0;
-                    let name = Arc::new(c.lxc.name.clone());
-                    h.container(now, &name, bp, size.cores, busy.round().max(0.0) as u64);
+                    h.container(now, &c.key, bp, size.cores, busy.round().max(0.0) as u64);
                 }
                 continue;
             }

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use rustls::ClientConfig;
 use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 
 use super::client::ProxmoxError;
@@ -88,13 +87,7 @@ pub fn pinned(pins: Vec<[u8; 32]>) -> Result<ClientConfig, ProxmoxError> {
 /// A client config trusting only the CA certificates in the PEM file `ca`.
 pub fn with_ca(ca: &Path) -> Result<ClientConfig, ProxmoxError> {
     let bad = |reason: String| ProxmoxError::Tls(format!("{}: {reason}", ca.display()));
-    let certs = CertificateDer::pem_file_iter(ca)
-        .map_err(|e| bad(e.to_string()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| bad(e.to_string()))?;
-    if certs.is_empty() {
-        return Err(bad("no PEM certificate found".into()));
-    }
+    let certs = crate::cert::read_ca_file(ca).map_err(ProxmoxError::Tls)?;
     // The CA (pve-root-ca.pem), or a node's own self-signed certificate: the same
     // rules as a webhook's `ca`.
     crate::cert::ca_file_client_config(certs).map_err(bad)

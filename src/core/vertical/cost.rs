@@ -18,6 +18,11 @@ pub struct Pricing {
 }
 
 impl Pricing {
+    /// Whether the container is priced by its size (cores or memory).
+    pub fn by_size(&self) -> bool {
+        self.core_micros + self.gib_micros > 0
+    }
+
     /// The hourly price of one container of size `s`.
     pub fn of(&self, s: Size) -> u64 {
         let mem = u64::from(s.memory_mib).saturating_mul(self.gib_micros) / 1024;

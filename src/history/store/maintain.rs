@@ -8,6 +8,27 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::*;
 
+// One merge rule per aggregate table, for the roll-up and for late rows alike.
+macro_rules! sample_5m_merge {
+    () => {
+        "ON CONFLICT (bucket, vm) DO UPDATE SET n = n + excluded.n,
+           min_bp = min(min_bp, excluded.min_bp), max_bp = max(max_bp, excluded.max_bp),
+           sum_bp = sum_bp + excluded.sum_bp"
+    };
+}
+
+macro_rules! group_5m_merge {
+    () => {
+        "ON CONFLICT (grp, bucket) DO UPDATE SET n = n + excluded.n,
+           min_demand = min(min_demand, excluded.min_demand), max_demand = max(max_demand, excluded.max_demand),
+           sum_demand = sum_demand + excluded.sum_demand,
+           min_bp = min(min_bp, excluded.min_bp), max_bp = max(max_bp, excluded.max_bp),
+           sum_bp = sum_bp + excluded.sum_bp,
+           max_instances = max(max_instances, excluded.max_instances),
+           sum_instances = sum_instances + excluded.sum_instances"
+    };
+}
+
 /// Buckets rolled up per maintenance step at most (catching up after a pause is
 /// spread over several steps so writes are never held up for long).
 pub(super) const ROLLUP_BUCKETS: usize = 48;
@@ -19,7 +40,7 @@ const DELETE_SLICE_MS: i64 = 10 * 60_000;
 impl Store {
     /// Where the roll-up stands: every bucket before this is aggregated.
     pub fn rolled_up(&self) -> rusqlite::Result<Option<i64>> {
-        rolled_up(&self.conn)
+        Ok(self.rolled)
     }
 
     /// One maintenance step at `now` (Unix ms): roll up closed buckets, delete rows
@@ -66,27 +87,19 @@ impl Store {
                 return Ok(rolled);
             }
             let tx = self.conn.transaction()?;
-            tx.prepare_cached(
+            tx.prepare_cached(concat!(
                 "INSERT INTO sample_5m (bucket, vm, grp, n, min_bp, max_bp, sum_bp)
                  SELECT ?1, vm, max(grp), count(*), min(bp), max(bp), sum(bp)
-                 FROM sample WHERE t >= ?1 AND t < ?2 GROUP BY vm
-                 ON CONFLICT (bucket, vm) DO UPDATE SET n = n + excluded.n,
-                   min_bp = min(min_bp, excluded.min_bp), max_bp = max(max_bp, excluded.max_bp),
-                   sum_bp = sum_bp + excluded.sum_bp",
-            )?
+                 FROM sample WHERE t >= ?1 AND t < ?2 GROUP BY vm ",
+                sample_5m_merge!()
+            ))?
             .execute([b, b + BUCKET_MS])?;
-            tx.prepare_cached(
+            tx.prepare_cached(concat!(
                 "INSERT INTO group_5m (grp, bucket, n, min_demand, max_demand, sum_demand, min_bp, max_bp, sum_bp, max_instances, sum_instances)
                  SELECT grp, ?1, count(*), min(demand), max(demand), sum(demand), min(avg_bp), max(avg_bp), sum(avg_bp), max(instances), sum(instances)
-                 FROM evaluation WHERE t >= ?1 AND t < ?2 GROUP BY grp
-                 ON CONFLICT (grp, bucket) DO UPDATE SET n = n + excluded.n,
-                   min_demand = min(min_demand, excluded.min_demand), max_demand = max(max_demand, excluded.max_demand),
-                   sum_demand = sum_demand + excluded.sum_demand,
-                   min_bp = min(min_bp, excluded.min_bp), max_bp = max(max_bp, excluded.max_bp),
-                   sum_bp = sum_bp + excluded.sum_bp,
-                   max_instances = max(max_instances, excluded.max_instances),
-                   sum_instances = sum_instances + excluded.sum_instances",
-            )?
+                 FROM evaluation WHERE t >= ?1 AND t < ?2 GROUP BY grp ",
+                group_5m_merge!()
+            ))?
             .execute([b, b + BUCKET_MS])?;
             // The watermark moves in the same transaction: a crash never counts a
             // bucket twice.
@@ -95,6 +108,7 @@ impl Store {
             )?
             .execute([b + BUCKET_MS])?;
             tx.commit()?;
+            self.rolled = Some(b + BUCKET_MS);
             rolled += 1;
         }
         Ok(rolled)
@@ -154,12 +168,10 @@ pub(super) fn late_sample(
     grp: Option<i64>,
     bp: u32,
 ) -> rusqlite::Result<()> {
-    tx.prepare_cached(
-        "INSERT INTO sample_5m (bucket, vm, grp, n, min_bp, max_bp, sum_bp) VALUES (?1, ?2, ?3, 1, ?4, ?4, ?4)
-         ON CONFLICT (bucket, vm) DO UPDATE SET n = n + 1,
-           min_bp = min(min_bp, excluded.min_bp), max_bp = max(max_bp, excluded.max_bp),
-           sum_bp = sum_bp + excluded.sum_bp",
-    )?
+    tx.prepare_cached(concat!(
+        "INSERT INTO sample_5m (bucket, vm, grp, n, min_bp, max_bp, sum_bp) VALUES (?1, ?2, ?3, 1, ?4, ?4, ?4) ",
+        sample_5m_merge!()
+    ))?
     .execute(params![t.div_euclid(BUCKET_MS) * BUCKET_MS, vm, grp, bp])?;
     Ok(())
 }
@@ -173,17 +185,11 @@ pub(super) fn late_evaluation(
     instances: u32,
     demand: i64,
 ) -> rusqlite::Result<()> {
-    tx.prepare_cached(
+    tx.prepare_cached(concat!(
         "INSERT INTO group_5m (grp, bucket, n, min_demand, max_demand, sum_demand, min_bp, max_bp, sum_bp, max_instances, sum_instances)
-         VALUES (?1, ?2, 1, ?3, ?3, ?3, ?4, ?4, ?4, ?5, ?5)
-         ON CONFLICT (grp, bucket) DO UPDATE SET n = n + 1,
-           min_demand = min(min_demand, excluded.min_demand), max_demand = max(max_demand, excluded.max_demand),
-           sum_demand = sum_demand + excluded.sum_demand,
-           min_bp = min(min_bp, excluded.min_bp), max_bp = max(max_bp, excluded.max_bp),
-           sum_bp = sum_bp + excluded.sum_bp,
-           max_instances = max(max_instances, excluded.max_instances),
-           sum_instances = sum_instances + excluded.sum_instances",
-    )?
+         VALUES (?1, ?2, 1, ?3, ?3, ?3, ?4, ?4, ?4, ?5, ?5) ",
+        group_5m_merge!()
+    ))?
     .execute(params![grp, t.div_euclid(BUCKET_MS) * BUCKET_MS, demand, avg_bp, instances])?;
     Ok(())
 }

@@ -33,11 +33,11 @@ impl Controller {
             .sum()
     }
 
-    /// What container `i` may add under the global ceiling.
-    pub(super) fn cost_room(&self, i: usize) -> Option<u64> {
-        let max = self.cost_ceiling?;
+    /// The hourly cost of container `i` and its clones: its vertical machine's for
+    /// a resize-only container, else its horizontal group's.
+    pub(super) fn own_cost(&self, i: usize) -> u64 {
         let c = &self.containers[i];
-        let own = if c.lxc.mode == Mode::Vertical {
+        if c.lxc.mode == Mode::Vertical {
             c.vertical.as_ref().map_or(0, Vertical::hourly_cost)
         } else {
             self.engine
@@ -45,7 +45,13 @@ impl Controller {
                 .iter()
                 .find(|g| **g.group() == c.lxc.name)
                 .map_or(0, |g| g.hourly_cost())
-        };
+        }
+    }
+
+    /// What container `i` may add under the global ceiling.
+    pub(super) fn cost_room(&self, i: usize) -> Option<u64> {
+        let max = self.cost_ceiling?;
+        let own = self.own_cost(i);
         let others = (self.external_cost + self.hourly_cost()).saturating_sub(own);
         Some(max.saturating_sub(others).saturating_sub(own))
     }

@@ -17,7 +17,7 @@ impl Controller {
         match o {
             vertical::Output::Resize(r) => {
                 if let Some(h) = &mut self.history {
-                    h.resize(&Arc::new(self.containers[i].lxc.name.clone()), &r);
+                    h.resize(&self.containers[i].key, &r);
                 }
                 tracing::info!(vmid, from = ?r.from, to = ?r.to, reason = %r.reason, dry_run = self.settings.dry_run, "resize");
                 self.write(json!({"event": "decision", "t_ms": r.t.as_millis(), "group": name, "vmid": vmid,

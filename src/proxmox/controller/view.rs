@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use super::{Controller, Resource};
 use crate::config::proxmox::Mode;
 use crate::core::Timestamp;
-use crate::core::vertical::{self, CpuKnob, Size, Vertical};
+use crate::core::vertical::{CpuKnob, Vertical};
 use crate::http::status::Status;
 use crate::proxmox::view::{ContainerStatus, Containers, SharedView, VerticalStatus};
 
@@ -16,36 +16,26 @@ impl Controller {
         self
     }
 
-    /// Rebuild the snapshot (when someone reads it) from the poll's rows.
+    /// Rebuild the snapshot from the poll's rows (only with a view: the API's).
     pub(super) fn publish(&self, now: Timestamp, by_vmid: &HashMap<u64, &Resource>) {
         let Some(view) = &self.view else { return };
         let groups = Status::of(&self.engine, now);
         let containers = self
             .containers
             .iter()
-            .map(|c| {
+            .enumerate()
+            .map(|(i, c)| {
                 let row = by_vmid.get(&u64::from(c.lxc.vmid)).copied();
-                let v = c.vertical.as_ref();
-                let size: Option<Size> = v.and_then(|v| v.last()).map(|u| u.size).or(c.known);
+                let running = row.is_some_and(|r| r.running() && r.template != Some(1));
+                // What `decide` saw this poll (a running container), not a recomputation.
+                let usage = c.seen.filter(|_| running);
+                let size = c.seen.map(|u| u.size).or(c.known);
                 let name = c.lxc.name.to_string();
-                let group = groups.group(&name).cloned();
-                let cost = match c.lxc.mode {
-                    Mode::Vertical => v.map_or(0, Vertical::hourly_cost),
-                    _ => self
-                        .engine
-                        .clusters()
-                        .iter()
-                        .find(|g| **g.group() == c.lxc.name)
-                        .map_or(0, |g| g.hourly_cost()),
-                };
-                let priced = {
-                    let p = c.lxc.vertical.pricing;
-                    p.core_micros + p.gib_micros + p.instance_micros > 0
-                        || c.lxc.policy.instance_cost_micros > 0
-                };
+                let priced = c.lxc.vertical.pricing.by_size()
+                    || c.lxc.vertical.pricing.instance_micros > 0
+                    || c.lxc.policy.instance_cost_micros > 0;
                 ContainerStatus {
                     vmid: c.lxc.vmid,
-                    name,
                     mode: match c.lxc.mode {
                         Mode::Vertical => "vertical",
                         Mode::Horizontal => "horizontal",
@@ -63,22 +53,15 @@ impl Controller {
                         .filter(|s| s.cpulimit_centi > 0)
                         .map(|s| f64::from(s.cpulimit_centi) / 100.0),
                     memory_mib: size.map(|s| s.memory_mib),
-                    cpu_percent: row.filter(|r| r.running()).map(|r| {
-                        let (cores, limit) = size.map_or((0, 0), |s| (s.cores, s.cpulimit_centi));
-                        let bp = vertical::cpu_share(
-                            r.cpu.unwrap_or(0.0),
-                            r.maxcpu.unwrap_or(0.0),
-                            cores,
-                            limit,
-                        );
-                        f64::from(bp) / 100.0
-                    }),
-                    memory_used_mib: row
-                        .and_then(|r| r.mem)
-                        .map(|m| u32::try_from(m / super::MIB).unwrap_or(u32::MAX)),
-                    cost_per_hour: priced.then(|| cost as f64 / 1e6),
-                    vertical: v.map(|v| vertical_status(v, now, c.why_not.clone())),
-                    horizontal: group,
+                    cpu_percent: usage.map(|u| f64::from(u.cpu_bp) / 100.0),
+                    memory_used_mib: usage.map(|u| u.mem_used_mib),
+                    cost_per_hour: priced.then(|| self.own_cost(i) as f64 / 1e6),
+                    vertical: c
+                        .vertical
+                        .as_ref()
+                        .map(|v| vertical_status(v, now, c.why_not.clone())),
+                    horizontal: groups.group(&name).cloned(),
+                    name,
                 }
             })
             .collect();
