@@ -491,56 +491,81 @@ fn validate_names_the_bad_notify_key() {
     );
 }
 
-/// Just enough SMTP (no TLS) for one message; returns what followed DATA.
-async fn smtp_server() -> (u16, mpsc::UnboundedReceiver<String>) {
+/// Just enough SMTP for one message; returns what followed DATA. With `tls` it
+/// offers STARTTLS and goes on over TLS after it.
+async fn smtp_server(tls: Option<rustls::ServerConfig>) -> (u16, mpsc::UnboundedReceiver<String>) {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
-        let (s, _) = l.accept().await.unwrap();
-        let (r, mut w) = s.into_split();
-        let mut r = BufReader::new(r);
-        w.write_all(b"220 fake ESMTP\r\n").await.unwrap();
-        let mut line = String::new();
-        loop {
-            line.clear();
-            if r.read_line(&mut line).await.unwrap() == 0 {
-                return;
-            }
-            let cmd = line.to_ascii_uppercase();
-            let reply: &[u8] = if cmd.starts_with("EHLO") {
-                b"250-fake\r\n250 AUTH PLAIN\r\n"
-            } else if cmd.starts_with("AUTH") {
-                b"235 ok\r\n"
-            } else if cmd.starts_with("DATA") {
-                w.write_all(b"354 go\r\n").await.unwrap();
-                let mut data = String::new();
-                loop {
-                    let mut l = String::new();
-                    r.read_line(&mut l).await.unwrap();
-                    if l == ".\r\n" {
-                        break;
-                    }
-                    data.push_str(&l);
-                }
-                let _ = tx.send(data);
-                b"250 queued\r\n"
-            } else if cmd.starts_with("QUIT") {
-                let _ = w.write_all(b"221 bye\r\n").await;
-                return;
-            } else {
-                // MAIL FROM, RCPT TO, RSET, NOOP
-                b"250 ok\r\n"
-            };
-            w.write_all(reply).await.unwrap();
+        let (mut s, _) = l.accept().await.unwrap();
+        s.write_all(b"220 fake ESMTP\r\n").await.unwrap();
+        let Some(tls) = tls else {
+            smtp_session(s, false, &tx).await;
+            return;
+        };
+        // The client asked for STARTTLS: the same dialogue over TLS.
+        if let Some(s) = smtp_session(s, true, &tx).await
+            && let Ok(s) = tokio_rustls::TlsAcceptor::from(Arc::new(tls))
+                .accept(s)
+                .await
+        {
+            smtp_session(s, false, &tx).await;
         }
     });
     (port, rx)
 }
 
+/// One SMTP dialogue on `s`; the stream back when the client sent STARTTLS (and
+/// `starttls` offered it).
+async fn smtp_session<S>(s: S, starttls: bool, tx: &mpsc::UnboundedSender<String>) -> Option<S>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut s = BufReader::new(s);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if s.read_line(&mut line).await.ok()? == 0 {
+            return None;
+        }
+        let cmd = line.to_ascii_uppercase();
+        let reply: &[u8] = if cmd.starts_with("EHLO") && starttls {
+            b"250-fake\r\n250-STARTTLS\r\n250 AUTH PLAIN\r\n"
+        } else if cmd.starts_with("EHLO") {
+            b"250-fake\r\n250 AUTH PLAIN\r\n"
+        } else if cmd.starts_with("STARTTLS") && starttls {
+            s.write_all(b"220 go ahead\r\n").await.ok()?;
+            return Some(s.into_inner());
+        } else if cmd.starts_with("AUTH") {
+            b"235 ok\r\n"
+        } else if cmd.starts_with("DATA") {
+            s.write_all(b"354 go\r\n").await.ok()?;
+            let mut data = String::new();
+            loop {
+                let mut l = String::new();
+                s.read_line(&mut l).await.ok()?;
+                if l == ".\r\n" {
+                    break;
+                }
+                data.push_str(&l);
+            }
+            let _ = tx.send(data);
+            b"250 queued\r\n"
+        } else if cmd.starts_with("QUIT") {
+            let _ = s.write_all(b"221 bye\r\n").await;
+            return None;
+        } else {
+            // MAIL FROM, RCPT TO, RSET, NOOP
+            b"250 ok\r\n"
+        };
+        s.write_all(reply).await.ok()?;
+    }
+}
+
 #[tokio::test]
 async fn an_email_goes_through_a_local_smtp_server() {
-    let (port, mut got) = smtp_server().await;
+    let (port, mut got) = smtp_server(None).await;
     let d = dir("email");
     std::fs::write(d.join("password"), "smtp-password\n").unwrap();
     let c = config(
@@ -826,4 +851,55 @@ async fn a_self_signed_certificate_in_the_ca_file_still_needs_the_right_name_and
         );
         assert!(err.contains(says), "{file}: {err}");
     }
+}
+
+#[tokio::test]
+async fn an_email_goes_over_starttls_to_a_server_of_a_private_ca() {
+    let (tls, ca_pem) = private_ca();
+    let (port, mut got) = smtp_server(Some(tls.clone())).await;
+    let d = dir("email-tls");
+    std::fs::write(d.join("ca.pem"), ca_pem).unwrap();
+    let c = config(
+        &d,
+        &format!(
+            "[[notify]]\nkind = \"email\"\nsmtp_host = \"localhost\"\nsmtp_port = {port}\nca = \"ca.pem\"\n\
+             from = \"autoscale@example.org\"\nto = [\"ops@example.org\"]\n"
+        ),
+    );
+    let e = Envelope::now(Notice::Test {
+        reason: "tls".into(),
+    });
+    Sink::open(&c.notify[0]).unwrap().deliver(&e).await.unwrap();
+    let data = next(&mut got).await;
+    assert!(
+        data.contains("Subject: albatross-autoscale: test notification"),
+        "{data}"
+    );
+
+    // Without `ca` the same server is not trusted: nothing is sent.
+    let (port, mut got) = smtp_server(Some(tls)).await;
+    let c = config(
+        &d,
+        &format!(
+            "[[notify]]\nkind = \"email\"\nsmtp_host = \"localhost\"\nsmtp_port = {port}\n\
+             from = \"autoscale@example.org\"\nto = [\"ops@example.org\"]\n"
+        ),
+    );
+    let err = Sink::open(&c.notify[0])
+        .unwrap()
+        .deliver(&e)
+        .await
+        .unwrap_err();
+    assert!(got.try_recv().is_err(), "nothing got through: {err}");
+    // `ca` without TLS is a config error naming the key.
+    let problems = Config::parse(
+        "[[notify]]\nkind = \"email\"\nsmtp_host = \"m\"\nstarttls = false\nca = \"ca.pem\"\nfrom = \"a@b.c\"\nto = [\"d@e.f\"]\n",
+        &d.join("c.toml"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        problems.contains("notify[0].ca: set, but starttls = false"),
+        "{problems}"
+    );
 }

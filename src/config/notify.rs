@@ -111,6 +111,9 @@ pub struct Email {
     pub starttls: bool,
     pub username: Option<String>,
     pub password_file: Option<PathBuf>,
+    /// PEM CA certificates to trust for STARTTLS instead of the system's (a private
+    /// CA that signed the server's certificate).
+    pub ca: Option<PathBuf>,
     pub from: String,
     pub to: Vec<String>,
 }
@@ -149,7 +152,7 @@ struct NotifyFile {
     to: Option<Vec<String>>,
 }
 
-const WEBHOOK_KEYS: &[&str] = &["url", "format", "secret_file", "token_file", "ca"];
+const WEBHOOK_KEYS: &[&str] = &["url", "format", "secret_file", "token_file"];
 const EMAIL_KEYS: &[&str] = &[
     "smtp_host",
     "smtp_port",
@@ -314,12 +317,19 @@ fn sink(
                 "{at}.username: username and password_file go together"
             ));
         }
+        let starttls = f.starttls.unwrap_or(true);
+        if f.ca.is_some() && !starttls {
+            problems.push(format!(
+                "{at}.ca: set, but starttls = false (a CA only matters for TLS)"
+            ));
+        }
         Kind::Email(Email {
             smtp_host,
             smtp_port: f.smtp_port.unwrap_or(587),
-            starttls: f.starttls.unwrap_or(true),
+            starttls,
             username: f.username,
             password_file,
+            ca: file("ca", f.ca, problems),
             from,
             to,
         })

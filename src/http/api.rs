@@ -354,6 +354,7 @@ pub fn redacted(c: &Config) -> Value {
                     "kind": "email", "smtp_host": e.smtp_host, "smtp_port": e.smtp_port,
                     "starttls": e.starttls, "username": e.username,
                     "password": e.password_file.as_ref().map(|_| "<redacted: file>"),
+                    "ca": e.ca,
                     "from": e.from, "to": e.to,
                 }),
             };

@@ -6,6 +6,7 @@ use std::time::Duration;
 use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, Message};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
 use super::Envelope;
@@ -47,11 +48,26 @@ impl Email {
                         .map_err(|_| format!("to: {t:?} is not an email address"))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-        let mut b = if c.starttls {
-            AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&c.smtp_host)
-                .map_err(|e| format!("smtp_host: {e}"))?
-        } else {
-            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&c.smtp_host)
+        let mut b = match (&c.ca, c.starttls) {
+            // A private CA: STARTTLS required, verified against its certificates only.
+            (Some(ca), true) => {
+                let mut params = TlsParameters::builder(c.smtp_host.clone())
+                    .certificate_store(CertificateStore::None);
+                for der in crate::cert::read_ca_file(ca).map_err(|e| format!("ca: {e}"))? {
+                    let cert = Certificate::from_der(der.to_vec())
+                        .map_err(|e| format!("ca: {}: {e}", ca.display()))?;
+                    params = params.add_root_certificate(cert);
+                }
+                let params = params
+                    .build_rustls()
+                    .map_err(|e| format!("ca: {}: {e}", ca.display()))?;
+                AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&c.smtp_host)
+                    .tls(Tls::Required(params))
+            }
+            (None, true) => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&c.smtp_host)
+                .map_err(|e| format!("smtp_host: {e}"))?,
+            // Refused by the config check (a CA without TLS); in the clear otherwise.
+            (_, false) => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&c.smtp_host),
         };
         b = b.port(c.smtp_port).timeout(Some(timeout));
         if let (Some(user), Some(p)) = (&c.username, &c.password_file) {
