@@ -13,7 +13,7 @@ use albatross_autoscale::daemon::albatross::{Daemon, RunOptions};
 use albatross_autoscale::daemon::ownership::Ownership;
 use albatross_autoscale::name::Name;
 use albatross_autoscale::testing::{Endpoint, EndpointConfig, PkiFiles, TestPki};
-use albatross_autoscale::wire::{BlockSpec, FailBehaviour, NetSpec, Typ, UnikernelConfig};
+use albatross_autoscale::wire::{BlockSpec, UnikernelConfig};
 use tokio::sync::broadcast::Receiver;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -36,33 +36,18 @@ struct World {
 }
 
 fn primary_config(blocks: bool) -> UnikernelConfig {
-    UnikernelConfig {
-        typ: Typ::Solo5,
-        compressed: false,
-        image: b"\x7fELF test image".repeat(100),
-        startup: None,
-        add_name: true,
-        fail_behaviour: FailBehaviour::Quit,
-        cpuids: vec![0],
-        memory: 64,
-        block_devices: if blocks {
-            vec![BlockSpec {
-                name: "storage".into(),
-                device: None,
-                sector_size: None,
-            }]
-        } else {
-            Vec::new()
-        },
-        bridges: vec![NetSpec {
-            name: "service".into(),
-            host_device: None,
-            mac: None,
-        }],
-        argv: vec!["--name=web".into(), "-l".into(), "*:debug".into()],
-        numcpus: Some(1),
-        linux_boot_partition: None,
+    let mut c = albatross_autoscale::testing::small_unikernel();
+    c.image = b"\x7fELF test image".repeat(100);
+    c.bridges[0].host_device = None;
+    c.argv = vec!["--name=web".into(), "-l".into(), "*:debug".into()];
+    if blocks {
+        c.block_devices = vec![BlockSpec {
+            name: "storage".into(),
+            device: None,
+            sector_size: None,
+        }];
     }
+    c
 }
 
 async fn world(blocks: bool) -> World {

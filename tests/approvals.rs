@@ -66,6 +66,22 @@ async fn call(api: &Arc<Api>, method: Method, path: &str) -> (StatusCode, Value)
     (status, v)
 }
 
+/// `proxmox::run` in a task until the returned token is cancelled.
+fn spawn_loop(
+    config: &Config,
+    opts: RunOptions,
+) -> (
+    CancellationToken,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn({
+        let (config, shutdown) = (config.clone(), shutdown.clone());
+        async move { proxmox::run(&config, opts, shutdown).await }
+    });
+    (shutdown, task)
+}
+
 /// Let virtual time pass in one-second steps until `cond` holds (at most `limit`).
 async fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let end = Instant::now() + limit;
@@ -122,17 +138,13 @@ async fn pending_approved_executed_then_rejected_then_expired() {
     api.set_approvals(book.clone(), Some(tx));
     let notices = Notices::default();
     let mut heard = notices.subscribe();
-    let shutdown = CancellationToken::new();
     let opts = RunOptions {
         notices,
         approvals: book.clone(),
         inbox,
         ..RunOptions::default()
     };
-    let task = tokio::spawn({
-        let (config, shutdown) = (config.clone(), shutdown.clone());
-        async move { proxmox::run(&config, opts, shutdown).await }
-    });
+    let (shutdown, task) = spawn_loop(&config, opts);
     let mut next_pending = async || loop {
         let n = heard.recv().await.unwrap();
         if n.kind() == "approval_pending" {
@@ -466,17 +478,13 @@ async fn a_vertical_resize_waits_as_a_scale_up_and_runs_once_approved() {
     let (tx, inbox) = Inbox::channel();
     let notices = Notices::default();
     let mut heard = notices.subscribe();
-    let shutdown = CancellationToken::new();
     let opts = RunOptions {
         notices,
         approvals: book.clone(),
         inbox,
         ..RunOptions::default()
     };
-    let task = tokio::spawn({
-        let (config, shutdown) = (config.clone(), shutdown.clone());
-        async move { proxmox::run(&config, opts, shutdown).await }
-    });
+    let (shutdown, task) = spawn_loop(&config, opts);
     let n = loop {
         let n = heard.recv().await.unwrap();
         if n.kind() == "approval_pending" {
@@ -562,15 +570,11 @@ async fn containers_show_size_usage_bounds_in_force_and_the_clone_group() {
     assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{v}");
     assert_eq!(v["error"]["code"], "not_polled_yet");
 
-    let shutdown = CancellationToken::new();
     let opts = RunOptions {
         view: Some(view.clone()),
         ..RunOptions::default()
     };
-    let task = tokio::spawn({
-        let (config, shutdown) = (config.clone(), shutdown.clone());
-        async move { proxmox::run(&config, opts, shutdown).await }
-    });
+    let (shutdown, task) = spawn_loop(&config, opts);
     wait_until(Duration::from_secs(30), "the first poll", || {
         view.lock().unwrap().is_some()
     })

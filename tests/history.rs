@@ -19,8 +19,7 @@ use albatross_autoscale::history::{Feed, Writer, query, store};
 use albatross_autoscale::http::limit::ManualClock;
 use albatross_autoscale::http::{Api, router};
 use albatross_autoscale::name::Name;
-use albatross_autoscale::testing::{Endpoint, EndpointConfig, TestPki};
-use albatross_autoscale::wire::{FailBehaviour, NetSpec, Typ, UnikernelConfig};
+use albatross_autoscale::testing::{Endpoint, EndpointConfig, TestPki, small_unikernel};
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode};
@@ -52,28 +51,6 @@ fn name(s: &str) -> Arc<Name> {
 
 fn q(p: &Path) -> String {
     format!("{:?}", p.display().to_string())
-}
-
-fn primary() -> UnikernelConfig {
-    UnikernelConfig {
-        typ: Typ::Solo5,
-        compressed: false,
-        image: b"\x7fELF test image".repeat(100),
-        startup: None,
-        add_name: true,
-        fail_behaviour: FailBehaviour::Quit,
-        cpuids: vec![0],
-        memory: 64,
-        block_devices: Vec::new(),
-        bridges: vec![NetSpec {
-            name: "service".into(),
-            host_device: None,
-            mac: None,
-        }],
-        argv: vec!["--name=web".into()],
-        numcpus: Some(1),
-        linux_boot_partition: None,
-    }
 }
 
 /// Wait for an output matching `f`.
@@ -109,7 +86,7 @@ async fn round_trip_run_export_simulate() {
         }
     });
     let endpoint = Endpoint::start(cfg).await.unwrap();
-    endpoint.add(Name::parse("demo:web").unwrap(), primary());
+    endpoint.add(Name::parse("demo:web").unwrap(), small_unikernel());
     let text = format!(
         "[policy]\nsample_interval = \"100ms\"\nscale_up_threshold = 75\nscale_up_ticks = 2\nscale_down_threshold = 30\nscale_down_ticks = 3\n\
          scale_up_cooldown = \"300ms\"\nscale_down_cooldown = \"500ms\"\ndeath_timeout = \"2s\"\nmax_instances = 3\nmax_actions_per_hour = 100\nboot_time = \"200ms\"\n\
@@ -215,8 +192,15 @@ async fn round_trip_run_export_simulate() {
             .all(|(t, _)| ((t * 10.0).round() - t * 10.0).abs() < 1e-6),
         "{csv}"
     );
-    let peak = rows.iter().map(|r| r.1).fold(0.0, f64::max);
-    assert!((1.05..=1.4).contains(&peak), "peak demand {peak}: {csv}");
+    // The busy stretch recorded the 1.2 vCPUs served. Its median, not its peak: on a
+    // loaded machine one late stats frame can put a single row well above it.
+    let mut busy: Vec<f64> = rows.iter().map(|r| r.1).filter(|d| *d > 0.9).collect();
+    busy.sort_by(f64::total_cmp);
+    let median = busy[busy.len() / 2];
+    assert!(
+        (1.05..=1.4).contains(&median),
+        "busy median {median}: {csv}"
+    );
     assert!(rows.last().unwrap().1 < 0.6, "{csv}");
     let trace = d.join("trace.csv");
     std::fs::write(&trace, &csv).unwrap();
@@ -598,14 +582,11 @@ async fn http_history_and_forecast_answer_with_json() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resize_only_container_is_recorded_with_its_resizes() {
-    use albatross_autoscale::proxmox::fake::{Ct, Fake, FakeServer};
+    use albatross_autoscale::proxmox::fake::FakeServer;
     const PVE_SECRET: &str = "3f0c5a52-0000-4000-8000-0000000000ee";
-    let mut f = Fake::new(&format!("PVEAPIToken=autoscale@pve!scaler={PVE_SECRET}"));
-    f.node("pve", 65_536, 8_192);
-    let mut hot = Ct::new("pve", "web", 2, 2048);
-    hot.cpu = 0.95;
-    f.cts.insert(101, hot);
-    let pve = FakeServer::start(f).await.unwrap();
+    let pve = FakeServer::one_hot_container(PVE_SECRET, 0.95)
+        .await
+        .unwrap();
     let d = dir("vertical");
     let cfg = d.join("c.toml");
     std::fs::write(

@@ -596,14 +596,11 @@ async fn an_email_goes_through_a_local_smtp_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_once_against_fake_proxmox_notifies_the_resize_before_it_exits() {
-    use albatross_autoscale::proxmox::fake::{Ct, Fake, FakeServer};
+    use albatross_autoscale::proxmox::fake::FakeServer;
     const PVE_SECRET: &str = "3f0c5a52-0000-4000-8000-0000000000dd";
-    let mut f = Fake::new(&format!("PVEAPIToken=autoscale@pve!scaler={PVE_SECRET}"));
-    f.node("pve", 65_536, 8_192);
-    let mut hot = Ct::new("pve", "web", 2, 2048);
-    hot.cpu = 0.97;
-    f.cts.insert(101, hot);
-    let pve = FakeServer::start(f).await.unwrap();
+    let pve = FakeServer::one_hot_container(PVE_SECRET, 0.97)
+        .await
+        .unwrap();
     let (url, mut got) = receiver().await;
     let d = dir("run-once");
     config(&d, "");

@@ -2,18 +2,12 @@
 
 use std::process::Command;
 
-use albatross_autoscale::proxmox::fake::{Ct, Fake, FakeServer};
+use albatross_autoscale::proxmox::fake::{FakeServer, TOKEN_ID as TOKEN};
 
 const SECRET: &str = "3f0c5a52-0000-4000-8000-0000000000cc";
-const TOKEN: &str = "autoscale@pve!scaler";
 
 async fn server() -> FakeServer {
-    let mut f = Fake::new(&format!("PVEAPIToken={TOKEN}={SECRET}"));
-    f.node("pve", 65_536, 8_192);
-    let mut hot = Ct::new("pve", "web", 2, 2048);
-    hot.cpu = 0.97;
-    f.cts.insert(101, hot);
-    FakeServer::start(f).await.unwrap()
+    FakeServer::one_hot_container(SECRET, 0.97).await.unwrap()
 }
 
 fn run_once(url: &str, extra: &[&str], name: &str) -> std::process::Output {

@@ -16,7 +16,6 @@ use crate::core::{Action, Output, Verdict, cpu};
 use crate::daemon::albatross::{Daemon, RunOptions};
 use crate::name::Name;
 use crate::testing::{Endpoint, EndpointConfig, PkiFiles, TestPki};
-use crate::wire::{FailBehaviour, NetSpec, Typ, UnikernelConfig};
 
 /// Arguments of `demo`.
 #[derive(clap::Args, Debug)]
@@ -135,7 +134,7 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
         .await
         .context("starting the embedded albatross endpoint")?;
     let primary = Name::parse("demo:web")?;
-    endpoint.add(primary.clone(), primary_config());
+    endpoint.add(primary.clone(), crate::testing::small_unikernel());
 
     let text = demo_config(&files, &endpoint.addr().to_string(), tick);
     let cfg_path = dir.join("demo.toml");
@@ -270,27 +269,4 @@ fn sparkline(timeline: &[(f64, u32)], total: f64) -> String {
         let _ = write!(s, "{n}");
     }
     s
-}
-
-/// The primary: a small Solo5 unikernel with one network interface.
-fn primary_config() -> UnikernelConfig {
-    UnikernelConfig {
-        typ: Typ::Solo5,
-        compressed: false,
-        image: b"\x7fELF demo unikernel image".repeat(64),
-        startup: None,
-        add_name: true,
-        fail_behaviour: FailBehaviour::Quit,
-        cpuids: vec![0],
-        memory: 64,
-        block_devices: Vec::new(),
-        bridges: vec![NetSpec {
-            name: "service".into(),
-            host_device: Some("service".into()),
-            mac: None,
-        }],
-        argv: vec!["--ipv4=10.0.42.2/24".into()],
-        numcpus: Some(1),
-        linux_boot_partition: None,
-    }
 }

@@ -233,7 +233,22 @@ impl Drop for FakeServer {
     }
 }
 
+/// The token id [`FakeServer::one_hot_container`] accepts.
+pub const TOKEN_ID: &str = "autoscale@pve!scaler";
+
 impl FakeServer {
+    /// One node `pve` and container 101 `web` (2 cores, 2 GiB) busy at `cpu` (a
+    /// fraction of its cores), for token [`TOKEN_ID`] with `secret`: what the
+    /// `run --once` tests drive.
+    pub async fn one_hot_container(secret: &str, cpu: f64) -> std::io::Result<Self> {
+        let mut f = Fake::new(&format!("PVEAPIToken={TOKEN_ID}={secret}"));
+        f.node("pve", 65_536, 8_192);
+        let mut hot = Ct::new("pve", "web", 2, 2048);
+        hot.cpu = cpu;
+        f.cts.insert(101, hot);
+        Self::start(f).await
+    }
+
     /// Serve `fake` on 127.0.0.1 (a free port).
     pub async fn start(fake: Fake) -> std::io::Result<Self> {
         let state = Arc::new(Mutex::new(fake));

@@ -9,9 +9,33 @@ use std::time::Duration;
 
 use crate::name::Name;
 use crate::wire::{
-    BlockInfo, IfData, KinfoMem, Mac, NamedUnikernelInfo, NetInfo, Rusage, StatsData, Time,
-    Timeval, UnikernelConfig, UnikernelInfo,
+    BlockInfo, FailBehaviour, IfData, KinfoMem, Mac, NamedUnikernelInfo, NetInfo, NetSpec, Rusage,
+    StatsData, Time, Timeval, Typ, UnikernelConfig, UnikernelInfo,
 };
+
+/// A small Solo5 unikernel with one network interface (`service`) and one vCPU:
+/// the primary of the demo and of the tests.
+pub fn small_unikernel() -> UnikernelConfig {
+    UnikernelConfig {
+        typ: Typ::Solo5,
+        compressed: false,
+        image: b"\x7fELF demo unikernel image".repeat(64),
+        startup: None,
+        add_name: true,
+        fail_behaviour: FailBehaviour::Quit,
+        cpuids: vec![0],
+        memory: 64,
+        block_devices: Vec::new(),
+        bridges: vec![NetSpec {
+            name: "service".into(),
+            host_device: Some("service".into()),
+            mac: None,
+        }],
+        argv: vec!["--ipv4=10.0.42.2/24".into()],
+        numcpus: Some(1),
+        linux_boot_partition: None,
+    }
+}
 
 /// Demand of a group, in vCPUs, at time `t` since the endpoint started. The group is
 /// named by its primary (`alice:web`).

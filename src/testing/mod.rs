@@ -9,5 +9,5 @@ mod session;
 
 pub use endpoint::{Endpoint, EndpointConfig, Handled, Outcome};
 pub use front::{server_config, tls_front};
-pub use hosted::{GroupFn, Hosted, LoadFn, default_group};
+pub use hosted::{GroupFn, Hosted, LoadFn, default_group, small_unikernel};
 pub use pki::{PkiFiles, SERVER_NAME, TestPki};
