@@ -18,7 +18,7 @@ use albatross_autoscale::daemon::approvals::{Book, Inbox, SharedBook, State};
 use albatross_autoscale::daemon::decision_log::DecisionLog;
 use albatross_autoscale::daemon::ownership::Ownership;
 use albatross_autoscale::daemon::runner::EngineHandle;
-use albatross_autoscale::daemon::{Actuator, Event, Notices, Runner, Settings};
+use albatross_autoscale::daemon::{Actuator, Done, Event, Failed, Notices, Runner, Settings};
 use albatross_autoscale::http::limit::ManualClock;
 use albatross_autoscale::http::{Api, router};
 use albatross_autoscale::name::Name;
@@ -297,9 +297,9 @@ async fn pending_approved_executed_then_rejected_then_expired() {
 struct Script(mpsc::UnboundedSender<(Action, String)>);
 
 impl Actuator for Script {
-    async fn execute(&self, d: Decision) -> Result<(), String> {
+    async fn execute(&self, d: Decision) -> Result<Done, Failed> {
         let _ = self.0.send((d.action, d.instance.to_string()));
-        Ok(())
+        Ok(Done::Executed)
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use albatross_autoscale::core::{Action, Decision, Engine, Options, Output, Policy, Timestamp};
 use albatross_autoscale::daemon::decision_log::DecisionLog;
 use albatross_autoscale::daemon::ownership::Ownership;
-use albatross_autoscale::daemon::{Actuator, Event, Runner, Settings};
+use albatross_autoscale::daemon::{Actuator, Done, Event, Failed, Runner, Settings};
 use albatross_autoscale::name::Name;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -20,21 +20,21 @@ struct Script {
 }
 
 impl Actuator for Script {
-    async fn execute(&self, d: Decision) -> Result<(), String> {
+    async fn execute(&self, d: Decision) -> Result<Done, Failed> {
         // An action takes a while, in virtual time.
         tokio::time::sleep(Duration::from_secs(2)).await;
         if d.action == Action::ScaleUp {
             let mut f = self.fail_creates.lock().unwrap();
             if *f > 0 {
                 *f -= 1;
-                return Err("create: policy does not allow".into());
+                return Err(Failed::Transient("create: policy does not allow".into()));
             }
         }
         self.done
             .lock()
             .unwrap()
             .push((d.action, d.instance.to_string()));
-        Ok(())
+        Ok(Done::Executed)
     }
 }
 

@@ -186,7 +186,60 @@ fn a_silent_clone_is_not_averaged_and_is_dropped_after_death_timeout() {
     let Some(Output::Evaluation(e)) = out.last() else {
         panic!()
     };
-    assert_eq!((e.avg_bp, e.fresh, e.instances), (Some(5_000), 1, 1));
+    // Not averaged; still counted (its remains may run) until the cleanup answers.
+    assert_eq!((e.avg_bp, e.fresh, e.instances), (Some(5_000), 1, 2));
+    h.input(Input::ActionResult {
+        id: d[0].id,
+        outcome: Ok(()),
+    });
+    assert!(!h.c().has_member(&name("alice:web-clone-1")));
+    assert!(h.c().is_retired(&name("alice:web-clone-1")));
+}
+
+/// Seen against a real albatross: a clone died while its group was hot and at
+/// max_instances; `clone_lost` and `scale_up` of the same name went out a few ms
+/// apart, and the older destroy's completion erased the new clone's ownership.
+/// The lost clone's name stays taken until its cleanup is answered.
+#[test]
+fn a_lost_clone_name_is_not_reused_before_its_cleanup_is_answered() {
+    let mut h = H::new(Policy {
+        max_instances: 2,
+        scale_up_ticks: 1,
+        scale_up_cooldown: Duration::ZERO,
+        death_timeout: Duration::from_secs(30),
+        ..policy()
+    });
+    h.input(Input::Adopt {
+        vm: name("alice:web-clone-1"),
+    });
+    h.sample("alice:web", 0);
+    h.sample("alice:web-clone-1", 0);
+    h.round(&["alice:web", "alice:web-clone-1"], 95);
+    // The clone dies; the primary stays hot.
+    let mut lost = None;
+    let mut during = Vec::new();
+    for _ in 0..6 {
+        for d in decisions(&h.round(&["alice:web"], 95)) {
+            match (d.action, lost) {
+                (Action::CloneLost, None) => lost = Some(d.id),
+                (_, None) => {}
+                (_, Some(_)) => during.push(d),
+            }
+        }
+    }
+    let lost = lost.expect("the silent clone is lost");
+    assert!(
+        during.is_empty(),
+        "nothing acts on the name (or above max) before the cleanup answers: {during:?}"
+    );
+    h.input(Input::ActionResult {
+        id: lost,
+        outcome: Ok(()),
+    });
+    let d = decisions(&h.round(&["alice:web"], 95));
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0].action, Action::ScaleUp);
+    assert_eq!(d[0].instance.to_string(), "alice:web-clone-1");
 }
 
 #[test]

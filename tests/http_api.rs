@@ -14,7 +14,7 @@ use albatross_autoscale::core::{Action, Decision, Engine, Options, Output, Times
 use albatross_autoscale::daemon::decision_log::DecisionLog;
 use albatross_autoscale::daemon::ownership::Ownership;
 use albatross_autoscale::daemon::runner::EngineHandle;
-use albatross_autoscale::daemon::{Actuator, Event, Runner, Settings};
+use albatross_autoscale::daemon::{Actuator, Done, Event, Failed, Runner, Settings};
 use albatross_autoscale::http::limit::ManualClock;
 use albatross_autoscale::http::{Api, router};
 use albatross_autoscale::name::Name;
@@ -34,9 +34,9 @@ const KEY2: &str = "second-key-0123456789abcdef";
 struct Script(mpsc::UnboundedSender<(Action, String)>);
 
 impl Actuator for Script {
-    async fn execute(&self, d: Decision) -> Result<(), String> {
+    async fn execute(&self, d: Decision) -> Result<Done, Failed> {
         let _ = self.0.send((d.action, d.instance.to_string()));
-        Ok(())
+        Ok(Done::Executed)
     }
 }
 

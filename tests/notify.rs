@@ -10,7 +10,9 @@ use albatross_autoscale::config::Config;
 use albatross_autoscale::core::{Action, Decision, Engine, Input, Options, Policy, Timestamp};
 use albatross_autoscale::daemon::decision_log::DecisionLog;
 use albatross_autoscale::daemon::ownership::Ownership;
-use albatross_autoscale::daemon::{Actuator, Event, Notice, Notices, Runner, Settings};
+use albatross_autoscale::daemon::{
+    Actuator, Done, Event, Failed, Notice, Notices, Runner, Settings,
+};
 use albatross_autoscale::name::Name;
 use albatross_autoscale::notify::{Counters, Dispatcher, Envelope, Sink, webhook};
 use axum::body::Bytes;
@@ -80,7 +82,7 @@ struct Record {
 }
 
 impl Actuator for Record {
-    async fn execute(&self, d: Decision) -> Result<(), String> {
+    async fn execute(&self, d: Decision) -> Result<Done, Failed> {
         let at = self
             .start
             .lock()
@@ -91,7 +93,7 @@ impl Actuator for Record {
             .lock()
             .unwrap()
             .push((d.action, d.instance.to_string(), at));
-        Ok(())
+        Ok(Done::Executed)
     }
 }
 

@@ -1,13 +1,15 @@
-//! Carries out the engine's decisions on albatross: clone = `info` + `get` of the
-//! primary, then `create` under the new name; destroy = `destroy` of an owned clone;
-//! re-create a dead primary from the configuration and image cached while it ran.
+//! Carries out the engine's decisions on albatross: clone = `info` of the path, the
+//! policy checked, `get` of the primary's image (once per digest), then `create`
+//! under the new name; destroy = `destroy` of an owned clone; re-create a dead
+//! primary from the configuration and image cached while it ran.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::client::{Client, ClientError};
+use super::policy;
 use crate::core::{Action, Decision};
-use crate::daemon::Actuator;
+use crate::daemon::{Actuator, Done, Failed};
 use crate::name::Name;
 use crate::wire::{BlockSpec, NetSpec, UnikernelConfig, UnikernelInfo};
 
@@ -56,62 +58,84 @@ impl AlbatrossActuator {
             .ok_or_else(|| format!("no albatross endpoint configured for group {group}"))
     }
 
-    /// Fetch and cache the primary's configuration and image, so that it can be
-    /// cloned and, if it dies, created again.
+    /// Remember the primary's configuration (from a listing) and its image, so that
+    /// it can be cloned and, if it dies, created again. The image is fetched only
+    /// when its digest is new: once per digest, not once per clone or reconcile.
+    pub async fn snapshot_from(
+        &self,
+        client: &Client,
+        primary: &Name,
+        info: UnikernelInfo,
+    ) -> Result<PrimarySpec, ClientError> {
+        if let Some(n) = info.numcpus.and_then(|n| u32::try_from(n).ok()) {
+            lock(&self.vcpus).insert(primary.clone(), n.max(1));
+        }
+        let cached = lock(&self.specs)
+            .get(primary)
+            .filter(|s| !info.digest.is_empty() && s.info.digest == info.digest)
+            .map(|s| s.image.clone());
+        let image = match cached {
+            Some(image) => image,
+            None => Arc::new(client.get_image(primary).await?),
+        };
+        let spec = PrimarySpec { info, image };
+        lock(&self.specs).insert(primary.clone(), spec.clone());
+        Ok(spec)
+    }
+
+    /// [`AlbatrossActuator::snapshot_from`] with its own `info` of the primary.
     pub async fn snapshot(&self, group: &Name, primary: &Name) -> Result<PrimarySpec, ClientError> {
         let client = self.client(group).map_err(|_| ClientError::OutsidePath {
             endpoint: String::new(),
             name: primary.to_string(),
             path: "(no endpoint)".into(),
         })?;
-        let info = client
-            .info(Some(primary))
-            .await?
-            .into_iter()
-            .find(|i| i.name == *primary)
-            .ok_or_else(|| ClientError::Failure {
-                endpoint: client.endpoint().to_string(),
-                command: "info",
-                name: primary.to_string(),
-                message: "not running".into(),
-            })?
-            .info;
-        let image = Arc::new(client.get_image(primary).await?);
-        if let Some(n) = info.numcpus.and_then(|n| u32::try_from(n).ok()) {
-            lock(&self.vcpus).insert(primary.clone(), n.max(1));
-        }
-        let spec = PrimarySpec { info, image };
-        lock(&self.specs).insert(primary.clone(), spec.clone());
-        Ok(spec)
+        let info = find(&client, &client.info(Some(primary)).await?, primary)?;
+        self.snapshot_from(&client, primary, info).await
     }
 
-    async fn scale_up(&self, d: &Decision) -> Result<(), String> {
+    async fn scale_up(&self, d: &Decision) -> Result<Done, Failed> {
         let client = self.client(&d.group)?;
+        // One listing of the path: the primary's configuration and what counts
+        // against the policy, checked before any image is fetched.
+        let running = client.info(None).await.map_err(|e| e.to_string())?;
+        let info = find(&client, &running, &d.primary).map_err(|e| e.to_string())?;
+        let config = clone_config(&d.primary, &info).map_err(Failed::Permanent)?;
+        if let Some(policy) = client.policy() {
+            policy::check_clone(&policy, &running, &config).map_err(Failed::Permanent)?;
+        }
         let spec = self
-            .snapshot(&d.group, &d.primary)
+            .snapshot_from(&client, &d.primary, info)
             .await
             .map_err(|e| e.to_string())?;
-        let config = clone_config(&d.primary, &spec.info)?;
-        client
-            .create(&d.instance, config, &spec.image)
-            .await
-            .map_err(|e| e.to_string())?;
+        if let Err(e) = client.create(&d.instance, config, &spec.image).await {
+            return Err(match &e {
+                ClientError::Failure { message, .. } if policy::is_permanent_refusal(message) => {
+                    // Our copy of the policy was stale: read it again.
+                    if let Err(e) = client.read_policy().await {
+                        tracing::warn!(endpoint = client.endpoint(), error = %e, "cannot read the policy");
+                    }
+                    Failed::Permanent(e.to_string())
+                }
+                _ => Failed::Transient(e.to_string()),
+            });
+        }
         if let Some(n) = spec.info.numcpus.and_then(|n| u32::try_from(n).ok()) {
             lock(&self.vcpus).insert((*d.instance).clone(), n.max(1));
         }
-        Ok(())
+        Ok(Done::Executed)
     }
 
-    async fn destroy(&self, d: &Decision) -> Result<(), String> {
+    async fn destroy(&self, d: &Decision) -> Result<Done, Failed> {
         let client = self.client(&d.group)?;
         match client.destroy(&d.instance).await {
             // Already gone is what we wanted.
-            Ok(_) => Ok(()),
-            Err(e) => Err(e.to_string()),
+            Ok(_) => Ok(Done::Executed),
+            Err(e) => Err(Failed::Transient(e.to_string())),
         }
     }
 
-    async fn recreate(&self, d: &Decision) -> Result<(), String> {
+    async fn recreate(&self, d: &Decision) -> Result<Done, Failed> {
         let client = self.client(&d.group)?;
         let spec = lock(&self.specs).get(&d.instance).cloned().ok_or_else(|| {
             format!(
@@ -120,20 +144,43 @@ impl AlbatrossActuator {
             )
         })?;
         let config = recreate_config(&spec.info);
-        client
-            .create(&d.instance, config, &spec.image)
-            .await
-            .map_err(|e| e.to_string())
+        match client.create(&d.instance, config, &spec.image).await {
+            Ok(()) => Ok(Done::Executed),
+            // It runs: its stats went silent, it did not die (albatrossd restarted
+            // and restored it). Resubscribe instead of retrying forever.
+            Err(ClientError::Failure { message, .. }) if policy::is_already_running(&message) => {
+                client.request_resync();
+                Ok(Done::AlreadyRunning)
+            }
+            Err(e) => Err(Failed::Transient(e.to_string())),
+        }
     }
 }
 
+/// The entry of `name` in a listing.
+fn find(
+    client: &Client,
+    list: &[crate::wire::NamedUnikernelInfo],
+    name: &Name,
+) -> Result<UnikernelInfo, ClientError> {
+    list.iter()
+        .find(|i| i.name == *name)
+        .map(|i| i.info.clone())
+        .ok_or_else(|| ClientError::Failure {
+            endpoint: client.endpoint().to_string(),
+            command: "info",
+            name: name.to_string(),
+            message: "not running".into(),
+        })
+}
+
 impl Actuator for AlbatrossActuator {
-    async fn execute(&self, d: Decision) -> Result<(), String> {
+    async fn execute(&self, d: Decision) -> Result<Done, Failed> {
         match d.action {
             Action::ScaleUp => self.scale_up(&d).await,
             Action::ScaleDown | Action::CloneLost => self.destroy(&d).await,
             Action::ReplacePrimary => self.recreate(&d).await,
-            Action::Promote => Ok(()),
+            Action::Promote => Ok(Done::Executed),
         }
     }
 }

@@ -1,12 +1,14 @@
 //! Typed albatross operations over [`Connector`]: one command per connection, the
 //! command in the leaf certificate, replies decoded by the wire codec.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
 
 use super::tls::{Connection, Connector, FrameReader, TlsError};
 use crate::cert;
 use crate::name::Name;
-use crate::wire::{self, Command, NamedUnikernelInfo, Payload, Success, UnikernelConfig};
+use crate::wire::{self, Command, NamedUnikernelInfo, Payload, Policy, Success, UnikernelConfig};
 
 /// Why an operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +50,13 @@ pub struct Client {
     connector: Arc<Connector>,
     /// The path the operator certificate speaks for (its sub-CA CNs).
     path: Name,
+    /// The policy of `path` as `policy info` last said (`None`: not read yet).
+    policy: Arc<Mutex<Option<Policy>>>,
+    /// Set by the actuator when the stream of this endpoint must be resubscribed
+    /// and reconciled (a re-create found the primary alive), or by a reload.
+    resync: Arc<Notify>,
+    /// Set on reload: reconcile (and read the policy) now.
+    reconcile: Arc<Notify>,
 }
 
 impl Client {
@@ -65,6 +74,9 @@ impl Client {
         Self {
             connector,
             path: Name::new(labels, None),
+            policy: Arc::default(),
+            resync: Arc::default(),
+            reconcile: Arc::default(),
         }
     }
 
@@ -223,6 +235,54 @@ impl Client {
             Err(ClientError::Failure { message, .. }) if message.contains("not found") => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    /// `policy info` of the path: the policy of the path itself (named `:` in the
+    /// reply), remembered for [`Client::policy`]. `Ok(true)` if it changed since the
+    /// last reading (not on the first).
+    pub async fn read_policy(&self) -> Result<bool, ClientError> {
+        let s = self
+            .request("policy info", None, &Command::PolicyInfo, None)
+            .await?;
+        let Success::Policies(list) = s else {
+            return Err(self.unexpected("policy info", &self.path.to_string(), &s));
+        };
+        let own = list
+            .into_iter()
+            .find(|p| p.name.path.is_empty() && p.name.label.is_none())
+            .map(|p| p.policy);
+        let mut cached = self.policy.lock().unwrap_or_else(|e| e.into_inner());
+        let changed = cached.is_some() && *cached != own;
+        *cached = own;
+        Ok(changed)
+    }
+
+    /// The policy of the path as last read (`None`: unknown, or albatross has none).
+    pub fn policy(&self) -> Option<Policy> {
+        self.policy
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Ask the endpoint's task to resubscribe its stats stream and reconcile.
+    pub fn request_resync(&self) {
+        self.resync.notify_one();
+    }
+
+    /// Wait for [`Client::request_resync`].
+    pub async fn resync_requested(&self) {
+        self.resync.notified().await;
+    }
+
+    /// Ask the endpoint's task to reconcile now (a reload).
+    pub fn request_reconcile(&self) {
+        self.reconcile.notify_one();
+    }
+
+    /// Wait for [`Client::request_reconcile`].
+    pub async fn reconcile_requested(&self) {
+        self.reconcile.notified().await;
     }
 
     /// Open a `stats subscribe` stream for the whole path (leaf CN `.`): every

@@ -2,5 +2,6 @@
 
 pub mod actuator;
 pub mod client;
+pub mod policy;
 pub mod stats;
 pub mod tls;

@@ -29,6 +29,13 @@ pub struct Endpoint {
     /// Reconnect delays of the stats stream: doubling from `reconnect_min` up to this.
     pub reconnect_max: Duration,
     pub reconnect_min: Duration,
+    /// A stats stream with no frame for this long is closed and subscribed again
+    /// (after an albatrossd restart albatross-stats forgets its subscribers without
+    /// closing them). `None`: 3 × the smallest `sample_interval` of its groups.
+    pub stats_idle_timeout: Option<Duration>,
+    /// How often `unikernel info` of the path is compared with the groups (and at
+    /// once after every resubscribe).
+    pub reconcile_interval: Duration,
 }
 
 /// `[daemon]`.
@@ -68,6 +75,10 @@ struct EndpointFile {
     reconnect_min: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     reconnect_max: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    stats_idle_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    reconcile_interval: Option<Duration>,
 }
 
 #[derive(Deserialize)]
@@ -142,7 +153,20 @@ pub(super) fn endpoints(
             connect_timeout: f.connect_timeout.unwrap_or(Duration::from_secs(10)),
             reconnect_min: f.reconnect_min.unwrap_or(Duration::from_secs(1)),
             reconnect_max: f.reconnect_max.unwrap_or(Duration::from_secs(60)),
+            stats_idle_timeout: f.stats_idle_timeout,
+            reconcile_interval: f.reconcile_interval.unwrap_or(Duration::from_secs(300)),
         };
+        if ep
+            .stats_idle_timeout
+            .is_some_and(|d| d < Duration::from_secs(1))
+        {
+            problems.push(format!(
+                "{at}.stats_idle_timeout: must be at least 1s (albatross sends a frame per unikernel every interval)"
+            ));
+        }
+        if ep.reconcile_interval < Duration::from_secs(1) {
+            problems.push(format!("{at}.reconcile_interval: must be at least 1s"));
+        }
         for (key, path) in [("ca", &ep.ca), ("cert", &ep.cert), ("key", &ep.key)] {
             if let Err(e) = std::fs::metadata(path) {
                 problems.push(format!("{at}.{key}: {}: {e}", path.display()));

@@ -104,6 +104,25 @@ const TOP_KEYS: &[&str] = &[
 ];
 
 impl Config {
+    /// The groups placed on endpoint `name`.
+    pub fn groups_on<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Group> + 'a {
+        self.groups
+            .iter()
+            .filter(move |g| g.endpoint.as_deref().unwrap_or("default") == name)
+    }
+
+    /// `stats_idle_timeout` of endpoint `ep`: as set, or 3 × the smallest
+    /// `sample_interval` of its groups (30 s without groups).
+    pub fn stats_idle_timeout(&self, ep: &Endpoint) -> std::time::Duration {
+        ep.stats_idle_timeout.unwrap_or_else(|| {
+            self.groups_on(&ep.name)
+                .map(|g| g.policy.sample_interval)
+                .min()
+                .unwrap_or(std::time::Duration::from_secs(10))
+                * 3
+        })
+    }
+
     /// Read and validate a file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {

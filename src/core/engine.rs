@@ -33,6 +33,12 @@ pub enum Input {
     /// An instance named like a clone of `group` that the group does not own: its
     /// name is never reused and it is never touched.
     Foreign { group: Name, vm: Name },
+    /// The orchestrator refuses scale-ups of `group` for a reason waiting cannot
+    /// change (`why`, the why-not), or lifts that (`None`: its policy changed).
+    Refusal { group: Name, why: Option<String> },
+    /// An owned clone of `group` that the orchestrator no longer lists (a
+    /// reconcile): it leaves the group at once, without a destroy.
+    Gone { group: Name, vm: Name },
     /// Operator (HTTP API): make `group` recommend-only ([`cluster::Input::Pause`]).
     Pause { group: Name },
     /// Operator: `group` back to automatic scaling (clears pause and manual target).
@@ -269,6 +275,17 @@ impl Engine {
                 if let Some(i) = self.clusters.iter().position(|c| **c.group() == group) {
                     let vm = Arc::new(vm);
                     self.step_cluster(i, now, cluster::Input::Foreign { vm }, out);
+                }
+            }
+            Input::Refusal { group, why } => {
+                if let Some(i) = self.clusters.iter().position(|c| **c.group() == group) {
+                    self.step_cluster(i, now, cluster::Input::Refusal { why }, out);
+                }
+            }
+            Input::Gone { group, vm } => {
+                if let Some(i) = self.clusters.iter().position(|c| **c.group() == group) {
+                    let vm = Arc::new(vm);
+                    self.step_cluster(i, now, cluster::Input::Gone { vm }, out);
                 }
             }
             // Operator commands for an unknown group are dropped here; the API

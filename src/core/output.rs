@@ -72,9 +72,11 @@ pub enum Action {
 }
 
 impl Action {
-    /// Whether the actuator must report a result for this action.
+    /// Whether the actuator must report a result for this action. A `clone_lost`
+    /// keeps its name taken (and counted) until its cleanup is answered, so a new
+    /// clone of the same name is never created while the old one is destroyed.
     pub fn needs_result(self) -> bool {
-        matches!(self, Self::ScaleUp | Self::ScaleDown | Self::ReplacePrimary)
+        !matches!(self, Self::Promote)
     }
 
     /// The name used in logs and JSON.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{Notify, broadcast, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -19,10 +19,10 @@ use super::notice::Notices;
 use super::ownership::Ownership;
 use super::runner::{EngineHandle, Event, Runner, Settings};
 use crate::albatross::actuator::{AlbatrossActuator, VcpuMap};
-use crate::albatross::client::Client;
-use crate::albatross::stats::{self, Backoff, StreamHealth};
+use crate::albatross::client::{Client, ClientError};
+use crate::albatross::stats::{self, Backoff, StreamHealth, StreamSettings};
 use crate::config::{Config, Endpoint};
-use crate::core::{Engine, Options, Output, Policy, Timestamp};
+use crate::core::{Engine, Input, Options, Output, Policy, Timestamp};
 use crate::name::Name;
 
 /// How to run.
@@ -82,9 +82,14 @@ pub struct Daemon {
 struct Stream {
     endpoint: Endpoint,
     client: Client,
+    /// The groups placed on it (updated in place on reload).
+    groups: Groups,
     stop: CancellationToken,
     task: JoinHandle<()>,
 }
+
+/// The groups of one endpoint, shared with its task.
+type Groups = Arc<std::sync::Mutex<Vec<Name>>>;
 
 /// Clients per endpoint and the client of each group, checked: every group's
 /// primary must be addressable with its endpoint's certificate.
@@ -198,19 +203,31 @@ impl Daemon {
                 h
             }
         };
-        let groups = self.groups_on(&ep.name, config);
-        let backoff = Backoff {
-            min: ep.reconnect_min,
-            max: ep.reconnect_max,
+        let groups: Groups = Arc::new(std::sync::Mutex::new(self.groups_on(&ep.name, config)));
+        let settings = StreamSettings {
+            backoff: Backoff {
+                min: ep.reconnect_min,
+                max: ep.reconnect_max,
+            },
+            idle_timeout: config.stats_idle_timeout(&ep),
+            interval: config
+                .groups_on(&ep.name)
+                .map(|g| g.policy.sample_interval)
+                .min()
+                .unwrap_or(Duration::from_secs(10)),
         };
         let stop = self.shutdown.child_token();
+        let shell = Shell {
+            client: client.clone(),
+            groups: groups.clone(),
+            actuator: self.actuator.clone(),
+            events: self.events.clone(),
+            vcpus: self.vcpus.clone(),
+        };
         let task = tokio::spawn(endpoint_task(
-            client.clone(),
-            groups,
-            self.actuator.clone(),
-            self.events.clone(),
-            self.vcpus.clone(),
-            backoff,
+            shell,
+            settings,
+            ep.reconcile_interval,
             health,
             Reach::new(&ep.name, &self.notices),
             stop.clone(),
@@ -221,6 +238,7 @@ impl Daemon {
             Stream {
                 endpoint: ep,
                 client,
+                groups,
                 stop,
                 task,
             },
@@ -229,9 +247,7 @@ impl Daemon {
 
     fn groups_on(&self, endpoint: &str, config: &Config) -> Vec<Name> {
         config
-            .groups
-            .iter()
-            .filter(|g| g.endpoint.as_deref().unwrap_or("default") == endpoint)
+            .groups_on(endpoint)
             .map(|g| g.primary.clone())
             .collect()
     }
@@ -301,27 +317,12 @@ impl Daemon {
                 self.start_stream(ep.clone(), clients[&ep.name].clone(), config);
                 continue;
             }
-            // Unchanged endpoint: reconcile the groups that are new on it.
-            let fresh: Vec<Name> = self
-                .groups_on(&ep.name, config)
-                .into_iter()
-                .filter(|g| self.placement.get(g) != Some(&ep.name))
-                .collect();
-            if !fresh.is_empty() {
-                let (client, events) = (clients[&ep.name].clone(), self.events.clone());
-                let (actuator, vcpus) = (self.actuator.clone(), self.vcpus.clone());
-                let backoff = Backoff {
-                    min: ep.reconnect_min,
-                    max: ep.reconnect_max,
-                };
-                let stop = self.shutdown.child_token();
-                let mut reach = Reach::new(&ep.name, &self.notices);
-                tokio::spawn(async move {
-                    tokio::select! {
-                        () = stop.cancelled() => {}
-                        _ = reconcile(&client, &fresh, &actuator, &events, &vcpus, backoff, &mut reach) => {}
-                    }
-                });
+            // Unchanged endpoint: its task reconciles the groups now on it (and
+            // reads the policy again) at once.
+            if let Some(st) = self.streams.get(&ep.name) {
+                *st.groups.lock().unwrap_or_else(|e| e.into_inner()) =
+                    self.groups_on(&ep.name, config);
+                st.client.request_reconcile();
             }
         }
         self.placement = place;
@@ -342,25 +343,89 @@ impl Daemon {
     }
 }
 
-/// Per endpoint: reconcile its groups, then follow the stats stream.
-#[allow(clippy::too_many_arguments)]
-async fn endpoint_task(
+/// What an endpoint's task works with.
+struct Shell {
     client: Client,
-    groups: Vec<Name>,
+    groups: Groups,
     actuator: Arc<AlbatrossActuator>,
     events: mpsc::Sender<Event>,
     vcpus: VcpuMap,
-    backoff: Backoff,
+}
+
+impl Shell {
+    fn groups(&self) -> Vec<Name> {
+        self.groups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// Per endpoint: reconcile its groups (retrying until albatross answers), then
+/// follow the stats stream, and reconcile again every `reconcile_interval`, after
+/// every resubscribe and on request (a reload).
+async fn endpoint_task(
+    shell: Shell,
+    settings: StreamSettings,
+    reconcile_interval: Duration,
     health: Arc<StreamHealth>,
     mut reach: Reach,
     shutdown: CancellationToken,
 ) {
-    let done = tokio::select! {
-        () = shutdown.cancelled() => return,
-        ok = reconcile(&client, &groups, &actuator, &events, &vcpus, backoff, &mut reach) => ok,
+    let mut delay = settings.backoff.min;
+    loop {
+        let r = tokio::select! {
+            () = shutdown.cancelled() => return,
+            r = reconcile(&shell) => r,
+        };
+        match r {
+            Ok(true) => {
+                reach.reachable();
+                break;
+            }
+            Ok(false) => return, // the engine task is gone
+            Err(e) => {
+                reach.failed(&e.to_string());
+                tracing::warn!(endpoint = shell.client.endpoint(), error = %e, retry_in = ?delay, "cannot list unikernels; retrying");
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(settings.backoff.max);
+            }
+        }
+    }
+    let resubscribed = Arc::new(Notify::new());
+    let stream = stats::run(
+        shell.client.clone(),
+        shell.events.clone(),
+        shell.vcpus.clone(),
+        settings,
+        health,
+        reach,
+        resubscribed.clone(),
+        shutdown.clone(),
+    );
+    let periodic = async {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(reconcile_interval) => {}
+                () = resubscribed.notified() => {}
+                () = shell.client.reconcile_requested() => {}
+            }
+            match reconcile(&shell).await {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => {
+                    tracing::warn!(endpoint = shell.client.endpoint(), error = %e, "reconcile: cannot list unikernels; trying again later");
+                }
+            }
+        }
     };
-    if done {
-        stats::run(client, events, vcpus, backoff, health, reach, shutdown).await;
+    tokio::select! {
+        () = shutdown.cancelled() => {}
+        () = stream => {}
+        () = periodic => {}
     }
 }
 
@@ -397,34 +462,34 @@ impl Reach {
     }
 }
 
-/// List the endpoint's unikernels (retrying until albatross answers), learn their
-/// vCPUs, tell the engine task what runs for each group, and snapshot each running
-/// primary so it can be re-created if it dies. `false` if the engine task is gone.
-async fn reconcile(
-    client: &Client,
-    groups: &[Name],
-    actuator: &AlbatrossActuator,
-    events: &mpsc::Sender<Event>,
-    vcpus: &VcpuMap,
-    backoff: Backoff,
-    reach: &mut Reach,
-) -> bool {
-    let mut delay = backoff.min;
-    let running = loop {
-        match client.info(None).await {
-            Ok(list) => {
-                reach.reachable();
-                break list;
-            }
-            Err(e) => {
-                reach.failed(&e.to_string());
-                tracing::warn!(endpoint = client.endpoint(), error = %e, retry_in = ?delay, "cannot list unikernels; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(backoff.max);
+/// List the endpoint's unikernels, read its policy, learn their vCPUs, tell the
+/// engine task what runs for each group, and snapshot each running primary (its
+/// image once per digest) so it can be re-created if it dies. `Ok(false)` if the
+/// engine task is gone.
+async fn reconcile(shell: &Shell) -> Result<bool, ClientError> {
+    let client = &shell.client;
+    let running = client.info(None).await?;
+    let groups = shell.groups();
+    match client.read_policy().await {
+        // The limits changed: scale-ups held by a refusal may work now.
+        Ok(true) => {
+            tracing::info!(endpoint = client.endpoint(), "the albatross policy changed");
+            for group in &groups {
+                let lift = Input::Refusal {
+                    group: group.clone(),
+                    why: None,
+                };
+                if shell.events.send(Event::Input(lift)).await.is_err() {
+                    return Ok(false);
+                }
             }
         }
-    };
-    if let Ok(mut m) = vcpus.lock() {
+        Ok(false) => {}
+        Err(e) => {
+            tracing::warn!(endpoint = client.endpoint(), error = %e, "cannot read the albatross policy (`policy info`); scale-ups are not checked against it beforehand");
+        }
+    }
+    if let Ok(mut m) = shell.vcpus.lock() {
         for u in &running {
             if let Some(n) = u.info.numcpus.and_then(|n| u32::try_from(n).ok()) {
                 m.insert(u.name.clone(), n.max(1));
@@ -432,22 +497,27 @@ async fn reconcile(
         }
     }
     let names: Vec<Name> = running.iter().map(|u| u.name.clone()).collect();
-    for group in groups {
+    for group in &groups {
         let ev = Event::Reconciled {
             group: group.clone(),
             running: names.clone(),
         };
-        if events.send(ev).await.is_err() {
-            return false;
+        if shell.events.send(ev).await.is_err() {
+            return Ok(false);
         }
         // The group's name is its original primary.
-        if names.contains(group)
-            && let Err(e) = actuator.snapshot(group, group).await
+        let Some(u) = running.iter().find(|u| u.name == *group) else {
+            continue;
+        };
+        if let Err(e) = shell
+            .actuator
+            .snapshot_from(client, group, u.info.clone())
+            .await
         {
             tracing::warn!(%group, error = %e, "cannot snapshot the primary; re-creating it after a death will not be possible");
         }
     }
-    true
+    Ok(true)
 }
 
 #[cfg(test)]

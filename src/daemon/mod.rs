@@ -12,7 +12,7 @@ pub mod runner;
 pub mod state_file;
 
 pub use notice::{Notice, Notices};
-pub use runner::{Actuator, Event, Runner, Settings};
+pub use runner::{Actuator, Done, Event, Failed, Runner, Settings};
 
 /// The Unix time in milliseconds: the wall-clock origin (t = 0) handed to the
 /// engines at start, against which schedules are evaluated.

@@ -16,16 +16,55 @@ use super::approvals::{self, At, Command, Owner, SharedBook};
 use super::cost::CostLedger;
 use super::decision_log::DecisionLog;
 use super::notice::{Ceilings, Notice, Notices};
-use super::ownership::Ownership;
+use super::ownership::{Keeper, Ownership};
 use crate::core::{Action, Decision, Engine, Input, Output, Policy, Timestamp, Verdict};
 use crate::http::status::Status;
 use crate::name::Name;
 
 /// Carries out decisions (albatross: clone/destroy unikernels; Proxmox: containers).
 pub trait Actuator: Send + Sync + 'static {
-    /// Carry out `d`; `Ok` once the change is complete. Errors are one line for the
-    /// decision log.
-    fn execute(&self, d: Decision) -> impl Future<Output = Result<(), String>> + Send;
+    /// Carry out `d`; `Ok` once the change is complete.
+    fn execute(&self, d: Decision) -> impl Future<Output = Result<Done, Failed>> + Send;
+}
+
+/// How an action ended well.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Done {
+    /// As decided.
+    Executed,
+    /// A re-create found the primary running (albatross: `already running`): it is
+    /// alive, nothing was created; its stream is resubscribed and reconciled.
+    AlreadyRunning,
+}
+
+/// How an action failed: one line for the decision log, and whether waiting can help.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failed {
+    /// Retried with backoff.
+    Transient(String),
+    /// Refused for a reason waiting cannot change (a policy limit, block devices):
+    /// the group's scale-ups are held until something changes.
+    Permanent(String),
+}
+
+impl Failed {
+    pub fn message(&self) -> &str {
+        match self {
+            Self::Transient(m) | Self::Permanent(m) => m,
+        }
+    }
+}
+
+impl From<String> for Failed {
+    fn from(m: String) -> Self {
+        Self::Transient(m)
+    }
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.message())
+    }
 }
 
 /// What the engine task receives.
@@ -60,6 +99,8 @@ pub enum Event {
     Status(oneshot::Sender<Status>),
     /// An operator's verdict on a decision held for approval (HTTP API).
     Approval(Command),
+    /// A core input from a shell (a policy refusal lifted), timestamped on arrival.
+    Input(Input),
 }
 
 /// What the API holds to reach the engine task: a sender of [`Event`]s.
@@ -109,7 +150,8 @@ pub struct Runner<A> {
     engine: Engine,
     actuator: Arc<A>,
     log: DecisionLog,
-    ownership: Ownership,
+    /// The ownership record and the one action in flight per instance name.
+    keeper: Keeper,
     settings: Settings,
     start: Instant,
     last: Timestamp,
@@ -123,7 +165,7 @@ pub struct Runner<A> {
     costs: Option<Arc<CostLedger>>,
 }
 
-type Done = (Decision, Result<(), String>);
+type Settled = (Decision, Result<Done, Failed>);
 
 impl<A: Actuator> Runner<A> {
     /// A runner whose time origin is `start` (the engine's t = 0).
@@ -139,7 +181,7 @@ impl<A: Actuator> Runner<A> {
             engine,
             actuator,
             log,
-            ownership,
+            keeper: Keeper::new(ownership),
             settings,
             start,
             last: Timestamp::ZERO,
@@ -205,7 +247,7 @@ impl<A: Actuator> Runner<A> {
         mut events: mpsc::Receiver<Event>,
         shutdown: CancellationToken,
     ) -> Engine {
-        let mut in_flight: JoinSet<Done> = JoinSet::new();
+        let mut in_flight: JoinSet<Settled> = JoinSet::new();
         loop {
             let deadline = self.engine.next_deadline().map(|t| self.instant(t));
             let expiry = self.approvals.lock().next_expiry(Owner::Albatross);
@@ -257,7 +299,7 @@ impl<A: Actuator> Runner<A> {
         self.engine
     }
 
-    fn on_event(&mut self, ev: Event, in_flight: &mut JoinSet<Done>) {
+    fn on_event(&mut self, ev: Event, in_flight: &mut JoinSet<Settled>) {
         match ev {
             Event::Sample {
                 vm,
@@ -290,6 +332,10 @@ impl<A: Actuator> Runner<A> {
                 self.step_keep(now, input, in_flight, Some(&mut kept));
                 let _ = reply.send(kept);
             }
+            Event::Input(input) => {
+                let now = self.stamp(Instant::now());
+                self.step(now, input, in_flight);
+            }
             Event::CostCeiling(max) => self.engine.set_cost_ceiling(max),
             Event::Reconfigure(groups) => {
                 let now = self.stamp(Instant::now());
@@ -302,29 +348,41 @@ impl<A: Actuator> Runner<A> {
         }
     }
 
-    fn reconcile(&mut self, group: Name, running: Vec<Name>, in_flight: &mut JoinSet<Done>) {
+    fn reconcile(&mut self, group: Name, running: Vec<Name>, in_flight: &mut JoinSet<Settled>) {
         let now = self.stamp(Instant::now());
         let g = group.to_string();
-        let owned: Vec<String> = self.ownership.owned(&g).map(str::to_string).collect();
-        let mut changed = false;
-        for name in owned {
-            match running.iter().find(|r| r.to_string() == name) {
-                Some(vm) => {
-                    tracing::info!(group = %g, instance = %name, "adopting an owned clone that still runs");
-                    let input = Input::Adopt {
-                        group: group.clone(),
-                        vm: vm.clone(),
-                    };
-                    self.step(now, input, in_flight);
-                }
-                None => {
-                    tracing::info!(group = %g, instance = %name, "forgetting an owned clone that no longer runs");
-                    changed |= self.ownership.remove(&g, &name);
-                }
+        let names: Vec<String> = running.iter().map(Name::to_string).collect();
+        let found = self.keeper.reconcile(&g, &names);
+        for name in &found.forgot {
+            tracing::info!(group = %g, instance = %name, "forgetting an owned clone that no longer runs");
+            if let Ok(vm) = Name::parse(name) {
+                let input = Input::Gone {
+                    group: group.clone(),
+                    vm,
+                };
+                self.step(now, input, in_flight);
             }
         }
-        if changed {
+        if !found.forgot.is_empty() {
             self.save_ownership();
+        }
+        for name in found.adopt {
+            let Some(vm) = running.iter().find(|r| r.to_string() == name) else {
+                continue;
+            };
+            let known = self
+                .engine
+                .clusters()
+                .iter()
+                .any(|c| **c.group() == group && c.has_member(vm));
+            if !known {
+                tracing::info!(group = %g, instance = %name, "adopting an owned clone that still runs");
+            }
+            let input = Input::Adopt {
+                group: group.clone(),
+                vm: vm.clone(),
+            };
+            self.step(now, input, in_flight);
         }
         let Some(c) = self.engine.clusters().iter().find(|c| **c.group() == group) else {
             return;
@@ -347,7 +405,7 @@ impl<A: Actuator> Runner<A> {
         }
     }
 
-    fn step(&mut self, now: Timestamp, input: Input, in_flight: &mut JoinSet<Done>) {
+    fn step(&mut self, now: Timestamp, input: Input, in_flight: &mut JoinSet<Settled>) {
         self.step_keep(now, input, in_flight, None);
     }
 
@@ -356,7 +414,7 @@ impl<A: Actuator> Runner<A> {
         &mut self,
         now: Timestamp,
         input: Input,
-        in_flight: &mut JoinSet<Done>,
+        in_flight: &mut JoinSet<Settled>,
         mut keep: Option<&mut Vec<Output>>,
     ) {
         let mut out = Vec::new();
@@ -404,7 +462,7 @@ impl<A: Actuator> Runner<A> {
         }
     }
 
-    fn dispatch(&mut self, now: Timestamp, d: &Decision, in_flight: &mut JoinSet<Done>) {
+    fn dispatch(&mut self, now: Timestamp, d: &Decision, in_flight: &mut JoinSet<Settled>) {
         tracing::info!(group = %d.group, action = d.action.as_str(), instance = %d.instance, reason = %d.reason, dry_run = self.settings.dry_run, "decision");
         let group = d.group.to_string();
         let instance = d.instance.to_string();
@@ -415,11 +473,15 @@ impl<A: Actuator> Runner<A> {
             .any(|c| *c.group() == d.group && c.control().paused);
         match d.action {
             // Recommend-only: a lost clone leaves the group, but its remains are
-            // not touched while paused (it stays in the ownership record).
-            Action::CloneLost if paused => return,
+            // not touched while paused (it stays in the ownership record, and a
+            // reconcile adopts it if it runs again).
+            Action::CloneLost if paused => {
+                tracing::info!(%group, %instance, "paused: the lost clone is left alone");
+                return self.answer(now, d, "paused: left alone".into(), in_flight);
+            }
             Action::Promote => {
                 // The new primary is never a scale-down victim.
-                if self.ownership.remove(&group, &instance) {
+                if self.keeper.begin(d).unwrap_or(false) {
                     self.save_ownership();
                 }
                 self.publish_outcome(d, &Ok(()));
@@ -434,16 +496,16 @@ impl<A: Actuator> Runner<A> {
     }
 
     /// Carry out `d` (approved, or not needing approval).
-    fn execute(&mut self, now: Timestamp, d: &Decision, in_flight: &mut JoinSet<Done>) {
-        let (group, instance) = (d.group.to_string(), d.instance.to_string());
-        match d.action {
-            Action::ScaleUp if !self.settings.dry_run => {
-                // Record the intent before creating, so a crash mid-create leaves
-                // an owned name that reconciliation can clean up, not an orphan.
-                self.ownership.add(&group, &instance);
-                self.save_ownership();
+    fn execute(&mut self, now: Timestamp, d: &Decision, in_flight: &mut JoinSet<Settled>) {
+        if !self.settings.dry_run {
+            match self.keeper.begin(d) {
+                Ok(true) => self.save_ownership(),
+                Ok(false) => {}
+                Err(why) => {
+                    tracing::warn!(group = %d.group, action = d.action.as_str(), instance = %d.instance, "{why}; not executed");
+                    return self.answer(now, d, why, in_flight);
+                }
             }
-            _ => {}
         }
         if self.settings.dry_run {
             self.publish_outcome(d, &Ok(()));
@@ -491,7 +553,7 @@ impl<A: Actuator> Runner<A> {
 
     /// An operator's verdict: execute after a re-check of the rules, or answer the
     /// engine with a failure (so it backs off as after any failed action).
-    fn on_approval(&mut self, cmd: Command, in_flight: &mut JoinSet<Done>) {
+    fn on_approval(&mut self, cmd: Command, in_flight: &mut JoinSet<Settled>) {
         self.expire(in_flight);
         let now = self.stamp(Instant::now());
         let Some((mut e, d, cmd)) = approvals::take_held(&self.approvals, &mut self.held, cmd)
@@ -524,7 +586,7 @@ impl<A: Actuator> Runner<A> {
     }
 
     /// Drop held decisions whose `approval_timeout` ran out.
-    fn expire(&mut self, in_flight: &mut JoinSet<Done>) {
+    fn expire(&mut self, in_flight: &mut JoinSet<Settled>) {
         let gone = self.approvals.lock().expire(Owner::Albatross, At::now());
         if gone.is_empty() {
             return;
@@ -545,7 +607,13 @@ impl<A: Actuator> Runner<A> {
     }
 
     /// Tell the engine that held decision `d` was not carried out.
-    fn answer(&mut self, now: Timestamp, d: &Decision, why: String, in_flight: &mut JoinSet<Done>) {
+    fn answer(
+        &mut self,
+        now: Timestamp,
+        d: &Decision,
+        why: String,
+        in_flight: &mut JoinSet<Settled>,
+    ) {
         let result = Input::ActionResult {
             group: (*d.group).clone(),
             id: d.id,
@@ -554,20 +622,38 @@ impl<A: Actuator> Runner<A> {
         self.step(now, result, in_flight);
     }
 
-    fn settle(&mut self, (d, r): Done, in_flight: &mut JoinSet<Done>) {
+    fn settle(&mut self, (d, r): Settled, in_flight: &mut JoinSet<Settled>) {
         let now = self.stamp(Instant::now());
         let (group, instance) = (d.group.to_string(), d.instance.to_string());
-        let gone = matches!(
-            (&r, d.action),
-            (Ok(()), Action::ScaleDown | Action::CloneLost) | (Err(_), Action::ScaleUp)
-        );
-        if gone && self.ownership.remove(&group, &instance) {
+        if self.keeper.finish(&d, r.is_ok()) {
             self.save_ownership();
         }
+        if r == Ok(Done::AlreadyRunning) {
+            tracing::info!(%group, %instance, "albatross says the primary is already running: alive; resubscribing and reconciling instead of retrying");
+            self.log.line(&serde_json::json!({
+                "event": "primary_alive", "t_ms": now.as_millis(), "group": d.group,
+                "instance": d.instance, "id": d.id,
+                "reason": "albatross answered `Unikernel with same name is already running`: the primary is alive; no retry, its stats stream is resubscribed and reconciled",
+            }));
+        }
+        let hold = match &r {
+            Err(Failed::Permanent(why)) if d.action == Action::ScaleUp => {
+                tracing::warn!(%group, %instance, %why, "a refusal that waiting cannot change: scale-ups of the group are held until a member leaves, the configuration is reloaded or the policy changes");
+                Some(Input::Refusal {
+                    group: (*d.group).clone(),
+                    why: Some(why.clone()),
+                })
+            }
+            _ => None,
+        };
+        let r: Result<(), String> = r.map(|_| ()).map_err(|f| f.message().to_string());
         self.publish_outcome(&d, &r);
         if r.is_ok() {
             self.log.done(&d, now.as_millis());
             tracing::info!(%group, action = d.action.as_str(), %instance, "action done");
+        }
+        if let (Action::CloneLost, Err(e)) = (d.action, &r) {
+            tracing::warn!(%group, action = d.action.as_str(), %instance, error = %e, "cleanup failed; the instance stays in the ownership record");
         }
         if d.action.needs_result() {
             // The engine logs failures itself (action_failed) with the retry delay.
@@ -577,8 +663,10 @@ impl<A: Actuator> Runner<A> {
                 outcome: r,
             };
             self.step(now, result, in_flight);
-        } else if let Err(e) = r {
-            tracing::warn!(%group, action = d.action.as_str(), %instance, error = %e, "cleanup failed; the instance stays in the ownership record");
+        }
+        // After the result: the failed create has left, the hold counts from here.
+        if let Some(hold) = hold {
+            self.step(now, hold, in_flight);
         }
     }
 
@@ -589,7 +677,7 @@ impl<A: Actuator> Runner<A> {
     }
 
     fn save_ownership(&self) {
-        if let Err(e) = self.ownership.save(&self.settings.state_file) {
+        if let Err(e) = self.keeper.record.save(&self.settings.state_file) {
             tracing::error!(error = %e, "cannot write the ownership record");
         }
     }

@@ -261,6 +261,16 @@ impl Cluster {
                 f.instance
             ));
         }
+        // A permanent refusal holds until a member leaves (or a reload or a
+        // policy change lifts it).
+        if let Some((why, n)) = &self.refusal
+            && matches!(want, Action::ScaleUp)
+        {
+            if self.count() >= *n {
+                return Some(why.clone());
+            }
+            self.refusal = None;
+        }
         let (min, max) = self.bounds();
         match want {
             Action::ScaleUp if self.count() >= max.value => {
@@ -454,6 +464,32 @@ impl Cluster {
         Verdict::Acted(action)
     }
 
+    /// The answer to a `clone_lost` cleanup (or to nothing of ours): the member
+    /// leaves now. A failed cleanup is not retried and does not back off the group;
+    /// its name stays in the ownership record, and a reconcile adopts it if it runs.
+    fn cleanup_done(&mut self, id: ActionId, destroyed: bool) {
+        let lost = self
+            .members
+            .values()
+            .find(|m| m.role == Role::Clone && m.state == MemberState::Leaving(id))
+            .map(|m| m.name.clone());
+        let Some(name) = lost else {
+            return; // not ours, or already settled
+        };
+        self.members.remove(&name);
+        self.membership += 1;
+        if destroyed {
+            self.retire(name);
+        }
+    }
+
+    fn retire(&mut self, name: Arc<Name>) {
+        if self.retired.len() >= MAX_RETIRED {
+            self.retired.remove(0);
+        }
+        self.retired.push(name);
+    }
+
     pub(super) fn push_decision(
         &mut self,
         now: Timestamp,
@@ -490,7 +526,8 @@ impl Cluster {
         out: &mut Vec<Output>,
     ) {
         let Some(f) = self.in_flight.take_if(|f| f.id == id) else {
-            return; // not ours, or already settled
+            self.cleanup_done(id, outcome.is_ok());
+            return;
         };
         let ok = outcome.is_ok();
         match (f.action, ok) {
@@ -513,10 +550,7 @@ impl Cluster {
             (Action::ScaleDown, true) => {
                 self.members.remove(&f.instance);
                 self.membership += 1;
-                if self.retired.len() >= MAX_RETIRED {
-                    self.retired.remove(0);
-                }
-                self.retired.push(f.instance.clone());
+                self.retire(f.instance.clone());
             }
             (Action::ScaleDown, false) => {
                 if let Some(m) = self.members.get_mut(&f.instance) {

@@ -4,7 +4,8 @@
 //! happened, `handle(self, now, input) -> (Self, outputs)`, and call `handle(now,
 //! Input::Tick)` no later than [`Cluster::next_deadline`]. `now` must not go
 //! backwards. Every decision that [`Action::needs_result`] must be answered with
-//! [`Input::ActionResult`]; until then the group takes no other action.
+//! [`Input::ActionResult`]; until then the group takes no other action (a
+//! `clone_lost` cleanup only keeps its name taken until answered).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,6 +47,12 @@ pub enum Input {
     Adopt { vm: Arc<Name> },
     /// A name in use by something the group does not own: never reused, never touched.
     Foreign { vm: Arc<Name> },
+    /// Scale-ups are refused for a reason waiting cannot change (the why-not), until
+    /// a member leaves, the policy is reloaded, or `None` lifts it.
+    Refusal { why: Option<String> },
+    /// An owned clone the orchestrator no longer lists: it leaves without a destroy
+    /// (one being created or destroyed settles through its own action).
+    Gone { vm: Arc<Name> },
     /// Operator (HTTP API): recommend-only. Evaluations still run and say what the
     /// group would do (`Verdict::Blocked` with a "paused" why-not); nothing is acted on.
     Pause,
@@ -157,6 +164,8 @@ pub struct Cluster {
     /// (`[daemon] max_cost_per_hour`), set by the engine before each step; `None`
     /// without a global ceiling.
     cost_room: Option<u64>,
+    /// A refusal of scale-ups that waiting cannot change (why-not, instances then).
+    refusal: Option<(String, u32)>,
 }
 
 impl Cluster {
@@ -208,6 +217,7 @@ impl Cluster {
             emergency_above: false,
             sched: schedule::Tracker::new(&policy_schedule, now),
             cost_room: None,
+            refusal: None,
         }
     }
 
@@ -262,6 +272,7 @@ impl Cluster {
     /// and members are kept; the new bounds apply from the next evaluation.
     pub fn set_policy(&mut self, policy: Policy) {
         self.policy = policy;
+        self.refusal = None;
         self.sched.reset(&self.policy.schedule, self.last_eval);
     }
 
@@ -358,6 +369,22 @@ impl Cluster {
             Input::Foreign { vm } => {
                 if !self.members.contains_key(&vm) && !self.foreign.contains(&vm) {
                     self.foreign.push(vm);
+                }
+            }
+            Input::Gone { vm } => {
+                let running_clone = self.members.get(&vm).is_some_and(|m| {
+                    m.role == Role::Clone && m.owned && m.state == MemberState::Running
+                });
+                if running_clone {
+                    self.members.remove(&vm);
+                    self.membership += 1;
+                }
+            }
+            Input::Refusal { why } => {
+                let lifted = self.refusal.is_some() && why.is_none();
+                self.refusal = why.map(|w| (w, self.count()));
+                if lifted {
+                    self.decide_now(now, out);
                 }
             }
             Input::Pause => self.control.paused = true,
@@ -535,16 +562,22 @@ impl Cluster {
                 self.primary_died(now, silent, out);
                 continue;
             }
-            let owned = m.owned;
-            self.members.remove(&name);
-            self.membership += 1;
-            if owned {
-                let reason = format!(
-                    "no sample for {}; dropped from the group (death_timeout = {})",
-                    fmt_dur(silent),
-                    fmt_dur(timeout)
-                );
-                self.push_decision(now, Action::CloneLost, name, reason, None, out);
+            if !m.owned {
+                self.members.remove(&name);
+                self.membership += 1;
+                continue;
+            }
+            let reason = format!(
+                "no sample for {}; dropped from the group (death_timeout = {})",
+                fmt_dur(silent),
+                fmt_dur(timeout)
+            );
+            // Leaving until the cleanup is answered: its remains may still run, so
+            // the name stays taken and counted against max_instances meanwhile.
+            let id = self.push_decision(now, Action::CloneLost, name.clone(), reason, None, out);
+            if let Some(m) = self.members.get_mut(&name) {
+                m.state = MemberState::Leaving(id);
+                m.bp = None;
             }
         }
     }
