@@ -10,6 +10,7 @@
 //! out the shared instance so no code depends on a process-wide default.
 
 mod ca_file;
+mod chain;
 mod issuer;
 mod leaf;
 mod parse;
@@ -20,6 +21,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 pub use ca_file::{CaFileVerifier, ca_file_client_config, read_ca_file};
+pub use chain::{chain_order, duplicate_certs, path_of_chain};
 pub use issuer::Issuer;
 pub use leaf::{LEAF_BACKDATE, LEAF_LIFETIME, Leaf, leaf_for_command};
 pub use parse::{
