@@ -92,6 +92,20 @@ fn an_intermediate_twice_in_the_file_counts_once() {
     assert_eq!(duplicate_certs(&file), 1);
     assert_eq!(path_of_chain(&file).unwrap().to_string(), "alice:team:");
 
+    // Loading such a file works (with a warning naming it); what is sent is unchanged.
+    let pem: String = [&team, &alice, &alice]
+        .iter()
+        .map(|c| c.cert.pem())
+        .collect();
+    let loaded = Issuer::from_pem(
+        pem.as_bytes(),
+        team.key.serialize_pem().as_bytes(),
+        "team.pem",
+        "team.key",
+    )
+    .unwrap();
+    assert_eq!(loaded.intermediates(), file);
+
     // Client::new uses it.
     let connector = Connector::from_parts(
         "127.0.0.1:1".into(),

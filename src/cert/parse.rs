@@ -158,7 +158,7 @@ pub(super) fn policies_of(
 /// The chain is the one its verifier builds ([`super::chain_order`]): the leaf, its
 /// issuer among the other certificates, and so on, repeats and certificates off the
 /// chain dropped; it must be shorter than [`MAX_CHAIN_LEN`]. The intermediates give
-/// the path ([`policies_of`]). The leaf must carry the extension; its CN is the
+/// the path (`policies_of`). The leaf must carry the extension; its CN is the
 /// label, or `.`/`:`/absent for the path itself.
 ///
 /// The caller decodes the extension values (policy add in intermediates, a command

@@ -48,6 +48,8 @@ enum Kinfo {
     Bare,
     /// OCaml option as a CHOICE: `[0] NULL` for none.
     ChoiceNone,
+    /// The same with an IMPLICIT NULL: `80 00`.
+    ImplicitNone,
 }
 
 fn write_kinfo(w: &mut Writer, how: Kinfo, k: &KinfoMem) {
@@ -57,6 +59,7 @@ fn write_kinfo(w: &mut Writer, how: Kinfo, k: &KinfoMem) {
         Kinfo::Explicit(n) => w.explicit(n, |w| w.sequence(|w| encode_kinfo_fields(w, k))),
         Kinfo::Bare => w.sequence(|w| encode_kinfo_fields(w, k)),
         Kinfo::ChoiceNone => w.explicit_null(0),
+        Kinfo::ImplicitNone => w.primitive(0x80, &[]),
     }
 }
 
@@ -140,7 +143,7 @@ fn every_plausible_28_layout_is_recognised() {
                 let what = format!("explicit={explicit} first={kinfo_first} {how:?}");
                 check(via_frame(&raw), &want, &what);
             }
-            for how in [Kinfo::Absent, Kinfo::ChoiceNone] {
+            for how in [Kinfo::Absent, Kinfo::ChoiceNone, Kinfo::ImplicitNone] {
                 let want = sample(false);
                 let raw = alternative(6, explicit, |w| body28(w, &want, how, kinfo_first));
                 let what = format!("explicit={explicit} first={kinfo_first} {how:?}");
