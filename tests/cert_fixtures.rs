@@ -346,11 +346,9 @@ fn chains_albatross_rejects_are_rejected() {
     // A leaf must carry the extension.
     let e = name_from_chain(&pem_certs("server.pem")).unwrap_err();
     assert!(matches!(e, CertError::MissingExtension { .. }), "{e}");
+    // The limit is on the verified chain, where repeats count once (cert_chain.rs).
     let long: Vec<_> = std::iter::repeat_n(sub[0].clone(), 10).collect();
-    assert!(matches!(
-        name_from_chain(&long),
-        Err(CertError::ChainTooLong { len: 10, .. })
-    ));
+    assert_eq!(name_from_chain(&long).unwrap().name.to_string(), ":alice");
     assert!(matches!(name_from_chain(&[]), Err(CertError::EmptyChain)));
     let garbage = CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01, 0x05]);
     assert!(matches!(

@@ -60,20 +60,17 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client; the path comes from the policy sub-CAs in the issuer's chain.
+    /// A client; the path comes from the policy sub-CAs on the chain albatross'
+    /// verifier builds from the issuer's file (repeats and strays dropped).
     pub fn new(connector: Arc<Connector>) -> Self {
-        let mut labels = Vec::new();
-        for der in connector.issuer().intermediates().iter().rev() {
-            if let Ok(s) = cert::summary(der)
-                && s.extension.is_some()
-                && let Some(cn) = s.subject_cn
-            {
-                labels.push(cn.to_ascii_lowercase());
-            }
-        }
+        let path = cert::path_of_chain(connector.issuer().intermediates()).unwrap_or_else(|e| {
+            // albatross refuses such a chain too; every command will say so.
+            tracing::warn!(endpoint = connector.endpoint(), error = %e, "cannot derive the certificate path; using the root path");
+            Name::default()
+        });
         Self {
             connector,
-            path: Name::new(labels, None),
+            path,
             policy: Arc::default(),
             resync: Arc::default(),
             reconcile: Arc::default(),

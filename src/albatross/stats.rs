@@ -17,7 +17,7 @@ use super::client::Client;
 use crate::daemon::Event;
 use crate::daemon::albatross::Reach;
 use crate::name::Name;
-use crate::wire::{Data, Payload, StatsData, Success};
+use crate::wire::{self, Data, Payload, StatsData, Success};
 
 /// Health of a stream, shared with the status surface.
 #[derive(Debug, Default)]
@@ -271,7 +271,7 @@ async fn one_stream(
         };
         let (tag, stats) = match data {
             Data::Stats(s) => (1, Some(*s)),
-            Data::Unknown { tag, raw } => (tag, stats_of_unknown(&raw)),
+            Data::Unknown { tag, raw } => (tag, wire::stats_of_unknown(&raw)),
             Data::Console { .. } => (3, None),
             Data::Block(_) => (4, None),
         };
@@ -299,9 +299,4 @@ async fn one_stream(
             return (got, End::EngineGone);
         }
     }
-}
-
-// Replaced by the wire codec's reading of 2.8 statistics.
-fn stats_of_unknown(_raw: &[u8]) -> Option<StatsData> {
-    None
 }

@@ -65,6 +65,16 @@ impl Issuer {
                 expected: "CERTIFICATE",
             });
         }
+        let duplicates = super::duplicate_certs(&certs);
+        if duplicates > 0 {
+            // Harmless to albatross (its verifier drops repeats) but a sign the file
+            // was assembled by hand; the path is computed the way albatross does.
+            tracing::warn!(
+                file = cert_what,
+                duplicates,
+                "certificate file holds the same certificate more than once; repeats are ignored for the path"
+            );
+        }
         let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| match e {
             rustls_pki_types::pem::Error::NoItemsFound => CertError::NoPem {
                 what: key_what.to_string(),

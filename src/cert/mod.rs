@@ -2,6 +2,11 @@
 //! signs with the operator's CA or sub-CA key, and the parsing the endpoint side needs
 //! (extension extraction, name from the chain, a summary for `decode --cert`).
 //!
+//! Paths come from the chain albatross' verifier builds ([`chain_order`]: issuers
+//! upward, repeated and unrelated certificates dropped), both for the operator's
+//! file ([`path_of_chain`]) and for a chain as an endpoint receives it
+//! ([`name_from_chain`]), never from the order certificates were sent in.
+//!
 //! The command travels only in the leaf's extension 1.3.6.1.4.1.49836.42, whose value
 //! is the DER that [`crate::wire::encode_cert_extension`] produces. This module treats
 //! that value as opaque bytes: the codec lives in [`crate::wire`].
@@ -10,6 +15,7 @@
 //! out the shared instance so no code depends on a process-wide default.
 
 mod ca_file;
+mod chain;
 mod issuer;
 mod leaf;
 mod parse;
@@ -20,6 +26,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 pub use ca_file::{CaFileVerifier, ca_file_client_config, read_ca_file};
+pub use chain::{chain_order, duplicate_certs, path_of_chain};
 pub use issuer::Issuer;
 pub use leaf::{LEAF_BACKDATE, LEAF_LIFETIME, Leaf, leaf_for_command};
 pub use parse::{

@@ -128,29 +128,17 @@ pub struct ChainView {
     pub command: Vec<u8>,
 }
 
-/// Derive `(name, policies, command)` from a chain, leaf first, as albatross does:
-/// intermediates are walked root-most first; one without the albatross extension is
-/// ignored (a root CA someone sent along); one with it contributes its CN (a label,
-/// lower-cased) to the path. The leaf must carry the extension; its CN is the label,
-/// or `.`/`:`/absent for the path itself.
-///
-/// The caller decodes the extension values (policy add in intermediates, a command
-/// allowed in leaves) with the wire codec. The chain is taken as given: albatross uses
-/// the path its validator built, which for well-formed client chains is the same.
-pub fn name_from_chain(chain: &[CertificateDer<'_>]) -> Result<ChainView, CertError> {
-    let Some((leaf, intermediates)) = chain.split_first() else {
-        return Err(CertError::EmptyChain);
-    };
-    if chain.len() >= MAX_CHAIN_LEN {
-        return Err(CertError::ChainTooLong {
-            len: chain.len(),
-            max: MAX_CHAIN_LEN,
-        });
-    }
+/// The policies of CA certificates in chain order (issuer first, `(index in the
+/// input, certificate)`), walked root-most first as albatross does: one without the
+/// albatross extension is ignored (a root CA someone sent along); one with it adds
+/// its CN (a label, lower-cased) to the path.
+pub(super) fn policies_of(
+    chain: &[(usize, &CertificateDer<'_>)],
+) -> Result<Vec<PolicyCert>, CertError> {
     let mut path = Vec::new();
     let mut policies = Vec::new();
-    for (i, der) in intermediates.iter().enumerate().rev() {
-        let what = format!("#{} (intermediate)", i + 1);
+    for (i, der) in chain.iter().rev() {
+        let what = format!("#{i} (intermediate)");
         let cert = parse(der, &what)?;
         let Some((_critical, ext)) = extension_of(&cert, &what)? else {
             continue;
@@ -163,6 +151,35 @@ pub fn name_from_chain(chain: &[CertificateDer<'_>]) -> Result<ChainView, CertEr
             extension: ext,
         });
     }
+    Ok(policies)
+}
+
+/// Derive `(name, policies, command)` from a chain, leaf first, as albatross does.
+/// The chain is the one its verifier builds ([`super::chain_order`]): the leaf, its
+/// issuer among the other certificates, and so on, repeats and certificates off the
+/// chain dropped; it must be shorter than [`MAX_CHAIN_LEN`]. The intermediates give
+/// the path (`policies_of`). The leaf must carry the extension; its CN is the
+/// label, or `.`/`:`/absent for the path itself.
+///
+/// The caller decodes the extension values (policy add in intermediates, a command
+/// allowed in leaves) with the wire codec.
+pub fn name_from_chain(chain: &[CertificateDer<'_>]) -> Result<ChainView, CertError> {
+    let Some(leaf) = chain.first() else {
+        return Err(CertError::EmptyChain);
+    };
+    let order = super::chain_order(chain);
+    if order.len() >= MAX_CHAIN_LEN {
+        return Err(CertError::ChainTooLong {
+            len: order.len(),
+            max: MAX_CHAIN_LEN,
+        });
+    }
+    let intermediates: Vec<_> = order.iter().skip(1).map(|&i| (i, &chain[i])).collect();
+    let policies = policies_of(&intermediates)?;
+    let path = policies
+        .last()
+        .map(|p| p.path.path.clone())
+        .unwrap_or_default();
     let what = "#0 (leaf)".to_string();
     let cert = parse(leaf, &what)?;
     let (_critical, command) = extension_of(&cert, &what)?

@@ -17,7 +17,9 @@
 //! `[9]/[10]/[16]/[17]`, info `[15]/[18]`, restart arguments `[1]/[2]`, old block
 //! add/set/dump `[3]/[4]/[5]`, old info replies `[9]/[11]`): they decode to an
 //! `UnknownAlternative` error. Unknown *data* alternatives (2.8 servers) decode to
-//! [`Data::Unknown`].
+//! [`Data::Unknown`], kept byte for byte; [`stats_of_unknown`] recognises a 2.8
+//! statistics body in one by its structure (rusage, interface list, optional
+//! kinfo_mem before or after the list, no vmm), since the new tag is not known.
 
 mod command;
 mod config;
@@ -30,6 +32,7 @@ mod message;
 mod reply;
 mod stats;
 mod time;
+mod unknown_stats;
 mod writer;
 
 pub use command::{Command, ConsoleStart, StatsTap};
@@ -47,6 +50,7 @@ pub use reply::{
 };
 pub use stats::{BlockData, Data, IfData, KinfoMem, Rusage, StatsData, Timeval};
 pub use time::Time;
+pub use unknown_stats::stats_of_unknown;
 
 #[cfg(test)]
 mod vectors;

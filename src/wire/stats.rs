@@ -176,7 +176,7 @@ impl Serialize for VmmJson<'_> {
 
 // ---- decoding -------------------------------------------------------------------
 
-fn decode_timeval(r: &mut Reader<'_>, field: &'static str) -> der::Result<Timeval> {
+pub(super) fn decode_timeval(r: &mut Reader<'_>, field: &'static str) -> der::Result<Timeval> {
     let mut s = r.sequence(field)?;
     let sec = s.int64(field)?;
     let usec = s.int(field)?;
@@ -184,7 +184,7 @@ fn decode_timeval(r: &mut Reader<'_>, field: &'static str) -> der::Result<Timeva
     Ok(Timeval { sec, usec })
 }
 
-fn decode_rusage(r: &mut Reader<'_>) -> der::Result<Rusage> {
+pub(super) fn decode_rusage(r: &mut Reader<'_>) -> der::Result<Rusage> {
     let mut s = r.sequence("stats.rusage")?;
     let ru = Rusage {
         utime: decode_timeval(&mut s, "stats.rusage.utime")?,
@@ -208,7 +208,7 @@ fn decode_rusage(r: &mut Reader<'_>) -> der::Result<Rusage> {
     Ok(ru)
 }
 
-fn decode_ifdata(r: &mut Reader<'_>) -> der::Result<IfData> {
+pub(super) fn decode_ifdata(r: &mut Reader<'_>) -> der::Result<IfData> {
     let mut s = r.sequence("stats.ifdata")?;
     let d = IfData {
         bridge: s.utf8("stats.ifdata.bridge")?,
@@ -235,7 +235,7 @@ fn decode_ifdata(r: &mut Reader<'_>) -> der::Result<IfData> {
 }
 
 /// KinfoMem's fields, read from the content of the IMPLICIT `[1]`.
-fn decode_kinfo_fields(s: &mut Reader<'_>) -> der::Result<KinfoMem> {
+pub(super) fn decode_kinfo_fields(s: &mut Reader<'_>) -> der::Result<KinfoMem> {
     Ok(KinfoMem {
         vsize: s.int64("stats.kinfo_mem.vsize")?,
         rss: s.int64("stats.kinfo_mem.rss")?,
@@ -248,19 +248,22 @@ fn decode_kinfo_fields(s: &mut Reader<'_>) -> der::Result<KinfoMem> {
     })
 }
 
+/// The content of `vmm-stats [0]`: `SEQUENCE OF SEQUENCE { key, INT64 }`.
+pub(super) fn decode_vmm(r: &mut Reader<'_>) -> der::Result<Vec<(String, i64)>> {
+    r.sequence("stats.vmm")?.many(|r| {
+        let mut kv = r.sequence("stats.vmm")?;
+        let key = kv.utf8("stats.vmm.key")?;
+        let value = kv.int64("stats.vmm.value")?;
+        kv.finish("stats.vmm")?;
+        Ok((key, value))
+    })
+}
+
 pub(crate) fn decode_stats(r: &mut Reader<'_>) -> der::Result<StatsData> {
     let mut s = r.sequence("stats")?;
     let rusage = decode_rusage(&mut s)?;
     let ifdata = s.sequence("stats.ifdata")?.many(decode_ifdata)?;
-    let vmm = s.opt_explicit(0, "stats.vmm", |r| {
-        r.sequence("stats.vmm")?.many(|r| {
-            let mut kv = r.sequence("stats.vmm")?;
-            let key = kv.utf8("stats.vmm.key")?;
-            let value = kv.int64("stats.vmm.value")?;
-            kv.finish("stats.vmm")?;
-            Ok((key, value))
-        })
-    })?;
+    let vmm = s.opt_explicit(0, "stats.vmm", decode_vmm)?;
     let kinfo_mem = if s.next_is_context(1) {
         // IMPLICIT: the [1] header replaces the SEQUENCE header.
         let tlv = s.expect("stats.kinfo_mem", TagClass::Context, true, 1)?;
@@ -345,61 +348,78 @@ fn encode_timeval(w: &mut Writer, t: &Timeval) {
     });
 }
 
-pub(crate) fn encode_stats(w: &mut Writer, st: &StatsData) {
+pub(super) fn encode_rusage(w: &mut Writer, ru: &Rusage) {
     w.sequence(|w| {
-        let ru = &st.rusage;
+        encode_timeval(w, &ru.utime);
+        encode_timeval(w, &ru.stime);
+        for v in [
+            ru.maxrss,
+            ru.ixrss,
+            ru.idrss,
+            ru.isrss,
+            ru.minflt,
+            ru.majflt,
+            ru.nswap,
+            ru.inblock,
+            ru.outblock,
+            ru.msgsnd,
+            ru.msgrcv,
+            ru.nsignals,
+            ru.nvcsw,
+            ru.nivcsw,
+        ] {
+            w.int64(v);
+        }
+    });
+}
+
+/// The `SEQUENCE OF IfData`.
+pub(super) fn encode_ifdata_list(w: &mut Writer, list: &[IfData]) {
+    w.sequence_of(list, |w, d| {
         w.sequence(|w| {
-            encode_timeval(w, &ru.utime);
-            encode_timeval(w, &ru.stime);
+            w.utf8(d.bridge.as_bytes());
             for v in [
-                ru.maxrss,
-                ru.ixrss,
-                ru.idrss,
-                ru.isrss,
-                ru.minflt,
-                ru.majflt,
-                ru.nswap,
-                ru.inblock,
-                ru.outblock,
-                ru.msgsnd,
-                ru.msgrcv,
-                ru.nsignals,
-                ru.nvcsw,
-                ru.nivcsw,
+                d.flags,
+                d.send_length,
+                d.max_send_length,
+                d.send_drops,
+                d.mtu,
+            ] {
+                w.int(v);
+            }
+            for v in [
+                d.baudrate,
+                d.input_packets,
+                d.input_errors,
+                d.output_packets,
+                d.output_errors,
+                d.collisions,
+                d.input_bytes,
+                d.output_bytes,
+                d.input_mcast,
+                d.output_mcast,
+                d.input_dropped,
+                d.output_dropped,
             ] {
                 w.int64(v);
             }
         });
-        w.sequence_of(&st.ifdata, |w, d| {
-            w.sequence(|w| {
-                w.utf8(d.bridge.as_bytes());
-                for v in [
-                    d.flags,
-                    d.send_length,
-                    d.max_send_length,
-                    d.send_drops,
-                    d.mtu,
-                ] {
-                    w.int(v);
-                }
-                for v in [
-                    d.baudrate,
-                    d.input_packets,
-                    d.input_errors,
-                    d.output_packets,
-                    d.output_errors,
-                    d.collisions,
-                    d.input_bytes,
-                    d.output_bytes,
-                    d.input_mcast,
-                    d.output_mcast,
-                    d.input_dropped,
-                    d.output_dropped,
-                ] {
-                    w.int64(v);
-                }
-            });
-        });
+    });
+}
+
+/// KinfoMem's fields without a header (the caller picks the tag).
+pub(super) fn encode_kinfo_fields(w: &mut Writer, k: &KinfoMem) {
+    for v in [k.vsize, k.rss, k.tsize, k.dsize, k.ssize, k.runtime] {
+        w.int64(v);
+    }
+    w.int(k.cow);
+    encode_timeval(w, &k.start);
+}
+
+pub(crate) fn encode_stats(w: &mut Writer, st: &StatsData) {
+    w.sequence(|w| {
+        encode_rusage(w, &st.rusage);
+        encode_ifdata_list(w, &st.ifdata);
         if let Some(vmm) = &st.vmm {
             w.explicit(0, |w| {
                 w.sequence_of(vmm, |w, (k, v)| {
@@ -411,13 +431,7 @@ pub(crate) fn encode_stats(w: &mut Writer, st: &StatsData) {
             });
         }
         if let Some(k) = &st.kinfo_mem {
-            w.explicit(1, |w| {
-                for v in [k.vsize, k.rss, k.tsize, k.dsize, k.ssize, k.runtime] {
-                    w.int64(v);
-                }
-                w.int(k.cow);
-                encode_timeval(w, &k.start);
-            });
+            w.explicit(1, |w| encode_kinfo_fields(w, k));
         }
     });
 }
