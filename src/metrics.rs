@@ -49,6 +49,12 @@ struct EndpointL {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FrameL {
+    endpoint: String,
+    tag: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct InstanceL {
     group: String,
     instance: String,
@@ -88,6 +94,8 @@ pub const SERIES: &[&str] = &[
     "actuation_failures_total",
     "stats_stream_up",
     "stats_stream_reconnects_total",
+    "stats_stream_stalls_total",
+    "stats_frames_unreadable_total",
     "stats_samples_total",
     "sample_age_seconds",
     "proxmox_request_duration_seconds",
@@ -127,6 +135,8 @@ pub struct Metrics {
     stream_up: Family<EndpointL, Gauge>,
     reconnects: Family<EndpointL, Counter>,
     samples: Family<EndpointL, Counter>,
+    stalls: Family<EndpointL, Counter>,
+    unreadable: Family<FrameL, Counter>,
     sample_age: Family<InstanceL, FGauge>,
     pve_latency: Family<NodeL, Histogram, fn() -> Histogram>,
     pve_breaker: Family<NodeL, Gauge>,
@@ -161,6 +171,8 @@ impl Metrics {
             stream_up: Family::default(),
             reconnects: Family::default(),
             samples: Family::default(),
+            stalls: Family::default(),
+            unreadable: Family::default(),
             sample_age: Family::default(),
             pve_latency: Family::new_with_constructor(latency_histogram),
             pve_breaker: Family::default(),
@@ -215,6 +227,16 @@ impl Metrics {
             "stats_stream_reconnects",
             "Reconnects of the albatross statistics stream",
             m.reconnects.clone(),
+        );
+        r.register(
+            "stats_stream_stalls",
+            "Stats streams closed by the idle watchdog (open but silent for stats_idle_timeout)",
+            m.stalls.clone(),
+        );
+        r.register(
+            "stats_frames_unreadable",
+            "Data frames on the stats stream that yielded no sample, by data tag",
+            m.unreadable.clone(),
         );
         r.register(
             "stats_samples",
@@ -386,6 +408,17 @@ impl Metrics {
                 &self.samples.get_or_create(&l),
                 h.samples.load(Ordering::Relaxed),
             );
+            catch_up(
+                &self.stalls.get_or_create(&l),
+                h.stalls.load(Ordering::Relaxed),
+            );
+            for (tag, n) in h.unreadable_counts() {
+                let l = FrameL {
+                    endpoint: endpoint.clone(),
+                    tag: tag.to_string(),
+                };
+                catch_up(&self.unreadable.get_or_create(&l), n);
+            }
         }
         if let Some(h) = self.history.source.get() {
             let c = &self.history;

@@ -287,4 +287,14 @@ impl Client {
     pub async fn subscribe_stats(&self) -> Result<FrameReader<Connection>, ClientError> {
         Ok(self.connector.subscribe_stats(None).await?)
     }
+
+    /// A `stats subscribe` stream for one unikernel: a subscriber name of its own,
+    /// so it does not knock the path's subscriber (the daemon) off.
+    pub async fn subscribe_stats_of(
+        &self,
+        name: &Name,
+    ) -> Result<FrameReader<Connection>, ClientError> {
+        let label = self.label_of(name)?;
+        Ok(self.connector.subscribe_stats(Some(label)).await?)
+    }
 }

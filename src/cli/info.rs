@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::core::Timestamp;
 use crate::core::cpu::{self, Delta, Reading};
 use crate::name::Name;
-use crate::wire::{Data, Payload};
+use crate::wire::{self, Data, Message, Payload};
 
 /// Arguments of `info`.
 #[derive(clap::Args, Debug)]
@@ -73,9 +73,23 @@ pub fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
     let client = client(&args.config, args.endpoint.as_deref())?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
-        let mut reader = client.subscribe_stats().await?;
+        // albatross keeps one subscriber per name: the whole path is the daemon's
+        // subscription (it would be knocked off); one unikernel has a name of its own.
+        let mut reader = match &args.name {
+            Some(name) => client.subscribe_stats_of(name).await?,
+            None => {
+                eprintln!(
+                    "note: subscribing as {} takes the stats stream of a daemon that uses the same certificate path (one subscriber per name); name a unikernel to subscribe under its own name",
+                    client.path()
+                );
+                client.subscribe_stats().await?
+            }
+        };
         let start = tokio::time::Instant::now();
         let sub = match reader.next_message().await? {
+            Some(Message { payload: Payload::Failure(f), .. }) => {
+                anyhow::bail!("albatross refused the subscription: {f}")
+            }
             Some(m) => m.header.name,
             None => anyhow::bail!("the stream ended before the subscription reply"),
         };
@@ -83,7 +97,19 @@ pub fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
         let mut last: std::collections::HashMap<Name, Reading> = Default::default();
         let mut n = 0u64;
         while let Some(m) = reader.next_message().await? {
-            let Payload::Data(Data::Stats(s)) = m.payload else { continue };
+            let s = match m.payload {
+                Payload::Data(Data::Stats(s)) => *s,
+                Payload::Data(Data::Unknown { raw, .. }) => match wire::stats_of_unknown(&raw) {
+                    Some(s) => s,
+                    None => continue,
+                },
+                // One subscriber per name: another one (the daemon, with the same
+                // certificate path) took the stream, or albatross-stats restarted.
+                Payload::Failure(f) => anyhow::bail!(
+                    "albatross ended the stats stream after {n} sample(s): {f} (albatross allows one stats subscriber per name: a daemon subscribed with the same certificate path takes the stream back and is knocked off in turn; use a certificate with another CN, see the README)"
+                ),
+                _ => continue,
+            };
             let vm = m.header.name.resolve_under(&sub);
             if args.name.as_ref().is_some_and(|want| *want != vm) {
                 continue;

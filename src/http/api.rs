@@ -208,13 +208,26 @@ impl Api {
             .health
             .iter()
             .any(|(_, h)| h.up.load(Ordering::Relaxed));
+        // Frames arrive but none decodes: the stream is up and useless (a newer
+        // albatross whose statistics this version cannot read).
+        let now = tokio::time::Instant::now();
+        let unreadable: Vec<&str> = self
+            .health
+            .iter()
+            .filter(|(_, h)| h.unreadable_only(now))
+            .map(|(n, _)| n.as_str())
+            .collect();
         // Ready once any source of samples works: an albatross stream or a Proxmox poll.
         let sources = albatross || proxmox.is_some();
-        let ready = engine && (!sources || any_up || polled == Some(true));
-        (
-            ready,
-            json!({"ready": ready, "config_loaded": true, "engine": engine, "streams": streams, "proxmox_polled_recently": polled}),
-        )
+        let ready =
+            engine && unreadable.is_empty() && (!sources || any_up || polled == Some(true));
+        let mut body = json!({"ready": ready, "config_loaded": true, "engine": engine, "streams": streams, "proxmox_polled_recently": polled});
+        if !unreadable.is_empty() {
+            body["reason"] =
+                json!("stats frames arrive but none can be read (newer albatross?)");
+            body["unreadable_endpoints"] = json!(unreadable);
+        }
+        (ready, body)
     }
 
     /// Keep what the API reports about engine outputs: counters in the metrics,
