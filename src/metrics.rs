@@ -412,6 +412,11 @@ impl Metrics {
                 &self.stalls.get_or_create(&l),
                 h.stalls.load(Ordering::Relaxed),
             );
+            // The 2.7 statistics tag is always there (at 0), so alerts have a series.
+            self.unreadable.get_or_create(&FrameL {
+                endpoint: endpoint.clone(),
+                tag: "1".into(),
+            });
             for (tag, n) in h.unreadable_counts() {
                 let l = FrameL {
                     endpoint: endpoint.clone(),
