@@ -413,7 +413,7 @@ impl Metrics {
                 h.stalls.load(Ordering::Relaxed),
             );
             // The 2.7 statistics tag is always there (at 0), so alerts have a series.
-            self.unreadable.get_or_create(&FrameL {
+            let _ = self.unreadable.get_or_create(&FrameL {
                 endpoint: endpoint.clone(),
                 tag: "1".into(),
             });

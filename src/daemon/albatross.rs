@@ -496,7 +496,16 @@ async fn reconcile(shell: &Shell) -> Result<bool, ClientError> {
             }
         }
     }
-    let names: Vec<Name> = running.iter().map(|u| u.name.clone()).collect();
+    let names: Vec<(Name, Option<i64>)> = running
+        .iter()
+        .map(|u| {
+            let started = u
+                .info
+                .started
+                .map(|t| t.unix_seconds().saturating_mul(1000));
+            (u.name.clone(), started)
+        })
+        .collect();
     for group in &groups {
         let ev = Event::Reconciled {
             group: group.clone(),

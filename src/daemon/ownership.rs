@@ -10,24 +10,89 @@ use super::state_file;
 pub use super::state_file::StateError;
 use crate::core::{Action, ActionId, Decision};
 
-/// Group name → names of the instances created for it.
+/// Group name → the instances created for it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, from = "RawOwnership")]
 pub struct Ownership {
     version: u32,
-    owned: BTreeMap<String, BTreeSet<String>>,
+    owned: BTreeMap<String, BTreeMap<String, Entry>>,
 }
 
-const VERSION: u32 = 1;
+/// One owned instance.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    /// Unix ms when its create was decided: an instance of that name that started
+    /// well before is not ours (see [`Keeper::reconcile`]). 0: unknown (version 1).
+    pub intent_ms: i64,
+    /// albatross answered the create (or it was adopted): certainly ours.
+    pub confirmed: bool,
+}
+
+/// Version 1 kept a set of names per group; version 2 an [`Entry`] per name.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOwnership {
+    version: u32,
+    owned: BTreeMap<String, RawGroup>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawGroup {
+    V2(BTreeMap<String, Entry>),
+    V1(BTreeSet<String>),
+}
+
+impl From<RawOwnership> for Ownership {
+    fn from(r: RawOwnership) -> Self {
+        let owned = r
+            .owned
+            .into_iter()
+            .map(|(g, names)| {
+                let names = match names {
+                    RawGroup::V2(m) => m,
+                    RawGroup::V1(set) => set
+                        .into_iter()
+                        .map(|n| {
+                            let e = Entry {
+                                intent_ms: 0,
+                                confirmed: true,
+                            };
+                            (n, e)
+                        })
+                        .collect(),
+                };
+                (g, names)
+            })
+            .collect();
+        Self {
+            version: r.version,
+            owned,
+        }
+    }
+}
+
+const VERSION: u32 = 2;
 
 impl Ownership {
-    /// Read the record; a missing file is an empty record (first start).
+    /// Read the record (version 1 or 2); a missing file is an empty record.
     pub fn load(path: &Path) -> Result<Self, StateError> {
-        let o = state_file::load(path, VERSION, |o: &Self| o.version)?;
-        Ok(o.unwrap_or(Self {
-            version: VERSION,
-            ..Self::default()
-        }))
+        // Version 1 is read as version 2 with every entry confirmed.
+        let o = state_file::load(path, VERSION, |o: &Self| match o.version {
+            1 => VERSION,
+            v => v,
+        })?;
+        Ok(o.map_or(
+            Self {
+                version: VERSION,
+                ..Self::default()
+            },
+            |o| Self {
+                version: VERSION,
+                ..o
+            },
+        ))
     }
 
     /// Write the record atomically.
@@ -35,13 +100,25 @@ impl Ownership {
         state_file::save(self, path)
     }
 
-    /// Record that `instance` belongs to `group`.
+    /// Record that `instance` belongs to `group` (confirmed: adopted, or created).
     pub fn add(&mut self, group: &str, instance: &str) -> bool {
+        self.insert(
+            group,
+            instance,
+            Entry {
+                intent_ms: 0,
+                confirmed: true,
+            },
+        )
+    }
+
+    fn insert(&mut self, group: &str, instance: &str, e: Entry) -> bool {
         self.version = VERSION;
         self.owned
             .entry(group.to_string())
             .or_default()
-            .insert(instance.to_string())
+            .insert(instance.to_string(), e)
+            .is_none()
     }
 
     /// Forget `instance`.
@@ -49,7 +126,7 @@ impl Ownership {
         let Some(set) = self.owned.get_mut(group) else {
             return false;
         };
-        let removed = set.remove(instance);
+        let removed = set.remove(instance).is_some();
         if set.is_empty() {
             self.owned.remove(group);
         }
@@ -62,14 +139,33 @@ impl Ownership {
             .get(group)
             .into_iter()
             .flatten()
-            .map(String::as_str)
+            .map(|(n, _)| n.as_str())
     }
 
     /// Whether `instance` is owned by `group`.
     pub fn owns(&self, group: &str, instance: &str) -> bool {
-        self.owned.get(group).is_some_and(|s| s.contains(instance))
+        self.entry(group, instance).is_some()
+    }
+
+    /// The record of `instance`, if owned by `group`.
+    pub fn entry(&self, group: &str, instance: &str) -> Option<Entry> {
+        self.owned.get(group)?.get(instance).copied()
+    }
+
+    fn confirm(&mut self, group: &str, instance: &str) -> bool {
+        match self.owned.get_mut(group).and_then(|g| g.get_mut(instance)) {
+            Some(e) if !e.confirmed => {
+                e.confirmed = true;
+                true
+            }
+            _ => false,
+        }
     }
 }
+
+/// How much earlier than the create's decision a same-named instance may have
+/// started and still be ours (clock skew between this host and albatross').
+pub const SKEW_MS: i64 = 5_000;
 
 /// The record and the actions in flight on it, kept pure so that a property test
 /// can drive it with the engine (tests/ownership_props.rs). The rule: a name has at
@@ -77,8 +173,8 @@ impl Ownership {
 #[derive(Debug, Clone, Default)]
 pub struct Keeper {
     pub record: Ownership,
-    /// Instance → (group, action id) of the action in flight on it.
-    busy: HashMap<String, (String, ActionId)>,
+    /// Instance → the action in flight on it.
+    busy: HashMap<String, Claim>,
 }
 
 /// What [`Keeper::reconcile`] found for one group.
@@ -88,6 +184,25 @@ pub struct Reconciled {
     pub adopt: Vec<String>,
     /// Owned clones that no longer run: forgotten.
     pub forgot: Vec<String>,
+    /// Recorded but never confirmed, and running since before the create was
+    /// decided: someone else's instance of that name (the daemon stopped mid-create).
+    pub disowned: Vec<String>,
+}
+
+/// One instance of a `unikernel info` listing: its name and when it started (Unix ms).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub name: String,
+    pub started_ms: Option<i64>,
+}
+
+/// The action in flight on a name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Claim {
+    group: String,
+    id: ActionId,
+    /// This action added the name to the record (a create of a name not owned before).
+    added: bool,
 }
 
 impl Keeper {
@@ -102,19 +217,31 @@ impl Keeper {
     /// instance (the new one must not run); `Ok(true)` if the record changed (a
     /// create is recorded before it is sent, so a crash leaves an owned name that
     /// reconciliation cleans up, not an orphan).
-    pub fn begin(&mut self, d: &Decision) -> Result<bool, String> {
+    pub fn begin(&mut self, d: &Decision, now_ms: i64) -> Result<bool, String> {
         let (group, instance) = (d.group.to_string(), d.instance.to_string());
-        if let Some((g, id)) = self.busy.get(&instance) {
+        if let Some(c) = self.busy.get(&instance) {
             return Err(format!(
-                "an earlier action (group {g}, id {id}) on {instance} is still in flight"
+                "an earlier action (group {}, id {}) on {instance} is still in flight",
+                c.group, c.id
             ));
         }
         let changed = match d.action {
             Action::Promote => return Ok(self.record.remove(&group, &instance)),
-            Action::ScaleUp => self.record.add(&group, &instance),
+            Action::ScaleUp => {
+                let e = Entry {
+                    intent_ms: now_ms,
+                    confirmed: false,
+                };
+                !self.record.owns(&group, &instance) && self.record.insert(&group, &instance, e)
+            }
             _ => false,
         };
-        self.busy.insert(instance, (group, d.id));
+        let claim = Claim {
+            group,
+            id: d.id,
+            added: changed,
+        };
+        self.busy.insert(instance, claim);
         Ok(changed)
     }
 
@@ -122,15 +249,19 @@ impl Keeper {
     /// in flight on the name may change its record entry.
     pub fn finish(&mut self, d: &Decision, ok: bool) -> bool {
         let (group, instance) = (d.group.to_string(), d.instance.to_string());
-        if self.busy.get(&instance) != Some(&(group.clone(), d.id)) {
-            return false;
-        }
+        let claim = match self.busy.get(&instance) {
+            Some(c) if c.group == group && c.id == d.id => c.clone(),
+            _ => return false,
+        };
         self.busy.remove(&instance);
-        let gone = matches!(
-            (ok, d.action),
-            (true, Action::ScaleDown | Action::CloneLost) | (false, Action::ScaleUp)
-        );
-        gone && self.record.remove(&group, &instance)
+        // A failed create forgets only the entry it added: a name that was owned
+        // before (an earlier clone still running under it) stays owned.
+        match (ok, d.action) {
+            (true, Action::ScaleDown | Action::CloneLost) => self.record.remove(&group, &instance),
+            (false, Action::ScaleUp) if claim.added => self.record.remove(&group, &instance),
+            (true, Action::ScaleUp) => self.record.confirm(&group, &instance),
+            _ => false,
+        }
     }
 
     /// Whether an action is in flight on `instance`.
@@ -138,21 +269,48 @@ impl Keeper {
         self.busy.contains_key(instance)
     }
 
-    /// Compare the record of `group` with what runs: owned and running → adopt;
-    /// owned, not running and not busy → forgotten (a create in flight is not
-    /// listed yet, a destroy in flight settles itself).
-    pub fn reconcile(&mut self, group: &str, running: &[String]) -> Reconciled {
+    /// Compare the record of `group` with what runs: owned and running → adopt
+    /// (and confirmed); owned, not running and not busy → forgotten (a create in
+    /// flight is not listed yet, a destroy in flight settles itself); recorded,
+    /// unconfirmed, not busy and running since before its create was decided →
+    /// disowned (the daemon stopped mid-create of a name someone else holds).
+    pub fn reconcile(&mut self, group: &str, running: &[Listed]) -> Reconciled {
         let mut r = Reconciled::default();
-        let owned: Vec<String> = self.record.owned(group).map(str::to_string).collect();
-        for name in owned {
-            if running.contains(&name) {
-                r.adopt.push(name);
-            } else if !self.busy.contains_key(&name) {
-                self.record.remove(group, &name);
-                r.forgot.push(name);
+        let owned: Vec<(String, Entry)> = self
+            .record
+            .owned
+            .get(group)
+            .into_iter()
+            .flatten()
+            .map(|(n, e)| (n.clone(), *e))
+            .collect();
+        for (name, e) in owned {
+            if self.busy.contains_key(&name) {
+                continue;
+            }
+            match running.iter().find(|l| l.name == name) {
+                Some(l)
+                    if !e.confirmed && l.started_ms.is_some_and(|s| s + SKEW_MS < e.intent_ms) =>
+                {
+                    self.record.remove(group, &name);
+                    r.disowned.push(name);
+                }
+                Some(_) => {
+                    self.record.confirm(group, &name);
+                    r.adopt.push(name);
+                }
+                None => {
+                    self.record.remove(group, &name);
+                    r.forgot.push(name);
+                }
             }
         }
         r
+    }
+
+    /// Whether [`Keeper::reconcile`] changed the record (to save it).
+    pub fn changed(r: &Reconciled) -> bool {
+        !r.forgot.is_empty() || !r.disowned.is_empty() || !r.adopt.is_empty()
     }
 }
 
@@ -174,6 +332,22 @@ mod tests {
         assert_eq!(back, o);
         o.remove("alice:web", "alice:web-clone-1");
         assert_eq!(o.owned("alice:web").count(), 0);
+        // Version 1 (a set of names per group) is read as confirmed entries.
+        std::fs::write(
+            &p,
+            r#"{"version":1,"owned":{"alice:web":["alice:web-clone-2"]}}"#,
+        )
+        .unwrap();
+        let v1 = Ownership::load(&p).unwrap();
+        assert_eq!(
+            v1.entry("alice:web", "alice:web-clone-2"),
+            Some(Entry {
+                intent_ms: 0,
+                confirmed: true
+            })
+        );
+        std::fs::write(&p, r#"{"version":3,"owned":{}}"#).unwrap();
+        assert!(Ownership::load(&p).is_err(), "a newer format is refused");
         std::fs::write(&p, "{not json").unwrap();
         let err = Ownership::load(&p).unwrap_err().to_string();
         assert!(

@@ -16,7 +16,7 @@ use super::approvals::{self, At, Command, Owner, SharedBook};
 use super::cost::CostLedger;
 use super::decision_log::DecisionLog;
 use super::notice::{Ceilings, Notice, Notices};
-use super::ownership::{Keeper, Ownership};
+use super::ownership::{Keeper, Listed, Ownership};
 use crate::core::{Action, Decision, Engine, Input, Output, Policy, Timestamp, Verdict};
 use crate::http::status::Status;
 use crate::name::Name;
@@ -88,7 +88,11 @@ pub enum Event {
     /// What runs on the endpoint of `group` (from `unikernel info`), at start or
     /// after a reconnect: adopt owned clones that run, forget owned ones that do
     /// not, and mark others named like clones as foreign.
-    Reconciled { group: Name, running: Vec<Name> },
+    Reconciled {
+        group: Name,
+        /// Names with when they started (Unix ms), if albatross says.
+        running: Vec<(Name, Option<i64>)>,
+    },
     /// Operator command (HTTP API: pause, resume, scale); the reply gets the
     /// outputs it caused (decisions, and the evaluation that explains them).
     Control {
@@ -348,11 +352,26 @@ impl<A: Actuator> Runner<A> {
         }
     }
 
-    fn reconcile(&mut self, group: Name, running: Vec<Name>, in_flight: &mut JoinSet<Settled>) {
+    fn reconcile(
+        &mut self,
+        group: Name,
+        running: Vec<(Name, Option<i64>)>,
+        in_flight: &mut JoinSet<Settled>,
+    ) {
         let now = self.stamp(Instant::now());
         let g = group.to_string();
-        let names: Vec<String> = running.iter().map(Name::to_string).collect();
-        let found = self.keeper.reconcile(&g, &names);
+        let listed: Vec<Listed> = running
+            .iter()
+            .map(|(n, started_ms)| Listed {
+                name: n.to_string(),
+                started_ms: *started_ms,
+            })
+            .collect();
+        let running: Vec<Name> = running.into_iter().map(|(n, _)| n).collect();
+        let found = self.keeper.reconcile(&g, &listed);
+        for name in &found.disowned {
+            tracing::warn!(group = %g, instance = %name, "a create of this name was recorded but never confirmed, and an instance of that name ran before it was decided: not ours, never touched");
+        }
         for name in &found.forgot {
             tracing::info!(group = %g, instance = %name, "forgetting an owned clone that no longer runs");
             if let Ok(vm) = Name::parse(name) {
@@ -363,7 +382,7 @@ impl<A: Actuator> Runner<A> {
                 self.step(now, input, in_flight);
             }
         }
-        if !found.forgot.is_empty() {
+        if Keeper::changed(&found) {
             self.save_ownership();
         }
         for name in found.adopt {
@@ -481,7 +500,7 @@ impl<A: Actuator> Runner<A> {
             }
             Action::Promote => {
                 // The new primary is never a scale-down victim.
-                if self.keeper.begin(d).unwrap_or(false) {
+                if self.keeper.begin(d, super::unix_ms_now()).unwrap_or(false) {
                     self.save_ownership();
                 }
                 self.publish_outcome(d, &Ok(()));
@@ -498,7 +517,7 @@ impl<A: Actuator> Runner<A> {
     /// Carry out `d` (approved, or not needing approval).
     fn execute(&mut self, now: Timestamp, d: &Decision, in_flight: &mut JoinSet<Settled>) {
         if !self.settings.dry_run {
-            match self.keeper.begin(d) {
+            match self.keeper.begin(d, super::unix_ms_now()) {
                 Ok(true) => self.save_ownership(),
                 Ok(false) => {}
                 Err(why) => {

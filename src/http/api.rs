@@ -219,12 +219,10 @@ impl Api {
             .collect();
         // Ready once any source of samples works: an albatross stream or a Proxmox poll.
         let sources = albatross || proxmox.is_some();
-        let ready =
-            engine && unreadable.is_empty() && (!sources || any_up || polled == Some(true));
+        let ready = engine && unreadable.is_empty() && (!sources || any_up || polled == Some(true));
         let mut body = json!({"ready": ready, "config_loaded": true, "engine": engine, "streams": streams, "proxmox_polled_recently": polled});
         if !unreadable.is_empty() {
-            body["reason"] =
-                json!("stats frames arrive but none can be read (newer albatross?)");
+            body["reason"] = json!("stats frames arrive but none can be read (newer albatross?)");
             body["unreadable_endpoints"] = json!(unreadable);
         }
         (ready, body)
