@@ -2,6 +2,7 @@
 //! certificates, real TLS 1.3, real frames. Timing runs on tokio's paused clock;
 //! tests synchronise on frames, never on sleeps.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,11 +51,16 @@ struct Setup {
 
 /// Sub-CA `alice` with `policy`, primary `alice:web` running, group demand 1.5 vCPU.
 async fn setup(policy: &Policy) -> Setup {
+    setup_with(policy, |_| {}).await
+}
+
+async fn setup_with(policy: &Policy, tweak: impl FnOnce(&mut EndpointConfig)) -> Setup {
     let pki = TestPki::generate_with_policy("alice", policy).unwrap();
     let mut cfg = EndpointConfig::from_pki(&pki).unwrap();
     cfg.stats_interval = TICK;
     cfg.boot_delay = BOOT;
     cfg.load = Arc::new(|group, _t| if group == "alice:web" { 1.5 } else { 0.0 });
+    tweak(&mut cfg);
     let endpoint = Endpoint::start(cfg).await.unwrap();
     endpoint.add(n("alice:web"), config(IMAGE));
     let client = Connector::from_parts(
@@ -231,25 +237,13 @@ async fn load_spreads_over_instances_once_they_have_booted() {
     let (name, _) = sample(&mut r).await;
     assert_eq!(name, n(":web"));
 
-    let create = Command::UnikernelCreate {
-        config: Box::new(config(IMAGE)),
-    };
-    let m = s
-        .client
-        .request(Some("web-clone-1"), &create, None)
-        .await
-        .unwrap();
+    // On another CPU than the primary's (CPU 0).
+    let mut clone = config(IMAGE);
+    clone.cpuids = vec![1];
+    let m = create(&s, "web-clone-1", clone).await;
     assert_eq!(success_string(&m), "created unikernel");
 
-    // Collect per-instance CPU deltas per tick until the clone has served a while.
-    let mut last: std::collections::HashMap<Name, i64> = Default::default();
-    let mut deltas: std::collections::HashMap<Name, Vec<i64>> = Default::default();
-    while deltas.get(&n(":web-clone-1")).map_or(0, Vec::len) < 8 {
-        let (name, us) = sample(&mut r).await;
-        if let Some(prev) = last.insert(name.clone(), us) {
-            deltas.entry(name).or_default().push(us - prev);
-        }
-    }
+    let deltas = deltas_until(&mut r, ":web-clone-1", 8).await;
     // Booting: the clone takes nothing and the primary is capped at one vCPU;
     // booted: 1.5 vCPU split evenly, 75 ms per 100 ms tick each.
     let clone = &deltas[&n(":web-clone-1")];
@@ -257,6 +251,49 @@ async fn load_spreads_over_instances_once_they_have_booted() {
     assert_eq!(*clone.last().unwrap(), 75_000, "{clone:?}");
     assert_eq!(*deltas[&n(":web")].last().unwrap(), 75_000);
     assert!(deltas[&n(":web")].contains(&100_000));
+}
+
+async fn create(s: &Setup, label: &str, cfg: UnikernelConfig) -> Message {
+    let cmd = Command::UnikernelCreate {
+        config: Box::new(cfg),
+    };
+    s.client.request(Some(label), &cmd, None).await.unwrap()
+}
+
+async fn destroy(s: &Setup, label: &str) -> Message {
+    let cmd = Command::UnikernelDestroy;
+    s.client.request(Some(label), &cmd, None).await.unwrap()
+}
+
+/// Per-instance CPU deltas per tick until `name` has `count` of them.
+async fn deltas_until(
+    r: &mut FrameReader<albatross_autoscale::albatross::tls::Connection>,
+    name: &str,
+    count: usize,
+) -> HashMap<Name, Vec<i64>> {
+    let mut last: HashMap<Name, i64> = HashMap::new();
+    let mut deltas: HashMap<Name, Vec<i64>> = HashMap::new();
+    while deltas.get(&n(name)).map_or(0, Vec::len) < count {
+        let (name, us) = sample(r).await;
+        if let Some(prev) = last.insert(name.clone(), us) {
+            deltas.entry(name).or_default().push(us - prev);
+        }
+    }
+    deltas
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_clone_pinned_to_the_primarys_cpu_shares_it() {
+    let s = setup(&TestPki::default_policy()).await;
+    let mut r = s.client.subscribe_stats(None).await.unwrap();
+    r.next_message().await.unwrap().unwrap();
+    // Same cpuids as the primary (what copying `info` gives): 0.75 wanted each on
+    // one host CPU, which gives 1.0 in total, in proportion: 50 ms per tick each.
+    let m = create(&s, "web-clone-1", config(IMAGE)).await;
+    assert_eq!(success_string(&m), "created unikernel");
+    let deltas = deltas_until(&mut r, ":web-clone-1", 8).await;
+    assert_eq!(*deltas[&n(":web-clone-1")].last().unwrap(), 50_000);
+    assert_eq!(*deltas[&n(":web")].last().unwrap(), 50_000);
 }
 
 #[tokio::test(start_paused = true)]
