@@ -298,6 +298,17 @@ async fn a_clone_pinned_to_the_primarys_cpu_shares_it() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn without_cpu_pinning_a_clone_on_the_same_cpu_adds_capacity() {
+    let s = setup_with(&TestPki::default_policy(), |c| c.cpu_pinning = false).await;
+    let mut r = s.client.subscribe_stats(None).await.unwrap();
+    r.next_message().await.unwrap().unwrap();
+    let m = create(&s, "web-clone-1", config(IMAGE)).await;
+    assert_eq!(success_string(&m), "created unikernel");
+    let deltas = deltas_until(&mut r, ":web-clone-1", 8).await;
+    assert_eq!(*deltas[&n(":web-clone-1")].last().unwrap(), 75_000);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_second_subscriber_for_the_same_name_closes_the_first() {
     let s = setup(&TestPki::default_policy()).await;
     let mut first = s.client.subscribe_stats(None).await.unwrap();

@@ -48,6 +48,9 @@ pub struct EndpointConfig {
     /// restarts at once (zero); a destroy in this window answers
     /// `destroyed: removed from restarting`.
     pub restart_delay: Duration,
+    /// Instances pinned to the same host CPU share it, as under albatross'
+    /// `taskset` (true). False: every instance gets its vCPUs whatever its cpuids.
+    pub cpu_pinning: bool,
 }
 
 impl EndpointConfig {
@@ -63,6 +66,7 @@ impl EndpointConfig {
             load: Arc::new(|_, _| 0.0),
             group_of: Arc::new(default_group),
             restart_delay: Duration::ZERO,
+            cpu_pinning: true,
         })
     }
 }
@@ -246,7 +250,13 @@ impl Endpoint {
         let addr = listener.local_addr()?;
         let cancel = CancellationToken::new();
         let shared = Arc::new(Shared {
-            world: Mutex::new(World::default()),
+            world: Mutex::new(World {
+                fleet: Fleet {
+                    pin_cpus: config.cpu_pinning,
+                    ..Fleet::default()
+                },
+                ..World::default()
+            }),
             stats_interval: config.stats_interval.max(Duration::from_millis(1)),
             boot_delay: config.boot_delay,
             load: config.load,

@@ -199,6 +199,8 @@ pub struct Fleet {
     pub unikernels: BTreeMap<Name, Hosted>,
     /// Endpoint time the counters were last advanced to.
     pub advanced_to: Duration,
+    /// Whether host CPUs limit instances by their cpuids ([`share_cpus`]).
+    pub pin_cpus: bool,
 }
 
 impl Fleet {
@@ -254,7 +256,12 @@ impl Fleet {
                 (cpus, *want)
             })
             .collect();
-        for ((m, _), got) in wants.iter().zip(share_cpus(&pinned)) {
+        let granted = if self.pin_cpus {
+            share_cpus(&pinned)
+        } else {
+            pinned.iter().map(|(_, want)| *want).collect()
+        };
+        for ((m, _), got) in wants.iter().zip(granted) {
             if let Some(h) = self.unikernels.get_mut(m) {
                 let used = got * dt_us;
                 h.cpu_us += used;
