@@ -2,6 +2,7 @@
 //! certificates, real TLS 1.3, real frames. Timing runs on tokio's paused clock;
 //! tests synchronise on frames, never on sleeps.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +10,8 @@ use albatross_autoscale::albatross::tls::{Connector, FrameReader, TlsError};
 use albatross_autoscale::name::Name;
 use albatross_autoscale::testing::{Endpoint, EndpointConfig, Outcome, SERVER_NAME, TestPki};
 use albatross_autoscale::wire::{
-    Command, Data, FailBehaviour, Message, NetSpec, Payload, Policy, Success, Typ, UnikernelConfig,
+    BlockSpec, Command, Data, FailBehaviour, Message, NetSpec, Payload, Policy, Success, Typ,
+    UnikernelConfig,
 };
 
 const TICK: Duration = Duration::from_millis(100);
@@ -50,11 +52,16 @@ struct Setup {
 
 /// Sub-CA `alice` with `policy`, primary `alice:web` running, group demand 1.5 vCPU.
 async fn setup(policy: &Policy) -> Setup {
+    setup_with(policy, |_| {}).await
+}
+
+async fn setup_with(policy: &Policy, tweak: impl FnOnce(&mut EndpointConfig)) -> Setup {
     let pki = TestPki::generate_with_policy("alice", policy).unwrap();
     let mut cfg = EndpointConfig::from_pki(&pki).unwrap();
     cfg.stats_interval = TICK;
     cfg.boot_delay = BOOT;
     cfg.load = Arc::new(|group, _t| if group == "alice:web" { 1.5 } else { 0.0 });
+    tweak(&mut cfg);
     let endpoint = Endpoint::start(cfg).await.unwrap();
     endpoint.add(n("alice:web"), config(IMAGE));
     let client = Connector::from_parts(
@@ -231,25 +238,13 @@ async fn load_spreads_over_instances_once_they_have_booted() {
     let (name, _) = sample(&mut r).await;
     assert_eq!(name, n(":web"));
 
-    let create = Command::UnikernelCreate {
-        config: Box::new(config(IMAGE)),
-    };
-    let m = s
-        .client
-        .request(Some("web-clone-1"), &create, None)
-        .await
-        .unwrap();
+    // On another CPU than the primary's (CPU 0).
+    let mut clone = config(IMAGE);
+    clone.cpuids = vec![1];
+    let m = create(&s, "web-clone-1", clone).await;
     assert_eq!(success_string(&m), "created unikernel");
 
-    // Collect per-instance CPU deltas per tick until the clone has served a while.
-    let mut last: std::collections::HashMap<Name, i64> = Default::default();
-    let mut deltas: std::collections::HashMap<Name, Vec<i64>> = Default::default();
-    while deltas.get(&n(":web-clone-1")).map_or(0, Vec::len) < 8 {
-        let (name, us) = sample(&mut r).await;
-        if let Some(prev) = last.insert(name.clone(), us) {
-            deltas.entry(name).or_default().push(us - prev);
-        }
-    }
+    let deltas = deltas_until(&mut r, ":web-clone-1", 8).await;
     // Booting: the clone takes nothing and the primary is capped at one vCPU;
     // booted: 1.5 vCPU split evenly, 75 ms per 100 ms tick each.
     let clone = &deltas[&n(":web-clone-1")];
@@ -257,6 +252,60 @@ async fn load_spreads_over_instances_once_they_have_booted() {
     assert_eq!(*clone.last().unwrap(), 75_000, "{clone:?}");
     assert_eq!(*deltas[&n(":web")].last().unwrap(), 75_000);
     assert!(deltas[&n(":web")].contains(&100_000));
+}
+
+async fn create(s: &Setup, label: &str, cfg: UnikernelConfig) -> Message {
+    let cmd = Command::UnikernelCreate {
+        config: Box::new(cfg),
+    };
+    s.client.request(Some(label), &cmd, None).await.unwrap()
+}
+
+async fn destroy(s: &Setup, label: &str) -> Message {
+    let cmd = Command::UnikernelDestroy;
+    s.client.request(Some(label), &cmd, None).await.unwrap()
+}
+
+/// Per-instance CPU deltas per tick until `name` has `count` of them.
+async fn deltas_until(
+    r: &mut FrameReader<albatross_autoscale::albatross::tls::Connection>,
+    name: &str,
+    count: usize,
+) -> HashMap<Name, Vec<i64>> {
+    let mut last: HashMap<Name, i64> = HashMap::new();
+    let mut deltas: HashMap<Name, Vec<i64>> = HashMap::new();
+    while deltas.get(&n(name)).map_or(0, Vec::len) < count {
+        let (name, us) = sample(r).await;
+        if let Some(prev) = last.insert(name.clone(), us) {
+            deltas.entry(name).or_default().push(us - prev);
+        }
+    }
+    deltas
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_clone_pinned_to_the_primarys_cpu_shares_it() {
+    let s = setup(&TestPki::default_policy()).await;
+    let mut r = s.client.subscribe_stats(None).await.unwrap();
+    r.next_message().await.unwrap().unwrap();
+    // Same cpuids as the primary (what copying `info` gives): 0.75 wanted each on
+    // one host CPU, which gives 1.0 in total, in proportion: 50 ms per tick each.
+    let m = create(&s, "web-clone-1", config(IMAGE)).await;
+    assert_eq!(success_string(&m), "created unikernel");
+    let deltas = deltas_until(&mut r, ":web-clone-1", 8).await;
+    assert_eq!(*deltas[&n(":web-clone-1")].last().unwrap(), 50_000);
+    assert_eq!(*deltas[&n(":web")].last().unwrap(), 50_000);
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_cpu_pinning_a_clone_on_the_same_cpu_adds_capacity() {
+    let s = setup_with(&TestPki::default_policy(), |c| c.cpu_pinning = false).await;
+    let mut r = s.client.subscribe_stats(None).await.unwrap();
+    r.next_message().await.unwrap().unwrap();
+    let m = create(&s, "web-clone-1", config(IMAGE)).await;
+    assert_eq!(success_string(&m), "created unikernel");
+    let deltas = deltas_until(&mut r, ":web-clone-1", 8).await;
+    assert_eq!(*deltas[&n(":web-clone-1")].last().unwrap(), 75_000);
 }
 
 #[tokio::test(start_paused = true)]
@@ -476,4 +525,352 @@ async fn client_and_endpoint_can_be_shared_across_tasks() {
             .unwrap()
             .unwrap();
     assert!(matches!(m.payload, Payload::Success(Success::UnikernelInfo(ref l)) if l.len() == 1));
+}
+
+fn infos(m: &Message) -> Vec<String> {
+    match &m.payload {
+        Payload::Success(Success::UnikernelInfo(list)) => {
+            list.iter().map(|u| u.name.to_string()).collect()
+        }
+        other => panic!("expected info, got {other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn albatrossd_restart_silences_stats_and_restores_every_unikernel() {
+    let s = setup(&TestPki::default_policy()).await;
+    let mut clone = config(IMAGE);
+    clone.cpuids = vec![1];
+    assert_eq!(
+        success_string(&create(&s, "web-clone-1", clone).await),
+        "created unikernel"
+    );
+    let mut old = s.client.subscribe_stats(None).await.unwrap();
+    old.next_message().await.unwrap().unwrap();
+    let before = deltas_until(&mut old, ":web-clone-1", 6).await;
+    assert_eq!(*before[&n(":web")].last().unwrap(), 75_000);
+    let web_cpu = s.endpoint.cpu_seconds(&n("alice:web")).unwrap();
+    assert!(web_cpu > 0.5, "{web_cpu}");
+
+    s.endpoint.restart_albatrossd();
+    assert!(s.endpoint.subscribers().is_empty());
+    // Restored under the same names with fresh counters.
+    assert_eq!(
+        s.endpoint.unikernels(),
+        vec![n("alice:web"), n("alice:web-clone-1")]
+    );
+    assert_eq!(s.endpoint.cpu_seconds(&n("alice:web")), Some(0.0));
+    let m = s
+        .client
+        .request(None, &Command::UnikernelInfo, None)
+        .await
+        .unwrap();
+    assert_eq!(infos(&m), [":web", ":web-clone-1"]);
+
+    // A new subscription works; its samples start from zero again.
+    let mut new = s.client.subscribe_stats(None).await.unwrap();
+    assert_eq!(
+        success_string(&new.next_message().await.unwrap().unwrap()),
+        "subscribed"
+    );
+    let (_, us) = sample(&mut new).await;
+    assert!(us < (web_cpu * 1e6) as i64, "{us}");
+    let after = deltas_until(&mut new, ":web-clone-1", 6).await;
+    assert_eq!(*after[&n(":web")].last().unwrap(), 75_000);
+    assert_eq!(s.endpoint.subscribers(), vec![n("alice:")]);
+
+    // The old stream is open and silent: no frame, no failure, no EOF, while the
+    // new one got ticks of frames.
+    let quiet = tokio::time::timeout(TICK * 5, old.next_message()).await;
+    assert!(quiet.is_err(), "{quiet:?}");
+
+    // Re-creating the restored primary is refused like albatross refuses it.
+    let m = create(&s, "web", config(IMAGE)).await;
+    assert_eq!(failure(&m), "Unikernel with same name is already running");
+}
+
+#[tokio::test(start_paused = true)]
+async fn silenced_streams_stay_open_and_restart_endpoint_drops_connections() {
+    let s = setup(&TestPki::default_policy()).await;
+    let mut silent = s.client.subscribe_stats(Some("web")).await.unwrap();
+    silent.next_message().await.unwrap().unwrap();
+    sample(&mut silent).await;
+    s.endpoint.silence_stats_streams();
+    let mut fresh = s.client.subscribe_stats(None).await.unwrap();
+    fresh.next_message().await.unwrap().unwrap();
+    for _ in 0..3 {
+        sample(&mut fresh).await;
+    }
+    assert!(
+        tokio::time::timeout(TICK * 3, silent.next_message())
+            .await
+            .is_err()
+    );
+
+    // The TLS endpoint restarting: connections end without a Failure frame.
+    s.endpoint.restart_endpoint();
+    for r in [&mut silent, &mut fresh] {
+        while let Ok(Some(m)) = r.next_message().await {
+            assert!(matches!(m.payload, Payload::Data(_)), "{m:?}");
+        }
+    }
+    // Same port, new connections served.
+    let m = s
+        .client
+        .request(Some("web"), &Command::UnikernelInfo, None)
+        .await
+        .unwrap();
+    assert_eq!(infos(&m), ["alice:web"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn policy_info_lists_the_stored_policies_at_and_below_the_path() {
+    let s = setup(&TestPki::default_policy()).await;
+    let team = Policy {
+        cpuids: vec![1],
+        unikernels: 2,
+        memory: 256,
+        block: Some(10),
+        bridges: vec!["service".to_string()],
+    };
+    s.endpoint.set_policy(n("alice:team:"), team.clone());
+    s.endpoint.set_policy(n(":"), TestPki::default_policy());
+    let m = s
+        .client
+        .request(None, &Command::PolicyInfo, None)
+        .await
+        .unwrap();
+    assert_eq!(m.header.name, n("alice:"));
+    let Payload::Success(Success::Policies(list)) = &m.payload else {
+        panic!("{m:?}")
+    };
+    let got: Vec<(String, Policy)> = list
+        .iter()
+        .map(|p| (p.name.to_string(), p.policy.clone()))
+        .collect();
+    // The chain's own policy was learnt before the command (as `policy add`).
+    assert_eq!(
+        got,
+        [
+            (":".to_string(), TestPki::default_policy()),
+            ("team:".to_string(), team)
+        ]
+    );
+    assert_eq!(
+        s.endpoint.policy(&n("alice:")),
+        Some(TestPki::default_policy())
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn creates_are_checked_against_the_policy_of_their_path() {
+    let policy = Policy {
+        cpuids: vec![0, 1],
+        unikernels: 4,
+        memory: 200,
+        block: Some(100),
+        bridges: vec!["service".to_string()],
+    };
+    let s = setup(&policy).await;
+    // The policy is learnt from the chain by the first albatrossd command.
+    s.client
+        .request(None, &Command::UnikernelInfo, None)
+        .await
+        .unwrap();
+
+    let mut c = config(IMAGE);
+    c.memory = 1000;
+    let m = create(&s, "big", c).await;
+    assert_eq!(
+        failure(&m),
+        "maximum allowed memory (200, used 64) would be exceeded (requesting 1000)"
+    );
+    let mut c = config(IMAGE);
+    c.cpuids = vec![3, 2, 1];
+    assert_eq!(
+        failure(&create(&s, "c", c).await),
+        "CPUids 2, 3 are not allowed by policy"
+    );
+    let mut c = config(IMAGE);
+    c.bridges[0].host_device = Some("public".to_string());
+    assert_eq!(
+        failure(&create(&s, "c", c).await),
+        "bridges public not allowed by policy"
+    );
+
+    // Block devices: must exist in the unikernel's path and be unused.
+    let mut c = config(IMAGE);
+    c.block_devices = vec![BlockSpec {
+        name: "storage".to_string(),
+        device: Some("disk".to_string()),
+        sector_size: None,
+    }];
+    assert_eq!(
+        failure(&create(&s, "db", c.clone()).await),
+        "block device alice:disk not found"
+    );
+    assert_eq!(
+        s.endpoint.add_block(&n("alice:huge"), 200),
+        Err(
+            "block device policy limit of 100 MB (used 0 MB) would be exceeded by the request (200 MB)"
+                .to_string()
+        )
+    );
+    s.endpoint.add_block(&n("alice:disk"), 50).unwrap();
+    s.endpoint.set_policy(
+        n("alice:team:"),
+        Policy {
+            block: None,
+            ..policy.clone()
+        },
+    );
+    assert_eq!(
+        s.endpoint.add_block(&n("alice:team:disk"), 1),
+        Err("no block devices are allowed by policy".to_string())
+    );
+    assert_eq!(
+        success_string(&create(&s, "db", c.clone()).await),
+        "created unikernel"
+    );
+    assert_eq!(
+        failure(&create(&s, "db-clone-1", c.clone()).await),
+        "block device alice:disk already in use"
+    );
+    assert_eq!(
+        success_string(&destroy(&s, "db").await),
+        "destroyed unikernel"
+    );
+    assert_eq!(
+        success_string(&create(&s, "db-clone-1", c).await),
+        "created unikernel"
+    );
+}
+
+fn restarting_config(exit_codes: Vec<i64>) -> UnikernelConfig {
+    UnikernelConfig {
+        fail_behaviour: FailBehaviour::Restart { exit_codes },
+        ..config(IMAGE)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn exits_restart_or_remove_as_albatross_decides() {
+    let s = setup_with(&TestPki::default_policy(), |c| {
+        c.load = Arc::new(|_, _| 0.5);
+    })
+    .await;
+    let app = n("alice:app");
+    s.endpoint.add(app.clone(), restarting_config(Vec::new()));
+    let mut r = s.client.subscribe_stats(Some("app")).await.unwrap();
+    r.next_message().await.unwrap().unwrap();
+    let (_, us) = sample(&mut r).await;
+    assert!(us > 0);
+
+    // Restarted at once (restart_delay zero), with fresh counters.
+    assert!(s.endpoint.kill(&app, 2));
+    assert_eq!(s.endpoint.cpu_seconds(&app), Some(0.0));
+    assert!(s.endpoint.unikernels().contains(&app));
+    for code in [1, 60, 63] {
+        s.endpoint.add(app.clone(), restarting_config(Vec::new()));
+        assert!(s.endpoint.kill(&app, code));
+        assert!(!s.endpoint.unikernels().contains(&app), "{code}");
+    }
+    // 64 with an injected `--name=`: once more without it, then never.
+    s.endpoint.add(app.clone(), restarting_config(Vec::new()));
+    assert!(s.endpoint.kill(&app, 64));
+    assert!(s.endpoint.unikernels().contains(&app));
+    assert!(s.endpoint.kill(&app, 64));
+    assert!(!s.endpoint.unikernels().contains(&app));
+    s.endpoint.add(app.clone(), restarting_config(vec![3]));
+    assert!(s.endpoint.kill(&app, 2));
+    assert!(!s.endpoint.unikernels().contains(&app));
+    s.endpoint.add(app.clone(), restarting_config(Vec::new()));
+    assert!(s.endpoint.kill_by_signal(&app, 9));
+    assert!(!s.endpoint.unikernels().contains(&app));
+    assert!(!s.endpoint.kill(&app, 0));
+    // Quit: gone; info no longer lists it.
+    assert!(s.endpoint.kill(&n("alice:web"), 0));
+    let m = s
+        .client
+        .request(None, &Command::UnikernelInfo, None)
+        .await
+        .unwrap();
+    assert!(infos(&m).is_empty());
+    assert_eq!(failure(&destroy(&s, "web").await), "destroy: not found");
+}
+
+#[tokio::test(start_paused = true)]
+async fn destroying_a_unikernel_waiting_for_its_restart_succeeds() {
+    // A long restart window, so the destroy surely falls into it.
+    let s = setup_with(&TestPki::default_policy(), |c| {
+        c.restart_delay = Duration::from_secs(3600)
+    })
+    .await;
+    let app = n("alice:app");
+    s.endpoint.add(app.clone(), restarting_config(Vec::new()));
+    assert!(s.endpoint.kill(&app, 0));
+    assert_eq!(s.endpoint.restarting(), vec![app.clone()]);
+    assert!(!s.endpoint.unikernels().contains(&app));
+    assert_eq!(
+        success_string(&destroy(&s, "app").await),
+        "destroyed: removed from restarting"
+    );
+    assert!(s.endpoint.restarting().is_empty());
+    assert_eq!(failure(&destroy(&s, "app").await), "destroy: not found");
+
+    // A pending restart is restored by an albatrossd restart (it is in its state).
+    let db = n("alice:db");
+    s.endpoint.add(db.clone(), restarting_config(Vec::new()));
+    assert!(s.endpoint.kill(&db, 0));
+    s.endpoint.restart_albatrossd();
+    assert!(s.endpoint.restarting().is_empty());
+    assert!(s.endpoint.unikernels().contains(&db));
+}
+
+#[tokio::test(start_paused = true)]
+async fn hung_creates_read_the_upload_and_never_answer() {
+    let s = setup(&TestPki::default_policy()).await;
+    s.endpoint.hang_next_creates(1);
+    let cmd = Command::UnikernelCreate {
+        config: Box::new(config(&[])),
+    };
+    let hung = tokio::time::timeout(
+        Duration::from_secs(30),
+        s.client.request(Some("web-clone-1"), &cmd, Some(IMAGE)),
+    )
+    .await;
+    assert!(hung.is_err(), "{hung:?}");
+    assert_eq!(s.endpoint.unikernels(), vec![n("alice:web")]);
+    let last = s.endpoint.history().pop().unwrap();
+    assert_eq!(last.outcome, Outcome::Hung);
+    assert_eq!(last.name, n("alice:web-clone-1"));
+    // The next create is served.
+    let m = s
+        .client
+        .request(Some("web-clone-1"), &cmd, Some(IMAGE))
+        .await
+        .unwrap();
+    assert_eq!(success_string(&m), "created unikernel");
+
+    // A hung create ends when the endpoint shuts down.
+    s.endpoint.hang_next_creates(1);
+    let client = Connector::from_parts(
+        s.endpoint.addr().to_string(),
+        s.pki.ca_der().unwrap(),
+        s.pki.issuer().unwrap(),
+        SERVER_NAME.to_string(),
+    )
+    .unwrap();
+    let pending = tokio::spawn(async move {
+        let cmd = Command::UnikernelCreate {
+            config: Box::new(config(IMAGE)),
+        };
+        client.request(Some("web-clone-2"), &cmd, None).await
+    });
+    while s.endpoint.history().last().map(|h| &h.outcome) != Some(&Outcome::Hung) {
+        tokio::task::yield_now().await;
+    }
+    s.endpoint.shutdown();
+    assert!(pending.await.unwrap().is_err());
+    assert!(!s.endpoint.unikernels().contains(&n("alice:web-clone-2")));
 }

@@ -9,7 +9,7 @@
 //! Time is tokio time, so tests may run under `tokio::time::pause()`; certificate
 //! validity is still checked against the wall clock (rustls' own clock).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -27,9 +27,10 @@ use tokio_util::sync::CancellationToken;
 use super::hosted::{Fleet, GroupFn, Hosted, LoadFn, default_group};
 use super::pki::TestPki;
 use super::session;
+use super::vmmd::{self, Block, Exit};
 use crate::cert::{self, CertError};
 use crate::name::Name;
-use crate::wire::{self, Data, Header, Message, Payload, UnikernelConfig};
+use crate::wire::{self, Data, Header, Message, Payload, Policy, UnikernelConfig};
 
 /// How the endpoint is set up.
 pub struct EndpointConfig {
@@ -43,6 +44,13 @@ pub struct EndpointConfig {
     pub boot_delay: Duration,
     pub load: LoadFn,
     pub group_of: GroupFn,
+    /// Time between a restart-on-fail exit and the new process. albatrossd
+    /// restarts at once (zero); a destroy in this window answers
+    /// `destroyed: removed from restarting`.
+    pub restart_delay: Duration,
+    /// Instances pinned to the same host CPU share it, as under albatross'
+    /// `taskset` (true). False: every instance gets its vCPUs whatever its cpuids.
+    pub cpu_pinning: bool,
 }
 
 impl EndpointConfig {
@@ -57,6 +65,8 @@ impl EndpointConfig {
             boot_delay: Duration::ZERO,
             load: Arc::new(|_, _| 0.0),
             group_of: Arc::new(default_group),
+            restart_delay: Duration::ZERO,
+            cpu_pinning: true,
         })
     }
 }
@@ -79,12 +89,17 @@ pub enum Outcome {
     Failure(String),
     /// A stats subscription was accepted.
     Subscribed,
+    /// A create read its upload and was left unanswered (`hang_next_creates`).
+    Hung,
 }
 
 pub(super) enum SubEvent {
     Frame(Vec<u8>),
     /// albatross' stats daemon dropped this subscriber.
     Close,
+    /// albatross-stats forgot this subscriber (albatrossd restarted): the stream
+    /// stays open and silent.
+    Silence,
 }
 
 pub(super) struct Subscriber {
@@ -100,7 +115,14 @@ pub(super) struct World {
     /// The endpoint's command counter (header sequence of stream replies).
     pub sequence: i64,
     pub fail_creates: VecDeque<String>,
+    /// Creates left unanswered, see [`Endpoint::hang_next_creates`].
+    pub hang_creates: usize,
     pub history: Vec<Handled>,
+    /// albatrossd's policies by path (`alice:`), learnt from client chains.
+    pub policies: BTreeMap<Name, Policy>,
+    pub blocks: BTreeMap<Name, Block>,
+    /// Exited, waiting for their restart-on-fail: (timer id, configuration).
+    pub restarting: BTreeMap<Name, (u64, UnikernelConfig)>,
 }
 
 pub(super) struct Shared {
@@ -109,8 +131,11 @@ pub(super) struct Shared {
     pub boot_delay: Duration,
     pub load: LoadFn,
     pub group_of: GroupFn,
+    restart_delay: Duration,
     start: Instant,
     pub cancel: CancellationToken,
+    /// Cancelled to drop every open connection (`restart_endpoint`).
+    conns: Mutex<CancellationToken>,
 }
 
 impl Shared {
@@ -164,6 +189,21 @@ impl Shared {
         }
     }
 
+    /// Token ending the connections accepted from now on.
+    pub fn conn_token(&self) -> CancellationToken {
+        self.conns.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// albatrossd starting `config` again (restart-on-fail or restore): a new
+    /// process with fresh counters, if the resource checks still pass.
+    fn respawn(&self, w: &mut World, name: &Name, config: UnikernelConfig) {
+        let h = self.hosted(name, config, self.now() + self.boot_delay);
+        match vmmd::check_unikernel(w, name, &h.config) {
+            Ok(()) => vmmd::insert(w, name.clone(), h),
+            Err(e) => tracing::warn!("test endpoint: {name} not restarted: {e}"),
+        }
+    }
+
     /// A hosted instance that takes load from `serving_from` (endpoint time) on.
     pub fn hosted(&self, name: &Name, config: UnikernelConfig, serving_from: Duration) -> Hosted {
         let digest = session::image_digest(&config);
@@ -208,14 +248,23 @@ impl Endpoint {
         let acceptor = TlsAcceptor::from(Arc::new(tls));
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
+        let cancel = CancellationToken::new();
         let shared = Arc::new(Shared {
-            world: Mutex::new(World::default()),
+            world: Mutex::new(World {
+                fleet: Fleet {
+                    pin_cpus: config.cpu_pinning,
+                    ..Fleet::default()
+                },
+                ..World::default()
+            }),
             stats_interval: config.stats_interval.max(Duration::from_millis(1)),
             boot_delay: config.boot_delay,
             load: config.load,
             group_of: config.group_of,
+            restart_delay: config.restart_delay,
             start: Instant::now(),
-            cancel: CancellationToken::new(),
+            conns: Mutex::new(cancel.child_token()),
+            cancel,
         });
         tokio::spawn(accept_loop(shared.clone(), listener, acceptor));
         tokio::spawn(ticker(shared.clone()));
@@ -231,7 +280,7 @@ impl Endpoint {
         let mut w = self.shared.lock();
         self.shared.advance(&mut w);
         let h = self.shared.hosted(&name, config, Duration::ZERO);
-        w.fleet.unikernels.insert(name, h);
+        vmmd::insert(&mut w, name, h);
     }
 
     /// Names of the running unikernels.
@@ -265,11 +314,149 @@ impl Endpoint {
         }
     }
 
+    /// albatross-stats restarting: what its subscribers see is
+    /// [`Endpoint::drop_stats_streams`].
+    pub fn restart_stats(&self) {
+        self.drop_stats_streams();
+    }
+
+    /// albatross-stats forgetting every subscriber without closing its
+    /// connection (`daemon/albatross_stats.ml` l.93-97): open, silent streams.
+    pub fn silence_stats_streams(&self) {
+        for (_, s) in self.shared.lock().subscribers.drain() {
+            let _ = s.tx.send(SubEvent::Silence);
+        }
+    }
+
+    /// albatrossd restarting: stats streams fall silent (see
+    /// [`Endpoint::silence_stats_streams`]), every unikernel is killed and
+    /// restored from its stored configuration (clones and pending restarts too):
+    /// same names, counters from 0, a new `started`.
+    pub fn restart_albatrossd(&self) {
+        self.silence_stats_streams();
+        let mut w = self.shared.lock();
+        self.shared.advance(&mut w);
+        let mut state: Vec<(Name, UnikernelConfig)> = std::mem::take(&mut w.restarting)
+            .into_iter()
+            .map(|(n, (_, c))| (n, c))
+            .collect();
+        let names: Vec<Name> = w.fleet.unikernels.keys().cloned().collect();
+        for name in names {
+            if let Some(h) = vmmd::remove(&mut w, &name) {
+                state.push((name, h.config));
+            }
+        }
+        for (name, config) in state {
+            self.shared.respawn(&mut w, &name, config);
+        }
+    }
+
+    /// Set albatrossd's policy for `path` (`alice:`, `alice:team:`, `:`). A command
+    /// whose chain carries a policy for the same path replaces it again.
+    pub fn set_policy(&self, path: Name, policy: Policy) {
+        self.shared
+            .lock()
+            .policies
+            .insert(Name::new(path.path, None), policy);
+    }
+
+    /// albatrossd's stored policy for `path`.
+    pub fn policy(&self, path: &Name) -> Option<Policy> {
+        let key = Name::new(path.path.clone(), None);
+        self.shared.lock().policies.get(&key).cloned()
+    }
+
+    /// Create block device `name` (`alice:disk`) of `size_mb`, as `block add` does,
+    /// checked against the stored policy of its path.
+    pub fn add_block(&self, name: &Name, size_mb: i64) -> Result<(), String> {
+        vmmd::add_block(&mut self.shared.lock(), name, size_mb)
+    }
+
+    /// The unikernel `name` exits with `exit_code`. albatrossd restarts it (fresh
+    /// counters) if its fail behaviour and the code allow (`src/vmm_core.ml`
+    /// `should_restart`); otherwise it is gone. False if it was not running.
+    pub fn kill(&self, name: &Name, exit_code: i32) -> bool {
+        self.exit(name, Exit::Code(exit_code))
+    }
+
+    /// The unikernel `name` is killed by `signal` (e.g. the OOM killer): never
+    /// restarted. False if it was not running.
+    pub fn kill_by_signal(&self, name: &Name, signal: i32) -> bool {
+        self.exit(name, Exit::Signal(signal))
+    }
+
+    fn exit(&self, name: &Name, exit: Exit) -> bool {
+        let mut w = self.shared.lock();
+        self.shared.advance(&mut w);
+        let Some(h) = vmmd::remove(&mut w, name) else {
+            return false;
+        };
+        let mut config = h.config;
+        // albatrossd.ml l.43-46: exit 64 with an injected `--name`: once without.
+        let restart = if config.add_name && exit == Exit::Code(64) {
+            config.add_name = false;
+            true
+        } else {
+            vmmd::should_restart(&config.fail_behaviour, exit)
+        };
+        if !restart {
+            return true;
+        }
+        let delay = self.shared.restart_delay;
+        if delay.is_zero() {
+            self.shared.respawn(&mut w, name, config);
+            return true;
+        }
+        let id = w.next_id;
+        w.next_id += 1;
+        w.restarting.insert(name.clone(), (id, config));
+        let (shared, name) = (self.shared.clone(), name.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = shared.cancel.cancelled() => {}
+                _ = tokio::time::sleep(delay) => {
+                    let mut w = shared.lock();
+                    shared.advance(&mut w);
+                    // Destroyed (or restored) meanwhile: nothing to restart.
+                    if w.restarting.get(&name).is_some_and(|(i, _)| *i == id)
+                        && let Some((_, config)) = w.restarting.remove(&name)
+                    {
+                        shared.respawn(&mut w, &name, config);
+                    }
+                }
+            }
+        });
+        true
+    }
+
+    /// Names waiting for their restart-on-fail.
+    pub fn restarting(&self) -> Vec<Name> {
+        self.shared.lock().restarting.keys().cloned().collect()
+    }
+
     /// The next `n` creates fail with `message` (as albatrossd failures).
     pub fn fail_next_creates(&self, n: usize, message: &str) {
         let mut w = self.shared.lock();
         w.fail_creates
             .extend(std::iter::repeat_n(message.to_string(), n));
+    }
+
+    /// The next `n` creates read their upload and are never answered nor carried
+    /// out; the connection stays open until the client leaves or shutdown.
+    pub fn hang_next_creates(&self, n: usize) {
+        self.shared.lock().hang_creates += n;
+    }
+
+    /// The TLS endpoint process restarting: every open connection (stats streams
+    /// included) is dropped without a frame; new ones are accepted on the same
+    /// port. albatross-stats notices dropped subscribers at its next tick.
+    pub fn restart_endpoint(&self) {
+        let fresh = self.shared.cancel.child_token();
+        let old = std::mem::replace(
+            &mut *self.shared.conns.lock().unwrap_or_else(|e| e.into_inner()),
+            fresh,
+        );
+        old.cancel();
     }
 
     /// Every connection handled so far, in order.
@@ -299,7 +486,7 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, acceptor: TlsAc
             Ok((tcp, _)) => {
                 let (shared, acceptor) = (shared.clone(), acceptor.clone());
                 tokio::spawn(async move {
-                    let cancel = shared.cancel.clone();
+                    let cancel = shared.conn_token();
                     tokio::select! {
                         _ = cancel.cancelled() => {}
                         _ = session::serve(shared, acceptor, tcp) => {}

@@ -6,6 +6,7 @@ mod front;
 mod hosted;
 pub mod pki;
 mod session;
+mod vmmd;
 
 pub use endpoint::{Endpoint, EndpointConfig, Handled, Outcome};
 pub use front::{server_config, tls_front};

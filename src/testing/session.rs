@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 
 use super::endpoint::{Handled, Outcome, Shared, SubEvent, Subscriber, World};
+use super::vmmd;
 use crate::cert;
 use crate::name::Name;
 use crate::wire::{
@@ -115,28 +116,52 @@ pub(super) async fn serve(shared: Arc<Shared>, acceptor: TlsAcceptor, tcp: TcpSt
         }
     };
     let cmd = kind(&req.command).to_string();
-    let payload = match &req.command {
-        Command::StatsSubscribe => return subscribe(shared, tls, req.name).await,
-        Command::UnikernelInfo => info(&shared.lock(), &req.name),
-        Command::UnikernelGet { level } => get(&shared.lock(), &req.name, *level),
-        Command::UnikernelDestroy => destroy(&shared, &req.name),
-        Command::UnikernelCreate { config } | Command::UnikernelForceCreate { config } => {
-            let force = matches!(req.command, Command::UnikernelForceCreate { .. });
-            let mut config = (**config).clone();
-            // An empty image is uploaded in frames after the handshake (§1.4).
-            if config.image.is_empty() {
-                match read_upload(&mut tls).await {
-                    Ok(image) => config.image = image,
-                    Err(reason) => {
-                        shared.record(req.name, cmd, Outcome::Refused(reason));
-                        let _ = tls.shutdown().await;
-                        return;
-                    }
+    if let Command::StatsSubscribe = req.command {
+        return subscribe(shared, tls, req.name).await;
+    }
+    let mut create_config = None;
+    if let Command::UnikernelCreate { config } | Command::UnikernelForceCreate { config } =
+        &req.command
+    {
+        let mut config = (**config).clone();
+        // An empty image is uploaded in frames after the handshake (§1.4).
+        if config.image.is_empty() {
+            match read_upload(&mut tls).await {
+                Ok(image) => config.image = image,
+                Err(reason) => {
+                    shared.record(req.name, cmd, Outcome::Refused(reason));
+                    let _ = tls.shutdown().await;
+                    return;
                 }
             }
-            create(&shared, &req, config, force)
         }
-        other => Payload::Failure(format!(
+        if take_hang(&shared) {
+            shared.record(req.name, cmd, Outcome::Hung);
+            // Silent until the client leaves (or the endpoint drops us).
+            let mut buf = [0u8; 256];
+            while matches!(tls.read(&mut buf).await, Ok(n) if n > 0) {}
+            return;
+        }
+        create_config = Some(config);
+    }
+    // The TLS endpoint re-asserts the chain's policies before albatrossd commands.
+    learn_policies(&shared, &req);
+    let payload = match (&req.command, create_config) {
+        (_, Some(config)) => {
+            let force = matches!(req.command, Command::UnikernelForceCreate { .. });
+            create(&shared, &req.name, config, force)
+        }
+        (Command::UnikernelInfo, _) => info(&shared.lock(), &req.name),
+        (Command::UnikernelGet { level }, _) => get(&shared.lock(), &req.name, *level),
+        (Command::UnikernelDestroy, _) => destroy(&shared, &req.name),
+        (Command::PolicyInfo, _) => vmmd::policy_info(&shared.lock(), &req.name),
+        (Command::BlockAdd { size }, _) => {
+            match vmmd::add_block(&mut shared.lock(), &req.name, *size) {
+                Ok(()) => Payload::Success(Success::String("added block device".to_string())),
+                Err(e) => Payload::Failure(e),
+            }
+        }
+        (other, None) => Payload::Failure(format!(
             "{}: not supported by the test endpoint",
             kind(other)
         )),
@@ -153,6 +178,24 @@ pub(super) async fn serve(shared: Arc<Shared>, acceptor: TlsAcceptor, tcp: TcpSt
     let _ = write(&mut tls, &reply).await;
     let _ = tls.shutdown().await;
     shared.record(req.name, cmd, outcome);
+}
+
+fn take_hang(shared: &Shared) -> bool {
+    let mut w = shared.lock();
+    let hang = w.hang_creates > 0;
+    w.hang_creates = w.hang_creates.saturating_sub(1);
+    hang
+}
+
+/// `policy add` for each intermediate, for commands that go to albatrossd.
+fn learn_policies(shared: &Shared, req: &Request) {
+    let to_vmmd = !matches!(
+        req.command,
+        Command::StatsSubscribe | Command::ConsoleSubscribe { .. } | Command::ConsoleListInactive
+    );
+    if to_vmmd {
+        vmmd::learn_policies(&mut shared.lock(), &req.policies);
+    }
 }
 
 async fn write<W: AsyncWrite + Unpin>(w: &mut W, msg: &Message) -> std::io::Result<()> {
@@ -216,12 +259,14 @@ async fn subscribe(
     };
     let mut ok = write(&mut wr, &hello).await.is_ok();
     let mut buf = [0u8; 256];
+    let mut silent = false;
     while ok {
         tokio::select! {
-            ev = rx.recv() => match ev {
+            ev = rx.recv(), if !silent => match ev {
                 Some(SubEvent::Frame(f)) => {
                     ok = wr.write_all(&f).await.is_ok() && wr.flush().await.is_ok();
                 }
+                Some(SubEvent::Silence) => silent = true,
                 Some(SubEvent::Close) | None => {
                     let bye = Message {
                         header: Header::new(0, name.clone()),
@@ -287,63 +332,17 @@ fn get(w: &World, name: &Name, level: i64) -> Payload {
 fn destroy(shared: &Shared, name: &Name) -> Payload {
     let mut w = shared.lock();
     shared.advance(&mut w);
-    match w.fleet.unikernels.remove(name) {
-        Some(_) => Payload::Success(Success::String("destroyed unikernel".to_string())),
-        None => Payload::Failure("destroy: not found".to_string()),
-    }
+    vmmd::destroy(&mut w, name)
 }
 
-fn create(shared: &Shared, req: &Request, config: UnikernelConfig, force: bool) -> Payload {
-    if req.name.label.is_none() {
+fn create(shared: &Shared, name: &Name, config: UnikernelConfig, force: bool) -> Payload {
+    if name.label.is_none() {
         return Payload::Failure("create: path used instead of name".to_string());
     }
-    let hosted = shared.hosted(&req.name, config, shared.now() + shared.boot_delay);
+    let hosted = shared.hosted(name, config, shared.now() + shared.boot_delay);
     let mut w = shared.lock();
     shared.advance(&mut w);
-    if !force && w.fleet.unikernels.contains_key(&req.name) {
-        return Payload::Failure("Unikernel with same name is already running".to_string());
-    }
-    if let Some(message) = w.fail_creates.pop_front() {
-        return Payload::Failure(message);
-    }
-    if let Err(message) = check_policy(&w, req, &hosted.config) {
-        return Payload::Failure(message);
-    }
-    w.fleet.unikernels.insert(req.name.clone(), hosted);
-    Payload::Success(Success::String("created unikernel".to_string()))
-}
-
-/// The policy of the unikernel's own path, as albatross' `check_policy` (count and
-/// memory only; CPU ids and bridges are not simulated).
-fn check_policy(w: &World, req: &Request, config: &UnikernelConfig) -> Result<(), String> {
-    let Some((path, p)) = req
-        .policies
-        .iter()
-        .rev()
-        .find(|(p, _)| p.path == req.name.path)
-    else {
-        return Ok(());
-    };
-    let (mut running, mut used) = (0i64, 0i64);
-    for (n, h) in &w.fleet.unikernels {
-        if n.path.starts_with(&path.path) && *n != req.name {
-            running += 1;
-            used = used.saturating_add(h.config.memory);
-        }
-    }
-    if running + 1 > p.unikernels {
-        return Err(format!(
-            "maximum amount of unikernels ({}) reached",
-            p.unikernels
-        ));
-    }
-    if config.memory > p.memory.saturating_sub(used) {
-        return Err(format!(
-            "maximum allowed memory ({}, used {used}) would be exceeded (requesting {})",
-            p.memory, config.memory
-        ));
-    }
-    Ok(())
+    vmmd::create(&mut w, name, hosted, force)
 }
 
 /// SHA-256 of the uncompressed image, as `info` reports it.
