@@ -252,9 +252,11 @@ async fn refuses_to_clone_a_primary_with_block_devices() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_daemon_adopts_its_clones_and_never_touches_foreign_ones() {
     let w = world(false).await;
-    // Someone else's unikernel with a clone-like name.
-    w.endpoint
-        .add(name("demo:web-clone-9"), primary_config(false));
+    // Someone else's unikernel with a clone-like name, on a CPU of its own
+    // (albatross pins it: on the primary's CPU both would share one core).
+    let mut foreign = primary_config(false);
+    foreign.cpuids = vec![3];
+    w.endpoint.add(name("demo:web-clone-9"), foreign);
     let (d, mut rx) = w.daemon("").await;
     w.load.set(1.8);
     assert_eq!(

@@ -29,6 +29,8 @@ pub struct AlbatrossActuator {
     clients: std::sync::RwLock<HashMap<Name, Client>>,
     specs: Mutex<HashMap<Name, PrimarySpec>>,
     vcpus: VcpuMap,
+    /// Clones being created and their CPUs (placement counts them).
+    creating: Mutex<HashMap<Name, Vec<i64>>>,
 }
 
 impl AlbatrossActuator {
@@ -38,6 +40,7 @@ impl AlbatrossActuator {
             clients: std::sync::RwLock::new(clients),
             specs: Mutex::new(HashMap::new()),
             vcpus,
+            creating: Mutex::new(HashMap::new()),
         }
     }
 
@@ -100,9 +103,14 @@ impl AlbatrossActuator {
         // against the policy, checked before any image is fetched.
         let running = client.info(None).await.map_err(|e| e.to_string())?;
         let info = find(&client, &running, &d.primary).map_err(|e| e.to_string())?;
-        let config = clone_config(&d.primary, &info).map_err(Failed::Permanent)?;
+        let mut config = clone_config(&d.primary, &info).map_err(Failed::Permanent)?;
+        let placed = self.place(&client, &running, &mut config);
+        let _creating = Creating::new(&self.creating, &d.instance, &config.cpuids);
         if let Some(policy) = client.policy() {
             policy::check_clone(&policy, &running, &config).map_err(Failed::Permanent)?;
+        }
+        if !placed {
+            tracing::info!(group = %d.group, instance = %d.instance, cpuids = ?config.cpuids, "the clone shares the primary's CPU: albatross pins both to it, so it adds no CPU capacity (the policy allows no other CPU, or it is not known)");
         }
         let spec = self
             .snapshot_from(&client, &d.primary, info)
@@ -154,6 +162,64 @@ impl AlbatrossActuator {
             }
             Err(e) => Err(Failed::Transient(e.to_string())),
         }
+    }
+}
+
+impl AlbatrossActuator {
+    /// Pin the clone to the least used CPU the policy allows (counted over the
+    /// path's unikernels and the clones being created), as mollymawk does: albatross
+    /// runs every unikernel under `taskset -c <cpuids>`, so a clone on the primary's
+    /// CPU shares it and adds nothing. `false` if it stays on the primary's CPU.
+    fn place(
+        &self,
+        client: &Client,
+        running: &[crate::wire::NamedUnikernelInfo],
+        config: &mut UnikernelConfig,
+    ) -> bool {
+        let Some(policy) = client.policy().filter(|p| !p.cpuids.is_empty()) else {
+            return false;
+        };
+        let mut load: HashMap<i64, usize> = policy.cpuids.iter().map(|&c| (c, 0)).collect();
+        let creating = lock(&self.creating);
+        let used = running
+            .iter()
+            .flat_map(|u| u.info.cpuids.iter())
+            .chain(creating.values().flatten());
+        for c in used {
+            if let Some(n) = load.get_mut(c) {
+                *n += 1;
+            }
+        }
+        // Least used first; ties to the lowest id (stable placement).
+        let Some(best) = policy.cpuids.iter().min_by_key(|c| (load[c], **c)).copied() else {
+            return false;
+        };
+        let same = config.cpuids == [best];
+        config.cpuids = vec![best];
+        !same || load[&best] == 0
+    }
+}
+
+/// A clone being created and its CPUs, counted by [`AlbatrossActuator::place`]
+/// until the create ends.
+struct Creating<'a> {
+    map: &'a Mutex<HashMap<Name, Vec<i64>>>,
+    name: Name,
+}
+
+impl<'a> Creating<'a> {
+    fn new(map: &'a Mutex<HashMap<Name, Vec<i64>>>, name: &Name, cpuids: &[i64]) -> Self {
+        lock(map).insert(name.clone(), cpuids.to_vec());
+        Self {
+            map,
+            name: name.clone(),
+        }
+    }
+}
+
+impl Drop for Creating<'_> {
+    fn drop(&mut self) {
+        lock(self.map).remove(&self.name);
     }
 }
 
