@@ -47,6 +47,9 @@ enum Op {
     Round { hot: bool },
     /// The actuator finishes one action in flight (by index), well or not.
     Complete { idx: u8, ok: bool },
+    /// The actuator gives up waiting for a reply (request_timeout); albatross
+    /// carried the action out or not.
+    NoReply { idx: u8, happened: bool },
     /// An instance (by index) dies.
     Kill { idx: u8 },
     /// An instance (by index) stops reporting.
@@ -63,6 +66,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => any::<bool>().prop_map(|hot| Op::Round { hot }),
         5 => (any::<u8>(), prop::bool::weighted(0.8)).prop_map(|(idx, ok)| Op::Complete { idx, ok }),
+        1 => (any::<u8>(), any::<bool>()).prop_map(|(idx, happened)| Op::NoReply { idx, happened }),
         1 => any::<u8>().prop_map(|idx| Op::Kill { idx }),
         1 => any::<u8>().prop_map(|idx| Op::Silence { idx }),
         1 => (1u8..6).prop_map(|n| Op::Foreign { n }),
@@ -237,6 +241,25 @@ impl Sim {
                 self.keeper.finish(&d, ok);
                 let outcome = if ok { Ok(()) } else { Err("refused".into()) };
                 self.answer(&d, outcome);
+            }
+            Op::NoReply { idx, happened } => {
+                if self.pending.is_empty() {
+                    return;
+                }
+                self.now += 100;
+                let d = self.pending.remove(usize::from(idx) % self.pending.len());
+                if happened {
+                    self.apply(&d, true);
+                }
+                self.keeper.release(&d);
+                // As the runner: an unanswered create counts as created.
+                let outcome = if d.action == Action::ScaleUp {
+                    Ok(())
+                } else {
+                    Err("no reply".into())
+                };
+                self.answer(&d, outcome);
+                self.reconcile();
             }
             Op::Kill { idx } | Op::Silence { idx } => {
                 let names: Vec<String> = self.world.keys().cloned().collect();

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use super::client::{Client, ClientError};
 use super::policy;
+use super::tls::TlsError;
 use crate::core::{Action, Decision};
 use crate::daemon::{Actuator, Done, Failed};
 use crate::name::Name;
@@ -125,6 +126,7 @@ impl AlbatrossActuator {
                     }
                     Failed::Permanent(e.to_string())
                 }
+                ClientError::Tls(TlsError::NoReply { .. }) => Failed::Unknown(e.to_string()),
                 _ => Failed::Transient(e.to_string()),
             });
         }
@@ -247,6 +249,12 @@ impl Actuator for AlbatrossActuator {
             Action::ScaleDown | Action::CloneLost => self.destroy(&d).await,
             Action::ReplacePrimary => self.recreate(&d).await,
             Action::Promote => Ok(Done::Executed),
+        }
+    }
+
+    fn outcome_unknown(&self, d: &Decision) {
+        if let Ok(c) = self.client(&d.group) {
+            c.request_reconcile();
         }
     }
 }

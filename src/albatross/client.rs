@@ -86,7 +86,9 @@ impl Client {
             key: ep.key.clone(),
             server_name: ep.server_name.clone(),
         };
-        let connector = Connector::new(&settings)?.with_connect_timeout(ep.connect_timeout);
+        let connector = Connector::new(&settings)?
+            .with_connect_timeout(ep.connect_timeout)
+            .with_request_timeout(ep.request_timeout);
         Ok(Self::new(Arc::new(connector)))
     }
 

@@ -46,8 +46,10 @@ use crate::wire::{self, Frame, FrameDecoder};
 /// Upload frame size for images (albatross reads any size; 64 KiB keeps memory flat).
 pub const UPLOAD_CHUNK: usize = 64 * 1024;
 
+/// How long a single-reply command may take by default.
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long TCP connect plus TLS handshake may take by default.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One albatross endpoint as configured (`[albatross]` in the config file).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +89,9 @@ pub enum TlsError {
     Connect { endpoint: String, source: io::Error },
     #[error("albatross {endpoint}: no connection within {timeout:?}")]
     Timeout { endpoint: String, timeout: Duration },
+    /// Sent, and no reply in time: whether albatross carried it out is unknown.
+    #[error("albatross {endpoint}: no reply within {timeout:?} (outcome unknown)")]
+    NoReply { endpoint: String, timeout: Duration },
     #[error("albatross {endpoint}: TLS handshake failed: {source}")]
     Handshake { endpoint: String, source: io::Error },
     /// albatross closes without a frame when it refuses the certificate chain or the
@@ -124,6 +129,7 @@ pub struct Connector {
     verifier: Arc<ServerVerifier>,
     provider: Arc<CryptoProvider>,
     connect_timeout: Duration,
+    request_timeout: Duration,
 }
 
 impl fmt::Debug for Connector {
@@ -176,7 +182,15 @@ impl Connector {
             verifier,
             provider,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
         })
+    }
+
+    /// Bound a whole single-reply command, upload included (default 120 s): a
+    /// create albatross never answers must not hold its group forever.
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
     }
 
     /// Bound TCP connect plus handshake (default 10 s).
@@ -267,17 +281,26 @@ impl Connector {
         let mut conn = self
             .command(label, &wire::encode_cert_extension(cmd))
             .await?;
-        if let Some(image) = image {
-            upload(&mut conn, &self.endpoint, image, UPLOAD_CHUNK).await?;
-        }
-        let mut reader = FrameReader::new(conn, &self.endpoint, wire::DEFAULT_MAX_FRAME);
-        reader
-            .next_message()
-            .await?
-            .ok_or_else(|| TlsError::Rejected {
+        let work = async {
+            if let Some(image) = image {
+                upload(&mut conn, &self.endpoint, image, UPLOAD_CHUNK).await?;
+            }
+            let mut reader = FrameReader::new(conn, &self.endpoint, wire::DEFAULT_MAX_FRAME);
+            reader
+                .next_message()
+                .await?
+                .ok_or_else(|| TlsError::Rejected {
+                    endpoint: self.endpoint.clone(),
+                    detail: "end marker instead of a reply".to_string(),
+                })
+        };
+        match tokio::time::timeout(self.request_timeout, work).await {
+            Ok(r) => r,
+            Err(_) => Err(TlsError::NoReply {
                 endpoint: self.endpoint.clone(),
-                detail: "end marker instead of a reply".to_string(),
-            })
+                timeout: self.request_timeout,
+            }),
+        }
     }
 
     /// Open a stats subscription for the issuer's path (`label: None`) or one

@@ -26,6 +26,9 @@ pub struct Endpoint {
     /// `albatross-server` and no SAN, so they rarely name the host.
     pub server_name: String,
     pub connect_timeout: Duration,
+    /// A single-reply command (create, destroy, info, ...) unanswered this long is
+    /// given up; a create's outcome is then unknown until the next reconcile.
+    pub request_timeout: Duration,
     /// Reconnect delays of the stats stream: doubling from `reconnect_min` up to this.
     pub reconnect_max: Duration,
     pub reconnect_min: Duration,
@@ -71,6 +74,8 @@ struct EndpointFile {
     server_name: Option<String>,
     #[serde(default, with = "humantime_serde")]
     connect_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    request_timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     reconnect_min: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
@@ -151,6 +156,7 @@ pub(super) fn endpoints(
             key: resolve(base, f.key),
             server_name: f.server_name.unwrap_or_default(),
             connect_timeout: f.connect_timeout.unwrap_or(Duration::from_secs(10)),
+            request_timeout: f.request_timeout.unwrap_or(Duration::from_secs(120)),
             reconnect_min: f.reconnect_min.unwrap_or(Duration::from_secs(1)),
             reconnect_max: f.reconnect_max.unwrap_or(Duration::from_secs(60)),
             stats_idle_timeout: f.stats_idle_timeout,
@@ -163,6 +169,9 @@ pub(super) fn endpoints(
             problems.push(format!(
                 "{at}.stats_idle_timeout: must be at least 1s (albatross sends a frame per unikernel every interval)"
             ));
+        }
+        if ep.request_timeout < Duration::from_secs(1) {
+            problems.push(format!("{at}.request_timeout: must be at least 1s"));
         }
         if ep.reconcile_interval < Duration::from_secs(1) {
             problems.push(format!("{at}.reconcile_interval: must be at least 1s"));

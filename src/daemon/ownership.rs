@@ -264,6 +264,16 @@ impl Keeper {
         }
     }
 
+    /// The action `d` ended without an answer (it may have happened): its name
+    /// is free for another action, the record stays as it is until a reconcile.
+    pub fn release(&mut self, d: &Decision) -> bool {
+        let instance = d.instance.to_string();
+        if self.busy.get(&instance).is_some_and(|c| c.id == d.id) {
+            self.busy.remove(&instance);
+        }
+        false
+    }
+
     /// Whether an action is in flight on `instance`.
     pub fn is_busy(&self, instance: &str) -> bool {
         self.busy.contains_key(instance)

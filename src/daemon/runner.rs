@@ -25,6 +25,9 @@ use crate::name::Name;
 pub trait Actuator: Send + Sync + 'static {
     /// Carry out `d`; `Ok` once the change is complete.
     fn execute(&self, d: Decision) -> impl Future<Output = Result<Done, Failed>> + Send;
+
+    /// `d` ended with [`Failed::Unknown`]: look at what runs (albatross: reconcile).
+    fn outcome_unknown(&self, _d: &Decision) {}
 }
 
 /// How an action ended well.
@@ -45,12 +48,15 @@ pub enum Failed {
     /// Refused for a reason waiting cannot change (a policy limit, block devices):
     /// the group's scale-ups are held until something changes.
     Permanent(String),
+    /// Sent but not answered: it may have happened. Retried with backoff; the
+    /// ownership record keeps a create's name until a reconcile settles it.
+    Unknown(String),
 }
 
 impl Failed {
     pub fn message(&self) -> &str {
         match self {
-            Self::Transient(m) | Self::Permanent(m) => m,
+            Self::Transient(m) | Self::Permanent(m) | Self::Unknown(m) => m,
         }
     }
 }
@@ -371,6 +377,13 @@ impl<A: Actuator> Runner<A> {
         let found = self.keeper.reconcile(&g, &listed);
         for name in &found.disowned {
             tracing::warn!(group = %g, instance = %name, "a create of this name was recorded but never confirmed, and an instance of that name ran before it was decided: not ours, never touched");
+            if let Ok(vm) = Name::parse(name) {
+                let input = Input::Foreign {
+                    group: group.clone(),
+                    vm,
+                };
+                self.step(now, input, in_flight);
+            }
         }
         for name in &found.forgot {
             tracing::info!(group = %g, instance = %name, "forgetting an owned clone that no longer runs");
@@ -644,7 +657,11 @@ impl<A: Actuator> Runner<A> {
     fn settle(&mut self, (d, r): Settled, in_flight: &mut JoinSet<Settled>) {
         let now = self.stamp(Instant::now());
         let (group, instance) = (d.group.to_string(), d.instance.to_string());
-        if self.keeper.finish(&d, r.is_ok()) {
+        let changed = match &r {
+            Err(Failed::Unknown(_)) => self.keeper.release(&d),
+            r => self.keeper.finish(&d, r.is_ok()),
+        };
+        if changed {
             self.save_ownership();
         }
         if r == Ok(Done::AlreadyRunning) {
@@ -665,7 +682,22 @@ impl<A: Actuator> Runner<A> {
             }
             _ => None,
         };
-        let r: Result<(), String> = r.map(|_| ()).map_err(|f| f.message().to_string());
+        if let Err(Failed::Unknown(why)) = &r {
+            // It may run: counted as created (max_instances holds), its record
+            // stays unconfirmed, and a reconcile now settles which it is (a clone
+            // that does not exist is forgotten; one that does is adopted).
+            tracing::warn!(%group, action = d.action.as_str(), %instance, %why, "no reply: the outcome is unknown; reconciling");
+            self.log.line(&serde_json::json!({
+                "event": "action_unknown", "t_ms": now.as_millis(), "group": d.group,
+                "action": d.action, "instance": d.instance, "id": d.id, "error": why,
+            }));
+            self.actuator.outcome_unknown(&d);
+        }
+        let r: Result<(), String> = match r {
+            Ok(_) => Ok(()),
+            Err(Failed::Unknown(_)) if d.action == Action::ScaleUp => Ok(()),
+            Err(f) => Err(f.message().to_string()),
+        };
         self.publish_outcome(&d, &r);
         if r.is_ok() {
             self.log.done(&d, now.as_millis());

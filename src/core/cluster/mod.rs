@@ -367,6 +367,16 @@ impl Cluster {
             Input::ActionResult { id, outcome } => self.on_result(now, id, outcome, out),
             Input::Adopt { vm } => self.adopt(now, vm),
             Input::Foreign { vm } => {
+                // A clone believed ours turned out not to be (a create that got no
+                // reply, of a name someone else holds): it leaves, never touched.
+                let disowned = self
+                    .members
+                    .get(&vm)
+                    .is_some_and(|m| m.role == Role::Clone && m.state == MemberState::Running);
+                if disowned {
+                    self.members.remove(&vm);
+                    self.membership += 1;
+                }
                 if !self.members.contains_key(&vm) && !self.foreign.contains(&vm) {
                     self.foreign.push(vm);
                 }
