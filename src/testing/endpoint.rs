@@ -51,6 +51,21 @@ pub struct EndpointConfig {
     /// Instances pinned to the same host CPU share it, as under albatross'
     /// `taskset` (true). False: every instance gets its vCPUs whatever its cpuids.
     pub cpu_pinning: bool,
+    /// How statistics frames look (2.7, or a newer albatross).
+    pub stats_body: StatsBody,
+}
+
+/// The shape of the statistics the endpoint sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StatsBody {
+    /// albatross 2.7: `data [1] statistics`.
+    #[default]
+    V27,
+    /// A newer albatross: the sample under this data tag in the plausible 2.8
+    /// layout ([`wire::stats_as_unknown`]).
+    V28 { tag: u8 },
+    /// A newer albatross whose frames under this tag carry no stats body.
+    Unreadable { tag: u8 },
 }
 
 impl EndpointConfig {
@@ -67,6 +82,7 @@ impl EndpointConfig {
             group_of: Arc::new(default_group),
             restart_delay: Duration::ZERO,
             cpu_pinning: true,
+            stats_body: StatsBody::V27,
         })
     }
 }
@@ -132,6 +148,7 @@ pub(super) struct Shared {
     pub load: LoadFn,
     pub group_of: GroupFn,
     restart_delay: Duration,
+    stats_body: StatsBody,
     start: Instant,
     pub cancel: CancellationToken,
     /// Cancelled to drop every open connection (`restart_endpoint`).
@@ -173,7 +190,11 @@ impl Shared {
             for (rel, h) in w.fleet.in_scope(sub) {
                 let msg = Message {
                     header: Header::new(0, rel),
-                    payload: Payload::Data(Data::Stats(Box::new(h.stats()))),
+                    payload: Payload::Data(match self.stats_body {
+                        StatsBody::V27 => Data::Stats(Box::new(h.stats())),
+                        StatsBody::V28 { tag } => wire::stats_as_unknown(tag, &h.stats()),
+                        StatsBody::Unreadable { tag } => unreadable(tag),
+                    }),
                 };
                 if s.tx
                     .send(SubEvent::Frame(wire::frame(&wire::encode(&msg))))
@@ -216,6 +237,21 @@ impl Shared {
             cpu_us: 0.0,
             packets: 0.0,
         }
+    }
+}
+
+/// A data frame of a newer albatross that is no statistics (a log event).
+fn unreadable(tag: u8) -> Data {
+    // [tag] { SEQUENCE { UTF8String "started", UTF8String "web" } }
+    let body = [
+        0x30, 0x0e, 0x0c, 0x07, b's', b't', b'a', b'r', b't', b'e', b'd', 0x0c, 0x03, b'w', b'e',
+        b'b',
+    ];
+    let mut raw = vec![0xa0 | (tag & 0x1f), body.len() as u8];
+    raw.extend_from_slice(&body);
+    Data::Unknown {
+        tag: u32::from(tag),
+        raw,
     }
 }
 
@@ -262,6 +298,7 @@ impl Endpoint {
             load: config.load,
             group_of: config.group_of,
             restart_delay: config.restart_delay,
+            stats_body: config.stats_body,
             start: Instant::now(),
             conns: Mutex::new(cancel.child_token()),
             cancel,

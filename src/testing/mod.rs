@@ -8,7 +8,7 @@ pub mod pki;
 mod session;
 mod vmmd;
 
-pub use endpoint::{Endpoint, EndpointConfig, Handled, Outcome};
+pub use endpoint::{Endpoint, EndpointConfig, Handled, Outcome, StatsBody};
 pub use front::{server_config, tls_front};
 pub use hosted::{GroupFn, Hosted, LoadFn, default_group, small_unikernel};
 pub use pki::{PkiFiles, SERVER_NAME, TestPki};

@@ -50,7 +50,7 @@ pub use reply::{
 };
 pub use stats::{BlockData, Data, IfData, KinfoMem, Rusage, StatsData, Timeval};
 pub use time::Time;
-pub use unknown_stats::stats_of_unknown;
+pub use unknown_stats::{stats_as_unknown, stats_of_unknown};
 
 #[cfg(test)]
 mod vectors;

@@ -23,6 +23,7 @@ use super::error::TagClass;
 use super::stats::{
     KinfoMem, StatsData, decode_ifdata, decode_kinfo_fields, decode_rusage, decode_vmm,
 };
+use super::writer::Writer;
 
 /// The statistics carried by an unknown data alternative (`raw` = its complete TLV,
 /// as in [`Data::Unknown`](super::Data::Unknown)), if its body has the shape of a
@@ -113,3 +114,23 @@ fn is_null(mut r: Reader<'_>) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+/// A statistics sample under data tag `tag` in the layout 2.8 most plausibly
+/// uses (`[tag] SEQUENCE { rusage, [1] kinfo_mem OPTIONAL, ifdata list }`, no vmm):
+/// what the test endpoint sends when it plays a newer albatross.
+pub fn stats_as_unknown(tag: u8, st: &StatsData) -> super::Data {
+    let mut w = Writer::new();
+    w.explicit(tag, |w| {
+        w.sequence(|w| {
+            super::stats::encode_rusage(w, &st.rusage);
+            if let Some(k) = &st.kinfo_mem {
+                w.explicit(1, |w| super::stats::encode_kinfo_fields(w, k));
+            }
+            super::stats::encode_ifdata_list(w, &st.ifdata);
+        });
+    });
+    super::Data::Unknown {
+        tag: u32::from(tag),
+        raw: w.into_vec(),
+    }
+}

@@ -1,0 +1,398 @@
+//! The failure modes seen against a real albatross 2.7 (../shared docs,
+//! albatross-real.md), each reproduced with the embedded endpoint and the real
+//! daemon over TLS on 127.0.0.1, on tokio's paused clock: a silent stream after an
+//! albatrossd restart, `already running` answering a re-create, a policy refusal,
+//! another subscriber taking the stream, and statistics of a newer albatross.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use albatross_autoscale::albatross::tls::Connector;
+use albatross_autoscale::config::Config;
+use albatross_autoscale::core::{Action, Output, Verdict};
+use albatross_autoscale::daemon::albatross::{Daemon, RunOptions};
+use albatross_autoscale::name::Name;
+use albatross_autoscale::testing::{
+    Endpoint, EndpointConfig, PkiFiles, SERVER_NAME, StatsBody, TestPki,
+};
+use albatross_autoscale::wire::{Payload, Policy};
+use tokio::sync::broadcast::Receiver;
+use tokio::time::Instant;
+
+/// Simulated time a test may wait for one expected output.
+const WAIT: Duration = Duration::from_secs(600);
+
+#[derive(Clone, Default)]
+struct Load(Arc<AtomicU64>);
+
+impl Load {
+    fn set(&self, vcpus: f64) {
+        self.0.store((vcpus * 1000.0) as u64, Ordering::Relaxed);
+    }
+}
+
+struct World {
+    endpoint: Endpoint,
+    pki: TestPki,
+    files: PkiFiles,
+    dir: PathBuf,
+    load: Load,
+}
+
+fn name(s: &str) -> Name {
+    Name::parse(s).unwrap()
+}
+
+async fn world(policy: &Policy, stats_body: StatsBody) -> World {
+    let pki = TestPki::generate_with_policy("demo", policy).unwrap();
+    let files = pki.write_to_temp().unwrap();
+    let dir = files.ca.parent().unwrap().to_path_buf();
+    let load = Load::default();
+    let l = load.clone();
+    let mut cfg = EndpointConfig::from_pki(&pki).unwrap();
+    cfg.stats_interval = Duration::from_secs(1);
+    cfg.stats_body = stats_body;
+    cfg.load = Arc::new(move |g, _| {
+        if g == "demo:web" {
+            l.0.load(Ordering::Relaxed) as f64 / 1000.0
+        } else {
+            0.0
+        }
+    });
+    let endpoint = Endpoint::start(cfg).await.unwrap();
+    let mut primary = albatross_autoscale::testing::small_unikernel();
+    primary.bridges[0].host_device = None;
+    endpoint.add(name("demo:web"), primary);
+    World {
+        endpoint,
+        pki,
+        files,
+        dir,
+        load,
+    }
+}
+
+impl World {
+    /// A config with 1 s intervals; `policy` and `albatross` are extra keys.
+    fn config(&self, policy: &str, albatross: &str) -> Config {
+        let q = |p: &std::path::Path| format!("{:?}", p.display().to_string());
+        let death = if policy.contains("death_timeout") {
+            ""
+        } else {
+            "death_timeout = \"10s\"\n"
+        };
+        let text = format!(
+            "[policy]\nsample_interval = \"1s\"\nscale_up_threshold = 75\nscale_up_ticks = 2\nscale_down_threshold = 30\nscale_down_ticks = 3\n\
+             scale_up_cooldown = \"3s\"\nscale_down_cooldown = \"5s\"\n{death}max_instances = 4\nmax_actions_per_hour = 1000\n\
+             retry_backoff = \"2s\"\nretry_backoff_max = \"4s\"\n{policy}\n\
+             [albatross]\nendpoint = \"{}\"\nca = {}\ncert = {}\nkey = {}\nreconnect_min = \"500ms\"\nreconnect_max = \"2s\"\n{albatross}\n\
+             [daemon]\ndecision_log = \"decisions.jsonl\"\nstate_file = \"state.json\"\n\
+             [[group]]\nprimary = \"demo:web\"\n",
+            self.endpoint.addr(),
+            q(&self.files.ca),
+            q(&self.files.subca),
+            q(&self.files.subca_key),
+        );
+        let path = self.dir.join("test.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(&path).unwrap()
+    }
+
+    async fn daemon(&self, policy: &str, albatross: &str) -> (Daemon, Receiver<Output>) {
+        let d = Daemon::start(self.config(policy, albatross), RunOptions::default())
+            .await
+            .unwrap();
+        let rx = d.subscribe();
+        (d, rx)
+    }
+
+    fn commands(&self, kind: &str) -> usize {
+        self.endpoint
+            .history()
+            .iter()
+            .filter(|h| h.command == kind)
+            .count()
+    }
+
+    fn decision_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("decisions.jsonl")).unwrap_or_default()
+    }
+}
+
+/// Wait (simulated time) for an output matching `f`; every output seen is kept.
+async fn until<T>(
+    rx: &mut Receiver<Output>,
+    seen: &mut Vec<Output>,
+    mut f: impl FnMut(&Output) -> Option<T>,
+) -> T {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match rx.recv().await {
+                Ok(o) => {
+                    let hit = f(&o);
+                    seen.push(o);
+                    if let Some(t) = hit {
+                        return t;
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => panic!("outputs closed: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("the expected output did not come in time")
+}
+
+fn sample_of(vm: &'static str) -> impl FnMut(&Output) -> Option<()> {
+    move |o| match o {
+        Output::Sample(s) if s.vm.to_string() == vm => Some(()),
+        _ => None,
+    }
+}
+
+fn decisions(seen: &[Output], action: Action) -> Vec<String> {
+    seen.iter()
+        .filter_map(|o| match o {
+            Output::Decision(d) if d.action == action => Some(d.instance.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// albatrossd restarted: albatross-stats forgets its subscribers without closing
+/// them. The idle watchdog closes the silent stream and subscribes again before the
+/// primary's death_timeout, so nothing is declared dead.
+#[tokio::test(start_paused = true)]
+async fn a_silent_stream_after_an_albatrossd_restart_is_resubscribed() {
+    let w = world(&TestPki::default_policy(), StatsBody::V27).await;
+    let (d, mut rx) = w.daemon("", "").await;
+    let mut seen = Vec::new();
+    until(&mut rx, &mut seen, sample_of("demo:web")).await;
+    let health = d.health[0].1.clone();
+    w.endpoint.restart_albatrossd();
+    let t0 = Instant::now();
+    // Samples come back, and not from a stream we already had: a stall was counted.
+    let h = health.clone();
+    until(&mut rx, &mut seen, |o| {
+        (h.stalls.load(Ordering::Relaxed) >= 1 && sample_of("demo:web")(o).is_some()).then_some(())
+    })
+    .await;
+    let took = t0.elapsed();
+    // stats_idle_timeout defaults to 3 × sample_interval: 3 s, then one interval
+    // or two for the new stream to deliver two readings.
+    assert!(
+        took <= Duration::from_secs(6),
+        "samples resumed after {took:?}"
+    );
+    assert_eq!(health.stalls.load(Ordering::Relaxed), 1);
+    assert!(decisions(&seen, Action::ReplacePrimary).is_empty());
+    assert!(w.endpoint.subscribers().contains(&name("demo:")));
+    d.stop().await;
+}
+
+/// With a watchdog slower than death_timeout the primary is declared dead first;
+/// albatross answers its re-create with `already running`: it is alive, so no
+/// retry, a resubscribe instead, and a line in the decision log saying so.
+#[tokio::test(start_paused = true)]
+async fn already_running_answering_a_recreate_means_the_primary_is_alive() {
+    let w = world(&TestPki::default_policy(), StatsBody::V27).await;
+    let (d, mut rx) = w
+        .daemon("death_timeout = \"5s\"\n", "stats_idle_timeout = \"10m\"\n")
+        .await;
+    let mut seen = Vec::new();
+    until(&mut rx, &mut seen, sample_of("demo:web")).await;
+    w.endpoint.restart_albatrossd();
+    until(&mut rx, &mut seen, |o| {
+        matches!(o, Output::Decision(d) if d.action == Action::ReplacePrimary).then_some(())
+    })
+    .await;
+    let t0 = Instant::now();
+    until(&mut rx, &mut seen, sample_of("demo:web")).await;
+    assert!(
+        t0.elapsed() <= Duration::from_secs(3),
+        "samples resumed {:?} after the re-create",
+        t0.elapsed()
+    );
+    // Let a few intervals pass: no second re-create.
+    let _ = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if let Ok(o) = rx.recv().await {
+                seen.push(o);
+            }
+        }
+    })
+    .await;
+    assert_eq!(decisions(&seen, Action::ReplacePrimary), ["demo:web"]);
+    assert!(
+        !seen
+            .iter()
+            .any(|o| matches!(o, Output::ActionFailed { .. })),
+        "no failure, no backoff"
+    );
+    let log = w.decision_log();
+    assert!(log.contains("\"event\":\"primary_alive\""), "{log}");
+    assert!(log.contains("already running"), "{log}");
+    assert_eq!(w.endpoint.unikernels(), [name("demo:web")]);
+    d.stop().await;
+}
+
+/// A policy limit is checked before the image is fetched, named in the why-not,
+/// notified once, and holds scale-ups until a member leaves. The image is fetched
+/// once per digest.
+#[tokio::test(start_paused = true)]
+async fn a_policy_refusal_holds_scale_ups_until_a_member_leaves() {
+    let policy = Policy {
+        unikernels: 2,
+        ..TestPki::default_policy()
+    };
+    let w = world(&policy, StatsBody::V27).await;
+    let (d, mut rx) = w.daemon("", "").await;
+    let mut seen = Vec::new();
+    w.load.set(3.0);
+    until(&mut rx, &mut seen, |o| {
+        matches!(o, Output::Decision(d) if d.action == Action::ScaleUp).then_some(())
+    })
+    .await;
+    let error = until(&mut rx, &mut seen, |o| match o {
+        Output::ActionFailed {
+            action: Action::ScaleUp,
+            error,
+            ..
+        } => Some(error.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        error,
+        "albatross policy: maximum amount of unikernels 2 reached, a clone needs one more"
+    );
+    // Held: 30 intervals of high load, no other attempt, the why-not names the limit.
+    let held = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut why = Vec::new();
+        loop {
+            if let Ok(o) = rx.recv().await {
+                if let Output::Evaluation(e) = &o
+                    && let Verdict::Blocked { why_not, .. } = &e.verdict
+                {
+                    why.push(why_not.clone());
+                }
+                seen.push(o);
+            }
+        }
+        #[allow(unreachable_code)]
+        why
+    });
+    let _ = held.await;
+    let failures = seen
+        .iter()
+        .filter(|o| matches!(o, Output::ActionFailed { .. }))
+        .count();
+    assert_eq!(failures, 1, "one refusal, no retries");
+    assert_eq!(decisions(&seen, Action::ScaleUp).len(), 2);
+    assert!(seen.iter().any(|o| matches!(o, Output::Evaluation(e)
+        if matches!(&e.verdict, Verdict::Blocked { why_not, .. } if why_not.starts_with("albatross policy: maximum amount of unikernels 2")))));
+    assert_eq!(
+        w.commands("UnikernelCreate"),
+        1,
+        "refused before any create"
+    );
+    assert_eq!(w.commands("UnikernelGet"), 1, "the image once per digest");
+
+    // The clone leaves (idle), the hold lifts, and the next scale-up is tried.
+    w.load.set(0.05);
+    until(&mut rx, &mut seen, |o| {
+        matches!(o, Output::Decision(d) if d.action == Action::ScaleDown).then_some(())
+    })
+    .await;
+    w.load.set(3.0);
+    let up = decisions(&seen, Action::ScaleUp).len();
+    until(&mut rx, &mut seen, |o| {
+        matches!(o, Output::Decision(d) if d.action == Action::ScaleUp).then_some(())
+    })
+    .await;
+    assert_eq!(decisions(&seen, Action::ScaleUp).len(), up + 1);
+    d.stop().await;
+}
+
+/// Another subscriber with the daemon's name (the `stats` command with the same
+/// certificate path) knocks the daemon's stream off; the daemon subscribes again.
+#[tokio::test(start_paused = true)]
+async fn another_subscriber_with_the_same_name_is_survived() {
+    let w = world(&TestPki::default_policy(), StatsBody::V27).await;
+    let (d, mut rx) = w.daemon("", "").await;
+    let mut seen = Vec::new();
+    until(&mut rx, &mut seen, sample_of("demo:web")).await;
+    let health = d.health[0].1.clone();
+    let other = Connector::from_parts(
+        w.endpoint.addr().to_string(),
+        w.pki.ca_der().unwrap(),
+        w.pki.issuer().unwrap(),
+        SERVER_NAME.to_string(),
+    )
+    .unwrap();
+    let mut kicker = other.subscribe_stats(None).await.unwrap();
+    let hello = kicker.next_message().await.unwrap().unwrap();
+    assert!(matches!(hello.payload, Payload::Success(_)));
+    // The daemon takes the stream back: the kicker gets albatross' failure.
+    let bye = tokio::time::timeout(WAIT, async {
+        loop {
+            match kicker.next_message().await {
+                Ok(Some(m)) if matches!(m.payload, Payload::Failure(_)) => return m,
+                Ok(Some(_)) => {}
+                other => panic!("stream ended without a failure: {other:?}"),
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let Payload::Failure(f) = bye.payload else {
+        unreachable!()
+    };
+    assert_eq!(f, "exception while reading from fd");
+    assert!(health.reconnects.load(Ordering::Relaxed) >= 1);
+    let n = health.samples.load(Ordering::Relaxed);
+    until(&mut rx, &mut seen, sample_of("demo:web")).await;
+    assert!(health.samples.load(Ordering::Relaxed) > n);
+    d.stop().await;
+}
+
+/// albatross 2.8 statistics under a data tag 2.7 does not have are read by their
+/// structure and scale like 2.7's.
+#[tokio::test(start_paused = true)]
+async fn statistics_of_a_newer_albatross_are_read() {
+    let w = world(&TestPki::default_policy(), StatsBody::V28 { tag: 5 }).await;
+    let (d, mut rx) = w.daemon("", "").await;
+    let mut seen = Vec::new();
+    w.load.set(1.8);
+    until(&mut rx, &mut seen, |o| {
+        matches!(o, Output::Decision(d) if d.action == Action::ScaleUp).then_some(())
+    })
+    .await;
+    assert!(d.health[0].1.unreadable_counts().is_empty());
+    d.stop().await;
+}
+
+/// Frames that carry no statistics are counted by tag, and after 3 intervals of
+/// nothing readable the daemon says so (`/ready` reads this).
+#[tokio::test(start_paused = true)]
+async fn frames_that_yield_no_sample_are_counted_and_make_the_daemon_unready() {
+    let w = world(&TestPki::default_policy(), StatsBody::Unreadable { tag: 6 }).await;
+    let (d, _rx) = w.daemon("", "").await;
+    let health = d.health[0].1.clone();
+    let mut waited = Duration::ZERO;
+    while !health.unreadable_only(Instant::now()) {
+        assert!(waited < WAIT, "never judged unreadable");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        waited += Duration::from_millis(500);
+    }
+    assert!(waited >= Duration::from_secs(3), "judged after {waited:?}");
+    let counts = health.unreadable_counts();
+    assert_eq!(counts.len(), 1);
+    assert_eq!(counts[0].0, 6);
+    assert!(counts[0].1 >= 3);
+    assert_eq!(health.samples.load(Ordering::Relaxed), 0);
+    d.stop().await;
+}
