@@ -329,6 +329,18 @@ impl Daemon {
         Ok(())
     }
 
+    /// End at once, as `kill -9` would: no grace, actions in flight abandoned
+    /// mid-way, nothing saved beyond what was already written (soak tests).
+    pub async fn kill(self) {
+        for (_, s) in self.streams {
+            s.task.abort();
+            let _ = s.task.await;
+        }
+        self.runner.abort();
+        let _ = self.runner.await;
+        self.shutdown.cancel();
+    }
+
     /// Stop: streams first, then the engine task after its in-flight actions.
     pub async fn stop(self) -> Engine {
         self.shutdown.cancel();
