@@ -155,7 +155,7 @@ async fn a_day_of_faults() {
         load,
     };
 
-    let mut rng = Rng(0x5eed_0f_a1b2_c3d4);
+    let mut rng = Rng(0x005e_ed0f_a1b2_c3d4);
     let (mut daemon, mut rx) = w.daemon().await;
     let start = Instant::now();
     let mut survived: BTreeMap<Fault, u32> = BTreeMap::new();
