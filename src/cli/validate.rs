@@ -36,5 +36,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             println!("    schedule {w}");
         }
     }
+    for w in c.warnings() {
+        println!("  warning: {w}");
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -123,6 +123,26 @@ impl Config {
         })
     }
 
+    /// What is allowed but probably not meant, one line each, naming the key.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        for ep in &self.endpoints {
+            let idle = self.stats_idle_timeout(ep);
+            for g in self.groups_on(&ep.name) {
+                if idle >= g.policy.death_timeout {
+                    w.push(format!(
+                        "albatross {:?}: stats_idle_timeout ({}) is not below death_timeout ({}) of group {}: after an albatrossd restart the primary is declared dead before its silent stream is resubscribed",
+                        ep.name,
+                        humantime::format_duration(idle),
+                        humantime::format_duration(g.policy.death_timeout),
+                        g.primary
+                    ));
+                }
+            }
+        }
+        w
+    }
+
     /// Read and validate a file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {

@@ -130,6 +130,9 @@ impl Daemon {
         if config.endpoints.is_empty() {
             bail!("no [albatross] endpoint configured: `run` needs one (see config/example.toml)");
         }
+        for w in config.warnings() {
+            tracing::warn!("{w}");
+        }
         let mut clients: HashMap<String, Client> = HashMap::new();
         for ep in &config.endpoints {
             let client = Client::from_endpoint(ep)
