@@ -269,16 +269,19 @@ async fn one_stream(
             Payload::Failure(f) => return (got, End::Failure(f)),
             _ => continue,
         };
-        let (tag, stats) = match data {
-            Data::Stats(s) => (1, Some(*s)),
-            Data::Unknown { tag, raw } => (tag, wire::stats_of_unknown(&raw)),
-            Data::Console { .. } => (3, None),
-            Data::Block(_) => (4, None),
+        let (tag, stats, raw) = match data {
+            Data::Stats(s) => (1, Some(*s), None),
+            Data::Unknown { tag, raw } => (tag, wire::stats_of_unknown(&raw), Some(raw)),
+            Data::Console { .. } => (3, None, None),
+            Data::Block(_) => (4, None, None),
         };
         let vm: Name = msg.header.name.resolve_under(&sub);
         let Some(cpu_us) = stats.as_ref().and_then(cpu_micros) else {
             if health.frame_unreadable(tag, at) {
                 tracing::warn!(endpoint = client.endpoint(), tag, %vm, "a data frame on the stats stream yields no sample (a newer albatross?); counted in albatross_autoscale_stats_frames_unreadable_total");
+                if let Some(raw) = raw {
+                    tracing::debug!(endpoint = client.endpoint(), tag, hex = %hex(&raw), "the unreadable frame's data");
+                }
             }
             continue;
         };
@@ -299,4 +302,13 @@ async fn one_stream(
             return (got, End::EngineGone);
         }
     }
+}
+
+/// Lower-case hex of `b` (first 4 KiB), for the debug log.
+fn hex(b: &[u8]) -> String {
+    use std::fmt::Write;
+    b.iter().take(4096).fold(String::new(), |mut s, x| {
+        let _ = write!(s, "{x:02x}");
+        s
+    })
 }
