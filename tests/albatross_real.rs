@@ -4,19 +4,13 @@
 //! albatrossd restart, `already running` answering a re-create, a policy refusal,
 //! another subscriber taking the stream, and statistics of a newer albatross.
 
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use albatross_autoscale::albatross::tls::Connector;
-use albatross_autoscale::config::Config;
 use albatross_autoscale::core::{Action, Output, Verdict};
-use albatross_autoscale::daemon::albatross::{Daemon, RunOptions};
-use albatross_autoscale::name::Name;
-use albatross_autoscale::testing::{
-    Endpoint, EndpointConfig, PkiFiles, SERVER_NAME, StatsBody, TestPki,
-};
+use albatross_autoscale::daemon::albatross::Daemon;
+use albatross_autoscale::testing::{SERVER_NAME, StatsBody, TestPki};
 use albatross_autoscale::wire::{Payload, Policy};
 use tokio::sync::broadcast::Receiver;
 use tokio::time::Instant;
@@ -24,101 +18,33 @@ use tokio::time::Instant;
 /// Simulated time a test may wait for one expected output.
 const WAIT: Duration = Duration::from_secs(600);
 
-#[derive(Clone, Default)]
-struct Load(Arc<AtomicU64>);
+mod world;
 
-impl Load {
-    fn set(&self, vcpus: f64) {
-        self.0.store((vcpus * 1000.0) as u64, Ordering::Relaxed);
-    }
+use world::{World, name};
+
+/// The `[policy]` of these tests: 1 s intervals; `extra` keys are added.
+fn policy(extra: &str) -> String {
+    let death = if extra.contains("death_timeout") {
+        ""
+    } else {
+        "death_timeout = \"10s\"\n"
+    };
+    format!(
+        "sample_interval = \"1s\"\nscale_up_threshold = 75\nscale_up_ticks = 2\nscale_down_threshold = 30\nscale_down_ticks = 3\n\
+         scale_up_cooldown = \"3s\"\nscale_down_cooldown = \"5s\"\n{death}max_instances = 4\nmax_actions_per_hour = 1000\n\
+         retry_backoff = \"2s\"\nretry_backoff_max = \"4s\"\n{extra}"
+    )
 }
 
-struct World {
-    endpoint: Endpoint,
-    pki: TestPki,
-    files: PkiFiles,
-    dir: PathBuf,
-    load: Load,
+const ALBATROSS: &str = "reconnect_min = \"500ms\"\nreconnect_max = \"2s\"\n";
+
+async fn world(p: &Policy, body: StatsBody) -> World {
+    world::world(p, body, Duration::from_secs(1), Duration::ZERO).await
 }
 
-fn name(s: &str) -> Name {
-    Name::parse(s).unwrap()
-}
-
-async fn world(policy: &Policy, stats_body: StatsBody) -> World {
-    let pki = TestPki::generate_with_policy("demo", policy).unwrap();
-    let files = pki.write_to_temp().unwrap();
-    let dir = files.ca.parent().unwrap().to_path_buf();
-    let load = Load::default();
-    let l = load.clone();
-    let mut cfg = EndpointConfig::from_pki(&pki).unwrap();
-    cfg.stats_interval = Duration::from_secs(1);
-    cfg.stats_body = stats_body;
-    cfg.load = Arc::new(move |g, _| {
-        if g == "demo:web" {
-            l.0.load(Ordering::Relaxed) as f64 / 1000.0
-        } else {
-            0.0
-        }
-    });
-    let endpoint = Endpoint::start(cfg).await.unwrap();
-    let mut primary = albatross_autoscale::testing::small_unikernel();
-    primary.bridges[0].host_device = None;
-    endpoint.add(name("demo:web"), primary);
-    World {
-        endpoint,
-        pki,
-        files,
-        dir,
-        load,
-    }
-}
-
-impl World {
-    /// A config with 1 s intervals; `policy` and `albatross` are extra keys.
-    fn config(&self, policy: &str, albatross: &str) -> Config {
-        let q = |p: &std::path::Path| format!("{:?}", p.display().to_string());
-        let death = if policy.contains("death_timeout") {
-            ""
-        } else {
-            "death_timeout = \"10s\"\n"
-        };
-        let text = format!(
-            "[policy]\nsample_interval = \"1s\"\nscale_up_threshold = 75\nscale_up_ticks = 2\nscale_down_threshold = 30\nscale_down_ticks = 3\n\
-             scale_up_cooldown = \"3s\"\nscale_down_cooldown = \"5s\"\n{death}max_instances = 4\nmax_actions_per_hour = 1000\n\
-             retry_backoff = \"2s\"\nretry_backoff_max = \"4s\"\n{policy}\n\
-             [albatross]\nendpoint = \"{}\"\nca = {}\ncert = {}\nkey = {}\nreconnect_min = \"500ms\"\nreconnect_max = \"2s\"\n{albatross}\n\
-             [daemon]\ndecision_log = \"decisions.jsonl\"\nstate_file = \"state.json\"\n\
-             [[group]]\nprimary = \"demo:web\"\n",
-            self.endpoint.addr(),
-            q(&self.files.ca),
-            q(&self.files.subca),
-            q(&self.files.subca_key),
-        );
-        let path = self.dir.join("test.toml");
-        std::fs::write(&path, text).unwrap();
-        Config::load(&path).unwrap()
-    }
-
-    async fn daemon(&self, policy: &str, albatross: &str) -> (Daemon, Receiver<Output>) {
-        let d = Daemon::start(self.config(policy, albatross), RunOptions::default())
-            .await
-            .unwrap();
-        let rx = d.subscribe();
-        (d, rx)
-    }
-
-    fn commands(&self, kind: &str) -> usize {
-        self.endpoint
-            .history()
-            .iter()
-            .filter(|h| h.command == kind)
-            .count()
-    }
-
-    fn decision_log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("decisions.jsonl")).unwrap_or_default()
-    }
+async fn daemon(w: &World, extra: &str, albatross: &str) -> (Daemon, Receiver<Output>) {
+    w.daemon(&policy(extra), &format!("{ALBATROSS}{albatross}"))
+        .await
 }
 
 /// Wait (simulated time) for an output matching `f`; every output seen is kept.
@@ -168,7 +94,7 @@ fn decisions(seen: &[Output], action: Action) -> Vec<String> {
 #[tokio::test(start_paused = true)]
 async fn a_silent_stream_after_an_albatrossd_restart_is_resubscribed() {
     let w = world(&TestPki::default_policy(), StatsBody::V27).await;
-    let (d, mut rx) = w.daemon("", "").await;
+    let (d, mut rx) = daemon(&w, "", "").await;
     let mut seen = Vec::new();
     until(&mut rx, &mut seen, sample_of("demo:web")).await;
     let health = d.health[0].1.clone();
@@ -199,9 +125,12 @@ async fn a_silent_stream_after_an_albatrossd_restart_is_resubscribed() {
 #[tokio::test(start_paused = true)]
 async fn already_running_answering_a_recreate_means_the_primary_is_alive() {
     let w = world(&TestPki::default_policy(), StatsBody::V27).await;
-    let (d, mut rx) = w
-        .daemon("death_timeout = \"5s\"\n", "stats_idle_timeout = \"10m\"\n")
-        .await;
+    let (d, mut rx) = daemon(
+        &w,
+        "death_timeout = \"5s\"\n",
+        "stats_idle_timeout = \"10m\"\n",
+    )
+    .await;
     let mut seen = Vec::new();
     until(&mut rx, &mut seen, sample_of("demo:web")).await;
     w.endpoint.restart_albatrossd();
@@ -249,7 +178,7 @@ async fn a_policy_refusal_holds_scale_ups_until_a_member_leaves() {
         ..TestPki::default_policy()
     };
     let w = world(&policy, StatsBody::V27).await;
-    let (d, mut rx) = w.daemon("", "").await;
+    let (d, mut rx) = daemon(&w, "", "").await;
     let mut seen = Vec::new();
     w.load.set(3.0);
     until(&mut rx, &mut seen, |o| {
@@ -322,7 +251,7 @@ async fn a_policy_refusal_holds_scale_ups_until_a_member_leaves() {
 #[tokio::test(start_paused = true)]
 async fn another_subscriber_with_the_same_name_is_survived() {
     let w = world(&TestPki::default_policy(), StatsBody::V27).await;
-    let (d, mut rx) = w.daemon("", "").await;
+    let (d, mut rx) = daemon(&w, "", "").await;
     let mut seen = Vec::new();
     until(&mut rx, &mut seen, sample_of("demo:web")).await;
     let health = d.health[0].1.clone();
@@ -364,7 +293,7 @@ async fn another_subscriber_with_the_same_name_is_survived() {
 #[tokio::test(start_paused = true)]
 async fn statistics_of_a_newer_albatross_are_read() {
     let w = world(&TestPki::default_policy(), StatsBody::V28 { tag: 5 }).await;
-    let (d, mut rx) = w.daemon("", "").await;
+    let (d, mut rx) = daemon(&w, "", "").await;
     let mut seen = Vec::new();
     w.load.set(1.8);
     until(&mut rx, &mut seen, |o| {
@@ -380,7 +309,7 @@ async fn statistics_of_a_newer_albatross_are_read() {
 #[tokio::test(start_paused = true)]
 async fn frames_that_yield_no_sample_are_counted_and_make_the_daemon_unready() {
     let w = world(&TestPki::default_policy(), StatsBody::Unreadable { tag: 6 }).await;
-    let (d, _rx) = w.daemon("", "").await;
+    let (d, _rx) = daemon(&w, "", "").await;
     let health = d.health[0].1.clone();
     let mut waited = Duration::ZERO;
     while !health.unreadable_only(Instant::now()) {

@@ -11,18 +11,12 @@
 //!   `stats_idle_timeout` + 3 intervals.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use albatross_autoscale::config::Config;
 use albatross_autoscale::core::{Action, Output};
-use albatross_autoscale::daemon::albatross::{Daemon, RunOptions};
 use albatross_autoscale::daemon::ownership::Ownership;
 use albatross_autoscale::name::Name;
-use albatross_autoscale::testing::{Endpoint, EndpointConfig, PkiFiles, StatsBody, TestPki};
-use tokio::sync::broadcast::Receiver;
+use albatross_autoscale::testing::{StatsBody, TestPki};
 use tokio::sync::broadcast::error::TryRecvError;
 use tokio::time::Instant;
 
@@ -72,91 +66,48 @@ const FAULTS: [Fault; 9] = [
     Fault::DaemonKilledMidAction,
 ];
 
-struct World {
-    endpoint: Endpoint,
-    files: PkiFiles,
-    dir: PathBuf,
-    load: Arc<AtomicU64>,
+mod world;
+
+use world::{World, name};
+
+fn policy() -> String {
+    format!(
+        "sample_interval = \"10s\"\nscale_up_threshold = 75\nscale_up_ticks = 2\nscale_down_threshold = 30\nscale_down_ticks = 3\n\
+         scale_up_cooldown = \"30s\"\nscale_down_cooldown = \"60s\"\ndeath_timeout = \"60s\"\nmax_instances = {MAX}\nmax_actions_per_hour = 1000\n\
+         retry_backoff = \"10s\"\nretry_backoff_max = \"60s\"\n"
+    )
 }
 
-fn name(s: &str) -> Name {
-    Name::parse(s).unwrap()
-}
+const ALBATROSS: &str =
+    "reconnect_min = \"1s\"\nreconnect_max = \"10s\"\nrequest_timeout = \"60s\"\n";
 
-impl World {
-    fn config(&self) -> Config {
-        let q = |p: &std::path::Path| format!("{:?}", p.display().to_string());
-        let text = format!(
-            "[policy]\nsample_interval = \"10s\"\nscale_up_threshold = 75\nscale_up_ticks = 2\nscale_down_threshold = 30\nscale_down_ticks = 3\n\
-             scale_up_cooldown = \"30s\"\nscale_down_cooldown = \"60s\"\ndeath_timeout = \"60s\"\nmax_instances = {MAX}\nmax_actions_per_hour = 1000\n\
-             retry_backoff = \"10s\"\nretry_backoff_max = \"60s\"\n\
-             [albatross]\nendpoint = \"{}\"\nca = {}\ncert = {}\nkey = {}\nreconnect_min = \"1s\"\nreconnect_max = \"10s\"\nrequest_timeout = \"60s\"\n\
-             [daemon]\ndecision_log = \"decisions.jsonl\"\nstate_file = \"state.json\"\n\
-             [[group]]\nprimary = \"demo:web\"\n",
-            self.endpoint.addr(),
-            q(&self.files.ca),
-            q(&self.files.subca),
-            q(&self.files.subca_key),
-        );
-        let path = self.dir.join("soak.toml");
-        std::fs::write(&path, text).unwrap();
-        Config::load(&path).unwrap()
-    }
-
-    async fn daemon(&self) -> (Daemon, Receiver<Output>) {
-        let d = Daemon::start(self.config(), RunOptions::default())
-            .await
-            .unwrap();
-        let rx = d.subscribe();
-        (d, rx)
-    }
-
-    /// The group's instances that run (the foreign clone-9 aside).
-    fn group(&self) -> Vec<String> {
-        self.endpoint
-            .unikernels()
-            .iter()
-            .map(Name::to_string)
-            .filter(|n| n.starts_with("demo:web") && n != "demo:web-clone-9")
-            .collect()
-    }
+/// The group's instances that run (the foreign clone-9 aside).
+fn group(w: &World) -> Vec<String> {
+    w.endpoint
+        .unikernels()
+        .iter()
+        .map(Name::to_string)
+        .filter(|n| n.starts_with("demo:web") && n != "demo:web-clone-9")
+        .collect()
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_day_of_faults() {
-    let pki = TestPki::generate_with_policy("demo", &TestPki::default_policy()).unwrap();
-    let files = pki.write_to_temp().unwrap();
-    let dir = files.ca.parent().unwrap().to_path_buf();
-    let load = Arc::new(AtomicU64::new(500));
-    let l = load.clone();
-    let mut cfg = EndpointConfig::from_pki(&pki).unwrap();
-    cfg.stats_interval = STEP;
-    cfg.boot_delay = Duration::from_secs(5);
-    cfg.stats_body = StatsBody::V27;
-    cfg.load = Arc::new(move |g, _| {
-        if g == "demo:web" {
-            l.load(Ordering::Relaxed) as f64 / 1000.0
-        } else {
-            0.05
-        }
-    });
-    let endpoint = Endpoint::start(cfg).await.unwrap();
-    let mut primary = albatross_autoscale::testing::small_unikernel();
-    primary.bridges[0].host_device = None;
-    endpoint.add(name("demo:web"), primary.clone());
+    let w = world::world(
+        &TestPki::default_policy(),
+        StatsBody::V27,
+        STEP,
+        Duration::from_secs(5),
+    )
+    .await;
+    w.load.set(0.5);
     // Someone else's instance named like a clone, on a CPU of its own.
-    let mut foreign = primary;
+    let mut foreign = world::primary();
     foreign.cpuids = vec![3];
-    endpoint.add(name("demo:web-clone-9"), foreign);
-    let w = World {
-        endpoint,
-        files,
-        dir,
-        load,
-    };
+    w.endpoint.add(name("demo:web-clone-9"), foreign);
 
     let mut rng = Rng(0x005e_ed0f_a1b2_c3d4);
-    let (mut daemon, mut rx) = w.daemon().await;
+    let (mut daemon, mut rx) = w.daemon(&policy(), ALBATROSS).await;
     let start = Instant::now();
     let mut survived: BTreeMap<Fault, u32> = BTreeMap::new();
     let mut recoveries: Vec<Duration> = Vec::new();
@@ -172,8 +123,7 @@ async fn a_day_of_faults() {
         let now = Instant::now();
         if now >= next_load {
             // A demand between 0.2 and 3.6 vCPUs for 5 to 60 minutes.
-            let v = 200 + rng.below(3400);
-            w.load.store(v, Ordering::Relaxed);
+            w.load.set((200 + rng.below(3400)) as f64 / 1000.0);
             next_load = now + Duration::from_secs(300 + rng.below(3300));
         }
         if open.is_none() && now >= next_fault {
@@ -185,15 +135,15 @@ async fn a_day_of_faults() {
                 Fault::SilentStreams => w.endpoint.silence_stats_streams(),
                 Fault::RefusedCreates => {
                     w.endpoint.fail_next_creates(2, "couldn't reach service");
-                    w.load.store(3_500, Ordering::Relaxed);
+                    w.load.set(3.5);
                 }
                 Fault::HungCreate => {
                     w.endpoint.hang_next_creates(1);
-                    w.load.store(3_500, Ordering::Relaxed);
+                    w.load.set(3.5);
                 }
                 Fault::CloneDies => {
                     let clones: Vec<String> =
-                        w.group().into_iter().filter(|n| n != "demo:web").collect();
+                        group(&w).into_iter().filter(|n| n != "demo:web").collect();
                     if let Some(c) = clones.first() {
                         w.endpoint.kill(&name(c), 1);
                     }
@@ -201,7 +151,7 @@ async fn a_day_of_faults() {
                 Fault::DaemonKilled | Fault::DaemonKilledMidAction => {
                     if fault == Fault::DaemonKilledMidAction {
                         // Wait (up to 10 min) for a decision, then kill at once.
-                        w.load.store(3_500, Ordering::Relaxed);
+                        w.load.set(3.5);
                         let _ = tokio::time::timeout(Duration::from_secs(600), async {
                             loop {
                                 match rx.recv().await {
@@ -218,7 +168,7 @@ async fn a_day_of_faults() {
                         .await;
                     }
                     daemon.kill().await;
-                    (daemon, rx) = w.daemon().await;
+                    (daemon, rx) = w.daemon(&policy(), ALBATROSS).await;
                     last_sample = None;
                     last_eval = None;
                 }
@@ -245,7 +195,7 @@ async fn a_day_of_faults() {
         }
 
         // Invariants.
-        let group = w.group();
+        let group = group(&w);
         assert!(
             group.len() <= MAX,
             "step {step}: {} instances run: {group:?}",
