@@ -87,3 +87,16 @@ pub fn line(out: &Output, explain: bool) -> Option<Value> {
         Output::Evaluation(_) => return None,
     })
 }
+
+/// The decision log's line for `out`, if it keeps one: decisions and failed
+/// actions (`dry_run` marks them). `run` writes these; `replay --inputs` prints them.
+pub fn decision_line(out: &Output, dry_run: bool) -> Option<Value> {
+    if !matches!(out, Output::Decision(_) | Output::ActionFailed { .. }) {
+        return None;
+    }
+    let mut v = line(out, false)?;
+    if dry_run {
+        v["dry_run"] = Value::Bool(true);
+    }
+    Some(v)
+}

@@ -64,8 +64,12 @@ impl H {
     }
 
     fn policy(&mut self, p: Policy) {
-        self.e
-            .reconfigure(vec![(n("alice:web"), p)], Timestamp(self.now));
+        let groups = vec![(n("alice:web"), p)];
+        self.e.step(
+            Timestamp(self.now),
+            Input::Reconfigure { groups },
+            &mut Vec::new(),
+        );
     }
 }
 
@@ -114,7 +118,8 @@ fn a_held_scale_up_is_rechecked_against_pause_reload_and_its_own_fate() {
     });
     assert!(h.e.recheck(&d).is_err());
     // Unknown group (removed by a reload).
-    h.e.reconfigure(Vec::new(), Timestamp(h.now));
+    let none = Input::Reconfigure { groups: Vec::new() };
+    h.e.step(Timestamp(h.now), none, &mut Vec::new());
     assert!(
         h.e.recheck(&d)
             .unwrap_err()
@@ -181,13 +186,23 @@ fn a_held_scale_up_is_refused_once_the_global_cost_ceiling_is_used_up_elsewhere(
         ..policy(RequireApproval::ALL)
     });
     // 3/h in all: the primary (1/h) may get one clone while the rest costs 1/h.
-    h.e.set_external_cost(1_000_000);
+    let t = Timestamp(h.now);
+    h.e.step(
+        t,
+        Input::ExternalCost { micros: 1_000_000 },
+        &mut Vec::new(),
+    );
     h.e = h.e.clone().with_cost_ceiling(Some(3_000_000));
     let d = h.until_decision(95);
     assert_eq!(d.action, Action::ScaleUp);
     assert_eq!(h.e.recheck(&d), Ok(()));
     // Meanwhile the Proxmox side grew: approving now would cross the ceiling.
-    h.e.set_external_cost(2_000_000);
+    let t = Timestamp(h.now);
+    h.e.step(
+        t,
+        Input::ExternalCost { micros: 2_000_000 },
+        &mut Vec::new(),
+    );
     let why = h.e.recheck(&d).unwrap_err();
     assert!(why.contains("global max_cost_per_hour (3)"), "{why}");
 }

@@ -274,7 +274,12 @@ fn control_survives_a_reload_and_a_narrowed_bound_clamps_the_target() {
         max_instances: 2,
         ..policy()
     };
-    h.e.reconfigure(vec![(n("alice:web"), narrow)], Timestamp(h.now));
+    let groups = vec![(n("alice:web"), narrow)];
+    h.e.step(
+        Timestamp(h.now),
+        Input::Reconfigure { groups },
+        &mut Vec::new(),
+    );
     for _ in 0..6 {
         h.round(50);
     }

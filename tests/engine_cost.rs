@@ -95,7 +95,11 @@ fn without_a_global_ceiling_each_group_grows_to_its_max() {
 fn the_other_loops_cost_counts_against_the_ceiling() {
     // The containers already cost 1.5/h: 2 primaries + 1.5 = 3.5, nothing fits.
     let mut e = engine(Some(4_000_000));
-    e.set_external_cost(1_500_000);
+    e.step(
+        Timestamp(0),
+        Input::ExternalCost { micros: 1_500_000 },
+        &mut Vec::new(),
+    );
     let log = drive(e, 6);
     assert!(decisions(&log).is_empty(), "{:?}", decisions(&log));
     assert!(
@@ -105,7 +109,11 @@ fn the_other_loops_cost_counts_against_the_ceiling() {
     );
     // Once the other loop shrinks, the room is there again.
     let mut e = engine(Some(4_000_000));
-    e.set_external_cost(500_000);
+    e.step(
+        Timestamp(0),
+        Input::ExternalCost { micros: 500_000 },
+        &mut Vec::new(),
+    );
     let ups = decisions(&drive(e, 6)).len();
     assert_eq!(ups, 1, "2 + 0.5 + one clone = 3.5 <= 4");
 }

@@ -31,6 +31,10 @@ pub struct Args {
     /// and keys) instead of removing it at exit.
     #[arg(long)]
     pub keep: bool,
+    /// Flight recorder: every engine input to FILE (kept whatever `--keep`), for
+    /// `replay --inputs FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<std::path::PathBuf>,
 }
 
 /// Demand of the demo group in vCPUs at fraction `x` (0..1) of the run.
@@ -155,6 +159,7 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
         RunOptions {
             dry_run: false,
             shutdown_grace: tick * 10,
+            record: args.record.clone(),
             ..RunOptions::default()
         },
     )

@@ -34,6 +34,12 @@ pub struct Args {
     /// Unix epoch, i.e. the recording's `t_ms` are read as Unix milliseconds.
     #[arg(long, value_parser = parse_start)]
     pub start: Option<i64>,
+    /// The files are flight recordings of `run --record` (oldest first): feed
+    /// their inputs to the same engine and print the decisions the daemon logged,
+    /// line for line. `--config`, `--interval`, `--start` and `--explain` do not
+    /// apply (the recording holds them).
+    #[arg(long, conflicts_with_all = ["config", "interval", "start", "explain", "subscription"])]
+    pub inputs: bool,
     /// Framed albatross stats streams (.bin) or JSON Lines recordings.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
@@ -45,6 +51,9 @@ fn parse_start(s: &str) -> Result<i64, String> {
 
 /// Run `replay`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if args.inputs {
+        return inputs(&args.files);
+    }
     let config = args.config.as_deref().map(Config::load).transpose()?;
     let interval = args
         .interval
@@ -101,6 +110,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             result = writeln!(w, "{line}");
         }
     });
+    super::stdout_result(result.and_then(|()| w.flush()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `replay --inputs`: the decisions of a flight recording.
+fn inputs(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let stdout = std::io::stdout();
+    let mut w = std::io::BufWriter::new(stdout.lock());
+    let mut result = Ok(());
+    let files: Vec<&std::path::Path> = files.iter().map(PathBuf::as_path).collect();
+    crate::sim::inputs::replay(&files, |line| {
+        if result.is_ok() {
+            result = writeln!(w, "{line}");
+        }
+    })?;
     super::stdout_result(result.and_then(|()| w.flush()))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -29,6 +29,11 @@ pub struct Args {
     /// tests). albatross statistics are a stream, so albatross groups are not run.
     #[arg(long)]
     pub once: bool,
+    /// Flight recorder: append every input the albatross engine receives (samples,
+    /// action results, operator commands, reloads) to FILE as JSON Lines, for
+    /// `replay --inputs FILE`. Rotated at `[daemon] record_max_bytes`.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
 }
 
 /// Set up logging for long-running commands: `RUST_LOG` filters (default `info`).
@@ -138,6 +143,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 approvals: approvals.clone(),
                 costs: costs.clone(),
                 state_lock: albatross_lock,
+                record: args.record.clone(),
                 ..RunOptions::default()
             };
             Some(Daemon::start(config.clone(), opts).await?)

@@ -39,6 +39,9 @@ pub struct Config {
     pub notify: Vec<notify::Notify>,
     /// `[history]`: samples and decisions in SQLite (off by default).
     pub history: history::History,
+    /// The `[policy]` and `[[group]]` tables as written: what the flight recorder
+    /// keeps so a recording replays against the same policies.
+    pub policy_source: String,
 }
 
 /// One scaling group.
@@ -164,7 +167,10 @@ impl Config {
         let base = path.parent().unwrap_or(Path::new("."));
         let config = build(table, base, &mut problems);
         match config {
-            Some(c) if problems.is_empty() => Ok(c),
+            Some(mut c) if problems.is_empty() => {
+                c.policy_source = crate::daemon::recorder::policy_tables(text);
+                Ok(c)
+            }
             _ => Err(ConfigError::Invalid {
                 path: path.to_owned(),
                 problems,
@@ -297,6 +303,7 @@ fn build(mut table: toml::Table, base: &Path, problems: &mut Vec<String>) -> Opt
         http,
         notify,
         history,
+        policy_source: String::new(),
     })
 }
 

@@ -36,6 +36,19 @@ pub enum Input {
     /// The orchestrator refuses scale-ups of `group` for a reason waiting cannot
     /// change (`why`, the why-not), or lifts that (`None`: its policy changed).
     Refusal { group: Name, why: Option<String> },
+    /// A configuration reload: the new groups and policies. Groups that stay keep
+    /// their state under the new policy, new ones start now, removed ones go.
+    Reconfigure { groups: Vec<(Name, Policy)> },
+    /// The global ceiling on the hourly cost (`[daemon] max_cost_per_hour`), in
+    /// millionths; `None`: no ceiling.
+    CostCeiling { micros: Option<u64> },
+    /// The hourly cost, in millionths, of what shares the global ceiling but is
+    /// scaled elsewhere (the daemon's other loop).
+    ExternalCost { micros: u64 },
+    /// The cost of one instance of `group` changed (LXC: priced by its size).
+    InstanceCost { group: Name, micros: u64 },
+    /// Unix ms of t = 0: schedules are evaluated at `origin_ms + now`.
+    WallOrigin { origin_ms: i64 },
     /// An owned clone of `group` that the orchestrator no longer lists (a
     /// reconcile): it leaves the group at once, without a destroy.
     Gone { group: Name, vm: Name },
@@ -105,8 +118,8 @@ impl Engine {
         self
     }
 
-    /// [`Engine::with_wall_origin`] in place.
-    pub fn set_wall_origin(&mut self, origin_ms: i64) {
+    /// [`Engine::with_wall_origin`] in place ([`Input::WallOrigin`]).
+    fn set_wall_origin(&mut self, origin_ms: i64) {
         self.wall_origin = origin_ms;
         for c in &mut self.clusters {
             c.set_wall_origin(origin_ms);
@@ -118,6 +131,11 @@ impl Engine {
         self.wall_origin
     }
 
+    /// The global cost ceiling in force, in millionths.
+    pub fn cost_ceiling(&self) -> Option<u64> {
+        self.cost_ceiling
+    }
+
     fn new_cluster(&self, primary: Name, policy: Policy, now: Timestamp) -> Cluster {
         let mut c = Cluster::new(primary, policy, now);
         if self.wall_origin != 0 {
@@ -126,15 +144,15 @@ impl Engine {
         c
     }
 
-    /// Cap the hourly cost of all groups together (plus [`Engine::set_external_cost`])
+    /// Cap the hourly cost of all groups together (plus [`Input::ExternalCost`])
     /// at `micros` millionths: a scale-up that would cross it is not emitted.
     pub fn with_cost_ceiling(mut self, micros: Option<u64>) -> Self {
         self.set_cost_ceiling(micros);
         self
     }
 
-    /// [`Engine::with_cost_ceiling`] in place (config reload).
-    pub fn set_cost_ceiling(&mut self, micros: Option<u64>) {
+    /// [`Engine::with_cost_ceiling`] in place ([`Input::CostCeiling`]).
+    fn set_cost_ceiling(&mut self, micros: Option<u64>) {
         self.cost_ceiling = micros;
         if micros.is_none() {
             for c in &mut self.clusters {
@@ -143,20 +161,14 @@ impl Engine {
         }
     }
 
-    /// The hourly cost, in millionths, of what shares the global ceiling but is
-    /// scaled elsewhere. An input like any other: the caller says when it changed.
-    pub fn set_external_cost(&mut self, micros: u64) {
-        self.external_cost = micros;
-    }
-
     /// The hourly cost of every group now, in millionths.
     pub fn hourly_cost(&self) -> u64 {
         self.clusters.iter().map(Cluster::hourly_cost).sum()
     }
 
     /// Change the cost of one instance of `group` (LXC containers are priced by
-    /// their current size, known only at run time).
-    pub fn set_instance_cost(&mut self, group: &Name, micros: u64) {
+    /// their current size, known only at run time): [`Input::InstanceCost`].
+    fn set_instance_cost(&mut self, group: &Name, micros: u64) {
         if let Some(c) = self.clusters.iter_mut().find(|c| **c.group() == *group) {
             c.set_instance_cost(micros);
         }
@@ -186,9 +198,8 @@ impl Engine {
         &self.clusters
     }
 
-    /// Replace the set of groups (config reload): groups that stay keep their state
-    /// under the new policy, new ones start at `now`, removed ones are forgotten.
-    pub fn reconfigure(&mut self, groups: Vec<(Name, Policy)>, now: Timestamp) {
+    /// Replace the set of groups ([`Input::Reconfigure`]).
+    fn reconfigure(&mut self, groups: Vec<(Name, Policy)>, now: Timestamp) {
         // New groups may claim instances that were in none.
         self.unassigned.clear();
         let mut old = std::mem::take(&mut self.clusters);
@@ -277,6 +288,11 @@ impl Engine {
                     self.step_cluster(i, now, cluster::Input::Foreign { vm }, out);
                 }
             }
+            Input::Reconfigure { groups } => self.reconfigure(groups, now),
+            Input::CostCeiling { micros } => self.set_cost_ceiling(micros),
+            Input::ExternalCost { micros } => self.external_cost = micros,
+            Input::InstanceCost { group, micros } => self.set_instance_cost(&group, micros),
+            Input::WallOrigin { origin_ms } => self.set_wall_origin(origin_ms),
             Input::Refusal { group, why } => {
                 if let Some(i) = self.clusters.iter().position(|c| **c.group() == group) {
                     self.step_cluster(i, now, cluster::Input::Refusal { why }, out);

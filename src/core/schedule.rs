@@ -631,11 +631,9 @@ mod tests {
             Timestamp(0),
         )
         .with_wall_origin(ms("2026-03-02T12:00:00Z"));
-        e.reconfigure(
-            vec![(web.clone(), policy.clone()), (api.clone(), policy)],
-            Timestamp(5_000),
-        );
         let mut out = Vec::new();
+        let groups = vec![(web.clone(), policy.clone()), (api.clone(), policy)];
+        e.step(Timestamp(5_000), Input::Reconfigure { groups }, &mut out);
         for (t, cpu) in [(10_000, 1_000_000), (20_000, 2_000_000)] {
             for vm in [&web, &api] {
                 let input = Input::Sample {

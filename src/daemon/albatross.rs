@@ -2,6 +2,7 @@
 //! task, and the actuator, wired with tokio. Used by `run`, `demo` and the tests.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use super::decision_log::DecisionLog;
 use super::lock::StateLock;
 use super::notice::Notices;
 use super::ownership::Ownership;
+use super::recorder::Recorder;
 use super::runner::{EngineHandle, Event, Runner, Settings};
 use crate::albatross::actuator::{AlbatrossActuator, VcpuMap};
 use crate::albatross::client::{Client, ClientError};
@@ -41,6 +43,8 @@ pub struct RunOptions {
     /// The state lock, when the caller took it before starting anything else;
     /// `None`: `start` takes it.
     pub state_lock: Option<Arc<StateLock>>,
+    /// `run --record FILE`: every engine input, for `replay --inputs`.
+    pub record: Option<PathBuf>,
 }
 
 impl Default for RunOptions {
@@ -52,6 +56,7 @@ impl Default for RunOptions {
             approvals: SharedBook::default(),
             costs: Arc::default(),
             state_lock: None,
+            record: None,
         }
     }
 }
@@ -172,6 +177,14 @@ impl Daemon {
         .with_notices(opts.notices.clone())
         .with_approvals(opts.approvals.clone())
         .with_costs(opts.costs.clone());
+        let runner = match &opts.record {
+            Some(path) => {
+                let r = Recorder::open(path, config.daemon.record_max_bytes)
+                    .with_context(|| format!("recording {}", path.display()))?;
+                runner.with_recorder(r, config.policy_source.clone())
+            }
+            None => runner,
+        };
         let observers = runner.observers();
         let (tx, rx) = mpsc::channel(4096);
         let shutdown = CancellationToken::new();
@@ -289,7 +302,10 @@ impl Daemon {
         self.actuator.set_clients(by_group);
         let _ = self
             .events
-            .send(Event::Reconfigure(engine_groups(config)))
+            .send(Event::Reconfigure(
+                engine_groups(config),
+                config.policy_source.clone(),
+            ))
             .await;
         let _ = self
             .events

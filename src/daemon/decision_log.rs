@@ -34,13 +34,7 @@ impl DecisionLog {
     /// Log an engine output worth keeping: decisions and failures (not samples or
     /// evaluations, which are in the metrics and the debug log).
     pub fn output(&mut self, o: &Output, dry_run: bool) {
-        if !matches!(o, Output::Decision(_) | Output::ActionFailed { .. }) {
-            return;
-        }
-        if let Some(mut v) = jsonl::line(o, false) {
-            if dry_run {
-                v["dry_run"] = Value::Bool(true);
-            }
+        if let Some(v) = jsonl::decision_line(o, dry_run) {
             self.write(&v);
         }
     }

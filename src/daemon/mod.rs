@@ -8,6 +8,7 @@ pub mod decision_log;
 pub mod lock;
 pub mod notice;
 pub mod ownership;
+pub mod recorder;
 pub mod runner;
 pub mod state_file;
 

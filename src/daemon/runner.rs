@@ -17,6 +17,7 @@ use super::cost::CostLedger;
 use super::decision_log::DecisionLog;
 use super::notice::{Ceilings, Notice, Notices};
 use super::ownership::{Keeper, Listed, Ownership};
+use super::recorder::{Line, Recorder};
 use crate::core::{Action, Decision, Engine, Input, Output, Policy, Timestamp, Verdict};
 use crate::http::status::Status;
 use crate::name::Name;
@@ -87,8 +88,9 @@ pub enum Event {
     Adopt { group: Name, vm: Name },
     /// A running instance named like a clone of `group` that it does not own.
     Foreign { group: Name, vm: Name },
-    /// A configuration reload: the new groups and policies.
-    Reconfigure(Vec<(Name, Policy)>),
+    /// A configuration reload: the new groups and policies, and the tables they
+    /// came from (for the flight recorder).
+    Reconfigure(Vec<(Name, Policy)>, String),
     /// A configuration reload: the new global cost ceiling (`[daemon] max_cost_per_hour`).
     CostCeiling(Option<u64>),
     /// What runs on the endpoint of `group` (from `unikernel info`), at start or
@@ -173,6 +175,12 @@ pub struct Runner<A> {
     ceilings: Ceilings,
     /// Shared with the Proxmox loop for the global cost ceiling.
     costs: Option<Arc<CostLedger>>,
+    /// The other loop's hourly cost as last given to the engine.
+    external_cost: u64,
+    /// `run --record`: every engine input, with its time.
+    recorder: Option<Recorder>,
+    /// The `[policy]`/`[[group]]` tables in force (recorded with a reconfigure).
+    config_source: String,
 }
 
 type Settled = (Decision, Result<Done, Failed>);
@@ -201,6 +209,31 @@ impl<A: Actuator> Runner<A> {
             held: Vec::new(),
             ceilings: Ceilings::default(),
             costs: None,
+            external_cost: 0,
+            recorder: None,
+            config_source: String::new(),
+        }
+    }
+
+    /// Record every engine input in `recorder` (`run --record`), starting with how
+    /// the engine was built: `config` (its `[policy]`/`[[group]]` tables), the wall
+    /// origin and cost ceiling it holds now.
+    pub fn with_recorder(mut self, mut recorder: Recorder, config: String) -> Self {
+        recorder.write(&Line::Start {
+            t_ms: self.last.as_millis(),
+            config: config.clone(),
+            origin_ms: self.engine.wall_origin(),
+            cost_ceiling: self.engine.cost_ceiling(),
+            dry_run: self.settings.dry_run,
+        });
+        self.config_source = config;
+        self.recorder = Some(recorder);
+        self
+    }
+
+    fn record(&mut self, now: Timestamp, input: &Input) {
+        if let Some(r) = &mut self.recorder {
+            r.write(&Line::of(now, input, Some(&self.config_source)));
         }
     }
 
@@ -346,10 +379,14 @@ impl<A: Actuator> Runner<A> {
                 let now = self.stamp(Instant::now());
                 self.step(now, input, in_flight);
             }
-            Event::CostCeiling(max) => self.engine.set_cost_ceiling(max),
-            Event::Reconfigure(groups) => {
+            Event::CostCeiling(micros) => {
                 let now = self.stamp(Instant::now());
-                self.engine.reconfigure(groups, now);
+                self.step(now, Input::CostCeiling { micros }, in_flight);
+            }
+            Event::Reconfigure(groups, source) => {
+                let now = self.stamp(Instant::now());
+                self.config_source = source;
+                self.step(now, Input::Reconfigure { groups }, in_flight);
                 tracing::info!(
                     groups = self.engine.clusters().len(),
                     "configuration applied"
@@ -454,8 +491,15 @@ impl<A: Actuator> Runner<A> {
         // do not read it, ticks and results do.
         let costly = !matches!(input, Input::Sample { .. });
         if let Some(c) = self.costs.as_ref().filter(|_| costly) {
-            self.engine.set_external_cost(c.proxmox());
+            let micros = c.proxmox();
+            if micros != self.external_cost {
+                self.external_cost = micros;
+                self.record(now, &Input::ExternalCost { micros });
+                self.engine
+                    .step(now, Input::ExternalCost { micros }, &mut out);
+            }
         }
+        self.record(now, &input);
         self.engine.step(now, input, &mut out);
         if let Some(c) = &self.costs
             && (costly || out.iter().any(|o| matches!(o, Output::Decision(_))))

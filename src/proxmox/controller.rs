@@ -219,7 +219,9 @@ impl Controller {
 
     /// Anchor t = 0 at `origin_ms` (Unix ms) for the containers' schedules.
     pub fn set_wall_origin(&mut self, origin_ms: i64) {
-        self.engine.set_wall_origin(origin_ms);
+        // At start, before any other input (the origin does not read `now`).
+        let origin = Input::WallOrigin { origin_ms };
+        self.engine.step(Timestamp::ZERO, origin, &mut Vec::new());
         for c in &mut self.containers {
             if let Some(v) = c.vertical.take() {
                 c.vertical = Some(v.with_wall_origin(origin_ms));
@@ -286,8 +288,10 @@ impl Controller {
         self.refresh_known(&by_vmid).await;
         // Resize-only containers share the ceiling with the horizontal groups (their
         // cost as of the last poll).
-        self.engine
-            .set_external_cost(self.external_cost + self.vertical_only_cost());
+        let external = Input::ExternalCost {
+            micros: self.external_cost + self.vertical_only_cost(),
+        };
+        self.engine.step(now, external, &mut Vec::new());
         let mut jobs = Vec::new();
         for i in 0..self.containers.len() {
             let vmid = self.containers[i].lxc.vmid;
@@ -322,7 +326,11 @@ impl Controller {
             if pricing.by_size() && self.containers[i].lxc.mode != Mode::Vertical {
                 // Clones are copies: a container's instance costs what its size costs.
                 let name = self.containers[i].lxc.name.clone();
-                self.engine.set_instance_cost(&name, pricing.of(size));
+                let cost = Input::InstanceCost {
+                    group: name,
+                    micros: pricing.of(size),
+                };
+                self.engine.step(now, cost, &mut Vec::new());
             }
             let room = self.cost_room(i);
             let c = &mut self.containers[i];

@@ -2,6 +2,7 @@
 //! tests share it; nothing here touches a socket or a clock.
 
 pub mod baselines;
+pub mod inputs;
 pub mod metrics;
 pub mod plot;
 pub mod recording;

@@ -9,7 +9,9 @@ impl Controller {
     /// Cap the hourly cost of every container (and `set_external_cost`) together.
     pub fn with_cost_ceiling(mut self, micros: Option<u64>) -> Self {
         self.cost_ceiling = micros;
-        self.engine.set_cost_ceiling(micros);
+        let ceiling = crate::core::Input::CostCeiling { micros };
+        let t = crate::core::Timestamp::ZERO;
+        self.engine.step(t, ceiling, &mut Vec::new());
         self
     }
 

@@ -1,0 +1,432 @@
+//! The flight recorder (`run --record FILE`): every input the engine receives, with
+//! its time, as JSON Lines, so `replay --inputs FILE` can feed the same inputs to
+//! the same machine and print the same decisions. The first line (`start`) holds
+//! what the engine was built from: the groups' configuration (the `[policy]` and
+//! `[[group]]` tables of the config file), the wall-clock origin and the cost
+//! ceiling. A reload is a `reconfigure` line with the new tables.
+//!
+//! Bounded: past `record_max_bytes` the file is renamed to `FILE.1` (one older
+//! file kept) and a new one is started; `replay --inputs FILE.1 FILE` replays
+//! both, in order.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::{ActionId, Input, Policy, Timestamp};
+use crate::name::Name;
+
+/// One recorded line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "input", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Line {
+    /// How the engine was built (the first line of a recording).
+    Start {
+        t_ms: u64,
+        /// The `[policy]` and `[[group]]` tables of the configuration (TOML).
+        config: String,
+        origin_ms: i64,
+        cost_ceiling: Option<u64>,
+        dry_run: bool,
+    },
+    Sample {
+        t_ms: u64,
+        vm: String,
+        cpu_us: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        vcpus: Option<u32>,
+    },
+    Tick {
+        t_ms: u64,
+    },
+    Result {
+        t_ms: u64,
+        group: String,
+        id: ActionId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    Adopt {
+        t_ms: u64,
+        group: String,
+        vm: String,
+    },
+    Foreign {
+        t_ms: u64,
+        group: String,
+        vm: String,
+    },
+    Gone {
+        t_ms: u64,
+        group: String,
+        vm: String,
+    },
+    Refusal {
+        t_ms: u64,
+        group: String,
+        why: Option<String>,
+    },
+    Pause {
+        t_ms: u64,
+        group: String,
+    },
+    Resume {
+        t_ms: u64,
+        group: String,
+    },
+    Scale {
+        t_ms: u64,
+        group: String,
+        target: u32,
+    },
+    /// A reload: the new `[policy]` and `[[group]]` tables.
+    Reconfigure {
+        t_ms: u64,
+        config: String,
+    },
+    CostCeiling {
+        t_ms: u64,
+        micros: Option<u64>,
+    },
+    ExternalCost {
+        t_ms: u64,
+        micros: u64,
+    },
+    InstanceCost {
+        t_ms: u64,
+        group: String,
+        micros: u64,
+    },
+    WallOrigin {
+        t_ms: u64,
+        origin_ms: i64,
+    },
+}
+
+impl Line {
+    /// The line of `input` at `now`; a reconfigure needs the config text it came
+    /// from (`config`), which the input alone does not carry.
+    pub fn of(now: Timestamp, input: &Input, config: Option<&str>) -> Self {
+        let t_ms = now.as_millis();
+        let s = |n: &Name| n.to_string();
+        match input {
+            Input::Sample { vm, cpu_us, vcpus } => Self::Sample {
+                t_ms,
+                vm: s(vm),
+                cpu_us: *cpu_us,
+                vcpus: *vcpus,
+            },
+            Input::Tick => Self::Tick { t_ms },
+            Input::ActionResult { group, id, outcome } => Self::Result {
+                t_ms,
+                group: s(group),
+                id: *id,
+                error: outcome.as_ref().err().cloned(),
+            },
+            Input::Adopt { group, vm } => Self::Adopt {
+                t_ms,
+                group: s(group),
+                vm: s(vm),
+            },
+            Input::Foreign { group, vm } => Self::Foreign {
+                t_ms,
+                group: s(group),
+                vm: s(vm),
+            },
+            Input::Gone { group, vm } => Self::Gone {
+                t_ms,
+                group: s(group),
+                vm: s(vm),
+            },
+            Input::Refusal { group, why } => Self::Refusal {
+                t_ms,
+                group: s(group),
+                why: why.clone(),
+            },
+            Input::Pause { group } => Self::Pause {
+                t_ms,
+                group: s(group),
+            },
+            Input::Resume { group } => Self::Resume {
+                t_ms,
+                group: s(group),
+            },
+            Input::Scale { group, target } => Self::Scale {
+                t_ms,
+                group: s(group),
+                target: *target,
+            },
+            Input::Reconfigure { .. } => Self::Reconfigure {
+                t_ms,
+                config: config.unwrap_or_default().to_string(),
+            },
+            Input::CostCeiling { micros } => Self::CostCeiling {
+                t_ms,
+                micros: *micros,
+            },
+            Input::ExternalCost { micros } => Self::ExternalCost {
+                t_ms,
+                micros: *micros,
+            },
+            Input::InstanceCost { group, micros } => Self::InstanceCost {
+                t_ms,
+                group: s(group),
+                micros: *micros,
+            },
+            Input::WallOrigin { origin_ms } => Self::WallOrigin {
+                t_ms,
+                origin_ms: *origin_ms,
+            },
+        }
+    }
+
+    /// The time and the engine input of this line; `Start` has none (the engine is
+    /// built from it), `Reconfigure` needs `groups` (parse its config with
+    /// [`groups_of`]).
+    pub fn input(self) -> Result<(Timestamp, Option<Input>), String> {
+        let n = |s: &str| Name::parse(s).map_err(|e| format!("{s:?}: {e}"));
+        let (t, input) = match self {
+            Self::Start { t_ms, .. } => (t_ms, None),
+            Self::Sample {
+                t_ms,
+                vm,
+                cpu_us,
+                vcpus,
+            } => (
+                t_ms,
+                Some(Input::Sample {
+                    vm: n(&vm)?,
+                    cpu_us,
+                    vcpus,
+                }),
+            ),
+            Self::Tick { t_ms } => (t_ms, Some(Input::Tick)),
+            Self::Result {
+                t_ms,
+                group,
+                id,
+                error,
+            } => (
+                t_ms,
+                Some(Input::ActionResult {
+                    group: n(&group)?,
+                    id,
+                    outcome: error.map_or(Ok(()), Err),
+                }),
+            ),
+            Self::Adopt { t_ms, group, vm } => (
+                t_ms,
+                Some(Input::Adopt {
+                    group: n(&group)?,
+                    vm: n(&vm)?,
+                }),
+            ),
+            Self::Foreign { t_ms, group, vm } => (
+                t_ms,
+                Some(Input::Foreign {
+                    group: n(&group)?,
+                    vm: n(&vm)?,
+                }),
+            ),
+            Self::Gone { t_ms, group, vm } => (
+                t_ms,
+                Some(Input::Gone {
+                    group: n(&group)?,
+                    vm: n(&vm)?,
+                }),
+            ),
+            Self::Refusal { t_ms, group, why } => (
+                t_ms,
+                Some(Input::Refusal {
+                    group: n(&group)?,
+                    why,
+                }),
+            ),
+            Self::Pause { t_ms, group } => (t_ms, Some(Input::Pause { group: n(&group)? })),
+            Self::Resume { t_ms, group } => (t_ms, Some(Input::Resume { group: n(&group)? })),
+            Self::Scale {
+                t_ms,
+                group,
+                target,
+            } => (
+                t_ms,
+                Some(Input::Scale {
+                    group: n(&group)?,
+                    target,
+                }),
+            ),
+            Self::Reconfigure { t_ms, config } => (
+                t_ms,
+                Some(Input::Reconfigure {
+                    groups: groups_of(&config)?,
+                }),
+            ),
+            Self::CostCeiling { t_ms, micros } => (t_ms, Some(Input::CostCeiling { micros })),
+            Self::ExternalCost { t_ms, micros } => (t_ms, Some(Input::ExternalCost { micros })),
+            Self::InstanceCost {
+                t_ms,
+                group,
+                micros,
+            } => (
+                t_ms,
+                Some(Input::InstanceCost {
+                    group: n(&group)?,
+                    micros,
+                }),
+            ),
+            Self::WallOrigin { t_ms, origin_ms } => (t_ms, Some(Input::WallOrigin { origin_ms })),
+        };
+        Ok((Timestamp(t), input))
+    }
+}
+
+/// The `[policy]` and `[[group]]` tables of a configuration, as TOML text: all the
+/// engine is built from (no paths, no secrets).
+pub fn policy_tables(config_text: &str) -> String {
+    let Ok(mut table) = config_text.parse::<toml::Table>() else {
+        return String::new();
+    };
+    table.retain(|k, _| k == "policy" || k == "group");
+    // A group's endpoint names an [albatross] table that is not kept.
+    if let Some(toml::Value::Array(groups)) = table.get_mut("group") {
+        for g in groups {
+            if let toml::Value::Table(t) = g {
+                t.remove("endpoint");
+            }
+        }
+    }
+    toml::to_string(&table).unwrap_or_default()
+}
+
+/// The groups and policies of recorded `[policy]`/`[[group]]` tables.
+pub fn groups_of(config: &str) -> Result<Vec<(Name, Policy)>, String> {
+    let c = crate::config::Config::parse(config, Path::new("(recorded config)"))
+        .map_err(|e| e.to_string())?;
+    Ok(c.groups
+        .into_iter()
+        .map(|g| (g.primary, g.policy))
+        .collect())
+}
+
+/// Appends lines to `path`, rotating past `max_bytes`.
+pub struct Recorder {
+    path: PathBuf,
+    out: BufWriter<File>,
+    written: u64,
+    max_bytes: u64,
+}
+
+impl Recorder {
+    /// Open (append) `path`.
+    pub fn open(path: &Path, max_bytes: u64) -> std::io::Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let f = OpenOptions::new().create(true).append(true).open(path)?;
+        let written = f.metadata()?.len();
+        Ok(Self {
+            path: path.to_owned(),
+            out: BufWriter::new(f),
+            written,
+            max_bytes: max_bytes.max(4096),
+        })
+    }
+
+    /// Append one line. Failures are logged, never fatal: the daemon goes on.
+    pub fn write(&mut self, line: &Line) {
+        let Ok(mut text) = serde_json::to_string(line) else {
+            return;
+        };
+        text.push('\n');
+        if self.written + text.len() as u64 > self.max_bytes
+            && let Err(e) = self.rotate()
+        {
+            tracing::error!(path = %self.path.display(), error = %e, "cannot rotate the recording");
+        }
+        match self
+            .out
+            .write_all(text.as_bytes())
+            .and_then(|()| self.out.flush())
+        {
+            Ok(()) => self.written += text.len() as u64,
+            Err(e) => {
+                tracing::error!(path = %self.path.display(), error = %e, "cannot write the recording");
+            }
+        }
+    }
+
+    fn rotate(&mut self) -> std::io::Result<()> {
+        self.out.flush()?;
+        let mut old = self.path.clone().into_os_string();
+        old.push(".1");
+        std::fs::rename(&self.path, &old)?;
+        let f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        self.out = BufWriter::new(f);
+        self.written = 0;
+        tracing::info!(path = %self.path.display(), "recording rotated");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_round_trip_and_rotate() {
+        let t = Timestamp(1234);
+        let inputs = [
+            Input::Sample {
+                vm: Name::parse("alice:web").unwrap(),
+                cpu_us: 5,
+                vcpus: Some(1),
+            },
+            Input::Tick,
+            Input::ActionResult {
+                group: Name::parse("alice:web").unwrap(),
+                id: 3,
+                outcome: Err("boom".into()),
+            },
+            Input::Refusal {
+                group: Name::parse("alice:web").unwrap(),
+                why: Some("albatross policy: x".into()),
+            },
+            Input::ExternalCost { micros: 7 },
+        ];
+        for i in inputs {
+            let line = Line::of(t, &i, None);
+            let text = serde_json::to_string(&line).unwrap();
+            let back: Line = serde_json::from_str(&text).unwrap();
+            assert_eq!(back.input().unwrap(), (t, Some(i)));
+        }
+        let dir = std::env::temp_dir().join(format!("aa-rec-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let p = dir.join("rec.jsonl");
+        let mut r = Recorder::open(&p, 4096).unwrap();
+        for _ in 0..200 {
+            r.write(&Line::Tick { t_ms: 1 });
+        }
+        let cur = std::fs::metadata(&p).unwrap().len();
+        let old = std::fs::metadata(dir.join("rec.jsonl.1")).unwrap().len();
+        assert!(cur <= 4096 && old <= 4096 && cur + old > 0, "{cur} {old}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_policy_tables_are_all_that_is_kept() {
+        let text = "[policy]\nmax_instances = 3\n[albatross]\nendpoint = \"h:1\"\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\n[[group]]\nprimary = \"alice:web\"\nendpoint = \"default\"\n";
+        let kept = policy_tables(text);
+        assert!(
+            !kept.contains("albatross") && !kept.contains("endpoint"),
+            "{kept}"
+        );
+        let groups = groups_of(&kept).unwrap();
+        assert_eq!(groups.len(), 1);
+        assert_eq!(groups[0].1.max_instances, 3);
+    }
+}

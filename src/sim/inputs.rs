@@ -1,0 +1,87 @@
+//! `replay --inputs`: a flight recording (`run --record`) fed to the same engine,
+//! giving the decisions the daemon logged, line for line.
+
+use std::io::BufRead;
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::core::{Engine, Options, Timestamp};
+use crate::daemon::recorder::{Line, groups_of};
+use crate::jsonl;
+
+/// Why a recording cannot be replayed.
+#[derive(Debug, thiserror::Error)]
+pub enum InputsError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {message}")]
+    Line {
+        path: String,
+        line: usize,
+        message: String,
+    },
+    #[error(
+        "{path}: the recording does not start with a `start` line (it was rotated: replay the older file first, e.g. `replay --inputs {path}.1 {path}`)"
+    )]
+    NoStart { path: String },
+}
+
+/// Replay `files` in order; `each` gets every decision-log line (decisions and
+/// failed actions, as the daemon's decision log writes them).
+pub fn replay(files: &[&Path], mut each: impl FnMut(Value)) -> Result<(), InputsError> {
+    let mut engine: Option<(Engine, bool)> = None;
+    let mut out = Vec::new();
+    for path in files {
+        let shown = path.display().to_string();
+        let f = std::fs::File::open(path).map_err(|source| InputsError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        for (i, text) in std::io::BufReader::new(f).lines().enumerate() {
+            let text = text.map_err(|source| InputsError::Read {
+                path: shown.clone(),
+                source,
+            })?;
+            if text.trim().is_empty() {
+                continue;
+            }
+            let bad = |message: String| InputsError::Line {
+                path: shown.clone(),
+                line: i + 1,
+                message,
+            };
+            let line: Line = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+            if let Line::Start {
+                t_ms,
+                config,
+                origin_ms,
+                cost_ceiling,
+                dry_run,
+            } = &line
+            {
+                let groups = groups_of(config).map_err(bad)?;
+                let e = Engine::new(groups, Options::default(), Timestamp(*t_ms))
+                    .with_wall_origin(*origin_ms)
+                    .with_cost_ceiling(*cost_ceiling);
+                engine = Some((e, *dry_run));
+                continue;
+            }
+            let Some((e, dry_run)) = engine.as_mut() else {
+                return Err(InputsError::NoStart { path: shown });
+            };
+            let (now, input) = line.input().map_err(bad)?;
+            let Some(input) = input else { continue };
+            out.clear();
+            e.step(now, input, &mut out);
+            for v in out.iter().filter_map(|o| jsonl::decision_line(o, *dry_run)) {
+                each(v);
+            }
+        }
+    }
+    Ok(())
+}

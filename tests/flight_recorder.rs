@@ -1,0 +1,143 @@
+//! The flight recorder: a daemon run against the embedded endpoint (paused clock)
+//! with scaling, a policy refusal, an operator pause and resume and an albatrossd
+//! restart is recorded with `--record`; `replay --inputs` (the real binary) of the
+//! recording prints the decision log's decisions and failures, byte for byte.
+
+use std::time::Duration;
+
+use albatross_autoscale::core::{Action, Input, Output};
+use albatross_autoscale::daemon::albatross::{Daemon, RunOptions};
+use albatross_autoscale::testing::{StatsBody, TestPki};
+use albatross_autoscale::wire::Policy;
+
+mod world;
+
+use world::name;
+
+const POLICY: &str = "sample_interval = \"1s\"\nscale_up_threshold = 75\nscale_up_ticks = 2\nscale_down_threshold = 30\nscale_down_ticks = 3\n\
+    scale_up_cooldown = \"3s\"\nscale_down_cooldown = \"5s\"\ndeath_timeout = \"10s\"\nmax_instances = 4\nmax_actions_per_hour = 1000\n\
+    retry_backoff = \"2s\"\nretry_backoff_max = \"4s\"\n";
+
+/// Run for `secs` simulated seconds, counting decisions of `action`.
+async fn run_for(
+    rx: &mut tokio::sync::broadcast::Receiver<Output>,
+    secs: u64,
+    action: Action,
+) -> usize {
+    let mut n = 0;
+    let _ = tokio::time::timeout(Duration::from_secs(secs), async {
+        loop {
+            if let Ok(Output::Decision(d)) = rx.recv().await
+                && d.action == action
+            {
+                n += 1;
+            }
+        }
+    })
+    .await;
+    n
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_recorded_run_replays_to_the_same_decisions() {
+    // Room for one clone only: the second scale-up is refused by the policy.
+    let policy = Policy {
+        unikernels: 2,
+        ..TestPki::default_policy()
+    };
+    let w = world::world(
+        &policy,
+        StatsBody::V27,
+        Duration::from_secs(1),
+        Duration::ZERO,
+    )
+    .await;
+    let rec = w.dir.join("inputs.jsonl");
+    let config = w.config(POLICY, "reconnect_min = \"500ms\"\n");
+    let opts = RunOptions {
+        record: Some(rec.clone()),
+        ..RunOptions::default()
+    };
+    let d = Daemon::start(config, opts).await.unwrap();
+    let mut rx = d.subscribe();
+    w.load.set(3.0);
+    assert!(run_for(&mut rx, 40, Action::ScaleUp).await >= 1);
+    let handle = d.handle();
+    let group = name("demo:web");
+    handle
+        .control(Input::Pause {
+            group: group.clone(),
+        })
+        .await
+        .unwrap();
+    w.load.set(0.05);
+    run_for(&mut rx, 20, Action::ScaleDown).await;
+    handle.control(Input::Resume { group }).await.unwrap();
+    assert!(run_for(&mut rx, 40, Action::ScaleDown).await >= 1);
+    w.endpoint.restart_albatrossd();
+    w.load.set(3.0);
+    run_for(&mut rx, 60, Action::ScaleUp).await;
+    d.stop().await;
+
+    let logged: Vec<String> = w
+        .decision_log()
+        .lines()
+        .filter(|l| {
+            l.contains("\"event\":\"decision\"") || l.contains("\"event\":\"action_failed\"")
+        })
+        .map(str::to_string)
+        .collect();
+    assert!(
+        logged.iter().any(|l| l.contains("albatross policy")),
+        "the run had a refusal: {logged:#?}"
+    );
+    assert!(logged.len() >= 4, "{logged:#?}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_albatross-autoscale"))
+        .args(["replay", "--inputs"])
+        .arg(&rec)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let replayed: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    eprintln!("{} decision lines replayed", logged.len());
+    assert_eq!(replayed, logged);
+}
+
+#[test]
+fn a_recording_without_its_start_says_so() {
+    let dir = std::env::temp_dir().join(format!("aa-inputs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("rotated.jsonl");
+    std::fs::write(&p, "{\"input\":\"tick\",\"t_ms\":5}\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_albatross-autoscale"))
+        .args(["replay", "--inputs"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("rotated.jsonl") && err.contains("start"),
+        "{err}"
+    );
+    std::fs::write(&p, "{\"input\":\"tick\"}\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_albatross-autoscale"))
+        .args(["replay", "--inputs"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("rotated.jsonl:1:") && err.contains("t_ms"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
