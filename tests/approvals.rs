@@ -667,3 +667,62 @@ async fn containers_show_size_usage_bounds_in_force_and_the_clone_group() {
     shutdown.cancel();
     task.await.unwrap().unwrap();
 }
+
+/// LXC decisions and evaluations reach what the albatross side's do: the API's
+/// `/v1/decisions` and `decisions_total` (issue 17: LXC everywhere).
+#[tokio::test(start_paused = true)]
+async fn lxc_decisions_reach_v1_decisions_and_the_metrics() {
+    let d = dir("lxc-decisions");
+    let mut fake = Fake::new(&format!("PVEAPIToken={TOKEN}={SECRET}"));
+    fake.node("pve", 65_536, 8_192);
+    let mut web = Ct::new("pve", "web", 2, 1024);
+    web.cpu = 0.95;
+    let mut tpl = Ct::new("pve", "web-tpl", 1, 512);
+    (tpl.running, tpl.template) = (false, true);
+    fake.cts.extend([(101, web), (9000, tpl)]);
+    let s = FakeServer::start(fake).await.unwrap();
+    std::fs::write(d.join("secret"), SECRET).unwrap();
+    std::fs::write(d.join("keys"), format!("ops {KEY}\n")).unwrap();
+    let text = format!(
+        "[policy]\nscale_up_ticks = 2\nscale_down_ticks = 1000\nscale_up_cooldown = \"0s\"\n\
+         sample_interval = \"10s\"\ndeath_timeout = \"60s\"\n\
+         [http]\nlisten = \"127.0.0.1:0\"\napi_keys_file = \"keys\"\n\
+         [proxmox]\nurl = \"{}\"\ntoken_id = \"{TOKEN}\"\ntoken_secret_file = \"secret\"\n\
+         poll_interval = \"10s\"\nstate_file = \"pve-state.json\"\n\
+         [[lxc]]\nvmid = 101\nname = \"web\"\nmode = \"horizontal\"\nmax_instances = 2\n\
+         clone_source = 9000\nfull_clone = false\n",
+        s.url()
+    );
+    let path = d.join("c.toml");
+    std::fs::write(&path, text).unwrap();
+    let config = Config::load(&path).unwrap();
+    let api = Api::new(&config, None, Vec::new(), Arc::new(ManualClock::default())).unwrap();
+    let (tx, rx) = tokio::sync::broadcast::channel(1024);
+    tokio::spawn(api.clone().follow(rx));
+    let opts = RunOptions {
+        outputs: Some(tx),
+        ..RunOptions::default()
+    };
+    let (shutdown, task) = spawn_loop(&config, opts);
+    wait_until(Duration::from_secs(120), "the clone", || {
+        clones(&s) == ["web-clone-1"]
+    })
+    .await;
+    let (st, v) = call(&api, Method::GET, "/v1/decisions").await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let text = v.to_string();
+    assert!(
+        text.contains("\"group\":\"lxc:web\"") && text.contains("scale_up"),
+        "{v}"
+    );
+    let (_, m) = call(&api, Method::GET, "/metrics").await;
+    let m = m.as_str().unwrap().to_string();
+    assert!(
+        m.lines().any(|l| l.starts_with(
+            "albatross_autoscale_decisions_total{group=\"lxc:web\",action=\"scale_up\""
+        )),
+        "{m}"
+    );
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+}

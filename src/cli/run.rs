@@ -107,6 +107,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         // Only the API reads the snapshot: without it, none is built.
         view: (has_pve && !args.once && config.http.listen.is_some())
             .then(proxmox::view::SharedView::default),
+        outputs: None,
     };
     let rt = tokio::runtime::Runtime::new()?;
     if args.once {
@@ -182,6 +183,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if let Some(api) = &api {
             let metrics: std::sync::Arc<dyn proxmox::client::Observer> = api.metrics().clone();
             pve_opts.observer = Some(metrics);
+            // LXC decisions and evaluations reach /v1/decisions and the metrics too.
+            if has_pve {
+                let (tx, rx) = tokio::sync::broadcast::channel(1024);
+                pve_opts.outputs = Some(tx);
+                tokio::spawn(api.clone().follow(rx));
+            }
         }
         let pve = tokio::spawn({
             let (config, shutdown) = (config.clone(), shutdown.clone());

@@ -128,6 +128,8 @@ pub struct Controller {
     external_cost: u64,
     /// Where the status snapshot goes after each poll (`GET /v1/containers`).
     view: Option<super::view::SharedView>,
+    /// Every engine output, for the API and metrics (`/v1/decisions`, `decisions_total`).
+    outputs: Option<tokio::sync::broadcast::Sender<Output>>,
 }
 
 impl Controller {
@@ -196,6 +198,7 @@ impl Controller {
             cost_ceiling: None,
             external_cost: 0,
             view: None,
+            outputs: None,
         })
     }
 

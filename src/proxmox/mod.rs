@@ -99,6 +99,8 @@ pub struct RunOptions {
     pub costs: Arc<crate::daemon::cost::CostLedger>,
     /// Where each poll's status snapshot goes (`GET /v1/containers`).
     pub view: Option<view::SharedView>,
+    /// Where every engine output goes (the API's `/v1/decisions` and metrics).
+    pub outputs: Option<tokio::sync::broadcast::Sender<crate::core::Output>>,
 }
 
 /// A controller for `config` (`[proxmox]` and `[[lxc]]`).
@@ -158,6 +160,9 @@ pub async fn run(
         .with_approvals(opts.approvals.clone(), opts.notices.clone());
     if let Some(v) = &opts.view {
         c = c.with_view(v.clone());
+    }
+    if let Some(tx) = &opts.outputs {
+        c = c.with_outputs(tx.clone());
     }
     // The cluster-wide poll has no node (so no breaker): its outages are counted here.
     let target = config

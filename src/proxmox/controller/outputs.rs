@@ -79,12 +79,11 @@ impl Controller {
         if let Some(h) = &mut self.history {
             h.output(&o);
         }
-        if matches!(o, Output::Decision(_) | Output::ActionFailed { .. })
-            && let Some(mut v) = jsonl::line(&o, false)
-        {
-            if self.settings.dry_run {
-                v["dry_run"] = Value::Bool(true);
-            }
+        // The API and metrics follow these as they follow the albatross engine's.
+        if let Some(tx) = &self.outputs {
+            let _ = tx.send(o.clone());
+        }
+        if let Some(v) = jsonl::decision_line(&o, self.settings.dry_run) {
             self.write(v);
         }
         if let Output::Evaluation(e) = &o {

@@ -16,6 +16,12 @@ impl Controller {
         self
     }
 
+    /// Send every engine output to `tx` (the API and metrics follow it).
+    pub fn with_outputs(mut self, tx: tokio::sync::broadcast::Sender<crate::core::Output>) -> Self {
+        self.outputs = Some(tx);
+        self
+    }
+
     /// Rebuild the snapshot from the poll's rows (only with a view: the API's).
     pub(super) fn publish(&self, now: Timestamp, by_vmid: &HashMap<u64, &Resource>) {
         let Some(view) = &self.view else { return };
