@@ -669,7 +669,8 @@ async fn containers_show_size_usage_bounds_in_force_and_the_clone_group() {
 }
 
 /// LXC decisions and evaluations reach what the albatross side's do: the API's
-/// `/v1/decisions` and `decisions_total` (issue 17: LXC everywhere).
+/// `/v1/decisions` and `decisions_total`, and containers are paused and resumed
+/// through the API like groups (issue 17: LXC everywhere).
 #[tokio::test(start_paused = true)]
 async fn lxc_decisions_reach_v1_decisions_and_the_metrics() {
     let d = dir("lxc-decisions");
@@ -699,11 +700,35 @@ async fn lxc_decisions_reach_v1_decisions_and_the_metrics() {
     let api = Api::new(&config, None, Vec::new(), Arc::new(ManualClock::default())).unwrap();
     let (tx, rx) = tokio::sync::broadcast::channel(1024);
     tokio::spawn(api.clone().follow(rx));
+    let view = albatross_autoscale::proxmox::view::SharedView::default();
+    api.set_containers(view.clone());
+    let (controls_tx, controls) = Inbox::channel();
+    api.set_container_controls(controls_tx);
+    let polled = view.clone();
     let opts = RunOptions {
         outputs: Some(tx),
+        view: Some(view),
+        controls,
         ..RunOptions::default()
     };
     let (shutdown, task) = spawn_loop(&config, opts);
+    // Paused (recommend-only) from the first poll on: hot, but nothing is cloned.
+    wait_until(Duration::from_secs(30), "the first poll", || {
+        polled.lock().unwrap().is_some()
+    })
+    .await;
+    let (st, v) = call(&api, Method::POST, "/v1/containers/101/pause").await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["container"], "101");
+    let (st, v) = call(&api, Method::POST, "/v1/containers/nope/pause").await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "{v}");
+    assert_eq!(v["error"]["code"], "unknown_container", "{v}");
+    let (st, v) = call(&api, Method::POST, "/v1/containers/lxc:web/scale").await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert!(clones(&s).is_empty(), "paused: {:?}", clones(&s));
+    let (st, v) = call(&api, Method::POST, "/v1/containers/lxc:web/resume").await;
+    assert_eq!(st, StatusCode::OK, "{v}");
     wait_until(Duration::from_secs(120), "the clone", || {
         clones(&s) == ["web-clone-1"]
     })

@@ -579,6 +579,8 @@ async fn openapi_lists_every_route_and_every_route_is_served() {
         "/v1/approvals/{id}/approve": "post", "/v1/approvals/{id}/reject": "post",
         "/v1/groups/{name}/history": "get", "/v1/groups/{name}/forecast": "get",
         "/v1/containers": "get", "/v1/containers/{key}": "get",
+        "/v1/containers/{key}/pause": "post", "/v1/containers/{key}/resume": "post",
+        "/v1/containers/{key}/scale": "post",
     });
     let want = want.as_object().unwrap();
     assert_eq!(

@@ -73,6 +73,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // One book of decisions waiting for approval, shared by both loops and the API.
     let approvals = crate::daemon::approvals::SharedBook::default();
     let (pve_approvals, inbox) = crate::daemon::approvals::Inbox::channel();
+    let (pve_control_tx, pve_controls) = crate::daemon::approvals::Inbox::channel();
     // Sinks open (secret files read) before anything runs; they listen from the start.
     let sinks = notify::Sink::open_all(&config.notify).map_err(anyhow::Error::msg)?;
     let heard = notices.subscribe();
@@ -108,6 +109,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         view: (has_pve && !args.once && config.http.listen.is_some())
             .then(proxmox::view::SharedView::default),
         outputs: None,
+        controls: pve_controls,
     };
     let rt = tokio::runtime::Runtime::new()?;
     if args.once {
@@ -166,6 +168,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 api.set_approvals(approvals.clone(), has_pve.then(|| pve_approvals.clone()));
                 if let Some(v) = &pve_opts.view {
                     api.set_containers(v.clone());
+                    api.set_container_controls(pve_control_tx.clone());
                 }
                 if let Some(h) = &history {
                     api.metrics().set_history(h.recorder().counters().clone());

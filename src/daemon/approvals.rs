@@ -349,26 +349,39 @@ pub fn take_held<T>(
     Some((e, item, cmd))
 }
 
-/// The receiving end of a loop's [`Command`]s. Cloneable so it can sit in options
-/// that are cloned; the loop takes the receiver once.
-#[derive(Debug, Clone, Default)]
-pub struct Inbox(Arc<Mutex<Option<mpsc::Receiver<Command>>>>);
+/// The receiving end of a loop's commands ([`Command`]s by default; the Proxmox
+/// loop's operator controls too). Cloneable so it can sit in options that are
+/// cloned; the loop takes the receiver once.
+#[derive(Debug)]
+pub struct Inbox<T = Command>(Arc<Mutex<Option<mpsc::Receiver<T>>>>);
 
-impl Inbox {
+impl<T> Clone for Inbox<T> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<T> Default for Inbox<T> {
+    fn default() -> Self {
+        Self(Arc::new(Mutex::new(None)))
+    }
+}
+
+impl<T> Inbox<T> {
     /// A sender for the API and the inbox for the loop.
-    pub fn channel() -> (mpsc::Sender<Command>, Self) {
+    pub fn channel() -> (mpsc::Sender<T>, Self) {
         let (tx, rx) = mpsc::channel(16);
         (tx, Self(Arc::new(Mutex::new(Some(rx)))))
     }
 
     /// The receiver, the first time (`None` for a default inbox or later calls).
-    pub fn take(&self) -> Option<mpsc::Receiver<Command>> {
+    pub fn take(&self) -> Option<mpsc::Receiver<T>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 }
 
 /// The next command from `inbox`; never ready without one.
-pub async fn recv(inbox: &mut Option<mpsc::Receiver<Command>>) -> Option<Command> {
+pub async fn recv<T>(inbox: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
     match inbox {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,

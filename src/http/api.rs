@@ -36,6 +36,8 @@ pub struct Api {
     ring: Mutex<VecDeque<Value>>,
     approvals: OnceLock<Desk>,
     containers: OnceLock<crate::proxmox::view::SharedView>,
+    /// The way to the Proxmox loop for pause, resume and scale of containers.
+    container_controls: OnceLock<mpsc::Sender<crate::proxmox::Control>>,
 }
 
 /// The approval book and the way to the Proxmox loop (the albatross engine task is
@@ -93,6 +95,7 @@ impl Api {
             ring: Mutex::new(VecDeque::new()),
             approvals: OnceLock::new(),
             containers: OnceLock::new(),
+            container_controls: OnceLock::new(),
         }))
     }
 
@@ -115,6 +118,24 @@ impl Api {
     pub(super) fn containers(&self) -> Option<crate::proxmox::view::Containers> {
         let v = self.containers.get()?;
         v.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Send pause, resume and scale of containers to the Proxmox loop. Set once.
+    pub fn set_container_controls(&self, tx: mpsc::Sender<crate::proxmox::Control>) {
+        let _ = self.container_controls.set(tx);
+    }
+
+    /// Apply an operator command in the Proxmox loop; `None` once it stopped.
+    pub(super) async fn container_control(
+        &self,
+        input: crate::core::Input,
+    ) -> Option<Vec<crate::core::Output>> {
+        let tx = self.container_controls.get()?;
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        tx.send(crate::proxmox::Control { input, reply })
+            .await
+            .ok()?;
+        rx.await.ok()
     }
 
     pub(super) fn has_containers(&self) -> bool {

@@ -107,6 +107,35 @@ pub fn document() -> Value {
         ],
     );
     container["parameters"] = json!([{"name": "key", "in": "path", "required": true, "schema": {"type": "string"}, "description": "the container's name or vmid"}]);
+    let container_op = |summary: &str| {
+        let mut o = op(
+            summary,
+            true,
+            &[
+                ("200", "container, outputs"),
+                ("400", "bad body (scale)"),
+                ("404", "unknown container, or no [[lxc]] configured"),
+                (
+                    "409",
+                    "a resize-only container has no clone group (resize_only)",
+                ),
+                (
+                    "422",
+                    "target outside min_instances..=max_instances (scale)",
+                ),
+                ("503", "not polled yet, or the Proxmox loop stopped"),
+            ],
+        );
+        o["parameters"] = container["parameters"].clone();
+        o
+    };
+    let container_pause =
+        container_op("Pause a container's clone group: recommend-only, as for groups");
+    let container_resume =
+        container_op("Resume a container's clone group (clears pause and manual target)");
+    let mut container_scale =
+        container_op("Hold a container's clone group at {\"target\": N} instances");
+    container_scale["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["target"], "properties": {"target": {"type": "integer", "minimum": 0}}}}}});
     let (history, forecast) = history_ops();
     json!({
         "openapi": "3.1.0",
@@ -130,6 +159,9 @@ pub fn document() -> Value {
             "/v1/groups/{name}/scale": {"post": scale},
             "/v1/containers": {"get": op("Every [[lxc]] container as of the last Proxmox poll: vmid, name, mode, state, node, size (cores, cpulimit, memory_mib), cpu_percent, memory_used_mib, cost_per_hour; `vertical` (bounds in force, active schedule windows, budget left, why_not) and `horizontal` (the clone group, shaped as in /v1/groups)", true, &[("200", "t_ms, polled_at, containers"), ("404", "no [[lxc]] configured (proxmox_off)"), ("503", "not polled successfully yet")])},
             "/v1/containers/{key}": {"get": container},
+            "/v1/containers/{key}/pause": {"post": container_pause},
+            "/v1/containers/{key}/resume": {"post": container_resume},
+            "/v1/containers/{key}/scale": {"post": container_scale},
             "/v1/decisions": {"get": decisions},
             "/v1/approvals": {"get": op("Decisions waiting for approval (require_approval): `items` pending (id, group, instance, action, emergency, reason, inputs, created_at, expires_at), `recent` the last decided ones (state approved, rejected or expired; decided_by, decided_at, outcome)", true, &[("200", "count, items, recent")])},
             "/v1/approvals/{id}/approve": {"post": approve},

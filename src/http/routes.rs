@@ -75,6 +75,9 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/v1/groups/{name}/forecast", get(super::history::forecast))
         .route("/v1/containers", get(containers))
         .route("/v1/containers/{key}", get(container))
+        .route("/v1/containers/{key}/pause", post(container_pause))
+        .route("/v1/containers/{key}/resume", post(container_resume))
+        .route("/v1/containers/{key}/scale", post(container_scale))
         .route("/v1/decisions", get(decisions))
         .route("/v1/approvals", get(approvals))
         .route("/v1/approvals/{id}/approve", post(approve))
@@ -360,6 +363,82 @@ async fn command(
     })))
 }
 
+fn unknown_container(key: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "unknown_container",
+        format!("no container named {key:?} or with that vmid"),
+    )
+}
+
+/// A container's clone group as of the last poll (its name and bounds), or why
+/// an operator command cannot apply to it.
+fn container_group(api: &Api, key: &str) -> Result<crate::http::status::GroupStatus> {
+    let s = snapshot(api)?;
+    let c = s.find(key).ok_or_else(|| unknown_container(key))?;
+    c.horizontal.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "resize_only",
+            format!(
+                "{key}: a resize-only container (mode = \"vertical\") has no clone group to pause, resume or scale"
+            ),
+        )
+    })
+}
+
+/// pause / resume / scale of a container's clone group, in the Proxmox loop.
+async fn container_command(
+    api: &Api,
+    key: &str,
+    who: &Client,
+    input: impl FnOnce(Name) -> Input,
+) -> Result<Json<Value>> {
+    let g = container_group(api, key)?;
+    let group = Name::parse(&g.name).map_err(|_| unknown_container(key))?;
+    let input = input(group);
+    tracing::info!(client = %who.0, container = %key, command = ?input, "API command");
+    let out = api.container_control(input).await.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "engine_stopped",
+            "the Proxmox loop is not running",
+        )
+    })?;
+    Ok(Json(json!({
+        "container": key,
+        "outputs": out.iter().filter_map(|o: &Output| crate::jsonl::line(o, true)).collect::<Vec<_>>(),
+    })))
+}
+
+async fn container_pause(
+    State(api): State<Arc<Api>>,
+    Path(key): Path<String>,
+    axum::Extension(who): axum::Extension<Client>,
+) -> Result<Json<Value>> {
+    container_command(&api, &key, &who, |group| Input::Pause { group }).await
+}
+
+async fn container_resume(
+    State(api): State<Arc<Api>>,
+    Path(key): Path<String>,
+    axum::Extension(who): axum::Extension<Client>,
+) -> Result<Json<Value>> {
+    container_command(&api, &key, &who, |group| Input::Resume { group }).await
+}
+
+async fn container_scale(
+    State(api): State<Arc<Api>>,
+    Path(key): Path<String>,
+    axum::Extension(who): axum::Extension<Client>,
+    body: std::result::Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<Value>> {
+    let target = scale_target(body)?;
+    let g = container_group(&api, &key)?;
+    check_target(target, g.min_instances, g.max_instances)?;
+    container_command(&api, &key, &who, |group| Input::Scale { group, target }).await
+}
+
 async fn pause(
     State(api): State<Arc<Api>>,
     Path(name): Path<String>,
@@ -388,6 +467,17 @@ async fn scale(
     axum::Extension(who): axum::Extension<Client>,
     body: std::result::Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<Value>> {
+    let target = scale_target(body)?;
+    let s = status(&api).await?;
+    let g = s.group(&name).ok_or_else(|| no_group(&name))?;
+    check_target(target, g.min_instances, g.max_instances)?;
+    command(&api, &name, &who, |group| Input::Scale { group, target }).await
+}
+
+/// The `{"target": N}` of a scale body.
+fn scale_target(
+    body: std::result::Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<u32> {
     let body = body.map_err(|e| {
         let status = e.status();
         let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -404,19 +494,18 @@ async fn scale(
             format!("expected {{\"target\": <count>}}: {e}"),
         )
     })?;
-    let s = status(&api).await?;
-    let g = s.group(&name).ok_or_else(|| no_group(&name))?;
-    if !(g.min_instances..=g.max_instances).contains(&target) {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "target_out_of_range",
-            format!(
-                "target {target} is outside min_instances..=max_instances ({}..={})",
-                g.min_instances, g.max_instances
-            ),
-        ));
+    Ok(target)
+}
+
+fn check_target(target: u32, min: u32, max: u32) -> Result<()> {
+    if (min..=max).contains(&target) {
+        return Ok(());
     }
-    command(&api, &name, &who, |group| Input::Scale { group, target }).await
+    Err(ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "target_out_of_range",
+        format!("target {target} is outside min_instances..=max_instances ({min}..={max})"),
+    ))
 }
 
 async fn approvals(State(api): State<Arc<Api>>) -> Json<Value> {

@@ -130,6 +130,8 @@ pub struct Controller {
     view: Option<super::view::SharedView>,
     /// Every engine output, for the API and metrics (`/v1/decisions`, `decisions_total`).
     outputs: Option<tokio::sync::broadcast::Sender<Output>>,
+    /// The last poll's rows (operator commands plan clones against them).
+    last_rows: Vec<Resource>,
 }
 
 impl Controller {
@@ -199,6 +201,7 @@ impl Controller {
             external_cost: 0,
             view: None,
             outputs: None,
+            last_rows: Vec::new(),
         })
     }
 
@@ -389,6 +392,35 @@ impl Controller {
             self.engine_output(now, o, &by_vmid, &mut jobs);
         }
         self.publish(now, &by_vmid);
+        // An operator command between polls plans against these rows.
+        self.last_rows = res.to_vec();
+        self.start_jobs(now, jobs)
+    }
+
+    /// An operator command (the API's pause, resume, scale of a horizontal
+    /// container group): its outputs, and the jobs it starts (planned against the
+    /// last poll).
+    pub fn control(&mut self, now: Timestamp, input: Input) -> (Vec<Output>, Vec<Job>) {
+        tracing::info!(command = ?input, "operator command (proxmox)");
+        let mut out = Vec::new();
+        self.engine.step(now, input, &mut out);
+        let rows = std::mem::take(&mut self.last_rows);
+        let by_vmid: HashMap<u64, &Resource> = rows
+            .iter()
+            .filter(|r| r.kind == "lxc")
+            .filter_map(|r| Some((r.vmid?, r)))
+            .collect();
+        let mut jobs = Vec::new();
+        for o in out.clone() {
+            self.engine_output(now, o, &by_vmid, &mut jobs);
+        }
+        drop(by_vmid);
+        self.last_rows = rows;
+        (out, self.start_jobs(now, jobs))
+    }
+
+    /// Jobs to run now: held for approval, recorded in dry-run, or started.
+    fn start_jobs(&mut self, now: Timestamp, jobs: Vec<Job>) -> Vec<Job> {
         if self.settings.dry_run {
             return self.dry_run(now, jobs);
         }

@@ -101,6 +101,15 @@ pub struct RunOptions {
     pub view: Option<view::SharedView>,
     /// Where every engine output goes (the API's `/v1/decisions` and metrics).
     pub outputs: Option<tokio::sync::broadcast::Sender<crate::core::Output>>,
+    /// Operator commands from the API (pause, resume, scale of a container group).
+    pub controls: crate::daemon::approvals::Inbox<Control>,
+}
+
+/// An operator command for the Proxmox loop; the reply gets the outputs it caused.
+#[derive(Debug)]
+pub struct Control {
+    pub input: crate::core::Input,
+    pub reply: tokio::sync::oneshot::Sender<Vec<crate::core::Output>>,
 }
 
 /// A controller for `config` (`[proxmox]` and `[[lxc]]`).
@@ -207,6 +216,7 @@ pub async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut running = JoinSet::new();
     let mut inbox = opts.inbox.take();
+    let mut controls = opts.controls.take();
     loop {
         let expiry = c.next_expiry();
         tokio::select! {
@@ -214,6 +224,14 @@ pub async fn run(
             () = shutdown.cancelled() => break,
             Some(Ok((job, r))) = running.join_next() => {
                 c.settle(now(), job, r);
+                opts.costs.set_proxmox(c.hourly_cost());
+            }
+            Some(ctl) = approvals::recv(&mut controls) => {
+                let (out, jobs) = c.control(now(), ctl.input);
+                let _ = ctl.reply.send(out);
+                for job in jobs {
+                    running.spawn(c.execute(job));
+                }
                 opts.costs.set_proxmox(c.hourly_cost());
             }
             Some(cmd) = approvals::recv(&mut inbox) => {
