@@ -89,7 +89,7 @@ impl Controller {
         }
         if let Output::Evaluation(e) = &o {
             let why_not = match &e.verdict {
-                Verdict::Blocked { why_not, .. } => Some(why_not.as_str()),
+                Verdict::Blocked { why_not, .. } => Some(why_not),
                 _ => None,
             };
             if let Some(n) = self.ceilings[0].observe(now, &e.group.to_string(), why_not) {
