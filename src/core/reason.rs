@@ -32,7 +32,8 @@ pub enum Reason {
         avg: Bp,
         threshold: u32,
         ticks: u32,
-        predicted: Option<Predicted>,
+        /// Boxed: rare, and it keeps decisions small.
+        predicted: Option<Box<Predicted>>,
     },
     /// Scale-up `k` of a burst of `step` (`emergency_threshold` reached).
     Emergency {

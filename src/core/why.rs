@@ -37,7 +37,7 @@ impl Side {
 pub struct Bound {
     pub side: Side,
     pub value: u32,
-    pub window: Option<String>,
+    pub window: Option<Arc<str>>,
 }
 
 impl fmt::Display for Bound {

@@ -75,7 +75,8 @@ pub enum Job {
         r: Resize,
     },
     Decision {
-        d: Decision,
+        /// Boxed as the engine emits it (a decision is large next to a resize).
+        d: Box<Decision>,
         act: Act,
     },
 }

@@ -124,7 +124,7 @@ impl Cluster {
         Bound {
             side,
             value: l.value,
-            window: l.by.map(|i| self.policy.schedule.name(i).to_string()),
+            window: l.by.map(|i| self.policy.schedule.name(i).into()),
         }
     }
 

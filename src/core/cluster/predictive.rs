@@ -1,6 +1,6 @@
 //! Predictive policy and anomaly guard (see `core::predict`). Kept apart from the
 //! reactive rule in `decide`: `evaluate` calls `guard_and_forecast` once per tick and
-//! counts a predicted breach as a high tick; `decide` adds `prediction_note`.
+//! counts a predicted breach as a high tick; `decide` adds `predicted` to its reason.
 
 use super::*;
 use crate::core::reason::Predicted;
@@ -63,7 +63,7 @@ impl Cluster {
     }
 
     /// The forecast ticks that are part of the high streak, if any.
-    pub(super) fn predicted(&self) -> Option<Predicted> {
+    pub(super) fn predicted(&self) -> Option<Box<Predicted>> {
         let n = self.signal.streak_predicted();
         if n == 0 {
             return None;
@@ -75,11 +75,11 @@ impl Cluster {
             .map(|m| m.vcpus)
             .sum();
         let f = self.signal.predicted_forecast().unwrap_or(0) / u64::from(planned.max(1));
-        Some(Predicted {
+        Some(Box::new(Predicted {
             ticks: n,
             forecast: Bp::try_from(f).unwrap_or(Bp::MAX),
             horizon: self.policy.forecast_horizon,
             mean_error: self.signal.mean_error_bp(),
-        })
+        }))
     }
 }

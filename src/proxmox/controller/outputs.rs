@@ -100,7 +100,7 @@ impl Controller {
         let Some(act) = self.plan(&d, by_vmid) else {
             return;
         };
-        jobs.push(Job::Decision { d: *d, act });
+        jobs.push(Job::Decision { d, act });
     }
 
     /// What decision `d` means for the API, given the latest poll.
