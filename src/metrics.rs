@@ -326,7 +326,7 @@ impl Metrics {
                     .get_or_create(&DecisionL {
                         group: d.group.to_string(),
                         action: d.action.as_str().into(),
-                        reason: reason_kind(d.action, &d.reason).into(),
+                        reason: d.reason.kind().into(),
                     })
                     .inc();
             }
@@ -487,20 +487,6 @@ fn catch_up(c: &Counter, total: u64) {
     let seen = c.get();
     if total > seen {
         c.inc_by(total - seen);
-    }
-}
-
-/// A bounded label for a decision's reason (the text itself has numbers in it).
-pub fn reason_kind(action: Action, reason: &str) -> &'static str {
-    use crate::core::cluster::MANUAL;
-    match action {
-        Action::Promote | Action::ReplacePrimary => "primary_dead",
-        Action::CloneLost => "no_samples",
-        _ if reason.starts_with(MANUAL) => "manual",
-        _ if reason.starts_with("below min_instances") => "below_min",
-        _ if reason.contains("primary_death = drain") => "primary_dead",
-        Action::ScaleUp => "cpu_high",
-        Action::ScaleDown => "cpu_low",
     }
 }
 

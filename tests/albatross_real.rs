@@ -206,7 +206,7 @@ async fn a_policy_refusal_holds_scale_ups_until_a_member_leaves() {
                 if let Output::Evaluation(e) = &o
                     && let Verdict::Blocked { why_not, .. } = &e.verdict
                 {
-                    why.push(why_not.clone());
+                    why.push(why_not.to_string());
                 }
                 seen.push(o);
             }
@@ -222,7 +222,7 @@ async fn a_policy_refusal_holds_scale_ups_until_a_member_leaves() {
     assert_eq!(failures, 1, "one refusal, no retries");
     assert_eq!(decisions(&seen, Action::ScaleUp).len(), 2);
     assert!(seen.iter().any(|o| matches!(o, Output::Evaluation(e)
-        if matches!(&e.verdict, Verdict::Blocked { why_not, .. } if why_not.starts_with("albatross policy: maximum amount of unikernels 2")))));
+        if matches!(&e.verdict, Verdict::Blocked { why_not, .. } if why_not.to_string().starts_with("albatross policy: maximum amount of unikernels 2")))));
     assert_eq!(
         w.commands("UnikernelCreate"),
         1,

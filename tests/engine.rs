@@ -38,7 +38,7 @@ fn scales_up_on_the_third_high_tick_and_names_the_clone() {
     assert_eq!(d[0].instance.to_string(), "alice:web-clone-1");
     assert_eq!(d[0].avg_bp, Some(8_500));
     assert!(
-        d[0].reason.contains("85.00% > 80% for 3"),
+        d[0].reason.to_string().contains("85.00% > 80% for 3"),
         "{}",
         d[0].reason
     );

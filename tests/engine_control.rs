@@ -127,7 +127,7 @@ fn paused_group_recommends_but_never_acts() {
             Verdict::Blocked {
                 wanted: Action::ScaleUp,
                 why_not,
-            } => Some(why_not),
+            } => Some(why_not.to_string()),
             _ => None,
         })
         .collect();
@@ -166,7 +166,11 @@ fn manual_scale_moves_one_action_at_a_time_and_holds() {
     let d = decisions(&out);
     assert_eq!(d.len(), 1);
     assert_eq!(d[0].action, Action::ScaleUp);
-    assert!(d[0].reason.starts_with(MANUAL), "{}", d[0].reason);
+    assert!(
+        d[0].reason.to_string().starts_with(MANUAL),
+        "{}",
+        d[0].reason
+    );
     // One in flight: the second waits for the first result.
     h.input(Input::ActionResult {
         group: n("alice:web"),
@@ -234,7 +238,9 @@ fn out_of_range_target_is_refused_with_a_reason() {
         match verdicts(&out).as_slice() {
             [Verdict::Blocked { why_not, .. }] => {
                 assert!(
-                    why_not.contains("min_instances..=max_instances"),
+                    why_not
+                        .to_string()
+                        .contains("min_instances..=max_instances"),
                     "{why_not}"
                 )
             }

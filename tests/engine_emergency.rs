@@ -40,8 +40,12 @@ fn one_evaluation_at_the_threshold_scales_up_at_once() {
     assert_eq!(d.len(), 1, "{:?}", h.log);
     assert_eq!(d[0].action, Action::ScaleUp);
     assert!(d[0].emergency);
-    assert!(d[0].reason.contains("emergency"), "{}", d[0].reason);
-    assert!(d[0].reason.contains("95%"), "{}", d[0].reason);
+    assert!(
+        d[0].reason.to_string().contains("emergency"),
+        "{}",
+        d[0].reason
+    );
+    assert!(d[0].reason.to_string().contains("95%"), "{}", d[0].reason);
     assert_eq!(d[0].instance.to_string(), "alice:web-clone-1");
 }
 
@@ -53,7 +57,11 @@ fn just_below_the_threshold_waits_for_the_streak() {
     let d = decisions(&h.primary_round(94));
     assert_eq!(d.len(), 1);
     assert!(!d[0].emergency);
-    assert!(!d[0].reason.contains("emergency"), "{}", d[0].reason);
+    assert!(
+        !d[0].reason.to_string().contains("emergency"),
+        "{}",
+        d[0].reason
+    );
 }
 
 #[test]
@@ -129,7 +137,11 @@ fn a_burst_adds_emergency_step_instances_one_action_at_a_time() {
     });
     let d = decisions(&h.primary_round(100));
     assert_eq!(d.len(), 1);
-    assert!(d[0].reason.contains("1 of 3"), "{}", d[0].reason);
+    assert!(
+        d[0].reason.to_string().contains("1 of 3"),
+        "{}",
+        d[0].reason
+    );
     // The rest of the burst follows one per evaluation after each ack, whatever the
     // load does meanwhile.
     for k in 2..=3 {
@@ -138,7 +150,7 @@ fn a_burst_adds_emergency_step_instances_one_action_at_a_time() {
         assert_eq!(d.len(), 1, "step {k}: {:?}", why_not(&h.log));
         assert!(d[0].emergency);
         assert!(
-            d[0].reason.contains(&format!("{k} of 3")),
+            d[0].reason.to_string().contains(&format!("{k} of 3")),
             "{}",
             d[0].reason
         );

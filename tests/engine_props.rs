@@ -192,7 +192,7 @@ proptest! {
                     Action::ScaleDown => {
                         prop_assert!(d.instance.label.as_deref() != Some("svc"), "the primary was a victim");
                         // Below min only when draining after the primary died.
-                        prop_assert!(d.instances > p.min_instances || d.reason.contains("drain"), "{d:?}");
+                        prop_assert!(d.instances > p.min_instances || d.reason.to_string().contains("drain"), "{d:?}");
                     }
                     Action::ScaleUp => prop_assert!(d.instances < p.max_instances, "{d:?}"),
                     _ => {}

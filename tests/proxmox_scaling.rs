@@ -173,7 +173,8 @@ async fn a_cold_container_shrinks_back_after_the_ticks_never_below_usage_plus_ma
     assert!(
         r.blocked
             .iter()
-            .any(|(_, w)| w.contains("cpu at its minimum") && w.contains("usage + margin")),
+            .map(|(_, w)| w.to_string())
+            .any(|w| w.contains("cpu at its minimum") && w.contains("usage + margin")),
         "{:?}",
         r.blocked
     );
@@ -198,7 +199,8 @@ async fn bounds_hold_and_host_admission_refuses_memory() {
     assert!(
         blocked
             .iter()
-            .any(|(_, w)| w.contains("cpu at its maximum (3)") && w.contains("host admission")),
+            .map(|(_, w)| w.to_string())
+            .any(|w| w.contains("cpu at its maximum (3)") && w.contains("host admission")),
         "{blocked:?}"
     );
     assert_eq!(s.with(|f| f.count("PUT", "/config")), 0);

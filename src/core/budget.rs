@@ -5,7 +5,8 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use super::time::{Timestamp, fmt_dur};
+use super::time::Timestamp;
+use super::why::{Cooldown, Paced, WhyNot};
 
 const WINDOW: Duration = Duration::from_secs(3600);
 
@@ -48,36 +49,36 @@ pub fn backoff(base: Duration, max: Duration, failures: u32) -> Duration {
 
 /// What is being paced, for [`blocker`].
 pub struct Pacing<'a> {
-    /// The cooldown that applies, if any: when it ends and its config key.
-    pub cooldown: Option<(Timestamp, &'static str)>,
+    /// The cooldown that applies, if any: when it ends and which.
+    pub cooldown: Option<(Timestamp, Cooldown)>,
     pub retry_at: Option<Timestamp>,
     pub failures: u32,
-    /// What failed, for the sentence: "action(s)", "resize(s)".
-    pub what: &'static str,
+    /// What failed.
+    pub what: Paced,
     pub budget: &'a Budget,
     pub max_per_hour: u32,
 }
 
 /// The first pacing rule that forbids acting at `now` (cooldown, then backoff, then
-/// budget) as a sentence, and when to decide again.
-pub fn blocker(now: Timestamp, p: &Pacing<'_>) -> Option<(String, Option<Timestamp>)> {
-    if let Some((end, key)) = p.cooldown.filter(|(end, _)| *end > now) {
-        return Some((
-            format!("{key}: {} left", fmt_dur(end.since(now))),
-            Some(end),
-        ));
+/// budget), and when to decide again.
+pub fn blocker(now: Timestamp, p: &Pacing<'_>) -> Option<(WhyNot, Option<Timestamp>)> {
+    if let Some((until, which)) = p.cooldown.filter(|(end, _)| *end > now) {
+        let left = until.since(now);
+        return Some((WhyNot::Cooldown { which, until, left }, Some(until)));
     }
-    if let Some(at) = p.retry_at.filter(|t| *t > now) {
-        let why = format!(
-            "backing off after {} failed {}: {} left",
-            p.failures,
-            p.what,
-            fmt_dur(at.since(now))
-        );
-        return Some((why, Some(at)));
+    if let Some(until) = p.retry_at.filter(|t| *t > now) {
+        let why = WhyNot::Backoff {
+            failures: p.failures,
+            what: p.what,
+            until,
+            left: until.since(now),
+        };
+        return Some((why, Some(until)));
     }
     if p.budget.left(now, p.max_per_hour) == 0 {
-        let why = format!("max_actions_per_hour ({}) used up", p.max_per_hour);
+        let why = WhyNot::Budget {
+            max: p.max_per_hour,
+        };
         return Some((why, p.budget.refill_at(now)));
     }
     None

@@ -15,12 +15,16 @@ pub mod naming;
 pub mod output;
 pub mod policy;
 pub mod predict;
+pub mod reason;
 pub mod schedule;
 pub mod time;
 pub mod vertical;
+pub mod why;
 
 pub use cluster::{Cluster, Member, MemberState, Role};
 pub use engine::{Engine, Input, Options};
 pub use output::{Action, ActionId, Decision, Evaluation, Output, SampleReport, Verdict};
 pub use policy::{Policy, PrimaryDeath, RequireApproval};
+pub use reason::Reason;
 pub use time::Timestamp;
+pub use why::{Ceiling, WhyNot};

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use super::cpu::{self, Bp};
+use super::reason::Reason;
 use super::time::Timestamp;
+use super::why::WhyNot;
 use crate::name::Name;
 
 /// Identifies an action so the actuator's result can be matched to it.
@@ -102,7 +104,7 @@ pub struct Decision {
     pub primary: Arc<Name>,
     pub action: Action,
     pub instance: Arc<Name>,
-    pub reason: String,
+    pub reason: Reason,
     /// Group average over fresh members at the evaluation, if there was one.
     pub avg_bp: Option<Bp>,
     /// Instances in the group before the action (pending creates included).
@@ -122,7 +124,7 @@ pub enum Verdict {
     /// An action was emitted (see the decision output).
     Acted(Action),
     /// An action was wanted and not emitted; the reason says which rule stopped it.
-    Blocked { wanted: Action, why_not: String },
+    Blocked { wanted: Action, why_not: WhyNot },
 }
 
 /// One evaluation of a group.

@@ -511,7 +511,7 @@ mod tests {
                         outcome: Ok(()),
                     };
                     c.step(now, ack, &mut out);
-                    downs.push((d.t.as_millis(), d.action.as_str(), d.reason));
+                    downs.push((d.t.as_millis(), d.action.as_str(), d.reason.to_string()));
                 }
             }
         }

@@ -23,6 +23,7 @@ use super::cpu::{self, Bp};
 use super::output::ActionId;
 use super::schedule::{self, Schedule};
 use super::time::Timestamp;
+use super::why::{Cooldown, Paced, SizeRule, WhyNot};
 
 mod cost;
 mod window;
@@ -136,7 +137,7 @@ pub enum Verdict {
     /// A change was wanted and not made; `why_not` names the rule.
     Blocked {
         wanted: Direction,
-        why_not: String,
+        why_not: WhyNot,
     },
 }
 
@@ -345,7 +346,9 @@ impl Vertical {
         }
         // Cost ceilings (the container's and the room left under the global one).
         match (r.direction, self.last) {
-            (Direction::Up, Some(u)) => self.cost_blocker(&u, r.to).map_or(Ok(()), Err),
+            (Direction::Up, Some(u)) => self
+                .cost_blocker(&u, r.to)
+                .map_or(Ok(()), |w| Err(w.to_string())),
             _ => Ok(()),
         }
     }
@@ -416,7 +419,7 @@ impl Vertical {
     }
 
     /// The size wanted upward, with reasons; or why not.
-    fn want_up(&self, u: &Usage) -> Option<Result<(Size, Vec<String>), String>> {
+    fn want_up(&self, u: &Usage) -> Option<Result<(Size, Vec<String>), WhyNot>> {
         let (p, b) = (&self.policy, self.bounds());
         let (cpu, mem) = (self.cpu_high >= p.up_ticks, self.mem_high >= p.up_ticks);
         if !cpu && !mem {
@@ -440,7 +443,7 @@ impl Vertical {
                     self.cpu_high
                 ));
             } else {
-                why_not.push(format!("cpu at its maximum ({})", b.cpu_max.value));
+                why_not.push(SizeRule::CpuAtMax(b.cpu_max.value));
             }
         }
         if mem {
@@ -453,15 +456,14 @@ impl Vertical {
                 .node_free_mib
                 .map(|f| f.saturating_sub(p.host_memory_reserve_mib));
             if t <= cur {
-                why_not.push(format!("memory at its maximum ({} MiB)", b.mem_max.value));
+                why_not.push(SizeRule::MemAtMax(b.mem_max.value));
             } else {
                 match room {
-                    None => why_not.push("node free memory unknown: no memory growth".into()),
-                    Some(0) => why_not.push(format!(
-                        "host admission: node has {} MiB free, reserve {} MiB",
-                        u.node_free_mib.unwrap_or(0),
-                        p.host_memory_reserve_mib
-                    )),
+                    None => why_not.push(SizeRule::NodeFreeUnknown),
+                    Some(0) => why_not.push(SizeRule::HostAdmission {
+                        free_mib: u.node_free_mib.unwrap_or(0),
+                        reserve_mib: p.host_memory_reserve_mib,
+                    }),
                     Some(r) => {
                         let t = t.min(cur.saturating_add(r));
                         to.memory_mib = t;
@@ -481,23 +483,20 @@ impl Vertical {
             }
         }
         Some(if why.is_empty() {
-            Err(why_not.join("; "))
+            Err(WhyNot::Size(why_not))
         } else {
             Ok((to, why))
         })
     }
 
-    fn want_down(&self, u: &Usage) -> Option<Result<(Size, Vec<String>), String>> {
+    fn want_down(&self, u: &Usage) -> Option<Result<(Size, Vec<String>), WhyNot>> {
         let (p, b) = (&self.policy, self.bounds());
         let (cpu, mem) = (self.cpu_low >= p.down_ticks, self.mem_low >= p.down_ticks);
         if !cpu && !mem {
             return None;
         }
         if u.clones > 0 {
-            return Some(Err(format!(
-                "{} clone(s) exist: horizontal shrinks first",
-                u.clones
-            )));
+            return Some(Err(WhyNot::ClonesExist(u.clones)));
         }
         let mut to = u.size;
         let mut why = Vec::new();
@@ -517,7 +516,7 @@ impl Vertical {
                     self.cpu_low
                 ));
             } else {
-                why_not.push(format!("cpu at its minimum ({})", b.cpu_min.value));
+                why_not.push(SizeRule::CpuAtMin(b.cpu_min.value));
             }
         }
         if mem {
@@ -529,12 +528,12 @@ impl Vertical {
                 .min(b.mem_max.value);
             let t = stepped.max(floor);
             if stepped >= cur {
-                why_not.push(format!("memory at its minimum ({} MiB)", b.mem_min.value));
+                why_not.push(SizeRule::MemAtMin(b.mem_min.value));
             } else if t >= cur || t > b.mem_max.value {
-                why_not.push(format!(
-                    "memory would fall below usage + margin ({} + {} MiB)",
-                    u.mem_used_mib, p.memory_margin_mib
-                ));
+                why_not.push(SizeRule::BelowUsage {
+                    used_mib: u.mem_used_mib,
+                    margin_mib: p.memory_margin_mib,
+                });
             } else {
                 to.memory_mib = t;
                 why.push(format!(
@@ -546,7 +545,7 @@ impl Vertical {
             }
         }
         Some(if why.is_empty() {
-            Err(why_not.join("; "))
+            Err(WhyNot::Size(why_not))
         } else {
             Ok((to, why))
         })
@@ -629,24 +628,22 @@ impl Vertical {
         Verdict::Acted(dir)
     }
 
-    fn blocker(&mut self, now: Timestamp, dir: Direction, cooldowns: bool) -> Option<String> {
+    fn blocker(&mut self, now: Timestamp, dir: Direction, cooldowns: bool) -> Option<WhyNot> {
         let p = &self.policy;
         if let Some(f) = &self.in_flight {
-            return Some(format!("resize {} still in flight", f.id));
+            return Some(WhyNot::ResizeInFlight { id: f.id });
         }
         let cooldown = match dir {
-            Direction::Up => self
-                .last_up
-                .map(|t| (t.plus(p.up_cooldown), "scale_up_cooldown")),
+            Direction::Up => self.last_up.map(|t| (t.plus(p.up_cooldown), Cooldown::Up)),
             Direction::Down => self
                 .last_action
-                .map(|t| (t.plus(p.down_cooldown), "scale_down_cooldown")),
+                .map(|t| (t.plus(p.down_cooldown), Cooldown::Down)),
         };
         let pacing = budget::Pacing {
             cooldown: cooldown.filter(|_| cooldowns),
             retry_at: self.retry_at,
             failures: self.failures,
-            what: "resize(s)",
+            what: Paced::Resizes,
             budget: &self.budget,
             max_per_hour: p.max_actions_per_hour,
         };

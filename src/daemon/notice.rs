@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use crate::core::Timestamp;
+use crate::core::{Ceiling, Timestamp, WhyNot};
 
 /// One notice. Serialised as the body of plain JSON notifications, so field names are
 /// an interface: add, do not rename.
@@ -75,7 +75,7 @@ impl Notice {
                 group,
                 instance,
                 action,
-                reason: d.reason.clone(),
+                reason: d.reason.to_string(),
                 dry_run,
             },
             Err(e) => Notice::ActionFailed {
@@ -143,17 +143,6 @@ impl Notices {
     }
 }
 
-/// Which ceiling a "why not" names: `budget` (`max_actions_per_hour`) or `cost`.
-pub fn ceiling_of(why_not: &str) -> Option<&'static str> {
-    if why_not.contains("max_actions_per_hour") {
-        Some("budget")
-    } else if why_not.starts_with("cost") || why_not.contains("max_cost_per_hour") {
-        Some("cost")
-    } else {
-        None
-    }
-}
-
 /// Turns evaluations into `ceiling_reached` notices: one when a group starts being
 /// held back by a ceiling, none while every evaluation says so again (a tick each),
 /// and at most one per group and ceiling an hour when it flaps in and out.
@@ -165,8 +154,8 @@ pub struct Ceilings {
 /// One group: the ceiling it is held at now, if any, and the last notice per ceiling.
 #[derive(Debug, Default)]
 struct Held {
-    now: Option<&'static str>,
-    sent: Vec<(&'static str, Timestamp)>,
+    now: Option<Ceiling>,
+    sent: Vec<(Ceiling, Timestamp)>,
 }
 
 const RENOTIFY: Duration = Duration::from_secs(3600);
@@ -178,9 +167,9 @@ impl Ceilings {
         &mut self,
         now: Timestamp,
         group: &str,
-        blocked: Option<&str>,
+        blocked: Option<&WhyNot>,
     ) -> Option<Notice> {
-        let Some((ceiling, why)) = blocked.and_then(|w| ceiling_of(w).map(|c| (c, w))) else {
+        let Some((ceiling, why)) = blocked.and_then(|w| w.ceiling().map(|c| (c, w))) else {
             // The common case, every tick: no allocation.
             if let Some(h) = self.groups.get_mut(group) {
                 h.now = None;
@@ -202,7 +191,7 @@ impl Ceilings {
         sent.push((ceiling, now));
         Some(Notice::CeilingReached {
             group: group.to_string(),
-            ceiling: ceiling.to_string(),
+            ceiling: ceiling.as_str().to_string(),
             reason: why.to_string(),
         })
     }
@@ -244,7 +233,8 @@ mod tests {
     #[test]
     fn one_ceiling_notice_per_streak_and_at_most_one_an_hour() {
         let mut c = Ceilings::default();
-        let budget = Some("max_actions_per_hour (4) used up");
+        let budget = &WhyNot::Budget { max: 4 };
+        let budget = Some(budget);
         let t = |s: u64| Timestamp(s * 1000);
         let n = c.observe(t(0), "a:web", budget).expect("first block");
         assert_eq!(n.kind(), "ceiling_reached");
@@ -252,15 +242,20 @@ mod tests {
         assert!(c.observe(t(10), "a:web", budget).is_none(), "same streak");
         assert!(c.observe(t(10), "b:web", budget).is_some(), "another group");
         // Cost is another ceiling: a notice of its own.
-        let cost =
-            Some("cost: 3 instances at 1.00/h would cost 3.00/h, above max_cost_per_hour (2.00)");
+        let cost = WhyNot::GlobalCost {
+            unit: 1_000_000,
+            room: 0,
+        };
         assert!(
-            matches!(c.observe(t(20), "a:web", cost), Some(Notice::CeilingReached { ceiling, .. }) if ceiling == "cost")
+            matches!(c.observe(t(20), "a:web", Some(&cost)), Some(Notice::CeilingReached { ceiling, reason, .. })
+                if ceiling == "cost" && reason.starts_with("cost: one more instance"))
         );
-        assert!(
-            c.observe(t(30), "a:web", Some("scale_up_cooldown: 1m left"))
-                .is_none()
-        );
+        let cooldown = WhyNot::Cooldown {
+            which: crate::core::why::Cooldown::Up,
+            until: t(90),
+            left: Duration::from_secs(60),
+        };
+        assert!(c.observe(t(30), "a:web", Some(&cooldown)).is_none());
         assert!(
             c.observe(t(40), "a:web", budget).is_none(),
             "flapping within the hour"

@@ -516,7 +516,7 @@ impl<A: Actuator> Runner<A> {
             }
             if let Output::Evaluation(e) = &o {
                 let why_not = match &e.verdict {
-                    Verdict::Blocked { why_not, .. } => Some(why_not.as_str()),
+                    Verdict::Blocked { why_not, .. } => Some(why_not),
                     _ => None,
                 };
                 if let Some(n) = self.ceilings.observe(now, &e.group.to_string(), why_not) {

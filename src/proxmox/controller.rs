@@ -19,7 +19,7 @@ use super::state::CloneState;
 use super::types::Resource;
 use crate::config::proxmox::{Lxc, Mode};
 use crate::core::vertical::{self, Resize, Size, Usage, Vertical};
-use crate::core::{Action, Decision, Engine, Input, Options, Output, Timestamp, Verdict};
+use crate::core::{Action, Decision, Engine, Input, Options, Output, Timestamp, Verdict, WhyNot};
 use crate::daemon::approvals::SharedBook;
 use crate::daemon::notice::{Ceilings, Notice, Notices};
 use crate::jsonl;
@@ -58,7 +58,7 @@ struct Container {
     /// The size just set, used until `/cluster/resources` shows it (pvestatd lag).
     expect: Option<(Size, Timestamp)>,
     /// Why the last wanted resize was not made (for the status view).
-    why_not: Option<String>,
+    why_not: Option<WhyNot>,
     /// The usage of the last poll that saw it running (for the status view).
     seen: Option<Usage>,
     /// `lxc.name`, shared with history rows.
@@ -75,7 +75,8 @@ pub enum Job {
         r: Resize,
     },
     Decision {
-        d: Decision,
+        /// Boxed as the engine emits it (a decision is large next to a resize).
+        d: Box<Decision>,
         act: Act,
     },
 }
@@ -101,7 +102,7 @@ pub struct Report {
     /// (job description, outcome).
     pub actions: Vec<(String, Result<(), String>)>,
     /// (vmid, why not) of every blocked vertical change.
-    pub blocked: Vec<(u32, String)>,
+    pub blocked: Vec<(u32, WhyNot)>,
 }
 
 /// The Proxmox side of the daemon.

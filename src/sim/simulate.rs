@@ -430,9 +430,9 @@ fn engine_step(
     super::replay::step_acked(engine, now, input, out, |o| {
         if let Output::Decision(d) = o {
             match d.action {
-                Action::ScaleUp => cmds.push(Cmd::Create(d.instance.clone(), d.reason.clone())),
+                Action::ScaleUp => cmds.push(Cmd::Create(d.instance.clone(), d.reason.to_string())),
                 Action::ScaleDown | Action::CloneLost => {
-                    cmds.push(Cmd::Destroy(d.instance.clone(), d.reason.clone()));
+                    cmds.push(Cmd::Destroy(d.instance.clone(), d.reason.to_string()));
                 }
                 Action::ReplacePrimary | Action::Promote => {}
             }

@@ -116,7 +116,7 @@ pub fn why_not(out: &[Output]) -> Vec<String> {
     out.iter()
         .filter_map(|o| match o {
             Output::Evaluation(e) => match &e.verdict {
-                Verdict::Blocked { why_not, .. } => Some(why_not.clone()),
+                Verdict::Blocked { why_not, .. } => Some(why_not.to_string()),
                 _ => None,
             },
             _ => None,

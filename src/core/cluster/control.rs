@@ -27,14 +27,12 @@ impl Cluster {
     }
 
     /// Whether `target` is an acceptable manual target under the current policy.
-    pub fn check_target(&self, target: u32) -> Result<(), String> {
+    pub fn check_target(&self, target: u32) -> Result<(), WhyNot> {
         let (min, max) = (self.policy.min_instances, self.policy.max_instances);
         if (min..=max).contains(&target) {
             Ok(())
         } else {
-            Err(format!(
-                "target {target} is outside min_instances..=max_instances ({min}..={max})"
-            ))
+            Err(WhyNot::TargetOutside { target, min, max })
         }
     }
 
@@ -79,7 +77,7 @@ impl Cluster {
             std::cmp::Ordering::Greater => Action::ScaleDown,
             std::cmp::Ordering::Equal => return Verdict::Hold,
         };
-        let reason = format!("{MANUAL} {target} by the operator ({staying} instance(s) now)");
+        let reason = Reason::Manual { target, staying };
         match self.blocker(now, want, false) {
             Some(why_not) => Verdict::Blocked {
                 wanted: want,
@@ -94,7 +92,8 @@ impl Cluster {
     /// Whether decision `d` of this group must wait for an operator: its action is
     /// listed in `require_approval`, and it is not the operator's own manual target.
     pub fn needs_approval(&self, d: &Decision) -> bool {
-        !d.reason.starts_with(MANUAL) && self.policy.require_approval.covers(d.action, d.emergency)
+        !matches!(d.reason, Reason::Manual { .. })
+            && self.policy.require_approval.covers(d.action, d.emergency)
     }
 
     /// Re-check the safety rules for decision `d`, held for approval, at the moment it
@@ -123,10 +122,10 @@ impl Cluster {
             Action::ScaleUp => {
                 // The pending create is already counted.
                 if self.count() > max.value {
-                    return Err(format!("above {}", self.limit_text(max, "max")));
+                    return Err(format!("above {}", self.bound(max, Side::Max)));
                 }
                 if let Some(why) = self.over_cost(self.count()) {
-                    return Err(why);
+                    return Err(why.to_string());
                 }
                 if m.is_none_or(|m| m.state != MemberState::Creating(d.id)) {
                     return Err(format!("{} is no longer a pending clone", d.instance));
@@ -139,7 +138,7 @@ impl Cluster {
                 // Draining after a primary death ignores min_instances, as decided.
                 let draining = self.primary_state() == Some(MemberState::Dead);
                 if !draining && self.staying() < min.value {
-                    return Err(format!("below {}", self.limit_text(min, "min")));
+                    return Err(format!("below {}", self.bound(min, Side::Min)));
                 }
             }
             Action::ReplacePrimary => match m {

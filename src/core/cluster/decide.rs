@@ -3,7 +3,6 @@
 //! (in flight, min/max, cooldowns, backoff, budget) live here together.
 
 use super::*;
-use crate::core::policy::money;
 
 impl Cluster {
     /// One tick: deaths, group average over fresh members, counters, decision.
@@ -120,15 +119,12 @@ impl Cluster {
             .instances(&self.sched.active, p.min_instances, p.max_instances)
     }
 
-    /// A bound for reasons: `min_instances (2)`, or `schedule 'nights' max 1`.
-    pub(super) fn limit_text(&self, l: Limit, which: &str) -> String {
-        match l.by {
-            None => format!("{which}_instances ({})", l.value),
-            Some(i) => format!(
-                "schedule '{}' {which} {}",
-                self.policy.schedule.name(i),
-                l.value
-            ),
+    /// A bound for reasons and why-nots, with its window's name if one set it.
+    pub(super) fn bound(&self, l: Limit, side: Side) -> Bound {
+        Bound {
+            side,
+            value: l.value,
+            window: l.by.map(|i| self.policy.schedule.name(i).into()),
         }
     }
 
@@ -167,55 +163,51 @@ impl Cluster {
         let emergency = self.emergency_left > 0 && !below_min;
         let (want, reason) = if below_min {
             let reason = match min.by {
-                None => format!("below min_instances ({staying} < {})", min.value),
-                Some(_) => format!(
-                    "{} ({staying} instance(s) now)",
-                    self.limit_text(min, "min")
-                ),
+                None => Reason::BelowMin {
+                    staying,
+                    min: min.value,
+                },
+                Some(_) => Reason::Window {
+                    bound: self.bound(min, Side::Min),
+                    staying,
+                },
             };
             (Action::ScaleUp, reason)
         } else if max.by.is_some() && staying > max.value {
             // A window's maximum (energy saving): down with the normal pacing.
-            (
-                Action::ScaleDown,
-                format!(
-                    "{} ({staying} instance(s) now)",
-                    self.limit_text(max, "max")
-                ),
-            )
+            let bound = self.bound(max, Side::Max);
+            (Action::ScaleDown, Reason::Window { bound, staying })
         } else if emergency {
             (
                 Action::ScaleUp,
-                format!(
-                    "emergency scale-up {} of {step}: group average reached emergency_threshold ({}%), now {}",
-                    step - self.emergency_left + 1,
-                    p.emergency_threshold.unwrap_or(0),
-                    avg.map_or("unknown".to_string(), |bp| format!(
-                        "{:.2}%",
-                        cpu::percent(bp)
-                    )),
-                ),
+                Reason::Emergency {
+                    k: step - self.emergency_left + 1,
+                    step,
+                    threshold: p.emergency_threshold.unwrap_or(0),
+                    avg,
+                },
             )
         } else if self.high >= p.scale_up_ticks {
             (
                 Action::ScaleUp,
-                format!(
-                    "group average {:.2}% > {}% for {} consecutive ticks{}",
-                    cpu::percent(avg.unwrap_or(0)),
-                    p.scale_up_threshold,
-                    self.high,
-                    self.prediction_note()
-                ),
+                Reason::Streak {
+                    up: true,
+                    avg: avg.unwrap_or(0),
+                    threshold: p.scale_up_threshold,
+                    ticks: self.high,
+                    predicted: self.predicted(),
+                },
             )
         } else if self.low >= p.scale_down_ticks {
             (
                 Action::ScaleDown,
-                format!(
-                    "group average {:.2}% < {}% for {} consecutive ticks",
-                    cpu::percent(avg.unwrap_or(0)),
-                    p.scale_down_threshold,
-                    self.low
-                ),
+                Reason::Streak {
+                    up: false,
+                    avg: avg.unwrap_or(0),
+                    threshold: p.scale_down_threshold,
+                    ticks: self.low,
+                    predicted: None,
+                },
             )
         } else {
             return Verdict::Hold;
@@ -229,7 +221,10 @@ impl Cluster {
             // Recommend-only: the decision is computed and explained, never taken.
             None if self.control.paused => Verdict::Blocked {
                 wanted: want,
-                why_not: format!("{PAUSED}; would {}: {reason}", want.as_str()),
+                why_not: WhyNot::Paused {
+                    would: want,
+                    reason: Box::new(reason),
+                },
             },
             None => {
                 let verdict = self.act(now, want, reason, avg, emergency, out);
@@ -247,19 +242,15 @@ impl Cluster {
         verdict
     }
 
-    /// The first rule that forbids `want` now, as a sentence; `None` if allowed.
+    /// The first rule that forbids `want` now; `None` if allowed.
     pub(super) fn blocker(
         &mut self,
         now: Timestamp,
         want: Action,
         cooldowns: bool,
-    ) -> Option<String> {
+    ) -> Option<WhyNot> {
         if let Some(f) = &self.in_flight {
-            return Some(format!(
-                "{} of {} still in flight",
-                f.action.as_str(),
-                f.instance
-            ));
+            return Some(f.why_not());
         }
         // A permanent refusal holds until a member leaves (or a reload or a
         // policy change lifts it).
@@ -274,10 +265,10 @@ impl Cluster {
         let (min, max) = self.bounds();
         match want {
             Action::ScaleUp if self.count() >= max.value => {
-                return Some(format!("at {}", self.limit_text(max, "max")));
+                return Some(WhyNot::AtBound(self.bound(max, Side::Max)));
             }
             Action::ScaleDown if self.staying() <= min.value => {
-                return Some(format!("at {}", self.limit_text(min, "min")));
+                return Some(WhyNot::AtBound(self.bound(min, Side::Min)));
             }
             _ => {}
         }
@@ -290,26 +281,25 @@ impl Cluster {
         if let (Action::ScaleUp, Some(room)) = (want, self.cost_room)
             && p.instance_cost_micros > room
         {
-            return Some(format!(
-                "cost: one more instance at {}/h is above what the global max_cost_per_hour leaves ({}/h)",
-                money(p.instance_cost_micros),
-                money(room)
-            ));
+            return Some(WhyNot::GlobalCost {
+                unit: p.instance_cost_micros,
+                room,
+            });
         }
         let cooldown_end = match want {
             Action::ScaleUp => self
                 .last_up
-                .map(|t| (t.plus(p.scale_up_cooldown), "scale_up_cooldown")),
+                .map(|t| (t.plus(p.scale_up_cooldown), Cooldown::Up)),
             Action::ScaleDown => self
                 .last_action
-                .map(|t| (t.plus(p.scale_down_cooldown), "scale_down_cooldown")),
+                .map(|t| (t.plus(p.scale_down_cooldown), Cooldown::Down)),
             _ => None,
         };
         let pacing = budget::Pacing {
             cooldown: cooldown_end.filter(|_| cooldowns),
             retry_at: self.retry_at,
             failures: self.failures,
-            what: "action(s)",
+            what: Paced::Actions,
             budget: &self.budget,
             max_per_hour: p.max_actions_per_hour,
         };
@@ -318,12 +308,8 @@ impl Cluster {
             return Some(why_not);
         }
         match want {
-            Action::ScaleUp if self.new_clone_name().is_none() => {
-                Some("no free clone name under the template".to_string())
-            }
-            Action::ScaleDown if self.victim().is_none() => {
-                Some("no owned clone to remove".to_string())
-            }
+            Action::ScaleUp if self.new_clone_name().is_none() => Some(WhyNot::NoCloneName),
+            Action::ScaleDown if self.victim().is_none() => Some(WhyNot::NoVictim),
             _ => None,
         }
     }
@@ -332,31 +318,28 @@ impl Cluster {
         let primary = self.primary.clone();
         if self.control.paused {
             // Recommend-only covers replacing or draining after a primary death too.
-            let (wanted, what) = match self.policy.primary_death {
-                PrimaryDeath::Drain => (Action::ScaleDown, "drain"),
-                _ => (Action::ReplacePrimary, "recreate it"),
+            let drain = self.policy.primary_death == PrimaryDeath::Drain;
+            let wanted = if drain {
+                Action::ScaleDown
+            } else {
+                Action::ReplacePrimary
             };
             return Verdict::Blocked {
                 wanted,
-                why_not: format!("{PAUSED}; primary {primary} dead, would {what}"),
+                why_not: WhyNot::PausedPrimaryDead { primary, drain },
             };
         }
         if self.policy.primary_death == PrimaryDeath::Drain {
             // Draining ignores min_instances and cooldowns, never the budget.
             let why_not = if self.victim().is_none() {
-                Some("primary dead and no owned clone left; waiting for the primary".to_string())
+                Some(WhyNot::NothingToDrain)
             } else if let Some(f) = &self.in_flight {
-                Some(format!(
-                    "{} of {} still in flight",
-                    f.action.as_str(),
-                    f.instance
-                ))
+                Some(f.why_not())
             } else if self.budget_left(now) == 0 {
                 self.redecide_at = self.budget.refill_at(now);
-                Some(format!(
-                    "max_actions_per_hour ({}) used up",
-                    self.policy.max_actions_per_hour
-                ))
+                Some(WhyNot::Budget {
+                    max: self.policy.max_actions_per_hour,
+                })
             } else {
                 None
             };
@@ -366,7 +349,7 @@ impl Cluster {
                     why_not,
                 },
                 None => {
-                    let reason = format!("primary {primary} dead; primary_death = drain");
+                    let reason = Reason::Drain { primary };
                     self.act(now, Action::ScaleDown, reason, None, false, out)
                 }
             };
@@ -377,15 +360,11 @@ impl Cluster {
                 why_not,
             },
             None => {
-                let reason = format!(
-                    "primary {primary} sent no sample for death_timeout ({}); primary_death = {}",
-                    fmt_dur(self.policy.death_timeout),
-                    if self.policy.primary_death == PrimaryDeath::Promote {
-                        "promote, but no live clone: recreate"
-                    } else {
-                        "recreate"
-                    }
-                );
+                let reason = Reason::Recreate {
+                    primary,
+                    timeout: self.policy.death_timeout,
+                    promote: self.policy.primary_death == PrimaryDeath::Promote,
+                };
                 self.act(now, Action::ReplacePrimary, reason, None, false, out)
             }
         }
@@ -409,7 +388,7 @@ impl Cluster {
         &mut self,
         now: Timestamp,
         action: Action,
-        reason: String,
+        reason: Reason,
         avg: Option<Bp>,
         emergency: bool,
         out: &mut Vec<Output>,
@@ -495,7 +474,7 @@ impl Cluster {
         now: Timestamp,
         action: Action,
         instance: Arc<Name>,
-        reason: String,
+        reason: Reason,
         avg: Option<Bp>,
         out: &mut Vec<Output>,
     ) -> ActionId {

@@ -17,8 +17,10 @@ use super::naming;
 use super::output::{Action, ActionId, Decision, Evaluation, Output, SampleReport, Verdict};
 use super::policy::{Policy, PrimaryDeath};
 use super::predict;
+use super::reason::Reason;
 use super::schedule::{self, Limit};
-use super::time::{Timestamp, fmt_dur};
+use super::time::Timestamp;
+use super::why::{Bound, Cooldown, Paced, Side, WhyNot};
 use crate::name::Name;
 
 // The tick and its rules; operator control; the predictive hooks.
@@ -72,10 +74,8 @@ pub struct Control {
     pub target: Option<u32>,
 }
 
-/// Why-not prefix of evaluations of a paused group (stable: scripts match it).
-pub const PAUSED: &str = "paused (recommend-only)";
-/// Reason prefix of decisions taken for a manual target (audited in the decision log).
-pub const MANUAL: &str = "manual scale to";
+pub use super::reason::MANUAL;
+pub use super::why::PAUSED;
 
 /// A member's role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +123,15 @@ struct InFlight {
     instance: Arc<Name>,
 }
 
+impl InFlight {
+    fn why_not(&self) -> WhyNot {
+        WhyNot::InFlight {
+            action: self.action,
+            instance: self.instance.clone(),
+        }
+    }
+}
+
 /// The state of one group. A value: `Clone + Debug + PartialEq`, no I/O.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cluster {
@@ -165,7 +174,7 @@ pub struct Cluster {
     /// without a global ceiling.
     cost_room: Option<u64>,
     /// A refusal of scale-ups that waiting cannot change (why-not, instances then).
-    refusal: Option<(String, u32)>,
+    refusal: Option<(WhyNot, u32)>,
 }
 
 impl Cluster {
@@ -243,17 +252,15 @@ impl Cluster {
 
     /// Why `n` instances would break the group's `max_cost_per_hour`, if they would.
     /// One rule for the decision and for the re-check at approval.
-    pub(crate) fn over_cost(&self, n: u32) -> Option<String> {
+    pub(crate) fn over_cost(&self, n: u32) -> Option<WhyNot> {
         let p = &self.policy;
         let max = p.max_cost_micros?;
         let cost = u64::from(n).saturating_mul(p.instance_cost_micros);
-        (cost > max).then(|| {
-            format!(
-                "cost: {n} instances at {}/h would cost {}/h, above max_cost_per_hour ({})",
-                super::policy::money(p.instance_cost_micros),
-                super::policy::money(cost),
-                super::policy::money(max)
-            )
+        (cost > max).then_some(WhyNot::GroupCost {
+            n,
+            unit: p.instance_cost_micros,
+            cost,
+            max,
         })
     }
 
@@ -392,7 +399,7 @@ impl Cluster {
             }
             Input::Refusal { why } => {
                 let lifted = self.refusal.is_some() && why.is_none();
-                self.refusal = why.map(|w| (w, self.count()));
+                self.refusal = why.map(|w| (WhyNot::Refused(w), self.count()));
                 if lifted {
                     self.decide_now(now, out);
                 }
@@ -577,11 +584,7 @@ impl Cluster {
                 self.membership += 1;
                 continue;
             }
-            let reason = format!(
-                "no sample for {}; dropped from the group (death_timeout = {})",
-                fmt_dur(silent),
-                fmt_dur(timeout)
-            );
+            let reason = Reason::CloneLost { silent, timeout };
             // Leaving until the cleanup is answered: its remains may still run, so
             // the name stays taken and counted against max_instances meanwhile.
             let id = self.push_decision(now, Action::CloneLost, name.clone(), reason, None, out);
@@ -617,10 +620,7 @@ impl Cluster {
         }
         self.primary = heir.clone();
         self.membership += 1;
-        let reason = format!(
-            "primary {primary} sent no sample for {}; primary_death = promote",
-            fmt_dur(silent)
-        );
+        let reason = Reason::Promoted { primary, silent };
         self.push_decision(now, Action::Promote, heir, reason, None, out);
     }
 }

@@ -1,8 +1,9 @@
 //! Predictive policy and anomaly guard (see `core::predict`). Kept apart from the
 //! reactive rule in `decide`: `evaluate` calls `guard_and_forecast` once per tick and
-//! counts a predicted breach as a high tick; `decide` adds `prediction_note`.
+//! counts a predicted breach as a high tick; `decide` adds `predicted` to its reason.
 
 use super::*;
+use crate::core::reason::Predicted;
 
 impl Cluster {
     /// Totals of the guard and the forecaster (for the simulator's report).
@@ -61,11 +62,11 @@ impl Cluster {
         (Some(filtered), predicted)
     }
 
-    /// " (N predicted: ...)" when forecast ticks are part of the high streak.
-    pub(super) fn prediction_note(&self) -> String {
+    /// The forecast ticks that are part of the high streak, if any.
+    pub(super) fn predicted(&self) -> Option<Box<Predicted>> {
         let n = self.signal.streak_predicted();
         if n == 0 {
-            return String::new();
+            return None;
         }
         let planned: u32 = self
             .members
@@ -74,11 +75,11 @@ impl Cluster {
             .map(|m| m.vcpus)
             .sum();
         let f = self.signal.predicted_forecast().unwrap_or(0) / u64::from(planned.max(1));
-        format!(
-            " ({n} predicted: forecast {:.2}% in {}, mean forecast error {:.2} points)",
-            cpu::percent(Bp::try_from(f).unwrap_or(Bp::MAX)),
-            fmt_dur(self.policy.forecast_horizon),
-            self.signal.mean_error_bp().map_or(0.0, cpu::percent)
-        )
+        Some(Box::new(Predicted {
+            ticks: n,
+            forecast: Bp::try_from(f).unwrap_or(Bp::MAX),
+            horizon: self.policy.forecast_horizon,
+            mean_error: self.signal.mean_error_bp(),
+        }))
     }
 }

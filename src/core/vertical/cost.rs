@@ -1,7 +1,7 @@
 //! What a container costs: its price by size, and the grows a cost ceiling forbids.
 
 use super::{Size, Usage, Vertical};
-use crate::core::policy::money;
+use crate::core::why::WhyNot;
 
 /// Hourly price of a container, in millionths of the operator's currency unit
 /// (integers keep policies `Eq`).
@@ -48,32 +48,26 @@ impl Vertical {
 
     /// A grow to `to` that would cross the container's or the global cost ceiling.
     /// Clones are priced like the container (they are copies of it).
-    pub(super) fn cost_blocker(&self, u: &Usage, to: Size) -> Option<String> {
+    pub(super) fn cost_blocker(&self, u: &Usage, to: Size) -> Option<WhyNot> {
         let p = &self.policy.pricing;
         let n = u64::from(u.clones) + 1;
         let (before, after) = (n * p.of(u.size), n.saturating_mul(p.of(to)));
         if let Some(max) = p.max_micros
             && after > max
         {
-            return Some(format!(
-                "cost: {} would cost {}/h, above max_cost_per_hour ({})",
-                describe_size(to),
-                money(after),
-                money(max)
-            ));
+            return Some(WhyNot::SizeCost {
+                size: to,
+                cost: after,
+                max,
+            });
         }
         match self.cost_room {
-            Some(room) if after.saturating_sub(before) > room => Some(format!(
-                "cost: {} would add {}/h, above what the global max_cost_per_hour leaves ({}/h)",
-                describe_size(to),
-                money(after - before),
-                money(room)
-            )),
+            Some(room) if after.saturating_sub(before) > room => Some(WhyNot::SizeGlobalCost {
+                size: to,
+                add: after - before,
+                room,
+            }),
             _ => None,
         }
     }
-}
-
-fn describe_size(s: Size) -> String {
-    format!("{} cores, {} MiB", s.cores, s.memory_mib)
 }

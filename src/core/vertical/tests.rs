@@ -104,7 +104,7 @@ fn grow(mut v: Vertical, clones: u32, room: Option<u64>) -> (u32, Option<String>
                 Output::Evaluation {
                     verdict: Verdict::Blocked { why_not, .. },
                     ..
-                } => why = Some(why_not),
+                } => why = Some(why_not.to_string()),
                 _ => {}
             }
         }

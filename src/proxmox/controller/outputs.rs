@@ -88,7 +88,7 @@ impl Controller {
         }
         if let Output::Evaluation(e) = &o {
             let why_not = match &e.verdict {
-                Verdict::Blocked { why_not, .. } => Some(why_not.as_str()),
+                Verdict::Blocked { why_not, .. } => Some(why_not),
                 _ => None,
             };
             if let Some(n) = self.ceilings[0].observe(now, &e.group.to_string(), why_not) {
@@ -99,7 +99,7 @@ impl Controller {
         let Some(act) = self.plan(&d, by_vmid) else {
             return;
         };
-        jobs.push(Job::Decision { d: *d, act });
+        jobs.push(Job::Decision { d, act });
     }
 
     /// What decision `d` means for the API, given the latest poll.

@@ -4,8 +4,8 @@ use std::collections::HashMap;
 
 use super::{Controller, Resource};
 use crate::config::proxmox::Mode;
-use crate::core::Timestamp;
 use crate::core::vertical::{CpuKnob, Vertical};
+use crate::core::{Timestamp, WhyNot};
 use crate::http::status::Status;
 use crate::proxmox::view::{ContainerStatus, Containers, SharedView, VerticalStatus};
 
@@ -65,7 +65,7 @@ impl Controller {
                     vertical: c
                         .vertical
                         .as_ref()
-                        .map(|v| vertical_status(v, now, c.why_not.clone())),
+                        .map(|v| vertical_status(v, now, c.why_not.as_ref())),
                     horizontal: groups.group(&name).cloned(),
                     name,
                 }
@@ -80,7 +80,7 @@ impl Controller {
     }
 }
 
-fn vertical_status(v: &Vertical, now: Timestamp, why_not: Option<String>) -> VerticalStatus {
+fn vertical_status(v: &Vertical, now: Timestamp, why_not: Option<&WhyNot>) -> VerticalStatus {
     let p = v.policy();
     let [cpu_min, cpu_max, memory_min_mib, memory_max_mib] = v.limits();
     let (cpu_knob, per) = match p.knob {
@@ -96,6 +96,6 @@ fn vertical_status(v: &Vertical, now: Timestamp, why_not: Option<String>) -> Ver
         active_windows: v.active_windows().map(str::to_string).collect(),
         budget_left: v.budget_left(now),
         max_actions_per_hour: p.max_actions_per_hour,
-        why_not,
+        why_not: why_not.map(WhyNot::to_string),
     }
 }

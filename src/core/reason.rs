@@ -1,0 +1,178 @@
+//! Why a decision was taken, as data. `Display` gives the sentence of the decision
+//! log; [`Reason::kind`] the bounded label of `decisions_total{reason}`.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::cpu::{self, Bp};
+use super::time::fmt_dur;
+use super::why::{Bound, Side};
+use crate::name::Name;
+
+/// Reason prefix of decisions taken for a manual target (audited in the decision log).
+pub const MANUAL: &str = "manual scale to";
+
+/// Forecast ticks in a high streak (predictive policy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Predicted {
+    pub ticks: u32,
+    /// The forecast over the capacity planned then.
+    pub forecast: Bp,
+    pub horizon: Duration,
+    pub mean_error: Option<Bp>,
+}
+
+/// Why a decision was taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// The group average stayed above (`up`) or below the threshold for `ticks`.
+    Streak {
+        up: bool,
+        avg: Bp,
+        threshold: u32,
+        ticks: u32,
+        /// Boxed: rare, and it keeps decisions small.
+        predicted: Option<Box<Predicted>>,
+    },
+    /// Scale-up `k` of a burst of `step` (`emergency_threshold` reached).
+    Emergency {
+        k: u32,
+        step: u32,
+        threshold: u32,
+        avg: Option<Bp>,
+    },
+    /// Fewer instances stay than the policy's `min_instances`.
+    BelowMin { staying: u32, min: u32 },
+    /// A schedule window's min or max is not met (the bound names the window).
+    Window { bound: Bound, staying: u32 },
+    /// The operator's target.
+    Manual { target: u32, staying: u32 },
+    /// `primary_death = drain`.
+    Drain { primary: Arc<Name> },
+    /// The primary is recreated (`promote` falls back to this without a live clone).
+    Recreate {
+        primary: Arc<Name>,
+        timeout: Duration,
+        promote: bool,
+    },
+    /// A live clone became the primary.
+    Promoted {
+        primary: Arc<Name>,
+        silent: Duration,
+    },
+    /// An owned clone stopped reporting.
+    CloneLost { silent: Duration, timeout: Duration },
+}
+
+impl Reason {
+    /// A bounded label for metrics (the text has numbers in it).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Streak { up: true, .. } | Self::Emergency { .. } => "cpu_high",
+            Self::Streak { up: false, .. } => "cpu_low",
+            Self::BelowMin { .. } => "below_min",
+            Self::Window { bound, .. } => match bound.side {
+                Side::Min => "cpu_high",
+                Side::Max => "cpu_low",
+            },
+            Self::Manual { .. } => "manual",
+            Self::Drain { .. } | Self::Recreate { .. } | Self::Promoted { .. } => "primary_dead",
+            Self::CloneLost { .. } => "no_samples",
+        }
+    }
+}
+
+impl fmt::Display for Predicted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            " ({} predicted: forecast {:.2}% in {}, mean forecast error {:.2} points)",
+            self.ticks,
+            cpu::percent(self.forecast),
+            fmt_dur(self.horizon),
+            self.mean_error.map_or(0.0, cpu::percent)
+        )
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Streak {
+                up,
+                avg,
+                threshold,
+                ticks,
+                predicted,
+            } => {
+                write!(
+                    f,
+                    "group average {:.2}% {} {threshold}% for {ticks} consecutive ticks",
+                    cpu::percent(*avg),
+                    if *up { '>' } else { '<' }
+                )?;
+                match predicted {
+                    Some(p) => write!(f, "{p}"),
+                    None => Ok(()),
+                }
+            }
+            Self::Emergency {
+                k,
+                step,
+                threshold,
+                avg,
+            } => {
+                write!(
+                    f,
+                    "emergency scale-up {k} of {step}: group average reached emergency_threshold ({threshold}%), now "
+                )?;
+                match avg {
+                    Some(bp) => write!(f, "{:.2}%", cpu::percent(*bp)),
+                    None => f.write_str("unknown"),
+                }
+            }
+            Self::BelowMin { staying, min } => {
+                write!(f, "below min_instances ({staying} < {min})")
+            }
+            Self::Window { bound, staying } => write!(f, "{bound} ({staying} instance(s) now)"),
+            Self::Manual { target, staying } => write!(
+                f,
+                "{MANUAL} {target} by the operator ({staying} instance(s) now)"
+            ),
+            Self::Drain { primary } => write!(f, "primary {primary} dead; primary_death = drain"),
+            Self::Recreate {
+                primary,
+                timeout,
+                promote,
+            } => write!(
+                f,
+                "primary {primary} sent no sample for death_timeout ({}); primary_death = {}",
+                fmt_dur(*timeout),
+                if *promote {
+                    "promote, but no live clone: recreate"
+                } else {
+                    "recreate"
+                }
+            ),
+            Self::Promoted { primary, silent } => write!(
+                f,
+                "primary {primary} sent no sample for {}; primary_death = promote",
+                fmt_dur(*silent)
+            ),
+            Self::CloneLost { silent, timeout } => write!(
+                f,
+                "no sample for {}; dropped from the group (death_timeout = {})",
+                fmt_dur(*silent),
+                fmt_dur(*timeout)
+            ),
+        }
+    }
+}
+
+/// As its text: the decision log carries the sentence.
+impl serde::Serialize for Reason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
