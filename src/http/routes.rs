@@ -382,6 +382,34 @@ struct ScaleBody {
     target: u32,
 }
 
+/// The target of a `POST /v1/groups/{name}/scale` body (`{"target": <count>}`), or
+/// the `400 bad_body` error the handler answers. Public for the `api_json` fuzz target.
+pub fn scale_target(body: &[u8]) -> Result<u32> {
+    let ScaleBody { target } = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_body",
+            format!("expected {{\"target\": <count>}}: {e}"),
+        )
+    })?;
+    Ok(target)
+}
+
+/// A scale target must lie in the group's `min_instances..=max_instances`, else
+/// `422 target_out_of_range`. Public for the `api_json` fuzz target.
+pub fn check_target(target: u32, min_instances: u32, max_instances: u32) -> Result<()> {
+    if !(min_instances..=max_instances).contains(&target) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "target_out_of_range",
+            format!(
+                "target {target} is outside min_instances..=max_instances ({min_instances}..={max_instances})"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 async fn scale(
     State(api): State<Arc<Api>>,
     Path(name): Path<String>,
@@ -397,25 +425,10 @@ async fn scale(
         };
         ApiError::new(status, code, e.body_text())
     })?;
-    let ScaleBody { target } = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_body",
-            format!("expected {{\"target\": <count>}}: {e}"),
-        )
-    })?;
+    let target = scale_target(&body)?;
     let s = status(&api).await?;
     let g = s.group(&name).ok_or_else(|| no_group(&name))?;
-    if !(g.min_instances..=g.max_instances).contains(&target) {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "target_out_of_range",
-            format!(
-                "target {target} is outside min_instances..=max_instances ({}..={})",
-                g.min_instances, g.max_instances
-            ),
-        ));
-    }
+    check_target(target, g.min_instances, g.max_instances)?;
     command(&api, &name, &who, |group| Input::Scale { group, target }).await
 }
 
