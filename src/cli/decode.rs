@@ -200,26 +200,36 @@ fn rfc3339(t: ::time::OffsetDateTime) -> String {
 }
 
 fn decode_cert(path: &PathBuf, out: &mut impl Write) -> anyhow::Result<ExitCode> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    decode_cert_bytes(&bytes, &path.display().to_string(), out)
+}
+
+/// `decode --cert` on the file's contents `bytes` (a PEM chain, leaf first, or one
+/// DER certificate); `what` names the file in messages. Public for the `cert_chain`
+/// fuzz target.
+pub fn decode_cert_bytes(
+    bytes: &[u8],
+    what: &str,
+    out: &mut impl Write,
+) -> anyhow::Result<ExitCode> {
     use rustls_pki_types::CertificateDer;
     use rustls_pki_types::pem::PemObject;
 
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&bytes)
+    let mut certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(bytes)
         .collect::<Result<_, _>>()
-        .with_context(|| format!("reading PEM from {}", path.display()))?;
+        .with_context(|| format!("reading PEM from {what}"))?;
     if certs.is_empty() {
         if bytes.first() != Some(&0x30) {
             // Neither PEM nor DER (a DER certificate is a SEQUENCE: 0x30).
             return fail(
                 out,
                 format!(
-                    "{}: no certificate: neither PEM (-----BEGIN CERTIFICATE-----) nor DER",
-                    path.display()
+                    "{what}: no certificate: neither PEM (-----BEGIN CERTIFICATE-----) nor DER"
                 ),
             );
         }
         // Not PEM: a single DER certificate.
-        certs.push(CertificateDer::from(bytes));
+        certs.push(CertificateDer::from(bytes.to_vec()));
     }
     let mut failed = false;
     for (index, der) in certs.iter().enumerate() {

@@ -123,16 +123,19 @@ pub(super) async fn history(
     if since >= until {
         return Err(bad("since must be before until"));
     }
+    // Saturating: `since=-300000000y` with a far `until` must not overflow (found
+    // by reading the fuzz target's neighbourhood).
+    let span = until.saturating_sub(since);
     let step = match &q.step {
         Some(s) => Step::parse(s).map_err(bad)?,
         // Raw rows while they cover a short range, else the aggregates.
-        None if until - since <= RAW_SPAN && since >= now - ms(api.history.raw_retention) => {
+        None if span <= RAW_SPAN && since >= now.saturating_sub(ms(api.history.raw_retention)) => {
             Step::Raw
         }
         None => Step::Every(BUCKET_MS),
     };
     if let Step::Every(ms) = step
-        && (until - since) / ms > MAX_POINTS as i64
+        && span / ms > MAX_POINTS as i64
     {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,

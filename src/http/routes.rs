@@ -433,7 +433,7 @@ async fn container_scale(
     axum::Extension(who): axum::Extension<Client>,
     body: std::result::Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<Value>> {
-    let target = scale_target(body)?;
+    let target = scale_target(&body_bytes(body)?)?;
     let g = container_group(&api, &key)?;
     check_target(target, g.min_instances, g.max_instances)?;
     container_command(&api, &key, &who, |group| Input::Scale { group, target }).await
@@ -461,33 +461,10 @@ struct ScaleBody {
     target: u32,
 }
 
-async fn scale(
-    State(api): State<Arc<Api>>,
-    Path(name): Path<String>,
-    axum::Extension(who): axum::Extension<Client>,
-    body: std::result::Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<Json<Value>> {
-    let target = scale_target(body)?;
-    let s = status(&api).await?;
-    let g = s.group(&name).ok_or_else(|| no_group(&name))?;
-    check_target(target, g.min_instances, g.max_instances)?;
-    command(&api, &name, &who, |group| Input::Scale { group, target }).await
-}
-
-/// The `{"target": N}` of a scale body.
-fn scale_target(
-    body: std::result::Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<u32> {
-    let body = body.map_err(|e| {
-        let status = e.status();
-        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
-            "body_too_large"
-        } else {
-            "bad_body"
-        };
-        ApiError::new(status, code, e.body_text())
-    })?;
-    let ScaleBody { target } = serde_json::from_slice(&body).map_err(|e| {
+/// The target of a `POST /v1/groups/{name}/scale` body (`{"target": <count>}`), or
+/// the `400 bad_body` error the handler answers. Public for the `api_json` fuzz target.
+pub fn scale_target(body: &[u8]) -> Result<u32> {
+    let ScaleBody { target } = serde_json::from_slice(body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad_body",
@@ -497,15 +474,47 @@ fn scale_target(
     Ok(target)
 }
 
-fn check_target(target: u32, min: u32, max: u32) -> Result<()> {
-    if (min..=max).contains(&target) {
-        return Ok(());
+/// A scale target must lie in the group's `min_instances..=max_instances`, else
+/// `422 target_out_of_range`. Public for the `api_json` fuzz target.
+pub fn check_target(target: u32, min_instances: u32, max_instances: u32) -> Result<()> {
+    if !(min_instances..=max_instances).contains(&target) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "target_out_of_range",
+            format!(
+                "target {target} is outside min_instances..=max_instances ({min_instances}..={max_instances})"
+            ),
+        ));
     }
-    Err(ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "target_out_of_range",
-        format!("target {target} is outside min_instances..=max_instances ({min}..={max})"),
-    ))
+    Ok(())
+}
+
+async fn scale(
+    State(api): State<Arc<Api>>,
+    Path(name): Path<String>,
+    axum::Extension(who): axum::Extension<Client>,
+    body: std::result::Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<Value>> {
+    let target = scale_target(&body_bytes(body)?)?;
+    let s = status(&api).await?;
+    let g = s.group(&name).ok_or_else(|| no_group(&name))?;
+    check_target(target, g.min_instances, g.max_instances)?;
+    command(&api, &name, &who, |group| Input::Scale { group, target }).await
+}
+
+/// The request body, or the error for one that could not be read.
+fn body_bytes(
+    body: std::result::Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Bytes> {
+    body.map_err(|e| {
+        let status = e.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "body_too_large"
+        } else {
+            "bad_body"
+        };
+        ApiError::new(status, code, e.body_text())
+    })
 }
 
 async fn approvals(State(api): State<Arc<Api>>) -> Json<Value> {

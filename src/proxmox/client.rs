@@ -347,27 +347,7 @@ impl Client {
                     path: path.to_string(),
                     timeout,
                 })??;
-        let body: Option<Value> = serde_json::from_slice(&bytes).ok();
-        if !status.is_success() {
-            return Err(ProxmoxError::Api {
-                method,
-                path: path.to_string(),
-                status: status.as_u16(),
-                message: error_message(status, body.as_ref()),
-            });
-        }
-        let data = body
-            .and_then(|mut v| v.get_mut("data").map(Value::take))
-            .ok_or_else(|| ProxmoxError::Decode {
-                method: method.clone(),
-                path: path.to_string(),
-                message: "no {\"data\": ...} envelope".into(),
-            })?;
-        serde_json::from_value(data).map_err(|e| ProxmoxError::Decode {
-            method,
-            path: path.to_string(),
-            message: e.to_string(),
-        })
+        decode_response(method, path, status, &bytes)
     }
 
     /// Every guest and node of the cluster in one call (no `type` filter, so the
@@ -399,17 +379,7 @@ impl Client {
     /// The next free vmid (not reserved: a clone may still collide).
     pub async fn next_id(&self) -> Result<u32, ProxmoxError> {
         let v: Value = self.call(Method::GET, "/cluster/nextid", &[]).await?;
-        let n = match &v {
-            Value::Number(n) => n.as_u64(),
-            Value::String(s) => s.parse().ok(),
-            _ => None,
-        };
-        n.and_then(|n| u32::try_from(n).ok())
-            .ok_or_else(|| ProxmoxError::Decode {
-                method: Method::GET,
-                path: "/cluster/nextid".into(),
-                message: format!("{v} is not a vmid"),
-            })
+        next_id_of(&v)
     }
 
     /// A POST or DELETE that starts a task; returns its UPID.
@@ -458,6 +428,54 @@ impl Client {
             tokio::time::sleep(every).await;
         }
     }
+}
+
+/// The answer `bytes` with `status` to `method path`, as [`Client::call`] decodes it:
+/// an error status becomes [`ProxmoxError::Api`] with Proxmox's message, a success
+/// must carry `{"data": ...}` that deserialises to `T`. Public for the
+/// `proxmox_json` fuzz target.
+pub fn decode_response<T: DeserializeOwned>(
+    method: Method,
+    path: &str,
+    status: StatusCode,
+    bytes: &[u8],
+) -> Result<T, ProxmoxError> {
+    let body: Option<Value> = serde_json::from_slice(bytes).ok();
+    if !status.is_success() {
+        return Err(ProxmoxError::Api {
+            method,
+            path: path.to_string(),
+            status: status.as_u16(),
+            message: error_message(status, body.as_ref()),
+        });
+    }
+    let data = body
+        .and_then(|mut v| v.get_mut("data").map(Value::take))
+        .ok_or_else(|| ProxmoxError::Decode {
+            method: method.clone(),
+            path: path.to_string(),
+            message: "no {\"data\": ...} envelope".into(),
+        })?;
+    serde_json::from_value(data).map_err(|e| ProxmoxError::Decode {
+        method,
+        path: path.to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// The vmid in the `data` of `GET /cluster/nextid` (a number or a string).
+pub fn next_id_of(v: &Value) -> Result<u32, ProxmoxError> {
+    let n = match v {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    };
+    n.and_then(|n| u32::try_from(n).ok())
+        .ok_or_else(|| ProxmoxError::Decode {
+            method: Method::GET,
+            path: "/cluster/nextid".into(),
+            message: format!("{v} is not a vmid"),
+        })
 }
 
 fn error_message(status: StatusCode, body: Option<&Value>) -> String {
