@@ -35,6 +35,7 @@
 //!   reads them back for `history export` and the API's history and forecast.
 //! * [`http`] is the operations API; [`metrics`] its Prometheus registry.
 
+pub mod actuate;
 pub mod albatross;
 pub mod cert;
 pub mod cli;
@@ -44,7 +45,6 @@ pub mod daemon;
 pub mod history;
 pub mod http;
 pub mod jsonl;
-pub mod metrics;
 pub mod name;
 pub mod notify;
 pub mod proxmox;

@@ -532,7 +532,7 @@ async fn metrics_are_valid_exposition_with_the_documented_series() {
             .starts_with("application/openmetrics-text")
     );
     let fams = parse_exposition(&m.text).unwrap_or_else(|e| panic!("{e}\n{}", m.text));
-    for s in albatross_autoscale::metrics::SERIES {
+    for s in albatross_autoscale::http::metrics::SERIES {
         let full = format!("albatross_autoscale_{s}");
         let base = full
             .strip_suffix("_total")

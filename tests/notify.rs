@@ -10,11 +10,10 @@ use albatross_autoscale::config::Config;
 use albatross_autoscale::core::{Action, Decision, Engine, Input, Options, Policy, Timestamp};
 use albatross_autoscale::daemon::decision_log::DecisionLog;
 use albatross_autoscale::daemon::ownership::Ownership;
-use albatross_autoscale::daemon::{
-    Actuator, Done, Event, Failed, Notice, Notices, Runner, Settings,
-};
+use albatross_autoscale::daemon::{Actuator, Done, Event, Failed, Runner, Settings};
 use albatross_autoscale::name::Name;
 use albatross_autoscale::notify::{Counters, Dispatcher, Envelope, Sink, webhook};
+use albatross_autoscale::notify::{Notice, Notices};
 use axum::body::Bytes;
 use axum::http::HeaderMap;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};

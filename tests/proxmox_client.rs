@@ -164,7 +164,7 @@ async fn a_silent_node_times_out_and_opens_its_breaker() {
         breaker_failures: 2,
         ..opts(&s.url(), 0)
     };
-    let metrics = std::sync::Arc::new(albatross_autoscale::metrics::Metrics::new());
+    let metrics = std::sync::Arc::new(albatross_autoscale::http::metrics::Metrics::new());
     let c = Client::new(o, SECRET, None)
         .unwrap()
         .with_observer(metrics.clone());

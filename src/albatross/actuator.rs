@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use super::client::{Client, ClientError};
 use super::policy;
 use super::tls::TlsError;
+use crate::actuate::{Actuator, Done, Failed};
 use crate::core::{Action, Decision};
-use crate::daemon::{Actuator, Done, Failed};
 use crate::name::Name;
 use crate::wire::{BlockSpec, NetSpec, UnikernelConfig, UnikernelInfo};
 

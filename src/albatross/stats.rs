@@ -14,10 +14,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::actuator::VcpuMap;
 use super::client::Client;
-use crate::daemon::Event;
-use crate::daemon::albatross::Reach;
 use crate::name::Name;
-use crate::wire::{self, Data, Payload, StatsData, Success};
+use crate::notify::notice::Reach;
+use crate::wire::{Data, Payload, Success};
 
 /// Health of a stream, shared with the status surface.
 #[derive(Debug, Default)]
@@ -80,6 +79,17 @@ impl StreamHealth {
     }
 }
 
+/// One statistics sample of a unikernel, stamped on arrival: what the stream
+/// hands to whoever consumes it (the daemon's engine task).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sample {
+    pub vm: Name,
+    /// Cumulative utime + stime, microseconds.
+    pub cpu_us: u64,
+    pub vcpus: Option<u32>,
+    pub at: Instant,
+}
+
 /// How a stream is kept.
 #[derive(Debug, Clone, Copy)]
 pub struct StreamSettings {
@@ -111,13 +121,6 @@ impl Backoff {
     }
 }
 
-/// utime + stime in microseconds, if the counters are sane.
-pub fn cpu_micros(s: &StatsData) -> Option<u64> {
-    let u = u64::try_from(s.rusage.utime.total_micros()?).ok()?;
-    let st = u64::try_from(s.rusage.stime.total_micros()?).ok()?;
-    u.checked_add(st)
-}
-
 /// Why one subscription ended.
 #[derive(Debug)]
 enum End {
@@ -138,9 +141,9 @@ enum End {
 /// Run the stream until `shutdown`. After every subscription but the first,
 /// `resubscribed` is notified (the endpoint task reconciles then).
 #[allow(clippy::too_many_arguments)]
-pub async fn run(
+pub async fn run<T: From<Sample> + Send>(
     client: Client,
-    events: mpsc::Sender<Event>,
+    events: mpsc::Sender<T>,
     vcpus: VcpuMap,
     settings: StreamSettings,
     health: Arc<StreamHealth>,
@@ -207,9 +210,9 @@ fn backoff_delay(s: &StreamSettings, attempt: u32, rng: &mut u64) -> Duration {
 }
 
 /// One subscription; returns whether it delivered samples and why it ended.
-async fn one_stream(
+async fn one_stream<T: From<Sample> + Send>(
     client: &Client,
-    events: &mpsc::Sender<Event>,
+    events: &mpsc::Sender<T>,
     vcpus: &VcpuMap,
     settings: &StreamSettings,
     health: &StreamHealth,
@@ -269,14 +272,14 @@ async fn one_stream(
             Payload::Failure(f) => return (got, End::Failure(f)),
             _ => continue,
         };
-        let (tag, stats, raw) = match data {
-            Data::Stats(s) => (1, Some(*s), None),
-            Data::Unknown { tag, raw } => (tag, wire::stats_of_unknown(&raw), Some(raw)),
-            Data::Console { .. } => (3, None, None),
-            Data::Block(_) => (4, None, None),
+        let (tag, raw) = match &data {
+            Data::Stats(_) => (1, None),
+            Data::Unknown { tag, raw } => (*tag, Some(raw.clone())),
+            Data::Console { .. } => (3, None),
+            Data::Block(_) => (4, None),
         };
         let vm: Name = msg.header.name.resolve_under(&sub);
-        let Some(cpu_us) = stats.as_ref().and_then(cpu_micros) else {
+        let Some(cpu_us) = data.into_stats().and_then(|s| s.cpu_micros().ok()) else {
             if health.frame_unreadable(tag, at) {
                 tracing::warn!(endpoint = client.endpoint(), tag, %vm, "a data frame on the stats stream yields no sample (a newer albatross?); counted in albatross_autoscale_stats_frames_unreadable_total");
                 if let Some(raw) = raw {
@@ -290,12 +293,12 @@ async fn one_stream(
         got = true;
         health.samples.fetch_add(1, Ordering::Relaxed);
         if events
-            .send(Event::Sample {
+            .send(T::from(Sample {
                 vm,
                 cpu_us,
                 vcpus: n,
                 at,
-            })
+            }))
             .await
             .is_err()
         {

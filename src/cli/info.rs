@@ -8,12 +8,11 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::albatross::client::Client;
-use crate::albatross::stats::cpu_micros;
 use crate::config::Config;
 use crate::core::Timestamp;
 use crate::core::cpu::{self, Delta, Reading};
 use crate::name::Name;
-use crate::wire::{self, Data, Message, Payload};
+use crate::wire::{Message, Payload};
 
 /// Arguments of `info`.
 #[derive(clap::Args, Debug)]
@@ -98,8 +97,7 @@ pub fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
         let mut n = 0u64;
         while let Some(m) = reader.next_message().await? {
             let s = match m.payload {
-                Payload::Data(Data::Stats(s)) => *s,
-                Payload::Data(Data::Unknown { raw, .. }) => match wire::stats_of_unknown(&raw) {
+                Payload::Data(d) => match d.into_stats() {
                     Some(s) => s,
                     None => continue,
                 },
@@ -114,7 +112,7 @@ pub fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
             if args.name.as_ref().is_some_and(|want| *want != vm) {
                 continue;
             }
-            let Some(cpu_us) = cpu_micros(&s) else { continue };
+            let Ok(cpu_us) = s.cpu_micros() else { continue };
             let now = Reading { at: Timestamp(start.elapsed().as_millis() as u64), cpu_us };
             let pct = match last.insert(vm.clone(), now).map(|p| cpu::delta(p, now, 1)) {
                 Some(Delta::Share { bp, .. }) => Some(cpu::percent(bp)),

@@ -69,7 +69,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     // One bus for every notice of this process (notification sinks listen on it).
-    let notices = crate::daemon::Notices::default();
+    let notices = crate::notify::Notices::default();
     // One book of decisions waiting for approval, shared by both loops and the API.
     let approvals = crate::daemon::approvals::SharedBook::default();
     let (pve_approvals, inbox) = crate::daemon::approvals::Inbox::channel();
@@ -267,7 +267,7 @@ const NOTIFY_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 /// Deliver `heard` notices to `sinks`, if there are any.
 fn start_notify(
     sinks: Vec<notify::Sink>,
-    heard: tokio::sync::broadcast::Receiver<crate::daemon::Notice>,
+    heard: tokio::sync::broadcast::Receiver<crate::notify::Notice>,
     counters: notify::Counters,
 ) -> Option<notify::Dispatcher> {
     if sinks.is_empty() {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::daemon::Notice;
+use crate::notify::Notice;
 
 /// One `[[notify]]` sink.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,7 +16,6 @@ use super::approvals::SharedBook;
 use super::cost::CostLedger;
 use super::decision_log::DecisionLog;
 use super::lock::StateLock;
-use super::notice::Notices;
 use super::ownership::Ownership;
 use super::recorder::Recorder;
 use super::runner::{EngineHandle, Event, Runner, Settings};
@@ -26,6 +25,7 @@ use crate::albatross::stats::{self, Backoff, StreamHealth, StreamSettings};
 use crate::config::{Config, Endpoint};
 use crate::core::{Engine, Input, Options, Output, Policy, Timestamp};
 use crate::name::Name;
+use crate::notify::notice::{Notices, Reach};
 
 /// How to run.
 #[derive(Debug, Clone)]
@@ -460,39 +460,6 @@ async fn endpoint_task(
     }
 }
 
-/// `unreachable` / `reachable` notices of one endpoint: one per outage, not one
-/// per retry.
-#[derive(Debug)]
-pub struct Reach {
-    target: String,
-    notices: Notices,
-    outages: super::notice::Outages,
-}
-
-impl Reach {
-    pub fn new(endpoint: &str, notices: &Notices) -> Self {
-        Self {
-            target: format!("albatross:{endpoint}"),
-            notices: notices.clone(),
-            outages: Default::default(),
-        }
-    }
-
-    /// A connection attempt failed.
-    pub fn failed(&mut self, reason: &str) {
-        if let Some(n) = self.outages.failed(&self.target, reason) {
-            self.notices.publish(n);
-        }
-    }
-
-    /// The endpoint answered.
-    pub fn reachable(&mut self) {
-        if let Some(n) = self.outages.reachable(&self.target) {
-            self.notices.publish(n);
-        }
-    }
-}
-
 /// List the endpoint's unikernels, read its policy, learn their vCPUs, tell the
 /// engine task what runs for each group, and snapshot each running primary (its
 /// image once per digest) so it can be re-created if it dies. `Ok(false)` if the
@@ -558,41 +525,4 @@ async fn reconcile(shell: &Shell) -> Result<bool, ClientError> {
         }
     }
     Ok(true)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retries_of_one_outage_are_one_unreachable_notice() {
-        let notices = Notices::default();
-        let mut rx = notices.subscribe();
-        let mut r = Reach::new("a", &notices);
-        r.failed("connection refused");
-        r.failed("connection refused");
-        r.reachable();
-        r.failed("timed out");
-        let mut got = Vec::new();
-        while let Ok(n) = rx.try_recv() {
-            got.push(n);
-        }
-        assert_eq!(
-            got,
-            [
-                super::super::Notice::Unreachable {
-                    target: "albatross:a".into(),
-                    reason: "connection refused".into()
-                },
-                super::super::Notice::Reachable {
-                    target: "albatross:a".into(),
-                    reason: "answers again".into()
-                },
-                super::super::Notice::Unreachable {
-                    target: "albatross:a".into(),
-                    reason: "timed out".into()
-                }
-            ]
-        );
-    }
 }

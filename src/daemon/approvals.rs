@@ -16,8 +16,8 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::notice::Notice;
 use crate::core::Decision;
+use crate::notify::notice::Notice;
 
 /// Decided entries kept for the API and for `409` answers.
 const KEEP_DECIDED: usize = 100;

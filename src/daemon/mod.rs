@@ -6,13 +6,11 @@ pub mod approvals;
 pub mod cost;
 pub mod decision_log;
 pub mod lock;
-pub mod notice;
 pub mod ownership;
 pub mod recorder;
 pub mod runner;
 pub mod state_file;
 
-pub use notice::{Notice, Notices};
 pub use runner::{Actuator, Done, Event, Failed, Runner, Settings};
 
 /// The Unix time in milliseconds: the wall-clock origin (t = 0) handed to the

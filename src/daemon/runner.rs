@@ -2,7 +2,6 @@
 //! with their arrival time, sleeps until its next deadline, and hands decisions to
 //! an [`Actuator`]. The only place where tokio time meets the pure core.
 
-use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,64 +14,13 @@ use tokio_util::sync::CancellationToken;
 use super::approvals::{self, At, Command, Owner, SharedBook};
 use super::cost::CostLedger;
 use super::decision_log::DecisionLog;
-use super::notice::{Ceilings, Notice, Notices};
 use super::ownership::{Keeper, Listed, Ownership};
 use super::recorder::{Line, Recorder};
+pub use crate::actuate::{Actuator, Done, Failed};
 use crate::core::{Action, Decision, Engine, Input, Output, Policy, Timestamp, Verdict};
 use crate::http::status::Status;
 use crate::name::Name;
-
-/// Carries out decisions (albatross: clone/destroy unikernels; Proxmox: containers).
-pub trait Actuator: Send + Sync + 'static {
-    /// Carry out `d`; `Ok` once the change is complete.
-    fn execute(&self, d: Decision) -> impl Future<Output = Result<Done, Failed>> + Send;
-
-    /// `d` ended with [`Failed::Unknown`]: look at what runs (albatross: reconcile).
-    fn outcome_unknown(&self, _d: &Decision) {}
-}
-
-/// How an action ended well.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Done {
-    /// As decided.
-    Executed,
-    /// A re-create found the primary running (albatross: `already running`): it is
-    /// alive, nothing was created; its stream is resubscribed and reconciled.
-    AlreadyRunning,
-}
-
-/// How an action failed: one line for the decision log, and whether waiting can help.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Failed {
-    /// Retried with backoff.
-    Transient(String),
-    /// Refused for a reason waiting cannot change (a policy limit, block devices):
-    /// the group's scale-ups are held until something changes.
-    Permanent(String),
-    /// Sent but not answered: it may have happened. Retried with backoff; the
-    /// ownership record keeps a create's name until a reconcile settles it.
-    Unknown(String),
-}
-
-impl Failed {
-    pub fn message(&self) -> &str {
-        match self {
-            Self::Transient(m) | Self::Permanent(m) | Self::Unknown(m) => m,
-        }
-    }
-}
-
-impl From<String> for Failed {
-    fn from(m: String) -> Self {
-        Self::Transient(m)
-    }
-}
-
-impl std::fmt::Display for Failed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.message())
-    }
-}
+use crate::notify::notice::{Ceilings, Notice, Notices};
 
 /// What the engine task receives.
 #[derive(Debug)]
@@ -113,6 +61,17 @@ pub enum Event {
     Approval(Command),
     /// A core input from a shell (a policy refusal lifted), timestamped on arrival.
     Input(Input),
+}
+
+impl From<crate::albatross::stats::Sample> for Event {
+    fn from(s: crate::albatross::stats::Sample) -> Self {
+        Self::Sample {
+            vm: s.vm,
+            cpu_us: s.cpu_us,
+            vcpus: s.vcpus,
+            at: s.at,
+        }
+    }
 }
 
 /// What the API holds to reach the engine task: a sender of [`Event`]s.

@@ -20,7 +20,7 @@ use crate::config::proxmox::{Secret, Tls};
 use crate::core::{Output, Policy, Verdict};
 use crate::daemon::approvals::{Command, SharedBook};
 use crate::daemon::runner::EngineHandle;
-use crate::metrics::Metrics;
+use crate::http::metrics::Metrics;
 
 const REDACTED: &str = "<redacted>";
 

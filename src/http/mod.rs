@@ -10,6 +10,7 @@ pub mod api;
 pub mod auth;
 mod history;
 pub mod limit;
+pub mod metrics;
 pub mod openapi;
 pub mod routes;
 pub mod status;

@@ -189,7 +189,7 @@ async fn metrics(State(api): State<Arc<Api>>) -> Response {
     let mut r = api.metrics.encode().into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+        HeaderValue::from_static(crate::http::metrics::CONTENT_TYPE),
     );
     r
 }

@@ -95,7 +95,7 @@ impl Email {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::daemon::Notice;
+    use crate::notify::Notice;
 
     #[test]
     fn the_message_has_the_title_as_subject_and_the_notice_in_the_body() {

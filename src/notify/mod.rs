@@ -1,4 +1,4 @@
-//! Notifications: `[[notify]]` sinks fed from the notice bus ([`crate::daemon::Notices`]).
+//! Notifications: `[[notify]]` sinks fed from the notice bus ([`crate::notify::Notices`]).
 //!
 //! One fan-out task copies each notice into a bounded queue per sink; one worker per
 //! sink delivers with retries and backoff. Publishing is a broadcast send and the
@@ -10,7 +10,10 @@
 //! * [`email`]: SMTP with STARTTLS (lettre).
 
 pub mod email;
+pub mod notice;
 pub mod webhook;
+
+pub use notice::{Notice, Notices};
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -26,7 +29,6 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::notify::{Kind, Notify};
-use crate::daemon::Notice;
 
 /// Notices waiting per sink by default (`queue`); beyond, the oldest is dropped.
 pub const QUEUE: usize = 256;

@@ -264,7 +264,7 @@ impl Webhook {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::daemon::Notice;
+    use crate::notify::Notice;
 
     fn failed() -> Envelope {
         Envelope::now(Notice::ActionFailed {

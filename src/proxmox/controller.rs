@@ -21,9 +21,9 @@ use crate::config::proxmox::{Lxc, Mode};
 use crate::core::vertical::{self, Resize, Size, Usage, Vertical};
 use crate::core::{Action, Decision, Engine, Input, Options, Output, Timestamp, Verdict, WhyNot};
 use crate::daemon::approvals::SharedBook;
-use crate::daemon::notice::{Ceilings, Notice, Notices};
 use crate::jsonl;
 use crate::name::Name;
+use crate::notify::notice::{Ceilings, Notice, Notices};
 
 // Carrying out jobs and settling their results.
 mod act;

@@ -38,7 +38,7 @@ pub use controller::{Controller, Job, Report, Settings};
 use crate::config::Config;
 use crate::core::Timestamp;
 use crate::daemon::approvals;
-use crate::daemon::notice::{Notices, Outages};
+use crate::notify::notice::{Notices, Outages};
 
 /// Passes requests and breaker states on to the metrics, and publishes
 /// `unreachable` when a node's breaker opens (once per outage).
@@ -88,7 +88,7 @@ pub struct RunOptions {
     /// Told about request latency and breaker states (the daemon's metrics).
     pub observer: Option<Arc<dyn client::Observer>>,
     /// Where the loop publishes notices (notifications listen here).
-    pub notices: crate::daemon::Notices,
+    pub notices: crate::notify::Notices,
     /// Where decisions that need approval wait (shared with the API).
     pub approvals: crate::daemon::approvals::SharedBook,
     /// Approve / reject commands from the API.
@@ -285,7 +285,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::daemon::Notice;
+    use crate::notify::Notice;
 
     #[test]
     fn an_open_breaker_is_one_unreachable_notice_per_outage_and_one_reachable_after() {

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use crate::core::Timestamp;
 use crate::core::time::duration_ms;
 use crate::name::Name;
-use crate::wire::{self, Data, Frame, FrameDecoder, Payload, Success};
+use crate::wire::{self, Frame, FrameDecoder, Payload, Success};
 
 /// One sample of one instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,7 +176,11 @@ fn load_framed(path: &Path, bytes: &[u8], opts: &FramedOptions) -> Result<Vec<Re
                 // The subscribe reply's header carries the subscriber's full name.
                 subscription.get_or_insert(msg.header.name);
             }
-            Payload::Data(Data::Stats(stats)) => {
+            Payload::Data(data) => {
+                // Console lines and the like carry no statistics.
+                let Some(stats) = data.into_stats() else {
+                    continue;
+                };
                 let rel = msg.header.name;
                 let vm = match &subscription {
                     Some(sub) => rel.resolve_under(sub),
@@ -189,20 +193,7 @@ fn load_framed(path: &Path, bytes: &[u8], opts: &FramedOptions) -> Result<Vec<Re
                         format!("stats for {vm}, which is not a unikernel"),
                     ));
                 }
-                let micros = |tv: &wire::Timeval, what: &str| {
-                    tv.total_micros()
-                        .and_then(|v| u64::try_from(v).ok())
-                        .ok_or_else(|| {
-                            ferr(
-                                index,
-                                offset,
-                                format!("{what} {}s {}us is not a valid CPU time", tv.sec, tv.usec),
-                            )
-                        })
-                };
-                let cpu_us = micros(&stats.rusage.utime, "utime")?
-                    .checked_add(micros(&stats.rusage.stime, "stime")?)
-                    .ok_or_else(|| ferr(index, offset, "utime + stime overflows".into()))?;
+                let cpu_us = stats.cpu_micros().map_err(|e| ferr(index, offset, e))?;
                 let n = per_vm.entry(vm.clone()).or_insert(0);
                 let t = Timestamp::from_millis(n.saturating_mul(interval));
                 *n += 1;

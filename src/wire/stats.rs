@@ -99,6 +99,35 @@ pub struct StatsData {
     pub kinfo_mem: Option<KinfoMem>,
 }
 
+impl StatsData {
+    /// utime + stime in microseconds: the one conversion from a statistics sample
+    /// to the engine's CPU counter (daemon, `replay`, `stats`). `Err` names the
+    /// counter that is not a valid CPU time.
+    pub fn cpu_micros(&self) -> Result<u64, String> {
+        let micros = |tv: &Timeval, what: &str| {
+            tv.total_micros()
+                .and_then(|v| u64::try_from(v).ok())
+                .ok_or_else(|| format!("{what} {}s {}us is not a valid CPU time", tv.sec, tv.usec))
+        };
+        micros(&self.rusage.utime, "utime")?
+            .checked_add(micros(&self.rusage.stime, "stime")?)
+            .ok_or_else(|| "utime + stime overflows".to_string())
+    }
+}
+
+impl Data {
+    /// The statistics this data frame carries: 2.7's `statistics [1]`, or a newer
+    /// albatross's under a tag 2.7 does not have, read by its structure
+    /// ([`super::stats_of_unknown`]).
+    pub fn into_stats(self) -> Option<StatsData> {
+        match self {
+            Data::Stats(s) => Some(*s),
+            Data::Unknown { raw, .. } => super::stats_of_unknown(&raw),
+            Data::Console { .. } | Data::Block(_) => None,
+        }
+    }
+}
+
 /// Block device dump data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BlockData {

@@ -226,6 +226,40 @@ impl Outages {
     }
 }
 
+/// `unreachable` / `reachable` notices of one endpoint: one per outage, not one
+/// per retry.
+#[derive(Debug)]
+pub struct Reach {
+    target: String,
+    notices: Notices,
+    outages: Outages,
+}
+
+impl Reach {
+    /// For albatross endpoint `endpoint` (target `albatross:<endpoint>`).
+    pub fn new(endpoint: &str, notices: &Notices) -> Self {
+        Self {
+            target: format!("albatross:{endpoint}"),
+            notices: notices.clone(),
+            outages: Default::default(),
+        }
+    }
+
+    /// A connection attempt failed.
+    pub fn failed(&mut self, reason: &str) {
+        if let Some(n) = self.outages.failed(&self.target, reason) {
+            self.notices.publish(n);
+        }
+    }
+
+    /// The endpoint answered.
+    pub fn reachable(&mut self) {
+        if let Some(n) = self.outages.reachable(&self.target) {
+            self.notices.publish(n);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,5 +330,37 @@ mod tests {
         assert_eq!(v["event"], "ceiling_reached");
         assert_eq!(v["group"], "a:web");
         assert!(Notice::KINDS.contains(&n.kind()));
+    }
+
+    #[test]
+    fn retries_of_one_outage_are_one_unreachable_notice() {
+        let notices = Notices::default();
+        let mut rx = notices.subscribe();
+        let mut r = Reach::new("a", &notices);
+        r.failed("connection refused");
+        r.failed("connection refused");
+        r.reachable();
+        r.failed("timed out");
+        let mut got = Vec::new();
+        while let Ok(n) = rx.try_recv() {
+            got.push(n);
+        }
+        assert_eq!(
+            got,
+            [
+                Notice::Unreachable {
+                    target: "albatross:a".into(),
+                    reason: "connection refused".into()
+                },
+                Notice::Reachable {
+                    target: "albatross:a".into(),
+                    reason: "answers again".into()
+                },
+                Notice::Unreachable {
+                    target: "albatross:a".into(),
+                    reason: "timed out".into()
+                }
+            ]
+        );
     }
 }
