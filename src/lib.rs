@@ -49,5 +49,6 @@ pub mod name;
 pub mod notify;
 pub mod proxmox;
 pub mod sim;
+pub mod state;
 pub mod testing;
 pub mod wire;

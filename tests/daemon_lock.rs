@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use albatross_autoscale::daemon::lock::{LockError, StateLock};
+use albatross_autoscale::state::lock::{LockError, StateLock};
 
 fn state_file(test: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("daemon_lock_{test}"));

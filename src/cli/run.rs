@@ -80,7 +80,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // One daemon per state directory: both state files are locked before anything
     // starts (history included), so a second daemon exits at once naming the pid.
     // Held until `run` returns.
-    let lock = |p: &std::path::Path| crate::daemon::lock::StateLock::acquire(p);
+    let lock = |p: &std::path::Path| crate::state::StateLock::acquire(p);
     let _pve_lock = match config.proxmox.as_ref().filter(|_| has_pve) {
         Some(pve) => Some(lock(&pve.state_file)?),
         None => None,

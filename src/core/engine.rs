@@ -131,6 +131,12 @@ impl Engine {
         self.wall_origin
     }
 
+    /// The read model of every group at `now` (the API's groups, the metrics'
+    /// gauges): built here, from one engine state.
+    pub fn status(&self, now: Timestamp) -> super::status::Status {
+        super::status::Status::of(self, now)
+    }
+
     /// The global cost ceiling in force, in millionths.
     pub fn cost_ceiling(&self) -> Option<u64> {
         self.cost_ceiling

@@ -17,6 +17,7 @@ pub mod policy;
 pub mod predict;
 pub mod reason;
 pub mod schedule;
+pub mod status;
 pub mod time;
 pub mod vertical;
 pub mod why;

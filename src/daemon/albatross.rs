@@ -15,7 +15,6 @@ use tokio_util::sync::CancellationToken;
 use super::approvals::SharedBook;
 use super::cost::CostLedger;
 use super::decision_log::DecisionLog;
-use super::lock::StateLock;
 use super::ownership::Ownership;
 use super::recorder::Recorder;
 use super::runner::{EngineHandle, Event, Runner, Settings};
@@ -26,6 +25,7 @@ use crate::config::{Config, Endpoint};
 use crate::core::{Engine, Input, Options, Output, Policy, Timestamp};
 use crate::name::Name;
 use crate::notify::notice::{Notices, Reach};
+use crate::state::StateLock;
 
 /// How to run.
 #[derive(Debug, Clone)]

@@ -5,11 +5,9 @@ pub mod albatross;
 pub mod approvals;
 pub mod cost;
 pub mod decision_log;
-pub mod lock;
 pub mod ownership;
 pub mod recorder;
 pub mod runner;
-pub mod state_file;
 
 pub use runner::{Actuator, Done, Event, Failed, Runner, Settings};
 

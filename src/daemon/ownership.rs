@@ -6,9 +6,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::state_file;
-pub use super::state_file::StateError;
 use crate::core::{Action, ActionId, Decision};
+pub use crate::state::StateError;
+use crate::state::file as state_file;
 
 /// Group name → the instances created for it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -17,8 +17,8 @@ use super::decision_log::DecisionLog;
 use super::ownership::{Keeper, Listed, Ownership};
 use super::recorder::{Line, Recorder};
 pub use crate::actuate::{Actuator, Done, Failed};
+use crate::core::status::Status;
 use crate::core::{Action, Decision, Engine, Input, Output, Policy, Timestamp, Verdict};
-use crate::http::status::Status;
 use crate::name::Name;
 use crate::notify::notice::{Ceilings, Notice, Notices};
 
@@ -324,7 +324,7 @@ impl<A: Actuator> Runner<A> {
             Event::Approval(cmd) => self.on_approval(cmd, in_flight),
             Event::Status(reply) => {
                 let now = self.stamp(Instant::now());
-                let _ = reply.send(Status::of(&self.engine, now));
+                let _ = reply.send(self.engine.status(now));
             }
             Event::Control { input, reply } => {
                 let now = self.stamp(Instant::now());

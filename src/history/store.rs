@@ -14,8 +14,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use rusqlite::{Connection, ErrorCode, OpenFlags, params};
 
-use crate::daemon::lock::StateLock;
 use crate::name::Name;
+use crate::state::StateLock;
 
 // Roll-up, retention and free pages; late rows into their aggregate.
 mod maintain;

@@ -18,8 +18,8 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::albatross::stats::StreamHealth;
+use crate::core::status::Status;
 use crate::core::{Action, Output, Verdict};
-use crate::http::status::Status;
 
 /// The content type of [`Metrics::encode`] (OpenMetrics text, which Prometheus
 /// negotiates and parses).

@@ -13,7 +13,6 @@ pub mod limit;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;
-pub mod status;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::api::{Api, Gate, matches_filter};
-use super::status::Status;
+use crate::core::status::Status;
 use crate::core::{Input, Output};
 use crate::daemon::approvals;
 use crate::name::Name;
@@ -373,7 +373,7 @@ fn unknown_container(key: &str) -> ApiError {
 
 /// A container's clone group as of the last poll (its name and bounds), or why
 /// an operator command cannot apply to it.
-fn container_group(api: &Api, key: &str) -> Result<crate::http::status::GroupStatus> {
+fn container_group(api: &Api, key: &str) -> Result<crate::core::status::GroupStatus> {
     let s = snapshot(api)?;
     let c = s.find(key).ok_or_else(|| unknown_container(key))?;
     c.horizontal.clone().ok_or_else(|| {

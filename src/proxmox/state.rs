@@ -8,8 +8,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::daemon::state_file;
-pub use crate::daemon::state_file::StateError;
+use crate::state::file as state_file;
+pub use crate::state::file::StateError;
 
 /// Group → clone name → vmid (`None` while the id is not chosen yet).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
-use crate::http::status::GroupStatus;
+use crate::core::status::GroupStatus;
 
 /// The latest snapshot, shared by the Proxmox loop (writer) and the API (reader).
 pub type SharedView = Arc<Mutex<Option<Containers>>>;

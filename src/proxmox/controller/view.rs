@@ -6,7 +6,6 @@ use super::{Controller, Resource};
 use crate::config::proxmox::Mode;
 use crate::core::vertical::{CpuKnob, Vertical};
 use crate::core::{Timestamp, WhyNot};
-use crate::http::status::Status;
 use crate::proxmox::view::{ContainerStatus, Containers, SharedView, VerticalStatus};
 
 impl Controller {
@@ -25,7 +24,7 @@ impl Controller {
     /// Rebuild the snapshot from the poll's rows (only with a view: the API's).
     pub(super) fn publish(&self, now: Timestamp, by_vmid: &HashMap<u64, &Resource>) {
         let Some(view) = &self.view else { return };
-        let groups = Status::of(&self.engine, now);
+        let groups = self.engine.status(now);
         let containers = self
             .containers
             .iter()

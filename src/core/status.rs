@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::core::{Action, Engine, MemberState, Role, Timestamp, cpu};
+use super::{Action, Engine, MemberState, Role, Timestamp, cpu};
 
 /// All groups at `t_ms` (engine time: milliseconds since the daemon started).
 #[derive(Debug, Clone, Serialize, PartialEq)]
