@@ -100,26 +100,9 @@ pub struct StreamSettings {
     pub interval: Duration,
 }
 
-/// Reconnect delays: doubling from `min` to `max`, each drawn from [d/2, d]
-/// (jitter, so daemons restarted together do not reconnect in lock step). The
-/// attempt counter resets once a stream delivered a sample.
-#[derive(Debug, Clone, Copy)]
-pub struct Backoff {
-    pub min: Duration,
-    pub max: Duration,
-}
-
-impl Backoff {
-    fn delay(&self, attempt: u32, rng: &mut u64) -> Duration {
-        let d = self.min.saturating_mul(1 << attempt.min(20)).min(self.max);
-        // xorshift: jitter needs no cryptographic randomness.
-        *rng ^= *rng << 13;
-        *rng ^= *rng >> 7;
-        *rng ^= *rng << 17;
-        let half = d / 2;
-        half + half.mul_f64((*rng % 1000) as f64 / 1000.0)
-    }
-}
+/// Reconnect delays: doubling from `reconnect_min` to `reconnect_max`, jittered.
+/// The attempt counter resets once a stream delivered a sample.
+pub use crate::core::backoff::Backoff;
 
 /// Why one subscription ended.
 #[derive(Debug)]
@@ -154,7 +137,7 @@ pub async fn run<T: From<Sample> + Send>(
     let endpoint = client.endpoint().to_string();
     let path = client.path().to_string();
     health.unreadable().interval = settings.interval;
-    let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ u64::from(std::process::id()) ^ endpoint.len() as u64;
+    let mut rng = crate::core::backoff::seed(&endpoint);
     let mut attempt = 0u32;
     let mut first = true;
     loop {
@@ -206,7 +189,7 @@ pub async fn run<T: From<Sample> + Send>(
 }
 
 fn backoff_delay(s: &StreamSettings, attempt: u32, rng: &mut u64) -> Duration {
-    s.backoff.delay(attempt, rng)
+    s.backoff.jittered(attempt.saturating_add(1), rng)
 }
 
 /// One subscription; returns whether it delivered samples and why it ended.

@@ -40,11 +40,10 @@ impl Budget {
     }
 }
 
-/// Exponential backoff after `failures` failed actions: `base * 2^(failures-1)`,
-/// capped at `max`.
+/// Backoff after `failures` failed actions: `base * 2^(failures-1)`, capped at
+/// `max`. No jitter: the engine's timing must replay exactly.
 pub fn backoff(base: Duration, max: Duration, failures: u32) -> Duration {
-    base.saturating_mul(1 << failures.saturating_sub(1).min(16))
-        .min(max)
+    super::backoff::Backoff { base, max }.delay(failures)
 }
 
 /// What is being paced, for [`blocker`].

@@ -6,6 +6,7 @@
 //! * Outputs ([`Output`]) are data: computed samples, decisions with the inputs that
 //!   justified them, and evaluations with their "why not".
 
+pub mod backoff;
 mod budget;
 pub mod cluster;
 pub mod cpu;

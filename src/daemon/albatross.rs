@@ -222,7 +222,7 @@ impl Daemon {
         let groups: Groups = Arc::new(std::sync::Mutex::new(self.groups_on(&ep.name, config)));
         let settings = StreamSettings {
             backoff: Backoff {
-                min: ep.reconnect_min,
+                base: ep.reconnect_min,
                 max: ep.reconnect_max,
             },
             idle_timeout: config.stats_idle_timeout(&ep),
@@ -403,7 +403,8 @@ async fn endpoint_task(
     mut reach: Reach,
     shutdown: CancellationToken,
 ) {
-    let mut delay = settings.backoff.min;
+    let mut seed = crate::core::backoff::seed(shell.client.endpoint());
+    let mut attempt = 0u32;
     loop {
         let r = tokio::select! {
             () = shutdown.cancelled() => return,
@@ -417,12 +418,13 @@ async fn endpoint_task(
             Ok(false) => return, // the engine task is gone
             Err(e) => {
                 reach.failed(&e.to_string());
+                attempt = attempt.saturating_add(1);
+                let delay = settings.backoff.jittered(attempt, &mut seed);
                 tracing::warn!(endpoint = shell.client.endpoint(), error = %e, retry_in = ?delay, "cannot list unikernels; retrying");
                 tokio::select! {
                     () = shutdown.cancelled() => return,
                     () = tokio::time::sleep(delay) => {}
                 }
-                delay = (delay * 2).min(settings.backoff.max);
             }
         }
     }

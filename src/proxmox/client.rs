@@ -252,10 +252,11 @@ impl Client {
             match self.once(method.clone(), path, form).await {
                 Err(e) if e.is_node_failure() && attempt < retries => {
                     attempt += 1;
-                    let delay = self
-                        .opts
-                        .retry_base
-                        .saturating_mul(1 << (attempt - 1).min(16));
+                    let backoff = crate::core::backoff::Backoff {
+                        base: self.opts.retry_base,
+                        max: Duration::MAX,
+                    };
+                    let delay = backoff.delay(attempt);
                     tracing::debug!(%method, path, attempt, error = %e, "retrying");
                     tokio::time::sleep(delay).await;
                 }
