@@ -11,9 +11,9 @@ use albatross_autoscale::config::Config;
 use albatross_autoscale::core::Timestamp;
 use albatross_autoscale::proxmox::actuator::Tasks;
 use albatross_autoscale::proxmox::client::{Client, Options};
-use albatross_autoscale::proxmox::fake::{Ct, Fake, FakeServer};
 use albatross_autoscale::proxmox::state::CloneState;
 use albatross_autoscale::proxmox::{Controller, Settings};
+use albatross_autoscale::sandbox::proxmox::{Ct, Fake, FakeServer};
 use criterion::{Criterion, criterion_group, criterion_main};
 use reqwest::Method;
 

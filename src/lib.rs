@@ -48,7 +48,8 @@ pub mod jsonl;
 pub mod name;
 pub mod notify;
 pub mod proxmox;
+#[cfg(feature = "sandbox")]
+pub mod sandbox;
 pub mod sim;
 pub mod state;
-pub mod testing;
 pub mod wire;

@@ -18,6 +18,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Watch a unikernel group scale up and down against an embedded albatross.
+    #[cfg(feature = "sandbox")]
     Demo(cli::demo::Args),
     /// Run the autoscaler daemon.
     Run(cli::run::Args),
@@ -46,6 +47,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        #[cfg(feature = "sandbox")]
         Command::Demo(args) => cli::demo::run(args),
         Command::Run(args) => cli::run::run(args),
         Command::Info(args) => cli::info::info(args),

@@ -12,7 +12,7 @@ use albatross_autoscale::core::{Action, Output};
 use albatross_autoscale::daemon::albatross::{Daemon, RunOptions};
 use albatross_autoscale::daemon::ownership::Ownership;
 use albatross_autoscale::name::Name;
-use albatross_autoscale::testing::{Endpoint, EndpointConfig, PkiFiles, TestPki};
+use albatross_autoscale::sandbox::{Endpoint, EndpointConfig, PkiFiles, TestPki};
 use albatross_autoscale::wire::{BlockSpec, UnikernelConfig};
 use tokio::sync::broadcast::Receiver;
 
@@ -36,7 +36,7 @@ struct World {
 }
 
 fn primary_config(blocks: bool) -> UnikernelConfig {
-    let mut c = albatross_autoscale::testing::small_unikernel();
+    let mut c = albatross_autoscale::sandbox::small_unikernel();
     c.image = b"\x7fELF test image".repeat(100);
     c.bridges[0].host_device = None;
     c.argv = vec!["--name=web".into(), "-l".into(), "*:debug".into()];
@@ -477,7 +477,7 @@ fn subscriptions(w: &World) -> usize {
     w.endpoint
         .history()
         .iter()
-        .filter(|h| h.outcome == albatross_autoscale::testing::Outcome::Subscribed)
+        .filter(|h| h.outcome == albatross_autoscale::sandbox::Outcome::Subscribed)
         .count()
 }
 

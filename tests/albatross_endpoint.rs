@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use albatross_autoscale::albatross::tls::{Connector, FrameReader, TlsError};
 use albatross_autoscale::name::Name;
-use albatross_autoscale::testing::{Endpoint, EndpointConfig, Outcome, SERVER_NAME, TestPki};
+use albatross_autoscale::sandbox::{Endpoint, EndpointConfig, Outcome, SERVER_NAME, TestPki};
 use albatross_autoscale::wire::{
     BlockSpec, Command, Data, FailBehaviour, Message, NetSpec, Payload, Policy, Success, Typ,
     UnikernelConfig,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use albatross_autoscale::albatross::tls::Connector;
 use albatross_autoscale::core::{Action, Output, Verdict};
 use albatross_autoscale::daemon::albatross::Daemon;
-use albatross_autoscale::testing::{SERVER_NAME, StatsBody, TestPki};
+use albatross_autoscale::sandbox::{SERVER_NAME, StatsBody, TestPki};
 use albatross_autoscale::wire::{Payload, Policy};
 use tokio::sync::broadcast::Receiver;
 use tokio::time::Instant;

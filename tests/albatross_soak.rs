@@ -16,7 +16,7 @@ use std::time::Duration;
 use albatross_autoscale::core::{Action, Output};
 use albatross_autoscale::daemon::ownership::Ownership;
 use albatross_autoscale::name::Name;
-use albatross_autoscale::testing::{StatsBody, TestPki};
+use albatross_autoscale::sandbox::{StatsBody, TestPki};
 use tokio::sync::broadcast::error::TryRecvError;
 use tokio::time::Instant;
 

@@ -10,7 +10,7 @@ use albatross_autoscale::cert::{
     self, CertError, Issuer, chain_order, duplicate_certs, leaf_for_command, name_from_chain,
     path_of_chain,
 };
-use albatross_autoscale::testing::TestPki;
+use albatross_autoscale::sandbox::TestPki;
 use albatross_autoscale::wire::{self, Command};
 use rcgen::{
     BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType, IsCa, KeyPair,

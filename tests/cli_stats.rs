@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use albatross_autoscale::albatross::tls::Connector;
 use albatross_autoscale::name::Name;
-use albatross_autoscale::testing::{Endpoint, EndpointConfig, SERVER_NAME, TestPki};
+use albatross_autoscale::sandbox::{Endpoint, EndpointConfig, SERVER_NAME, TestPki};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -24,7 +24,7 @@ async fn stats_exits_non_zero_when_another_subscriber_takes_the_stream() {
     let endpoint = Endpoint::start(cfg).await.unwrap();
     endpoint.add(
         Name::parse("demo:web").unwrap(),
-        albatross_autoscale::testing::small_unikernel(),
+        albatross_autoscale::sandbox::small_unikernel(),
     );
     let q = |p: &std::path::Path| format!("{:?}", p.display().to_string());
     let config = dir.join("stats.toml");

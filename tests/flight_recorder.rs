@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use albatross_autoscale::core::{Action, Input, Output};
 use albatross_autoscale::daemon::albatross::{Daemon, RunOptions};
-use albatross_autoscale::testing::{StatsBody, TestPki};
+use albatross_autoscale::sandbox::{StatsBody, TestPki};
 use albatross_autoscale::wire::Policy;
 
 mod world;

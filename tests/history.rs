@@ -19,7 +19,7 @@ use albatross_autoscale::history::{Feed, Writer, query, store};
 use albatross_autoscale::http::limit::ManualClock;
 use albatross_autoscale::http::{Api, router};
 use albatross_autoscale::name::Name;
-use albatross_autoscale::testing::{Endpoint, EndpointConfig, TestPki, small_unikernel};
+use albatross_autoscale::sandbox::{Endpoint, EndpointConfig, TestPki, small_unikernel};
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode};
@@ -582,7 +582,7 @@ async fn http_history_and_forecast_answer_with_json() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resize_only_container_is_recorded_with_its_resizes() {
-    use albatross_autoscale::proxmox::fake::FakeServer;
+    use albatross_autoscale::sandbox::proxmox::FakeServer;
     const PVE_SECRET: &str = "3f0c5a52-0000-4000-8000-0000000000ee";
     let pve = FakeServer::one_hot_container(PVE_SECRET, 0.95)
         .await

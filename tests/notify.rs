@@ -597,7 +597,7 @@ async fn an_email_goes_through_a_local_smtp_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_once_against_fake_proxmox_notifies_the_resize_before_it_exits() {
-    use albatross_autoscale::proxmox::fake::FakeServer;
+    use albatross_autoscale::sandbox::proxmox::FakeServer;
     const PVE_SECRET: &str = "3f0c5a52-0000-4000-8000-0000000000dd";
     let pve = FakeServer::one_hot_container(PVE_SECRET, 0.97)
         .await
@@ -689,7 +689,7 @@ fn private_ca() -> (rustls::ServerConfig, String) {
         .signed_by(&key, &issuer)
         .unwrap();
     let config =
-        albatross_autoscale::testing::server_config(leaf.der().clone(), key.serialize_der())
+        albatross_autoscale::sandbox::server_config(leaf.der().clone(), key.serialize_der())
             .unwrap();
     (config, ca_cert.pem())
 }
@@ -706,7 +706,7 @@ async fn first_trusted_second_refused(
 ) -> String {
     let (plain, mut got) = receiver().await;
     let backend = plain.trim_start_matches("http://").parse().unwrap();
-    let (url, _front) = albatross_autoscale::testing::tls_front(backend, tls)
+    let (url, _front) = albatross_autoscale::sandbox::tls_front(backend, tls)
         .await
         .unwrap();
     let d = dir(name);
@@ -789,7 +789,7 @@ fn self_signed(name: &str, expired: bool) -> (rustls::ServerConfig, String) {
     }
     let cert = params.self_signed(&key).unwrap();
     let config =
-        albatross_autoscale::testing::server_config(cert.der().clone(), key.serialize_der())
+        albatross_autoscale::sandbox::server_config(cert.der().clone(), key.serialize_der())
             .unwrap();
     (config, cert.pem())
 }
@@ -829,7 +829,7 @@ async fn a_self_signed_certificate_in_the_ca_file_still_needs_the_right_name_and
         ("expired.pem", "localhost", true, "certificate expired"),
     ] {
         let (tls, pem) = self_signed(name, expired);
-        let (url, _front) = albatross_autoscale::testing::tls_front(backend, tls)
+        let (url, _front) = albatross_autoscale::sandbox::tls_front(backend, tls)
             .await
             .unwrap();
         std::fs::write(d.join(file), pem).unwrap();

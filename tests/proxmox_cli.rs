@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use albatross_autoscale::proxmox::fake::{FakeServer, TOKEN_ID as TOKEN};
+use albatross_autoscale::sandbox::proxmox::{FakeServer, TOKEN_ID as TOKEN};
 
 const SECRET: &str = "3f0c5a52-0000-4000-8000-0000000000cc";
 

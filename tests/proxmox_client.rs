@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use albatross_autoscale::proxmox::client::{Client, Options, ProxmoxError};
-use albatross_autoscale::proxmox::fake::{Ct, Fake, FakeServer};
 use albatross_autoscale::proxmox::tls;
+use albatross_autoscale::sandbox::proxmox::{Ct, Fake, FakeServer};
 use reqwest::Method;
 
 const SECRET: &str = "0b8e4d4a-1111-4000-8000-000000000002";
@@ -217,7 +217,7 @@ fn tls_server_config() -> (rustls::ServerConfig, [u8; 32]) {
     let cert = params.self_signed(&key).unwrap();
     let der = cert.der().clone();
     let fp = tls::fingerprint(&der);
-    let config = albatross_autoscale::testing::server_config(der, key.serialize_der()).unwrap();
+    let config = albatross_autoscale::sandbox::server_config(der, key.serialize_der()).unwrap();
     (config, fp)
 }
 

@@ -10,9 +10,9 @@ use albatross_autoscale::core::Timestamp;
 use albatross_autoscale::proxmox::actuator::Tasks;
 use albatross_autoscale::proxmox::breaker::State;
 use albatross_autoscale::proxmox::client::{Client, Options};
-use albatross_autoscale::proxmox::fake::{Ct, Fake, FakeServer};
 use albatross_autoscale::proxmox::state::CloneState;
 use albatross_autoscale::proxmox::{Controller, Settings};
+use albatross_autoscale::sandbox::proxmox::{Ct, Fake, FakeServer};
 
 const SECRET: &str = "3f0c5a52-0000-4000-8000-000000000001";
 const TOKEN: &str = "autoscale@pve!scaler";

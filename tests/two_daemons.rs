@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use albatross_autoscale::proxmox::fake::{Ct, Fake, FakeServer};
+use albatross_autoscale::sandbox::proxmox::{Ct, Fake, FakeServer};
 
 const SECRET: &str = "3f0c5a52-0000-4000-8000-0000000000dd";
 const TOKEN: &str = "autoscale@pve!scaler";

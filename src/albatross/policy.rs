@@ -77,7 +77,7 @@ pub fn is_already_running(message: &str) -> bool {
 mod tests {
     use super::*;
     use crate::name::Name;
-    use crate::testing::small_unikernel;
+    use crate::sandbox::small_unikernel;
     use crate::wire::UnikernelInfo;
 
     fn listing(n: usize, memory: i64) -> Vec<NamedUnikernelInfo> {

@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::core::{Action, Output, Verdict, cpu};
 use crate::daemon::albatross::{Daemon, RunOptions};
 use crate::name::Name;
-use crate::testing::{Endpoint, EndpointConfig, PkiFiles, TestPki};
+use crate::sandbox::{Endpoint, EndpointConfig, PkiFiles, TestPki};
 
 /// Arguments of `demo`.
 #[derive(clap::Args, Debug)]
@@ -138,7 +138,7 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
         .await
         .context("starting the embedded albatross endpoint")?;
     let primary = Name::parse("demo:web")?;
-    endpoint.add(primary.clone(), crate::testing::small_unikernel());
+    endpoint.add(primary.clone(), crate::sandbox::small_unikernel());
 
     let text = demo_config(&files, &endpoint.addr().to_string(), tick);
     let cfg_path = dir.join("demo.toml");

@@ -3,6 +3,7 @@
 
 pub mod completions;
 pub mod decode;
+#[cfg(feature = "sandbox")]
 pub mod demo;
 pub mod history;
 pub mod info;

@@ -6,7 +6,6 @@
 //! * [`client`]: thin reqwest client (token auth, CA or fingerprint TLS, lenient
 //!   types, bounded concurrency, timeouts, retries, a breaker per node).
 //! * [`controller`]: one poll-decide-act cycle; [`run`] loops it.
-//! * [`fake`]: an in-process fake Proxmox API for tests and benchmarks.
 //! * [`view`]: the per-poll snapshot behind `GET /v1/containers`.
 //!
 //! Horizontal mode feeds the engine a synthetic cumulative CPU counter per container
@@ -18,7 +17,6 @@ pub mod actuator;
 pub mod breaker;
 pub mod client;
 pub mod controller;
-pub mod fake;
 pub mod state;
 pub mod tls;
 pub mod types;

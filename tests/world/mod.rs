@@ -12,7 +12,7 @@ use albatross_autoscale::config::Config;
 use albatross_autoscale::core::Output;
 use albatross_autoscale::daemon::albatross::{Daemon, RunOptions};
 use albatross_autoscale::name::Name;
-use albatross_autoscale::testing::{Endpoint, EndpointConfig, PkiFiles, StatsBody, TestPki};
+use albatross_autoscale::sandbox::{Endpoint, EndpointConfig, PkiFiles, StatsBody, TestPki};
 use albatross_autoscale::wire::Policy;
 use tokio::sync::broadcast::Receiver;
 
@@ -75,7 +75,7 @@ pub async fn world(
 
 /// The primary's configuration.
 pub fn primary() -> albatross_autoscale::wire::UnikernelConfig {
-    let mut c = albatross_autoscale::testing::small_unikernel();
+    let mut c = albatross_autoscale::sandbox::small_unikernel();
     c.bridges[0].host_device = None;
     c
 }

@@ -277,7 +277,7 @@ impl FakeServer {
 
     /// A TLS front (rustls) forwarding to the fake; returns its `https://` URL.
     pub async fn tls_front(&mut self, config: rustls::ServerConfig) -> std::io::Result<String> {
-        let (url, task) = crate::testing::tls_front(self.addr, config).await?;
+        let (url, task) = crate::sandbox::tls_front(self.addr, config).await?;
         self.tasks.push(task);
         Ok(url)
     }

@@ -282,7 +282,7 @@ mod tests {
             block: None,
             bridges: vec!["service".to_string()],
         };
-        let mut c = crate::testing::small_unikernel();
+        let mut c = crate::sandbox::small_unikernel();
         assert_eq!(check_policy(&p, 1, 0, &c), Ok(()));
         assert_eq!(
             check_policy(&p, 2, 0, &c).unwrap_err(),
