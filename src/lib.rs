@@ -5,35 +5,47 @@
 //!
 //! ## Architecture
 //!
-//! Data flows one way:
+//! Two data flows, one engine. albatross:
 //!
 //! ```text
-//! socket → frame → message → sample → engine → decision → actuator
-//!          wire/   wire/     sim/ daemon  core/    core/      albatross/ proxmox/
+//! TLS socket → frame → message → Sample → engine input → Decision → actuator → TLS command
+//! albatross/   wire/   wire/     albatross/ daemon/runner  core/     albatross/actuator
+//!   (tls, client: one command per connection; stats: the subscription stream)
 //! ```
 //!
-//! * [`core`] is a sans-IO state machine in the style of quinn-proto and str0m: no
-//!   tokio, no clock, no I/O. [`core::Cluster::handle`] takes `(self, now, input)` and
-//!   returns the next state plus decisions; [`core::Cluster::next_deadline`] says when
-//!   to call it again if nothing arrives. Time is always a parameter.
-//! * [`wire`] is the albatross codec (framing, DER decode/encode). Its ASN.1 types stay
-//!   private; plain domain types cross its edge.
-//! * [`config`] parses and validates the TOML file into the engine's policy.
-//! * [`sim`] drives the core with recorded or synthetic load; `replay`, `simulate` and
-//!   the tests share it.
-//! * [`cli`] holds the subcommands; `src/main.rs` only parses arguments and prints
-//!   the error, if any.
+//! Proxmox (LXC containers):
 //!
-//! Shells that do I/O (`albatross/`, `proxmox/`, `daemon/`) turn bytes into core
-//! inputs and decisions into calls; they hold no policy of their own. Beside the
-//! main flow, off the hot path:
+//! ```text
+//! HTTPS poll → resources → CPU gauge → counter → engine / vertical machine → Job → HTTPS
+//! proxmox/client           proxmox/controller        core/                     proxmox/actuator
+//! ```
 //!
-//! * `daemon/` also holds what spans both loops: the approval book, the notice bus,
-//!   the cost ledger of the global ceiling, the state lock.
-//! * [`notify`] delivers notices to webhooks and email from bounded queues.
-//! * [`history`] stores samples and decisions in SQLite (one writer thread) and
-//!   reads them back for `history export` and the API's history and forecast.
-//! * [`http`] is the operations API; [`metrics`] its Prometheus registry.
+//! * [`core`]: the sans-IO machines in the style of quinn-proto and str0m: no tokio,
+//!   no clock, no I/O. [`core::Engine::step`] takes `(now, input)` and appends
+//!   outputs; `next_deadline()` says when to tick. Every change is an [`core::Input`]
+//!   (samples, results, reloads, costs, operator commands), so a run replays from its
+//!   inputs ([`daemon::recorder`]). Reasons and why-nots are typed
+//!   ([`core::Reason`], [`core::WhyNot`]); [`core::status`] is the read model;
+//!   [`core::backoff`] the one backoff.
+//! * [`wire`]: the albatross codec (framing, DER); its ASN.1 types stay private.
+//! * [`albatross`]: the albatross shell: TLS, typed commands, the stats stream, the
+//!   actuator, the policy check. It never imports `daemon`.
+//! * [`proxmox`]: the Proxmox shell: client, controller (one poll-decide-act cycle),
+//!   actuator, view.
+//! * [`actuate`]: the actuator contract ([`actuate::Actuator`], how an action ended).
+//! * [`daemon`]: the albatross engine task ([`daemon::runner`]: clock, decision log,
+//!   approvals, ownership, dry-run, shutdown), the endpoint tasks, the flight
+//!   recorder, the approval book and the cost ledger shared by both loops.
+//! * [`state`]: state files written atomically and the one-daemon lock.
+//! * [`notify`]: notices (the bus) and their delivery to webhooks and email.
+//! * [`history`]: samples and decisions in SQLite, read back for export and the API.
+//! * [`http`]: the operations API and its Prometheus metrics.
+//! * [`config`]: the TOML file into policies; [`cert`]: certificates and chains;
+//!   [`name`]: albatross names; [`jsonl`]: the JSON Lines of the decision log.
+//! * [`sim`]: drives the same machines for `replay`, `simulate` and the tests.
+//! * [`cli`]: the subcommands (`src/main.rs` only parses arguments).
+//! * `sandbox` (feature `sandbox`, default): the test PKI, the embedded albatross
+//!   endpoint and the fake Proxmox API, for `demo`, tests and benchmarks.
 
 pub mod actuate;
 pub mod albatross;
