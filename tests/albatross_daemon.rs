@@ -1,6 +1,7 @@
 //! The real daemon against the in-process albatross endpoint over TLS on
-//! 127.0.0.1, with short intervals. Tests wait for engine outputs (with a
-//! deadline), never sleep to synchronise.
+//! 127.0.0.1, on tokio's paused clock (the SIGHUP test runs the binary, in real
+//! time). Tests wait for engine outputs (with a deadline), never sleep to
+//! synchronise.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -165,7 +166,7 @@ async fn runs(w: &World, want: &[&str]) {
     .unwrap_or_else(|_| panic!("running {:?}, wanted {want:?}", w.running()));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn scales_up_under_load_and_down_after() {
     let w = world(false).await;
     let (d, mut rx) = w.daemon("").await;
@@ -198,7 +199,7 @@ async fn scales_up_under_load_and_down_after() {
     assert_eq!(created, 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn reconnects_after_the_endpoint_drops_the_stream() {
     let w = world(false).await;
     let (d, mut rx) = w.daemon("").await;
@@ -227,7 +228,7 @@ async fn reconnects_after_the_endpoint_drops_the_stream() {
     d.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn refuses_to_clone_a_primary_with_block_devices() {
     let w = world(true).await;
     let (d, mut rx) = w.daemon("").await;
@@ -249,7 +250,7 @@ async fn refuses_to_clone_a_primary_with_block_devices() {
     d.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_restarted_daemon_adopts_its_clones_and_never_touches_foreign_ones() {
     let w = world(false).await;
     // Someone else's unikernel with a clone-like name, on a CPU of its own
@@ -301,7 +302,7 @@ async fn a_restarted_daemon_adopts_its_clones_and_never_touches_foreign_ones() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn failing_creates_back_off_and_stay_within_max() {
     let w = world(false).await;
     w.endpoint
@@ -481,7 +482,7 @@ fn subscriptions(w: &World) -> usize {
         .count()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn reload_restarts_only_the_endpoints_that_changed() {
     let a = world(false).await;
     let b = world(false).await;
