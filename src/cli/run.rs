@@ -181,7 +181,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         };
         let counters = api.as_ref().map(|a| a.metrics().notify().clone()).unwrap_or_default();
-        let sent = start_notify(sinks, heard, counters);
+        let sent = start_notify(sinks, heard, counters.clone());
         // Proxmox request latency and breaker states go to the API's metrics.
         if let Some(api) = &api {
             let metrics: std::sync::Arc<dyn proxmox::client::Observer> = api.metrics().clone();
@@ -193,10 +193,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 tokio::spawn(api.clone().follow(rx));
             }
         }
-        let pve = tokio::spawn({
-            let (config, shutdown) = (config.clone(), shutdown.clone());
-            async move { proxmox::run(&config, pve_opts, shutdown).await }
+        // The Proxmox loop stops on its own token (a reload restarts it) or on shutdown.
+        let pve_stop = shutdown.child_token();
+        let mut pve = tokio::spawn({
+            let (config, stop, opts) = (config.clone(), pve_stop.clone(), pve_opts.clone());
+            async move { proxmox::run(&config, opts, stop).await }
         });
+        let mut pve_stop = pve_stop;
+        let mut sent = sent;
+        let mut current = config.clone();
         // systemd watchdog (WatchdogSec=): ping at half the interval, only when asked.
         let mut watchdog = watchdog_interval().map(tokio::time::interval);
         tracing::info!(config = %args.config.display(), dry_run = args.dry_run, "running");
@@ -220,15 +225,31 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                         {
                             tracing::error!(error = %e, "[http] reload rejected; keeping the running API keys and settings");
                         }
-                        if c.notify != config.notify {
-                            tracing::warn!("[[notify]] changed: restart the daemon to apply that part");
+                        if c.notify != current.notify {
+                            // New sinks listen before the old ones drain: a notice in
+                            // between may go out twice, none is lost.
+                            match notify::Sink::open_all(&c.notify) {
+                                Ok(sinks) => {
+                                    let old = sent.take();
+                                    sent = start_notify(sinks, notices.subscribe(), counters.clone());
+                                    if let Some(d) = old {
+                                        d.finish(NOTIFY_GRACE).await;
+                                    }
+                                    tracing::info!(sinks = c.notify.len(), "[[notify]] reloaded");
+                                }
+                                Err(e) => tracing::error!(error = %e, "[[notify]] reload rejected; keeping the running sinks"),
+                            }
                         }
-                        if c.history != config.history {
+                        if c.history != current.history {
                             tracing::warn!("[history] changed: restart the daemon to apply that part");
                         }
-                        if c.proxmox != config.proxmox || c.lxc != config.lxc {
-                            tracing::warn!("[proxmox] / [[lxc]] changed: restart the daemon to apply that part");
+                        if c.proxmox != current.proxmox || c.lxc != current.lxc {
+                            match reload_proxmox(&c, &args, &mut pve, &mut pve_stop, &pve_opts, &shutdown).await {
+                                Ok(()) => tracing::info!(containers = c.lxc.len(), "[proxmox] / [[lxc]] reloaded: the Proxmox loop restarted (ownership kept; counters and cooldowns start over)"),
+                                Err(e) => tracing::error!(error = %format!("{e:#}"), "[proxmox] / [[lxc]] reload rejected; keeping the running loop"),
+                            }
                         }
+                        current = c;
                         notify(&[sd_notify::NotifyState::Ready]);
                     }
                     Err(e) => tracing::error!(error = %e, "reload rejected; keeping the running configuration"),
@@ -259,6 +280,34 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         anyhow::Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Restart the Proxmox loop on `c`: the new controller is built first (a bad
+/// token file or URL keeps the running loop), then the old loop drains its actions
+/// in flight and the new one takes over its channels to the API.
+async fn reload_proxmox(
+    c: &Config,
+    args: &Args,
+    pve: &mut tokio::task::JoinHandle<anyhow::Result<()>>,
+    stop: &mut CancellationToken,
+    opts: &proxmox::RunOptions,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    if c.proxmox.is_some() && !c.lxc.is_empty() {
+        proxmox::controller(c, args.dry_run)?;
+    }
+    stop.cancel();
+    match (&mut *pve).await {
+        Ok(Err(e)) => {
+            tracing::warn!(error = %format!("{e:#}"), "the old Proxmox loop ended with an error")
+        }
+        Err(e) => tracing::warn!(error = %e, "the old Proxmox loop failed"),
+        Ok(Ok(())) => {}
+    }
+    *stop = shutdown.child_token();
+    let (config, token, opts) = (c.clone(), stop.clone(), opts.clone());
+    *pve = tokio::spawn(async move { proxmox::run(&config, opts, token).await });
+    Ok(())
 }
 
 /// How long shutdown waits for queued notifications.

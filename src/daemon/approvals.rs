@@ -378,6 +378,13 @@ impl<T> Inbox<T> {
     pub fn take(&self) -> Option<mpsc::Receiver<T>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
+
+    /// Give the receiver back (a loop that ends before its successor starts).
+    pub fn restore(&self, rx: Option<mpsc::Receiver<T>>) {
+        if let Some(rx) = rx {
+            *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(rx);
+        }
+    }
 }
 
 /// The next command from `inbox`; never ready without one.

@@ -270,6 +270,9 @@ pub async fn run(
             () = &mut grace => break,
         }
     }
+    // A reload starts the next loop on the same channels from the API.
+    opts.inbox.restore(inbox);
+    opts.controls.restore(controls);
     Ok(())
 }
 
