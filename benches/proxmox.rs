@@ -12,7 +12,7 @@ use albatross_autoscale::core::Timestamp;
 use albatross_autoscale::proxmox::actuator::Tasks;
 use albatross_autoscale::proxmox::client::{Client, Options};
 use albatross_autoscale::proxmox::state::CloneState;
-use albatross_autoscale::proxmox::{Controller, Settings};
+use albatross_autoscale::proxmox::{Controller, ControllerSettings};
 use albatross_autoscale::sandbox::proxmox::{Ct, Fake, FakeServer};
 use criterion::{Criterion, criterion_group, criterion_main};
 use reqwest::Method;
@@ -52,7 +52,7 @@ fn setup(rt: &tokio::runtime::Runtime) -> (FakeServer, Arc<Client>, Controller) 
             breaker_open: Duration::from_secs(30),
         };
         let client = Arc::new(Client::new(opts, SECRET, None).unwrap());
-        let settings = Settings {
+        let settings = ControllerSettings {
             tag: "albatross-autoscale".into(),
             tasks: Tasks {
                 timeout: Duration::from_secs(60),

@@ -18,7 +18,7 @@ use albatross_autoscale::daemon::approvals::{Book, Inbox, SharedBook, State};
 use albatross_autoscale::daemon::decision_log::DecisionLog;
 use albatross_autoscale::daemon::ownership::Ownership;
 use albatross_autoscale::daemon::runner::EngineHandle;
-use albatross_autoscale::daemon::{Actuator, Done, Event, Failed, Runner, Settings};
+use albatross_autoscale::daemon::{Actuator, Done, Event, Failed, Runner, RunnerSettings};
 use albatross_autoscale::http::limit::ManualClock;
 use albatross_autoscale::http::{Api, router};
 use albatross_autoscale::name::Name;
@@ -323,7 +323,7 @@ async fn albatross_runner_holds_rechecks_and_expires() {
         .collect();
     let engine = Engine::new(groups, Options::default(), Timestamp::ZERO);
     let (tx, mut done) = mpsc::unbounded_channel();
-    let settings = Settings {
+    let settings = RunnerSettings {
         dry_run: false,
         state_file: config.daemon.state_file.clone(),
         shutdown_grace: Duration::from_secs(5),

@@ -6,7 +6,7 @@ use std::time::Duration;
 use albatross_autoscale::core::{Action, Decision, Engine, Options, Output, Policy, Timestamp};
 use albatross_autoscale::daemon::decision_log::DecisionLog;
 use albatross_autoscale::daemon::ownership::Ownership;
-use albatross_autoscale::daemon::{Actuator, Done, Event, Failed, Runner, Settings};
+use albatross_autoscale::daemon::{Actuator, Done, Event, Failed, Runner, RunnerSettings};
 use albatross_autoscale::name::Name;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -59,7 +59,7 @@ fn rig(script: Arc<Script>, policy: Policy, name: &str) -> Rig {
     let _ = std::fs::remove_file(&state);
     let primary = Name::parse("alice:web").unwrap();
     let engine = Engine::new(vec![(primary, policy)], Options::default(), Timestamp::ZERO);
-    let settings = Settings {
+    let settings = RunnerSettings {
         dry_run: false,
         state_file: state.clone(),
         shutdown_grace: Duration::from_secs(30),
@@ -193,7 +193,7 @@ async fn failed_creates_back_off_and_never_exceed_max() {
         r.stop.cancel();
         r.task.await.unwrap()
     };
-    assert_eq!(engine.clusters()[0].members().count(), 2);
+    assert_eq!(engine.groups()[0].members().count(), 2);
     assert!(
         Ownership::load(&r.state)
             .unwrap()
@@ -223,7 +223,7 @@ async fn shutdown_waits_for_the_action_in_flight() {
         1,
         "the in-flight create was allowed to finish"
     );
-    let clone = engine.clusters()[0]
+    let clone = engine.groups()[0]
         .members()
         .find(|m| m.name.to_string() == "alice:web-clone-1")
         .unwrap();

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use albatross_autoscale::core::cluster::Input;
+use albatross_autoscale::core::group::Input;
 use albatross_autoscale::core::{Action, MemberState, Output, Policy, PrimaryDeath, Timestamp};
 use albatross_autoscale::name::Name;
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use albatross_autoscale::core::cluster::{MANUAL, PAUSED};
+use albatross_autoscale::core::group::{MANUAL, PAUSED};
 use albatross_autoscale::core::{
     Action, Engine, Input, Options, Output, Policy, Timestamp, Verdict,
 };
@@ -82,7 +82,7 @@ impl H {
         out
     }
     fn instances(&self) -> usize {
-        self.e.clusters()[0].members().count()
+        self.e.groups()[0].members().count()
     }
 }
 
@@ -115,7 +115,7 @@ fn paused_group_recommends_but_never_acts() {
     h.input(Input::Pause {
         group: n("alice:web"),
     });
-    assert!(h.e.clusters()[0].control().paused);
+    assert!(h.e.groups()[0].control().paused);
     for _ in 0..5 {
         let out = h.round(95);
         assert!(decisions(&out).is_empty(), "{out:?}");
@@ -153,7 +153,7 @@ fn resume_acts_on_the_standing_recommendation_at_once() {
     let d = decisions(&out);
     assert_eq!(d.len(), 1, "{out:?}");
     assert_eq!(d[0].action, Action::ScaleUp);
-    assert!(!h.e.clusters()[0].control().paused);
+    assert!(!h.e.groups()[0].control().paused);
 }
 
 #[test]
@@ -186,7 +186,7 @@ fn manual_scale_moves_one_action_at_a_time_and_holds() {
         assert!(decisions(&h.round(5)).is_empty());
     }
     assert_eq!(h.instances(), 3);
-    assert_eq!(h.e.clusters()[0].control().target, Some(3));
+    assert_eq!(h.e.groups()[0].control().target, Some(3));
 }
 
 #[test]
@@ -209,7 +209,7 @@ fn manual_scale_down_and_resume_returns_to_automatic() {
     h.input(Input::Resume {
         group: n("alice:web"),
     });
-    assert_eq!(h.e.clusters()[0].control().target, None);
+    assert_eq!(h.e.groups()[0].control().target, None);
 }
 
 #[test]
@@ -223,7 +223,7 @@ fn manual_scale_is_carried_out_while_paused() {
         target: 2,
     });
     assert_eq!(decisions(&out).len(), 1);
-    assert!(h.e.clusters()[0].control().paused);
+    assert!(h.e.groups()[0].control().paused);
 }
 
 #[test]
@@ -247,8 +247,8 @@ fn out_of_range_target_is_refused_with_a_reason() {
             v => panic!("{v:?}"),
         }
     }
-    assert_eq!(h.e.clusters()[0].control().target, None);
-    assert!(h.e.clusters()[0].check_target(4).is_ok());
+    assert_eq!(h.e.groups()[0].control().target, None);
+    assert!(h.e.groups()[0].check_target(4).is_ok());
 }
 
 #[test]
@@ -289,6 +289,6 @@ fn control_survives_a_reload_and_a_narrowed_bound_clamps_the_target() {
     for _ in 0..6 {
         h.round(50);
     }
-    assert!(h.e.clusters()[0].control().paused);
+    assert!(h.e.groups()[0].control().paused);
     assert_eq!(h.instances(), 2);
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use albatross_autoscale::config::Config;
-use albatross_autoscale::core::cluster::Input;
+use albatross_autoscale::core::group::Input;
 use albatross_autoscale::core::{Action, Policy};
 
 mod common;

@@ -4,9 +4,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use albatross_autoscale::core::cluster::Input;
+use albatross_autoscale::core::group::Input;
 use albatross_autoscale::core::{
-    Action, Cluster, MemberState, Output, Policy, PrimaryDeath, Role, Timestamp,
+    Action, Group, MemberState, Output, Policy, PrimaryDeath, Role, Timestamp,
 };
 use albatross_autoscale::name::Name;
 use proptest::prelude::*;
@@ -63,7 +63,7 @@ fn policy() -> impl Strategy<Value = Policy> {
 }
 
 struct Run {
-    c: Cluster,
+    c: Group,
     now: u64,
     cpu: HashMap<Arc<Name>, u64>,
     pending: VecDeque<u64>,
@@ -106,7 +106,7 @@ impl Run {
     }
 }
 
-fn live(c: &Cluster) -> Vec<Arc<Name>> {
+fn live(c: &Group) -> Vec<Arc<Name>> {
     c.members()
         .filter(|m| {
             matches!(
@@ -120,7 +120,7 @@ fn live(c: &Cluster) -> Vec<Arc<Name>> {
 
 fn run(policy: &Policy, ops: &[Op]) -> Run {
     let mut r = Run {
-        c: Cluster::new(Name::parse("u:svc").unwrap(), policy.clone(), Timestamp(0)),
+        c: Group::new(Name::parse("u:svc").unwrap(), policy.clone(), Timestamp(0)),
         now: 0,
         cpu: HashMap::new(),
         pending: VecDeque::new(),

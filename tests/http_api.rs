@@ -14,7 +14,7 @@ use albatross_autoscale::core::{Action, Decision, Engine, Options, Output, Times
 use albatross_autoscale::daemon::decision_log::DecisionLog;
 use albatross_autoscale::daemon::ownership::Ownership;
 use albatross_autoscale::daemon::runner::EngineHandle;
-use albatross_autoscale::daemon::{Actuator, Done, Event, Failed, Runner, Settings};
+use albatross_autoscale::daemon::{Actuator, Done, Event, Failed, Runner, RunnerSettings};
 use albatross_autoscale::http::limit::ManualClock;
 use albatross_autoscale::http::{Api, router};
 use albatross_autoscale::name::Name;
@@ -78,7 +78,7 @@ fn rig(name: &str, extra_http: &str) -> Rig {
         .collect();
     let engine = Engine::new(groups, Options::default(), Timestamp::ZERO);
     let (tx, done) = mpsc::unbounded_channel();
-    let settings = Settings {
+    let settings = RunnerSettings {
         dry_run: false,
         state_file: config.daemon.state_file.clone(),
         shutdown_grace: Duration::from_secs(5),

@@ -10,7 +10,7 @@ use albatross_autoscale::config::Config;
 use albatross_autoscale::core::{Action, Decision, Engine, Input, Options, Policy, Timestamp};
 use albatross_autoscale::daemon::decision_log::DecisionLog;
 use albatross_autoscale::daemon::ownership::Ownership;
-use albatross_autoscale::daemon::{Actuator, Done, Event, Failed, Runner, Settings};
+use albatross_autoscale::daemon::{Actuator, Done, Event, Failed, Runner, RunnerSettings};
 use albatross_autoscale::name::Name;
 use albatross_autoscale::notify::{Counters, Dispatcher, Envelope, Sink, webhook};
 use albatross_autoscale::notify::{Notice, Notices};
@@ -107,7 +107,7 @@ fn runner(actuator: Arc<Record>, policy: Policy, notices: &Notices, name: &str) 
     let d = dir(name);
     let primary = Name::parse("alice:web").unwrap();
     let engine = Engine::new(vec![(primary, policy)], Options::default(), Timestamp::ZERO);
-    let settings = Settings {
+    let settings = RunnerSettings {
         dry_run: false,
         state_file: d.join("state.json"),
         shutdown_grace: Duration::from_secs(30),

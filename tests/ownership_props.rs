@@ -334,7 +334,7 @@ impl Sim {
                 vm: name(&n),
             });
         }
-        let c = &self.engine.clusters()[0];
+        let c = &self.engine.groups()[0];
         let foreign: Vec<Name> = running
             .iter()
             .map(|n| name(n))

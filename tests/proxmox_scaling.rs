@@ -11,7 +11,7 @@ use albatross_autoscale::proxmox::actuator::Tasks;
 use albatross_autoscale::proxmox::breaker::State;
 use albatross_autoscale::proxmox::client::{Client, Options};
 use albatross_autoscale::proxmox::state::CloneState;
-use albatross_autoscale::proxmox::{Controller, Settings};
+use albatross_autoscale::proxmox::{Controller, ControllerSettings};
 use albatross_autoscale::sandbox::proxmox::{Ct, Fake, FakeServer};
 
 const SECRET: &str = "3f0c5a52-0000-4000-8000-000000000001";
@@ -61,7 +61,7 @@ fn build(
     );
     let config = Config::parse(&text, Path::new("t.toml")).unwrap();
     let client = Arc::new(Client::new(o, SECRET, None).unwrap());
-    let settings = Settings {
+    let settings = ControllerSettings {
         tag: "albatross-autoscale".into(),
         tasks: Tasks {
             timeout: task_timeout,

@@ -43,7 +43,7 @@ pub struct Endpoint {
 
 /// `[daemon]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Daemon {
+pub struct DaemonConfig {
     /// JSON Lines decision log (appended).
     pub decision_log: Option<PathBuf>,
     /// Ownership record: the clones this autoscaler created.
@@ -58,7 +58,7 @@ pub struct Daemon {
 /// Default `record_max_bytes`: 64 MiB (about a day of 100 VMs at a 10 s cadence).
 const RECORD_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
-impl Default for Daemon {
+impl Default for DaemonConfig {
     fn default() -> Self {
         Self {
             decision_log: None,
@@ -199,17 +199,24 @@ pub(super) fn endpoints(
 }
 
 /// Parse `[daemon]`.
-pub(super) fn daemon(v: Option<toml::Value>, base: &Path, problems: &mut Vec<String>) -> Daemon {
+pub(super) fn daemon(
+    v: Option<toml::Value>,
+    base: &Path,
+    problems: &mut Vec<String>,
+) -> DaemonConfig {
     let Some(v) = v else {
-        return Daemon {
-            state_file: resolve(base, Daemon::default().state_file),
-            ..Daemon::default()
+        return DaemonConfig {
+            state_file: resolve(base, DaemonConfig::default().state_file),
+            ..DaemonConfig::default()
         };
     };
     match DaemonFile::deserialize(v) {
-        Ok(f) => Daemon {
+        Ok(f) => DaemonConfig {
             decision_log: f.decision_log.map(|p| resolve(base, p)),
-            state_file: resolve(base, f.state_file.unwrap_or(Daemon::default().state_file)),
+            state_file: resolve(
+                base,
+                f.state_file.unwrap_or(DaemonConfig::default().state_file),
+            ),
             max_cost_micros: f.max_cost_per_hour.and_then(|c| {
                 let ok = c.is_finite() && c > 0.0 && c <= super::policy::MAX_COST;
                 if !ok {
@@ -232,7 +239,7 @@ pub(super) fn daemon(v: Option<toml::Value>, base: &Path, problems: &mut Vec<Str
         },
         Err(e) => {
             problems.push(super::de_error("daemon", &e));
-            Daemon::default()
+            DaemonConfig::default()
         }
     }
 }

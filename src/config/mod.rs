@@ -9,7 +9,7 @@ mod policy;
 pub mod proxmox;
 mod schedule;
 
-pub use daemon::{Daemon, Endpoint};
+pub use daemon::{DaemonConfig, Endpoint};
 
 use std::path::{Path, PathBuf};
 
@@ -28,7 +28,7 @@ pub struct Config {
     /// albatross TLS endpoints (`[albatross]` / `[[albatross]]`); none for `replay`.
     pub endpoints: Vec<Endpoint>,
     /// `[daemon]`.
-    pub daemon: Daemon,
+    pub daemon: DaemonConfig,
     /// `[proxmox]`, if LXC containers are scaled.
     pub proxmox: Option<proxmox::Proxmox>,
     /// `[[lxc]]` containers.

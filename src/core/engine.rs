@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use super::cluster::{self, Cluster};
 use super::cpu::{self, Delta, Reading};
+use super::group::{self, Group};
 use super::members::FxMap;
 use super::output::{Action, ActionId, Decision, Output, SampleReport};
 use super::policy::Policy;
@@ -52,11 +52,11 @@ pub enum Input {
     /// An owned clone of `group` that the orchestrator no longer lists (a
     /// reconcile): it leaves the group at once, without a destroy.
     Gone { group: Name, vm: Name },
-    /// Operator (HTTP API): make `group` recommend-only ([`cluster::Input::Pause`]).
+    /// Operator (HTTP API): make `group` recommend-only ([`group::Input::Pause`]).
     Pause { group: Name },
     /// Operator: `group` back to automatic scaling (clears pause and manual target).
     Resume { group: Name },
-    /// Operator: hold `group` at `target` instances ([`cluster::Input::Scale`]).
+    /// Operator: hold `group` at `target` instances ([`group::Input::Scale`]).
     Scale { group: Name, target: u32 },
 }
 
@@ -72,10 +72,10 @@ pub struct Options {
     pub adopt_by_name: bool,
 }
 
-/// The engine: a value, like [`Cluster`].
+/// The engine: a value, like [`Group`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Engine {
-    clusters: Vec<Cluster>,
+    clusters: Vec<Group>,
     /// Name → (group, member index), rebuilt when a group's membership changes.
     routes: FxMap<Arc<Name>, (usize, usize)>,
     unassigned: FxMap<Arc<Name>, Reading>,
@@ -95,7 +95,7 @@ impl Engine {
     pub fn new(groups: Vec<(Name, Policy)>, options: Options, now: Timestamp) -> Self {
         let clusters = groups
             .into_iter()
-            .map(|(primary, policy)| Cluster::new(primary, policy, now))
+            .map(|(primary, policy)| Group::new(primary, policy, now))
             .collect();
         let mut e = Self {
             clusters,
@@ -142,8 +142,8 @@ impl Engine {
         self.cost_ceiling
     }
 
-    fn new_cluster(&self, primary: Name, policy: Policy, now: Timestamp) -> Cluster {
-        let mut c = Cluster::new(primary, policy, now);
+    fn new_cluster(&self, primary: Name, policy: Policy, now: Timestamp) -> Group {
+        let mut c = Group::new(primary, policy, now);
         if self.wall_origin != 0 {
             c.set_wall_origin(self.wall_origin);
         }
@@ -169,7 +169,7 @@ impl Engine {
 
     /// The hourly cost of every group now, in millionths.
     pub fn hourly_cost(&self) -> u64 {
-        self.clusters.iter().map(Cluster::hourly_cost).sum()
+        self.clusters.iter().map(Group::hourly_cost).sum()
     }
 
     /// Change the cost of one instance of `group` (LXC containers are priced by
@@ -200,7 +200,7 @@ impl Engine {
     }
 
     /// The groups.
-    pub fn clusters(&self) -> &[Cluster] {
+    pub fn groups(&self) -> &[Group] {
         &self.clusters
     }
 
@@ -225,13 +225,13 @@ impl Engine {
         self.reroute();
     }
 
-    /// Whether decision `d` must wait for an operator ([`Cluster::needs_approval`]).
+    /// Whether decision `d` must wait for an operator ([`Group::needs_approval`]).
     pub fn needs_approval(&self, d: &Decision) -> bool {
         self.cluster(&d.group).is_some_and(|c| c.needs_approval(d))
     }
 
     /// Re-check decision `d`, held for approval, now that it is approved
-    /// ([`Cluster::recheck`]); `Err` says why it must not be executed.
+    /// ([`Group::recheck`]); `Err` says why it must not be executed.
     pub fn recheck(&self, d: &Decision) -> Result<(), String> {
         let c = self
             .cluster(&d.group)
@@ -249,13 +249,13 @@ impl Engine {
         }
     }
 
-    fn cluster(&self, group: &Name) -> Option<&Cluster> {
+    fn cluster(&self, group: &Name) -> Option<&Group> {
         self.clusters.iter().find(|c| **c.group() == *group)
     }
 
     /// The earliest time at which [`Input::Tick`] must be handled.
     pub fn next_deadline(&self) -> Option<Timestamp> {
-        self.clusters.iter().map(Cluster::next_deadline).min()
+        self.clusters.iter().map(Group::next_deadline).min()
     }
 
     /// Advance the engine.
@@ -272,26 +272,26 @@ impl Engine {
             Input::Tick => {
                 for i in 0..self.clusters.len() {
                     if self.clusters[i].next_deadline() <= now {
-                        self.step_cluster(i, now, cluster::Input::Tick, out);
+                        self.step_cluster(i, now, group::Input::Tick, out);
                     }
                 }
             }
             Input::ActionResult { group, id, outcome } => {
                 if let Some(i) = self.clusters.iter().position(|c| **c.group() == group) {
-                    self.step_cluster(i, now, cluster::Input::ActionResult { id, outcome }, out);
+                    self.step_cluster(i, now, group::Input::ActionResult { id, outcome }, out);
                 }
             }
             Input::Adopt { group, vm } => {
                 if let Some(i) = self.clusters.iter().position(|c| **c.group() == group) {
                     let vm = Arc::new(vm);
                     self.unassigned.remove(&vm);
-                    self.step_cluster(i, now, cluster::Input::Adopt { vm }, out);
+                    self.step_cluster(i, now, group::Input::Adopt { vm }, out);
                 }
             }
             Input::Foreign { group, vm } => {
                 if let Some(i) = self.clusters.iter().position(|c| **c.group() == group) {
                     let vm = Arc::new(vm);
-                    self.step_cluster(i, now, cluster::Input::Foreign { vm }, out);
+                    self.step_cluster(i, now, group::Input::Foreign { vm }, out);
                 }
             }
             Input::Reconfigure { groups } => self.reconfigure(groups, now),
@@ -301,21 +301,21 @@ impl Engine {
             Input::WallOrigin { origin_ms } => self.set_wall_origin(origin_ms),
             Input::Refusal { group, why } => {
                 if let Some(i) = self.clusters.iter().position(|c| **c.group() == group) {
-                    self.step_cluster(i, now, cluster::Input::Refusal { why }, out);
+                    self.step_cluster(i, now, group::Input::Refusal { why }, out);
                 }
             }
             Input::Gone { group, vm } => {
                 if let Some(i) = self.clusters.iter().position(|c| **c.group() == group) {
                     let vm = Arc::new(vm);
-                    self.step_cluster(i, now, cluster::Input::Gone { vm }, out);
+                    self.step_cluster(i, now, group::Input::Gone { vm }, out);
                 }
             }
             // Operator commands for an unknown group are dropped here; the API
             // checks the name first and answers 404.
-            Input::Pause { group } => self.control(now, &group, cluster::Input::Pause, out),
-            Input::Resume { group } => self.control(now, &group, cluster::Input::Resume, out),
+            Input::Pause { group } => self.control(now, &group, group::Input::Pause, out),
+            Input::Resume { group } => self.control(now, &group, group::Input::Resume, out),
             Input::Scale { group, target } => {
-                self.control(now, &group, cluster::Input::Scale { target }, out);
+                self.control(now, &group, group::Input::Scale { target }, out);
             }
         }
     }
@@ -324,7 +324,7 @@ impl Engine {
         &mut self,
         now: Timestamp,
         group: &Name,
-        input: cluster::Input,
+        input: group::Input,
         out: &mut Vec<Output>,
     ) {
         if let Some(i) = self.clusters.iter().position(|c| **c.group() == *group) {
@@ -336,7 +336,7 @@ impl Engine {
         &mut self,
         i: usize,
         now: Timestamp,
-        input: cluster::Input,
+        input: group::Input,
         out: &mut Vec<Output>,
     ) {
         let before = self.clusters[i].membership();
@@ -385,25 +385,20 @@ impl Engine {
         if let Some(i) = (!known).then(matching).flatten() {
             let input = if self.options.adopt_by_name {
                 self.unassigned.remove(&vm);
-                cluster::Input::Adopt { vm: vm.clone() }
+                group::Input::Adopt { vm: vm.clone() }
             } else {
-                cluster::Input::Foreign { vm: vm.clone() }
+                group::Input::Foreign { vm: vm.clone() }
             };
             self.step_cluster(i, now, input, out);
             if self.options.adopt_by_name {
-                return self.step_cluster(
-                    i,
-                    now,
-                    cluster::Input::Sample { vm, cpu_us, vcpus },
-                    out,
-                );
+                return self.step_cluster(i, now, group::Input::Sample { vm, cpu_us, vcpus }, out);
             }
         } else if let Some(policy) = self.options.auto_group.as_ref().filter(|_| !known) {
             let c = self.new_cluster((*vm).clone(), policy.clone(), now);
             self.clusters.push(c);
             self.reroute();
             let i = self.clusters.len() - 1;
-            return self.step_cluster(i, now, cluster::Input::Sample { vm, cpu_us, vcpus }, out);
+            return self.step_cluster(i, now, group::Input::Sample { vm, cpu_us, vcpus }, out);
         }
         // In no group: still report its CPU share.
         let next = Reading { at: now, cpu_us };

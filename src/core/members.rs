@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
-use super::cluster::Member;
+use super::group::Member;
 use crate::name::Name;
 
 /// A small fast hasher for names (FxHash); the keys are not attacker-chosen in a

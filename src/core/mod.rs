@@ -1,6 +1,6 @@
 //! The sans-IO heart: pure state machines, no tokio, no clock, no I/O.
 //!
-//! * [`Cluster`] is one group (primary + clones); [`Engine`] routes samples to groups.
+//! * [`Group`] is one group (primary + clones); [`Engine`] routes samples to groups.
 //! * Both are values (`Clone + Debug + PartialEq`): `handle(self, now, input)` returns
 //!   the next state and the outputs; `next_deadline()` says when to tick.
 //! * Outputs ([`Output`]) are data: computed samples, decisions with the inputs that
@@ -8,9 +8,9 @@
 
 pub mod backoff;
 mod budget;
-pub mod cluster;
 pub mod cpu;
 pub mod engine;
+pub mod group;
 mod members;
 pub mod naming;
 pub mod output;
@@ -23,8 +23,8 @@ pub mod time;
 pub mod vertical;
 pub mod why;
 
-pub use cluster::{Cluster, Member, MemberState, Role};
 pub use engine::{Engine, Input, Options};
+pub use group::{Group, Member, MemberState, Role};
 pub use output::{Action, ActionId, Decision, Evaluation, Output, SampleReport, Verdict};
 pub use policy::{Policy, PrimaryDeath, RequireApproval};
 pub use reason::Reason;

@@ -3,7 +3,7 @@
 //! (double exponential smoothing: level + trend) whose forecast error is scored
 //! against what actually happened `horizon` ticks later.
 //!
-//! Everything is integer arithmetic so a [`super::Cluster`] stays `Eq`, hashable in
+//! Everything is integer arithmetic so a [`super::Group`] stays `Eq`, hashable in
 //! tests, and bit-for-bit deterministic across platforms.
 //!
 //! Why Holt and not Holt-Winters or MSTL (`augurs`): a daily season at a 10 s
@@ -32,7 +32,7 @@ const MIN_ERRORS: usize = 10;
 
 /// What the group's policy asks of the signal, in ticks and basis points.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Settings {
+pub struct ForecastSettings {
     pub predictive: bool,
     pub guard: bool,
     /// Ticks ahead to forecast (at least 1).
@@ -104,7 +104,7 @@ pub struct Signal {
 impl Signal {
     /// Feed one tick's demand (bp × vCPUs: 10 000 = one busy vCPU) measured over
     /// `weight` fresh vCPUs.
-    pub fn observe(&mut self, raw: u64, weight: u32, s: &Settings) -> Observed {
+    pub fn observe(&mut self, raw: u64, weight: u32, s: &ForecastSettings) -> Observed {
         self.tick += 1;
         self.stats.ticks += 1;
         let weight = u64::from(weight.max(1));
@@ -258,8 +258,8 @@ fn median(v: &VecDeque<u64>) -> u64 {
 mod tests {
     use super::*;
 
-    fn settings() -> Settings {
-        Settings {
+    fn settings() -> ForecastSettings {
+        ForecastSettings {
             predictive: true,
             guard: true,
             horizon_ticks: 3,
@@ -305,7 +305,7 @@ mod tests {
 
     #[test]
     fn a_noisy_signal_closes_the_gate() {
-        let s = Settings {
+        let s = ForecastSettings {
             guard: false,
             max_error_bp: 500,
             ..settings()

@@ -469,7 +469,7 @@ mod tests {
 
     #[test]
     fn a_window_max_scales_down_toward_it_with_the_normal_pacing() {
-        use crate::core::cluster::{Cluster, Input};
+        use crate::core::group::{Group, Input};
         use crate::core::{Output, Policy, Timestamp};
         use crate::name::Name;
         let policy = Policy {
@@ -478,7 +478,7 @@ mod tests {
             ..Policy::default()
         };
         let name = |s: &str| Name::parse(s).unwrap();
-        let mut c = Cluster::new(name("a:web"), policy, Timestamp(0));
+        let mut c = Group::new(name("a:web"), policy, Timestamp(0));
         c.set_wall_origin(ms("2026-03-02T21:59:00Z"));
         let mut out = Vec::new();
         for n in ["a:web-clone-1", "a:web-clone-2"] {
@@ -644,7 +644,7 @@ mod tests {
                 e.step(Timestamp(t), input, &mut out);
             }
         }
-        for c in e.clusters() {
+        for c in e.groups() {
             assert_eq!(
                 c.active_windows().collect::<Vec<_>>(),
                 ["day"],

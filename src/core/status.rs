@@ -74,7 +74,7 @@ impl Status {
     /// The snapshot of `engine` at `now`.
     pub fn of(engine: &Engine, now: Timestamp) -> Self {
         let groups = engine
-            .clusters()
+            .groups()
             .iter()
             .map(|c| {
                 let p = c.policy();

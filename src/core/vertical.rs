@@ -1,5 +1,5 @@
 //! Vertical sizing of one container (Proxmox LXC resizes live): a pure state machine
-//! in the style of [`super::Cluster`].
+//! in the style of [`super::Group`].
 //!
 //! Calling contract: feed one [`Input::Sample`] per poll with the time it was taken,
 //! answer every [`Resize`] with [`Input::Result`], and call [`Input::Tick`] no later
@@ -207,7 +207,7 @@ pub fn cpu_share(cpu: f64, maxcpu: f64, cores: u32, cpulimit_centi: u32) -> Bp {
 }
 
 /// A cumulative CPU-µs counter advanced by a share held for `elapsed_ms`, on a
-/// 1-vCPU scale: fed to [`super::Cluster`] with `vcpus = 1`, consecutive readings
+/// 1-vCPU scale: fed to [`super::Group`] with `vcpus = 1`, consecutive readings
 /// give back `bp` (to within rounding). Proxmox has gauges, the engine counters.
 pub fn advance_counter(cum_us: u64, bp: Bp, elapsed_ms: u64) -> u64 {
     let add = u128::from(bp) * u128::from(elapsed_ms) / 10;

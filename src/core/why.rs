@@ -151,7 +151,7 @@ pub enum WhyNot {
     ResizeInFlight {
         id: ActionId,
     },
-    /// The orchestrator refuses scale-ups ([`super::cluster::Input::Refusal`]); its
+    /// The orchestrator refuses scale-ups ([`super::group::Input::Refusal`]); its
     /// text is the orchestrator's own.
     Refused(String),
     /// At `max` for a scale-up, at `min` for a scale-down.

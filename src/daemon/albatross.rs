@@ -17,7 +17,7 @@ use super::cost::CostLedger;
 use super::decision_log::DecisionLog;
 use super::ownership::Ownership;
 use super::recorder::Recorder;
-use super::runner::{EngineHandle, Event, Runner, Settings};
+use super::runner::{EngineHandle, Event, Runner, RunnerSettings};
 use crate::albatross::actuator::{AlbatrossActuator, VcpuMap};
 use crate::albatross::client::{Client, ClientError};
 use crate::albatross::stats::{self, Backoff, StreamHealth, StreamSettings};
@@ -161,7 +161,7 @@ impl Daemon {
         let engine = Engine::new(engine_groups(&config), Options::default(), Timestamp::ZERO)
             .with_wall_origin(super::unix_ms(origin))
             .with_cost_ceiling(config.daemon.max_cost_micros);
-        let settings = Settings {
+        let settings = RunnerSettings {
             dry_run: opts.dry_run,
             state_file: config.daemon.state_file.clone(),
             shutdown_grace: opts.shutdown_grace,

@@ -9,7 +9,7 @@ pub mod ownership;
 pub mod recorder;
 pub mod runner;
 
-pub use runner::{Actuator, Done, Event, Failed, Runner, Settings};
+pub use runner::{Actuator, Done, Event, Failed, Runner, RunnerSettings};
 
 /// The Unix time in milliseconds: the wall-clock origin (t = 0) handed to the
 /// engines at start, against which schedules are evaluated.

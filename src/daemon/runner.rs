@@ -108,8 +108,8 @@ impl EngineHandle {
     }
 }
 
-/// Settings of the engine task.
-pub struct Settings {
+/// How the engine task runs.
+pub struct RunnerSettings {
     pub dry_run: bool,
     pub state_file: PathBuf,
     /// How long shutdown waits for in-flight actions.
@@ -123,7 +123,7 @@ pub struct Runner<A> {
     log: DecisionLog,
     /// The ownership record and the one action in flight per instance name.
     keeper: Keeper,
-    settings: Settings,
+    settings: RunnerSettings,
     start: Instant,
     last: Timestamp,
     observers: broadcast::Sender<Output>,
@@ -151,7 +151,7 @@ impl<A: Actuator> Runner<A> {
         actuator: Arc<A>,
         log: DecisionLog,
         ownership: Ownership,
-        settings: Settings,
+        settings: RunnerSettings,
         start: Instant,
     ) -> Self {
         Self {
@@ -346,10 +346,7 @@ impl<A: Actuator> Runner<A> {
                 let now = self.stamp(Instant::now());
                 self.config_source = source;
                 self.step(now, Input::Reconfigure { groups }, in_flight);
-                tracing::info!(
-                    groups = self.engine.clusters().len(),
-                    "configuration applied"
-                );
+                tracing::info!(groups = self.engine.groups().len(), "configuration applied");
             }
         }
     }
@@ -400,7 +397,7 @@ impl<A: Actuator> Runner<A> {
             };
             let known = self
                 .engine
-                .clusters()
+                .groups()
                 .iter()
                 .any(|c| **c.group() == group && c.has_member(vm));
             if !known {
@@ -412,7 +409,7 @@ impl<A: Actuator> Runner<A> {
             };
             self.step(now, input, in_flight);
         }
-        let Some(c) = self.engine.clusters().iter().find(|c| **c.group() == group) else {
+        let Some(c) = self.engine.groups().iter().find(|c| **c.group() == group) else {
             return;
         };
         let foreign: Vec<Name> = running
@@ -503,7 +500,7 @@ impl<A: Actuator> Runner<A> {
         let instance = d.instance.to_string();
         let paused = self
             .engine
-            .clusters()
+            .groups()
             .iter()
             .any(|c| *c.group() == d.group && c.control().paused);
         match d.action {
@@ -566,7 +563,7 @@ impl<A: Actuator> Runner<A> {
     fn hold(&mut self, now: Timestamp, d: &Decision) {
         let timeout = self
             .engine
-            .clusters()
+            .groups()
             .iter()
             .find(|c| *c.group() == d.group)
             .map_or(Duration::from_secs(900), |c| c.policy().approval_timeout);

@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 use serde::Serialize;
 
 use super::query::rfc3339;
-use crate::core::predict::{Settings, Signal};
+use crate::core::predict::{ForecastSettings, Signal};
 
 /// Recent errors kept per lead time (a day of 5-minute steps).
 pub const ERRORS_KEPT: usize = 288;
@@ -64,7 +64,7 @@ fn units(vcpus: f64) -> u64 {
 pub fn forecast(series: &[(i64, f64)], step_ms: i64, horizon: usize) -> Option<Forecast> {
     let &(first, _) = series.first()?;
     let horizon = horizon.max(1);
-    let settings = Settings {
+    let settings = ForecastSettings {
         predictive: true,
         guard: false,
         horizon_ticks: u32::try_from(horizon).unwrap_or(u32::MAX),

@@ -230,7 +230,7 @@ impl Writer {
             tx,
             counters: counters.clone(),
         };
-        let settings = Settings {
+        let settings = WriterSettings {
             batch: config.batch,
             flush: config.flush_interval,
             keep: Retention {
@@ -277,13 +277,13 @@ impl Drop for Writer {
     }
 }
 
-struct Settings {
+struct WriterSettings {
     batch: usize,
     flush: Duration,
     keep: Retention,
 }
 
-fn run(mut store: Store, rx: mpsc::Receiver<Msg>, s: Settings, counters: Arc<Counters>) {
+fn run(mut store: Store, rx: mpsc::Receiver<Msg>, s: WriterSettings, counters: Arc<Counters>) {
     let mut batch: Vec<Row> = Vec::with_capacity(s.batch.min(65_536));
     // The first step runs at once: it catches up on what a restart left behind.
     let mut next_maintain = Instant::now();

@@ -40,7 +40,7 @@ const MIB: u64 = 1 << 20;
 
 /// Controller settings.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub struct ControllerSettings {
     pub tag: String,
     pub tasks: Tasks,
     pub dry_run: bool,
@@ -112,7 +112,7 @@ pub struct Controller {
     engine: Engine,
     counters: HashMap<String, (Timestamp, u64)>,
     state: Arc<Mutex<CloneState>>,
-    settings: Settings,
+    settings: ControllerSettings,
     log: Option<BufWriter<File>>,
     pending: Vec<Output>,
     /// Jobs waiting for an operator (`require_approval`), by approval id.
@@ -140,7 +140,7 @@ impl Controller {
         client: Arc<Client>,
         lxc: Vec<Lxc>,
         state: CloneState,
-        settings: Settings,
+        settings: ControllerSettings,
         now: Timestamp,
     ) -> std::io::Result<Self> {
         let groups = lxc
@@ -499,7 +499,7 @@ impl Controller {
     ) {
         let Some(cluster) = self
             .engine
-            .clusters()
+            .groups()
             .iter()
             .find(|c| **c.group() == *group_name)
         else {

@@ -1,7 +1,7 @@
 //! The Proxmox VE shell: scales LXC containers with the same engine as albatross
 //! groups, vertically (live `PUT config` of cores / cpulimit / memory, decided by
 //! [`crate::core::vertical`]) and horizontally (clone + start, shutdown + destroy,
-//! decided by [`crate::core::Cluster`]).
+//! decided by [`crate::core::Group`]).
 //!
 //! * [`client`]: thin reqwest client (token auth, CA or fingerprint TLS, lenient
 //!   types, bounded concurrency, timeouts, retries, a breaker per node).
@@ -31,7 +31,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub use client::{Client, ProxmoxError};
-pub use controller::{Controller, Job, Report, Settings};
+pub use controller::{Controller, ControllerSettings, Job, Report};
 
 use crate::config::Config;
 use crate::core::Timestamp;
@@ -130,7 +130,7 @@ fn observed_controller(
     }
     let client = Arc::new(client);
     let state = state::CloneState::load(&pve.state_file)?;
-    let settings = Settings {
+    let settings = ControllerSettings {
         tag: pve.tag.clone(),
         tasks: actuator::Tasks {
             timeout: pve.task_timeout,

@@ -220,7 +220,7 @@ pub fn run(trace: &Trace, primary: &Name, policy: &Policy, spec: &Spec, seed: u6
     metrics.cost_per_hour = metrics.mean_instances * policy.instance_cost_micros as f64 / 1e6;
     metrics.cost = metrics.cost_per_hour * metrics.hours;
     if let (Controller::Engine { engine, .. }, Kind::Engine(p)) = (&ctl, &spec.kind)
-        && let Some(c) = engine.clusters().first()
+        && let Some(c) = engine.groups().first()
     {
         let s = c.forecast_stats();
         if p.predictive {

@@ -1,4 +1,4 @@
-//! The engine test harness shared by tests/engine*.rs: one `Cluster` driven with
+//! The engine test harness shared by tests/engine*.rs: one `Group` driven with
 //! explicit time; each VM's cumulative CPU counter advances by the given percentage
 //! of the interval since its previous sample.
 #![allow(dead_code)] // each test binary uses a different part
@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use albatross_autoscale::core::cluster::Input;
-use albatross_autoscale::core::{Cluster, Decision, Output, Policy, Timestamp, Verdict};
+use albatross_autoscale::core::group::Input;
+use albatross_autoscale::core::{Decision, Group, Output, Policy, Timestamp, Verdict};
 use albatross_autoscale::name::Name;
 
 pub const IV: u64 = 10_000;
@@ -19,7 +19,7 @@ pub fn name(s: &str) -> Arc<Name> {
 /// Drives one cluster: each VM's cumulative CPU counter advances by the given
 /// percentage of the interval since its previous sample.
 pub struct H {
-    pub c: Option<Cluster>,
+    pub c: Option<Group>,
     pub now: u64,
     pub cpu: HashMap<Arc<Name>, (u64, u64)>,
     pub log: Vec<Output>,
@@ -28,7 +28,7 @@ pub struct H {
 impl H {
     pub fn new(policy: Policy) -> Self {
         Self {
-            c: Some(Cluster::new(
+            c: Some(Group::new(
                 Name::parse("alice:web").unwrap(),
                 policy,
                 Timestamp(0),
@@ -38,7 +38,7 @@ impl H {
             log: Vec::new(),
         }
     }
-    pub fn c(&self) -> &Cluster {
+    pub fn c(&self) -> &Group {
         self.c.as_ref().unwrap()
     }
     pub fn input(&mut self, input: Input) -> Vec<Output> {

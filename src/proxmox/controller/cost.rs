@@ -43,7 +43,7 @@ impl Controller {
             c.vertical.as_ref().map_or(0, Vertical::hourly_cost)
         } else {
             self.engine
-                .clusters()
+                .groups()
                 .iter()
                 .find(|g| **g.group() == c.lxc.name)
                 .map_or(0, |g| g.hourly_cost())

@@ -2,7 +2,7 @@
 //!
 //! Calling contract (as in quinn-proto and str0m): feed every input with the time it
 //! happened, `handle(self, now, input) -> (Self, outputs)`, and call `handle(now,
-//! Input::Tick)` no later than [`Cluster::next_deadline`]. `now` must not go
+//! Input::Tick)` no later than [`Group::next_deadline`]. `now` must not go
 //! backwards. Every decision that [`Action::needs_result`] must be answered with
 //! [`Input::ActionResult`]; until then the group takes no other action (a
 //! `clone_lost` cleanup only keeps its name taken until answered).
@@ -38,7 +38,7 @@ pub enum Input {
         /// vCPUs of the instance, if the source knows (else the policy's `vcpus`).
         vcpus: Option<u32>,
     },
-    /// Time passed; call at or after [`Cluster::next_deadline`].
+    /// Time passed; call at or after [`Group::next_deadline`].
     Tick,
     /// The actuator's answer to a decision.
     ActionResult {
@@ -134,7 +134,7 @@ impl InFlight {
 
 /// The state of one group. A value: `Clone + Debug + PartialEq`, no I/O.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cluster {
+pub struct Group {
     group: Arc<Name>,
     primary: Arc<Name>,
     policy: Policy,
@@ -177,7 +177,7 @@ pub struct Cluster {
     refusal: Option<(WhyNot, u32)>,
 }
 
-impl Cluster {
+impl Group {
     /// A group whose primary is `primary`, created at `now` (the primary's death
     /// clock starts now).
     pub fn new(primary: Name, policy: Policy, now: Timestamp) -> Self {
@@ -366,7 +366,7 @@ impl Cluster {
         (self, out)
     }
 
-    /// [`Cluster::handle`] in place, appending to `out` (for owners of many groups).
+    /// [`Group::handle`] in place, appending to `out` (for owners of many groups).
     pub fn step(&mut self, now: Timestamp, input: Input, out: &mut Vec<Output>) {
         match input {
             Input::Sample { vm, cpu_us, vcpus } => self.on_sample(now, &vm, cpu_us, vcpus, out),
@@ -426,13 +426,13 @@ impl Cluster {
         }
     }
 
-    /// Where `vm` sits among the members, for [`Cluster::sample_at`]. Valid until
-    /// [`Cluster::membership`] changes.
+    /// Where `vm` sits among the members, for [`Group::sample_at`]. Valid until
+    /// [`Group::membership`] changes.
     pub fn member_index(&self, vm: &Name) -> Option<usize> {
         self.members.position(vm)
     }
 
-    /// [`Input::Sample`] for the member at `i` (from [`Cluster::member_index`]):
+    /// [`Input::Sample`] for the member at `i` (from [`Group::member_index`]):
     /// spares the engine a second lookup by name on its hot path.
     pub fn sample_at(
         &mut self,

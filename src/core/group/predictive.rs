@@ -5,7 +5,7 @@
 use super::*;
 use crate::core::reason::Predicted;
 
-impl Cluster {
+impl Group {
     /// Totals of the guard and the forecaster (for the simulator's report).
     pub fn forecast_stats(&self) -> predict::Stats {
         self.signal.stats
@@ -41,7 +41,7 @@ impl Cluster {
         }
         let fresh_w = fresh_w.max(1);
         let interval_ms = crate::core::time::duration_ms(p.sample_interval).max(1);
-        let settings = predict::Settings {
+        let settings = predict::ForecastSettings {
             predictive: p.predictive,
             guard: p.anomaly_guard,
             horizon_ticks: u32::try_from(

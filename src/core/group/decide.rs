@@ -4,7 +4,7 @@
 
 use super::*;
 
-impl Cluster {
+impl Group {
     /// One tick: deaths, group average over fresh members, counters, decision.
     pub(super) fn evaluate(&mut self, now: Timestamp, out: &mut Vec<Output>) {
         self.check_deaths(now, out);

@@ -2,7 +2,7 @@
 
 use super::*;
 
-impl Cluster {
+impl Group {
     /// The operator overrides in force.
     pub fn control(&self) -> Control {
         self.control
@@ -88,7 +88,7 @@ impl Cluster {
     }
 }
 
-impl Cluster {
+impl Group {
     /// Whether decision `d` of this group must wait for an operator: its action is
     /// listed in `require_approval`, and it is not the operator's own manual target.
     pub fn needs_approval(&self, d: &Decision) -> bool {
