@@ -83,6 +83,21 @@ fn spawn_loop(
     (shutdown, task)
 }
 
+/// A fake Proxmox with a hot container `web` (101) and its template (9000); the
+/// token secret and an API key `ops` written into `d`.
+async fn hot_web(d: &std::path::Path) -> FakeServer {
+    let mut fake = Fake::new(&format!("PVEAPIToken={TOKEN}={SECRET}"));
+    fake.node("pve", 65_536, 8_192);
+    let mut web = Ct::new("pve", "web", 2, 1024);
+    web.cpu = 0.95;
+    let mut tpl = Ct::new("pve", "web-tpl", 1, 512);
+    (tpl.running, tpl.template) = (false, true);
+    fake.cts.extend([(101, web), (9000, tpl)]);
+    std::fs::write(d.join("secret"), SECRET).unwrap();
+    std::fs::write(d.join("keys"), format!("ops {KEY}\n")).unwrap();
+    FakeServer::start(fake).await.unwrap()
+}
+
 /// Let virtual time pass in one-second steps until `cond` holds (at most `limit`).
 async fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let end = Instant::now() + limit;
@@ -106,16 +121,7 @@ fn clones(s: &FakeServer) -> Vec<String> {
 #[tokio::test(start_paused = true)]
 async fn pending_approved_executed_then_rejected_then_expired() {
     let d = dir("flow");
-    let mut fake = Fake::new(&format!("PVEAPIToken={TOKEN}={SECRET}"));
-    fake.node("pve", 65_536, 8_192);
-    let mut web = Ct::new("pve", "web", 2, 1024);
-    web.cpu = 0.95;
-    let mut tpl = Ct::new("pve", "web-tpl", 1, 512);
-    (tpl.running, tpl.template) = (false, true);
-    fake.cts.extend([(101, web), (9000, tpl)]);
-    let s = FakeServer::start(fake).await.unwrap();
-    std::fs::write(d.join("secret"), SECRET).unwrap();
-    std::fs::write(d.join("keys"), format!("ops {KEY}\n")).unwrap();
+    let s = hot_web(&d).await;
     let text = format!(
         "[policy]\nscale_up_ticks = 2\nscale_down_ticks = 1000\nscale_up_cooldown = \"0s\"\n\
          sample_interval = \"10s\"\ndeath_timeout = \"60s\"\nretry_backoff = \"10s\"\n\
@@ -675,16 +681,7 @@ async fn containers_show_size_usage_bounds_in_force_and_the_clone_group() {
 #[tokio::test(start_paused = true)]
 async fn lxc_decisions_reach_v1_decisions_and_the_metrics() {
     let d = dir("lxc-decisions");
-    let mut fake = Fake::new(&format!("PVEAPIToken={TOKEN}={SECRET}"));
-    fake.node("pve", 65_536, 8_192);
-    let mut web = Ct::new("pve", "web", 2, 1024);
-    web.cpu = 0.95;
-    let mut tpl = Ct::new("pve", "web-tpl", 1, 512);
-    (tpl.running, tpl.template) = (false, true);
-    fake.cts.extend([(101, web), (9000, tpl)]);
-    let s = FakeServer::start(fake).await.unwrap();
-    std::fs::write(d.join("secret"), SECRET).unwrap();
-    std::fs::write(d.join("keys"), format!("ops {KEY}\n")).unwrap();
+    let s = hot_web(&d).await;
     let text = format!(
         "[policy]\nscale_up_ticks = 2\nscale_down_ticks = 1000\nscale_up_cooldown = \"0s\"\n\
          sample_interval = \"10s\"\ndeath_timeout = \"60s\"\n\
