@@ -292,3 +292,32 @@ fn control_survives_a_reload_and_a_narrowed_bound_clamps_the_target() {
     assert!(h.e.groups()[0].control().paused);
     assert_eq!(h.instances(), 2);
 }
+
+/// Paused (recommend-only): a clone that stops reporting leaves the group, but
+/// no destroy is decided; the evaluation says what would be done (issue 17:
+/// "leave a lost clone alone while paused" is the core's rule, not the runner's).
+#[test]
+fn a_lost_clone_is_left_alone_while_paused() {
+    let mut h = H::new(Policy {
+        death_timeout: Duration::from_secs(30),
+        ..policy()
+    });
+    h.input(Input::Adopt {
+        group: n("alice:web"),
+        vm: n("alice:web-clone-1"),
+    });
+    h.input(Input::Pause {
+        group: n("alice:web"),
+    });
+    for _ in 0..5 {
+        h.round(50); // the clone never reports
+    }
+    assert!(decisions(&h.log).is_empty(), "{:?}", decisions(&h.log));
+    assert!(!h.e.groups()[0].has_member(&n("alice:web-clone-1")));
+    let blocked = h.log.iter().any(|o| {
+        matches!(o, Output::Evaluation(e) if matches!(&e.verdict,
+            Verdict::Blocked { wanted: Action::CloneLost, why_not }
+                if why_not.to_string().starts_with(&format!("{PAUSED}; would clone_lost: no sample for"))))
+    });
+    assert!(blocked, "{:#?}", h.log);
+}

@@ -496,21 +496,7 @@ impl<A: Actuator> Runner<A> {
 
     fn dispatch(&mut self, now: Timestamp, d: &Decision, in_flight: &mut JoinSet<Settled>) {
         tracing::info!(group = %d.group, action = d.action.as_str(), instance = %d.instance, reason = %d.reason, dry_run = self.settings.dry_run, "decision");
-        let group = d.group.to_string();
-        let instance = d.instance.to_string();
-        let paused = self
-            .engine
-            .groups()
-            .iter()
-            .any(|c| *c.group() == d.group && c.control().paused);
         match d.action {
-            // Recommend-only: a lost clone leaves the group, but its remains are
-            // not touched while paused (it stays in the ownership record, and a
-            // reconcile adopts it if it runs again).
-            Action::CloneLost if paused => {
-                tracing::info!(%group, %instance, "paused: the lost clone is left alone");
-                return self.answer(now, d, "paused: left alone".into(), in_flight);
-            }
             Action::Promote => {
                 // The new primary is never a scale-down victim.
                 if self.keeper.begin(d, super::unix_ms_now()).unwrap_or(false) {

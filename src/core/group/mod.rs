@@ -585,6 +585,22 @@ impl Group {
                 continue;
             }
             let reason = Reason::CloneLost { silent, timeout };
+            if self.control.paused {
+                // Recommend-only: the lost clone leaves the group but its remains are
+                // not touched; it stays in the ownership record, and a reconcile
+                // adopts it if it runs again. The evaluation says what would be done.
+                self.members.remove(&name);
+                self.membership += 1;
+                let verdict = Verdict::Blocked {
+                    wanted: Action::CloneLost,
+                    why_not: WhyNot::Paused {
+                        would: Action::CloneLost,
+                        reason: Box::new(reason),
+                    },
+                };
+                out.push(self.evaluation(now, None, None, verdict));
+                continue;
+            }
             // Leaving until the cleanup is answered: its remains may still run, so
             // the name stays taken and counted against max_instances meanwhile.
             let id = self.push_decision(now, Action::CloneLost, name.clone(), reason, None, out);
