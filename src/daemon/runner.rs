@@ -679,13 +679,17 @@ impl<A: Actuator> Runner<A> {
             }));
             self.actuator.outcome_unknown(&d);
         }
+        let unknown = matches!(r, Err(Failed::Unknown(_)));
         let r: Result<(), String> = match r {
             Ok(_) => Ok(()),
             Err(Failed::Unknown(_)) if d.action == Action::ScaleUp => Ok(()),
             Err(f) => Err(f.message().to_string()),
         };
-        self.publish_outcome(&d, &r);
-        if r.is_ok() {
+        // An unknown outcome is neither "executed" nor "failed" (its own log line).
+        if !unknown {
+            self.publish_outcome(&d, &r);
+        }
+        if r.is_ok() && !unknown {
             self.log.done(&d, now.as_millis());
             tracing::info!(%group, action = d.action.as_str(), %instance, "action done");
         }
