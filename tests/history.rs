@@ -580,7 +580,7 @@ async fn http_history_and_forecast_answer_with_json() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_resize_only_container_is_recorded_with_its_resizes() {
     use albatross_autoscale::sandbox::proxmox::FakeServer;
     const PVE_SECRET: &str = "3f0c5a52-0000-4000-8000-0000000000ee";
