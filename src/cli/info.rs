@@ -2,6 +2,7 @@
 //! operator helpers in the style of albatross-client, to check connectivity and
 //! certificates.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -77,7 +78,9 @@ pub fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
         let mut reader = match &args.name {
             Some(name) => client.subscribe_stats_of(name).await?,
             None => {
-                eprintln!(
+                // Not eprintln!: a closed stderr must not panic.
+                let _ = writeln!(
+                    std::io::stderr(),
                     "note: subscribing as {} takes the stats stream of a daemon that uses the same certificate path (one subscriber per name); name a unikernel to subscribe under its own name",
                     client.path()
                 );
@@ -92,7 +95,7 @@ pub fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
             Some(m) => m.header.name,
             None => anyhow::bail!("the stream ended before the subscription reply"),
         };
-        eprintln!("subscribed as {sub}");
+        let _ = writeln!(std::io::stderr(), "subscribed as {sub}");
         let mut last: std::collections::HashMap<Name, Reading> = Default::default();
         let mut n = 0u64;
         while let Some(m) = reader.next_message().await? {
