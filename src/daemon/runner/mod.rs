@@ -11,16 +11,21 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+// Decisions into actions; operator approvals; reconcile with what runs.
+mod act;
+mod approval;
+mod reconcile;
+
 use super::approvals::{self, At, Command, Owner, SharedBook};
 use super::cost::CostLedger;
 use super::decision_log::DecisionLog;
-use super::ownership::{Keeper, Listed, Ownership};
+use super::ownership::{Keeper, Ownership};
 use super::recorder::{Line, Recorder};
 pub use crate::actuate::{Actuator, Done, Failed};
 use crate::core::status::Status;
-use crate::core::{Action, Decision, Engine, Input, Output, Policy, Timestamp, Verdict};
+use crate::core::{Decision, Engine, Input, Output, Policy, Timestamp, Verdict};
 use crate::name::Name;
-use crate::notify::notice::{Ceilings, Notice, Notices};
+use crate::notify::notice::{Ceilings, Notices};
 
 /// What the engine task receives.
 #[derive(Debug)]
@@ -351,85 +356,6 @@ impl<A: Actuator> Runner<A> {
         }
     }
 
-    fn reconcile(
-        &mut self,
-        group: Name,
-        running: Vec<(Name, Option<i64>)>,
-        in_flight: &mut JoinSet<Settled>,
-    ) {
-        let now = self.stamp(Instant::now());
-        let g = group.to_string();
-        let listed: Vec<Listed> = running
-            .iter()
-            .map(|(n, started_ms)| Listed {
-                name: n.to_string(),
-                started_ms: *started_ms,
-            })
-            .collect();
-        let running: Vec<Name> = running.into_iter().map(|(n, _)| n).collect();
-        let found = self.keeper.reconcile(&g, &listed);
-        for name in &found.disowned {
-            tracing::warn!(group = %g, instance = %name, "a create of this name was recorded but never confirmed, and an instance of that name ran before it was decided: not ours, never touched");
-            if let Ok(vm) = Name::parse(name) {
-                let input = Input::Foreign {
-                    group: group.clone(),
-                    vm,
-                };
-                self.step(now, input, in_flight);
-            }
-        }
-        for name in &found.forgot {
-            tracing::info!(group = %g, instance = %name, "forgetting an owned clone that no longer runs");
-            if let Ok(vm) = Name::parse(name) {
-                let input = Input::Gone {
-                    group: group.clone(),
-                    vm,
-                };
-                self.step(now, input, in_flight);
-            }
-        }
-        if Keeper::changed(&found) {
-            self.save_ownership();
-        }
-        for name in found.adopt {
-            let Some(vm) = running.iter().find(|r| r.to_string() == name) else {
-                continue;
-            };
-            let known = self
-                .engine
-                .groups()
-                .iter()
-                .any(|c| **c.group() == group && c.has_member(vm));
-            if !known {
-                tracing::info!(group = %g, instance = %name, "adopting an owned clone that still runs");
-            }
-            let input = Input::Adopt {
-                group: group.clone(),
-                vm: vm.clone(),
-            };
-            self.step(now, input, in_flight);
-        }
-        let Some(c) = self.engine.groups().iter().find(|c| **c.group() == group) else {
-            return;
-        };
-        let foreign: Vec<Name> = running
-            .iter()
-            .filter(|r| c.matches_clone_pattern(r) && !c.has_member(r))
-            .cloned()
-            .collect();
-        for vm in foreign {
-            tracing::info!(group = %g, instance = %vm, "named like a clone but not ours: never touched");
-            self.step(
-                now,
-                Input::Foreign {
-                    group: group.clone(),
-                    vm,
-                },
-                in_flight,
-            );
-        }
-    }
-
     fn step(&mut self, now: Timestamp, input: Input, in_flight: &mut JoinSet<Settled>) {
         self.step_keep(now, input, in_flight, None);
     }
@@ -491,235 +417,6 @@ impl<A: Actuator> Runner<A> {
                 tracing::warn!(%group, action = action.as_str(), %instance, %error, retry_in = %humantime::format_duration(*retry_in), "action failed");
             }
             let _ = self.observers.send(o);
-        }
-    }
-
-    fn dispatch(&mut self, now: Timestamp, d: &Decision, in_flight: &mut JoinSet<Settled>) {
-        tracing::info!(group = %d.group, action = d.action.as_str(), instance = %d.instance, reason = %d.reason, dry_run = self.settings.dry_run, "decision");
-        match d.action {
-            Action::Promote => {
-                // The new primary is never a scale-down victim.
-                if self.keeper.begin(d, super::unix_ms_now()).unwrap_or(false) {
-                    self.save_ownership();
-                }
-                self.publish_outcome(d, &Ok(()));
-                return;
-            }
-            _ if !self.settings.dry_run && self.engine.needs_approval(d) => {
-                return self.hold(now, d);
-            }
-            _ => {}
-        }
-        self.execute(now, d, in_flight);
-    }
-
-    /// Carry out `d` (approved, or not needing approval).
-    fn execute(&mut self, now: Timestamp, d: &Decision, in_flight: &mut JoinSet<Settled>) {
-        if !self.settings.dry_run {
-            match self.keeper.begin(d, super::unix_ms_now()) {
-                Ok(true) => self.save_ownership(),
-                Ok(false) => {}
-                Err(why) => {
-                    tracing::warn!(group = %d.group, action = d.action.as_str(), instance = %d.instance, "{why}; not executed");
-                    return self.answer(now, d, why, in_flight);
-                }
-            }
-        }
-        if self.settings.dry_run {
-            self.publish_outcome(d, &Ok(()));
-            if d.action.needs_result() {
-                let ack = Input::ActionResult {
-                    group: (*d.group).clone(),
-                    id: d.id,
-                    outcome: Ok(()),
-                };
-                self.step(now, ack, in_flight);
-            }
-            return;
-        }
-        let actuator = self.actuator.clone();
-        let d = d.clone();
-        in_flight.spawn(async move {
-            let r = actuator.execute(d.clone()).await;
-            (d, r)
-        });
-    }
-
-    /// Keep `d` waiting for an operator; the engine keeps it in flight meanwhile.
-    fn hold(&mut self, now: Timestamp, d: &Decision) {
-        let timeout = self
-            .engine
-            .groups()
-            .iter()
-            .find(|c| *c.group() == d.group)
-            .map_or(Duration::from_secs(900), |c| c.policy().approval_timeout);
-        let e = self.approvals.lock().add(
-            Owner::Albatross,
-            approvals::Request::of(d),
-            timeout,
-            At::now(),
-        );
-        tracing::info!(approval = %e.id, group = %d.group, action = d.action.as_str(), instance = %d.instance, expires_at = %approvals::fmt_time(e.expires_at), "decision waits for approval");
-        self.log.line(&approvals::log_line(
-            "approval_pending",
-            &e,
-            now.as_millis(),
-        ));
-        self.notices.publish(approvals::pending_notice(&e));
-        self.held.push((e.id, d.clone()));
-    }
-
-    /// An operator's verdict: execute after a re-check of the rules, or answer the
-    /// engine with a failure (so it backs off as after any failed action).
-    fn on_approval(&mut self, cmd: Command, in_flight: &mut JoinSet<Settled>) {
-        self.expire(in_flight);
-        let now = self.stamp(Instant::now());
-        let Some((mut e, d, cmd)) = approvals::take_held(&self.approvals, &mut self.held, cmd)
-        else {
-            return;
-        };
-        let verdict = if cmd.approve {
-            self.engine
-                .recheck(&d)
-                .map_err(|why| format!("approved by {} but not executed: {why}", cmd.key))
-        } else {
-            Err(format!("rejected by {}", cmd.key))
-        };
-        e.outcome = Some(match &verdict {
-            Ok(()) => "executing".to_string(),
-            Err(why) => why.clone(),
-        });
-        if let Some(o) = &e.outcome {
-            self.approvals.lock().set_outcome(&e.id, o.clone());
-        }
-        let event = if cmd.approve { "approved" } else { "rejected" };
-        self.log
-            .line(&approvals::log_line(event, &e, now.as_millis()));
-        tracing::info!(approval = %e.id, key = %cmd.key, group = %d.group, action = d.action.as_str(), instance = %d.instance, outcome = e.outcome.as_deref().unwrap_or(""), "{event}");
-        let _ = cmd.reply.send(Ok(e));
-        match verdict {
-            Ok(()) => self.execute(now, &d, in_flight),
-            Err(why) => self.answer(now, &d, why, in_flight),
-        }
-    }
-
-    /// Drop held decisions whose `approval_timeout` ran out.
-    fn expire(&mut self, in_flight: &mut JoinSet<Settled>) {
-        let gone = self.approvals.lock().expire(Owner::Albatross, At::now());
-        if gone.is_empty() {
-            return;
-        }
-        let now = self.stamp(Instant::now());
-        for e in gone {
-            tracing::warn!(approval = %e.id, group = %e.request.group, action = %e.request.action, instance = %e.request.instance, "approval expired; the decision is dropped");
-            self.log.line(&approvals::log_line(
-                "approval_expired",
-                &e,
-                now.as_millis(),
-            ));
-            if let Some(i) = self.held.iter().position(|(id, _)| *id == e.id) {
-                let (_, d) = self.held.swap_remove(i);
-                self.answer(now, &d, "approval expired".into(), in_flight);
-            }
-        }
-    }
-
-    /// Tell the engine that held decision `d` was not carried out.
-    fn answer(
-        &mut self,
-        now: Timestamp,
-        d: &Decision,
-        why: String,
-        in_flight: &mut JoinSet<Settled>,
-    ) {
-        let result = Input::ActionResult {
-            group: (*d.group).clone(),
-            id: d.id,
-            outcome: Err(why),
-        };
-        self.step(now, result, in_flight);
-    }
-
-    fn settle(&mut self, (d, r): Settled, in_flight: &mut JoinSet<Settled>) {
-        let now = self.stamp(Instant::now());
-        let (group, instance) = (d.group.to_string(), d.instance.to_string());
-        let changed = match &r {
-            Err(Failed::Unknown(_)) => self.keeper.release(&d),
-            r => self.keeper.finish(&d, r.is_ok()),
-        };
-        if changed {
-            self.save_ownership();
-        }
-        if r == Ok(Done::AlreadyRunning) {
-            tracing::info!(%group, %instance, "albatross says the primary is already running: alive; resubscribing and reconciling instead of retrying");
-            self.log.line(&serde_json::json!({
-                "event": "primary_alive", "t_ms": now.as_millis(), "group": d.group,
-                "instance": d.instance, "id": d.id,
-                "reason": "albatross answered `Unikernel with same name is already running`: the primary is alive; no retry, its stats stream is resubscribed and reconciled",
-            }));
-        }
-        let hold = match &r {
-            Err(Failed::Permanent(why)) if d.action == Action::ScaleUp => {
-                tracing::warn!(%group, %instance, %why, "a refusal that waiting cannot change: scale-ups of the group are held until a member leaves, the configuration is reloaded or the policy changes");
-                Some(Input::Refusal {
-                    group: (*d.group).clone(),
-                    why: Some(why.clone()),
-                })
-            }
-            _ => None,
-        };
-        if let Err(Failed::Unknown(why)) = &r {
-            // It may run: counted as created (max_instances holds), its record
-            // stays unconfirmed, and a reconcile now settles which it is (a clone
-            // that does not exist is forgotten; one that does is adopted).
-            tracing::warn!(%group, action = d.action.as_str(), %instance, %why, "no reply: the outcome is unknown; reconciling");
-            self.log.line(&serde_json::json!({
-                "event": "action_unknown", "t_ms": now.as_millis(), "group": d.group,
-                "action": d.action, "instance": d.instance, "id": d.id, "error": why,
-            }));
-            self.actuator.outcome_unknown(&d);
-        }
-        let unknown = matches!(r, Err(Failed::Unknown(_)));
-        let r: Result<(), String> = match r {
-            Ok(_) => Ok(()),
-            Err(Failed::Unknown(_)) if d.action == Action::ScaleUp => Ok(()),
-            Err(f) => Err(f.message().to_string()),
-        };
-        // An unknown outcome is neither "executed" nor "failed" (its own log line).
-        if !unknown {
-            self.publish_outcome(&d, &r);
-        }
-        if r.is_ok() && !unknown {
-            self.log.done(&d, now.as_millis());
-            tracing::info!(%group, action = d.action.as_str(), %instance, "action done");
-        }
-        if let (Action::CloneLost, Err(e)) = (d.action, &r) {
-            tracing::warn!(%group, action = d.action.as_str(), %instance, error = %e, "cleanup failed; the instance stays in the ownership record");
-        }
-        if d.action.needs_result() {
-            // The engine logs failures itself (action_failed) with the retry delay.
-            let result = Input::ActionResult {
-                group: (*d.group).clone(),
-                id: d.id,
-                outcome: r,
-            };
-            self.step(now, result, in_flight);
-        }
-        // After the result: the failed create has left, the hold counts from here.
-        if let Some(hold) = hold {
-            self.step(now, hold, in_flight);
-        }
-    }
-
-    /// `decision_executed` or `action_failed` for notification sinks.
-    fn publish_outcome(&self, d: &Decision, r: &Result<(), String>) {
-        self.notices
-            .publish(Notice::outcome(d, r, self.settings.dry_run));
-    }
-
-    fn save_ownership(&self) {
-        if let Err(e) = self.keeper.record.save(&self.settings.state_file) {
-            tracing::error!(error = %e, "cannot write the ownership record");
         }
     }
 }

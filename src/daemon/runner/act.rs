@@ -1,0 +1,160 @@
+//! Decisions into actions and back: dispatch (approval or execution), the
+//! ownership record around each action, and the settling of its outcome.
+
+use serde_json::json;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::{Actuator, Done, Failed, Runner, Settled};
+use crate::core::{Action, Decision, Input, Timestamp};
+use crate::notify::notice::Notice;
+
+impl<A: Actuator> Runner<A> {
+    pub(super) fn dispatch(
+        &mut self,
+        now: Timestamp,
+        d: &Decision,
+        in_flight: &mut JoinSet<Settled>,
+    ) {
+        tracing::info!(group = %d.group, action = d.action.as_str(), instance = %d.instance, reason = %d.reason, dry_run = self.settings.dry_run, "decision");
+        match d.action {
+            Action::Promote => {
+                // The new primary is never a scale-down victim.
+                if self
+                    .keeper
+                    .begin(d, crate::daemon::unix_ms_now())
+                    .unwrap_or(false)
+                {
+                    self.save_ownership();
+                }
+                self.publish_outcome(d, &Ok(()));
+                return;
+            }
+            _ if !self.settings.dry_run && self.engine.needs_approval(d) => {
+                return self.hold(now, d);
+            }
+            _ => {}
+        }
+        self.execute(now, d, in_flight);
+    }
+
+    /// Carry out `d` (approved, or not needing approval).
+    pub(super) fn execute(
+        &mut self,
+        now: Timestamp,
+        d: &Decision,
+        in_flight: &mut JoinSet<Settled>,
+    ) {
+        if !self.settings.dry_run {
+            match self.keeper.begin(d, crate::daemon::unix_ms_now()) {
+                Ok(true) => self.save_ownership(),
+                Ok(false) => {}
+                Err(why) => {
+                    tracing::warn!(group = %d.group, action = d.action.as_str(), instance = %d.instance, "{why}; not executed");
+                    return self.answer(now, d, why, in_flight);
+                }
+            }
+        }
+        if self.settings.dry_run {
+            self.publish_outcome(d, &Ok(()));
+            if d.action.needs_result() {
+                let ack = Input::ActionResult {
+                    group: (*d.group).clone(),
+                    id: d.id,
+                    outcome: Ok(()),
+                };
+                self.step(now, ack, in_flight);
+            }
+            return;
+        }
+        let actuator = self.actuator.clone();
+        let d = d.clone();
+        in_flight.spawn(async move {
+            let r = actuator.execute(d.clone()).await;
+            (d, r)
+        });
+    }
+
+    pub(super) fn settle(&mut self, (d, r): Settled, in_flight: &mut JoinSet<Settled>) {
+        let now = self.stamp(Instant::now());
+        let (group, instance) = (d.group.to_string(), d.instance.to_string());
+        let changed = match &r {
+            Err(Failed::Unknown(_)) => self.keeper.release(&d),
+            r => self.keeper.finish(&d, r.is_ok()),
+        };
+        if changed {
+            self.save_ownership();
+        }
+        if r == Ok(Done::AlreadyRunning) {
+            tracing::info!(%group, %instance, "albatross says the primary is already running: alive; resubscribing and reconciling instead of retrying");
+            self.log.line(&json!({
+                "event": "primary_alive", "t_ms": now.as_millis(), "group": d.group,
+                "instance": d.instance, "id": d.id,
+                "reason": "albatross answered `Unikernel with same name is already running`: the primary is alive; no retry, its stats stream is resubscribed and reconciled",
+            }));
+        }
+        let hold = match &r {
+            Err(Failed::Permanent(why)) if d.action == Action::ScaleUp => {
+                tracing::warn!(%group, %instance, %why, "a refusal that waiting cannot change: scale-ups of the group are held until a member leaves, the configuration is reloaded or the policy changes");
+                Some(Input::Refusal {
+                    group: (*d.group).clone(),
+                    why: Some(why.clone()),
+                })
+            }
+            _ => None,
+        };
+        if let Err(Failed::Unknown(why)) = &r {
+            // It may run: counted as created (max_instances holds), its record
+            // stays unconfirmed, and a reconcile now settles which it is (a clone
+            // that does not exist is forgotten; one that does is adopted).
+            tracing::warn!(%group, action = d.action.as_str(), %instance, %why, "no reply: the outcome is unknown; reconciling");
+            self.log.line(&json!({
+                "event": "action_unknown", "t_ms": now.as_millis(), "group": d.group,
+                "action": d.action, "instance": d.instance, "id": d.id, "error": why,
+            }));
+            self.actuator.outcome_unknown(&d);
+        }
+        let unknown = matches!(r, Err(Failed::Unknown(_)));
+        let r: Result<(), String> = match r {
+            Ok(_) => Ok(()),
+            Err(Failed::Unknown(_)) if d.action == Action::ScaleUp => Ok(()),
+            Err(f) => Err(f.message().to_string()),
+        };
+        // An unknown outcome is neither "executed" nor "failed" (its own log line).
+        if !unknown {
+            self.publish_outcome(&d, &r);
+        }
+        if r.is_ok() && !unknown {
+            self.log.done(&d, now.as_millis());
+            tracing::info!(%group, action = d.action.as_str(), %instance, "action done");
+        }
+        if let (Action::CloneLost, Err(e)) = (d.action, &r) {
+            tracing::warn!(%group, action = d.action.as_str(), %instance, error = %e, "cleanup failed; the instance stays in the ownership record");
+        }
+        if d.action.needs_result() {
+            // The engine logs failures itself (action_failed) with the retry delay.
+            let result = Input::ActionResult {
+                group: (*d.group).clone(),
+                id: d.id,
+                outcome: r,
+            };
+            self.step(now, result, in_flight);
+        }
+        // After the result: the failed create has left, the hold counts from here.
+        if let Some(hold) = hold {
+            self.step(now, hold, in_flight);
+        }
+    }
+
+    /// `decision_executed` or `action_failed` for notification sinks.
+    pub(super) fn publish_outcome(&self, d: &Decision, r: &Result<(), String>) {
+        self.notices
+            .publish(Notice::outcome(d, r, self.settings.dry_run));
+    }
+
+    pub(super) fn save_ownership(&self) {
+        if let Err(e) = self.keeper.record.save(&self.settings.state_file) {
+            tracing::error!(error = %e, "cannot write the ownership record");
+        }
+    }
+}
