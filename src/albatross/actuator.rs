@@ -12,7 +12,7 @@ use super::tls::TlsError;
 use crate::actuate::{Actuator, Done, Failed};
 use crate::core::{Action, Decision};
 use crate::name::Name;
-use crate::wire::{BlockSpec, NetSpec, UnikernelConfig, UnikernelInfo};
+use crate::wire::{BlockSpec, NetSpec, Typ, UnikernelConfig, UnikernelInfo};
 
 /// vCPUs per unikernel, learnt from `info` (stats carry no CPU count).
 pub type VcpuMap = Arc<Mutex<HashMap<Name, u32>>>;
@@ -71,8 +71,8 @@ impl AlbatrossActuator {
         primary: &Name,
         info: UnikernelInfo,
     ) -> Result<PrimarySpec, ClientError> {
-        if let Some(n) = info.numcpus.and_then(|n| u32::try_from(n).ok()) {
-            lock(&self.vcpus).insert(primary.clone(), n.max(1));
+        if let Some(n) = vcpus_of(&info) {
+            lock(&self.vcpus).insert(primary.clone(), n);
         }
         let cached = lock(&self.specs)
             .get(primary)
@@ -130,8 +130,8 @@ impl AlbatrossActuator {
                 _ => Failed::Transient(e.to_string()),
             });
         }
-        if let Some(n) = spec.info.numcpus.and_then(|n| u32::try_from(n).ok()) {
-            lock(&self.vcpus).insert((*d.instance).clone(), n.max(1));
+        if let Some(n) = vcpus_of(&spec.info) {
+            lock(&self.vcpus).insert((*d.instance).clone(), n);
         }
         Ok(Done::Executed)
     }
@@ -259,6 +259,19 @@ impl Actuator for AlbatrossActuator {
     }
 }
 
+/// The vCPUs a unikernel really gets, to normalise its CPU time by: a solo5
+/// unikernel runs one vCPU whatever `numcpus` says (only bhyve uses it); `None`
+/// when `info` does not say.
+pub fn vcpus_of(info: &UnikernelInfo) -> Option<u32> {
+    match info.typ {
+        Typ::Solo5 => Some(1),
+        Typ::Bhyve => info
+            .numcpus
+            .and_then(|n| u32::try_from(n).ok())
+            .map(|n| n.max(1)),
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding these maps leaves plain data; keep going.
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -333,5 +346,39 @@ fn config_from_info(info: &UnikernelInfo, same_identity: bool) -> UnikernelConfi
             .collect(),
         numcpus: info.numcpus,
         linux_boot_partition: info.linux_boot_partition.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::{Hosted, small_unikernel};
+
+    fn info(typ: Typ, numcpus: Option<i64>) -> UnikernelInfo {
+        let name = Name::parse("alice:web").unwrap();
+        let mut config = small_unikernel();
+        config.typ = typ;
+        config.numcpus = numcpus;
+        let h = Hosted {
+            group: name.clone(),
+            config,
+            digest: Vec::new(),
+            serving_from: std::time::Duration::ZERO,
+            started: None,
+            cpu_us: 0.0,
+            packets: 0.0,
+        };
+        h.info(name.clone(), &name).info
+    }
+
+    /// albatross-real.md point 4: dividing a solo5 unikernel's CPU time by
+    /// `numcpus = 2` showed a busy core as 24 %.
+    #[test]
+    fn solo5_gets_one_vcpu_whatever_numcpus_says() {
+        assert_eq!(vcpus_of(&info(Typ::Solo5, Some(2))), Some(1));
+        assert_eq!(vcpus_of(&info(Typ::Solo5, None)), Some(1));
+        assert_eq!(vcpus_of(&info(Typ::Bhyve, Some(2))), Some(2));
+        assert_eq!(vcpus_of(&info(Typ::Bhyve, Some(0))), Some(1));
+        assert_eq!(vcpus_of(&info(Typ::Bhyve, None)), None);
     }
 }

@@ -491,8 +491,8 @@ async fn reconcile(shell: &Shell) -> Result<bool, ClientError> {
     }
     if let Ok(mut m) = shell.vcpus.lock() {
         for u in &running {
-            if let Some(n) = u.info.numcpus.and_then(|n| u32::try_from(n).ok()) {
-                m.insert(u.name.clone(), n.max(1));
+            if let Some(n) = crate::albatross::actuator::vcpus_of(&u.info) {
+                m.insert(u.name.clone(), n);
             }
         }
     }
