@@ -16,7 +16,7 @@ use super::actuator::VcpuMap;
 use super::client::Client;
 use crate::name::Name;
 use crate::notify::notice::Reach;
-use crate::wire::{Data, Payload, Success};
+use crate::wire::{NoStats, Payload, Success};
 
 /// Health of a stream, shared with the status surface.
 #[derive(Debug, Default)]
@@ -27,6 +27,9 @@ pub struct StreamHealth {
     /// Streams closed by the idle watchdog (open, but silent for `stats_idle_timeout`).
     pub stalls: AtomicU64,
     unreadable: Mutex<Unreadable>,
+    /// Unreadable frames arrived since the last readable one: the per-sample path
+    /// reads this flag and takes the lock only when it is set.
+    unreadable_since: AtomicBool,
 }
 
 /// Data frames that yielded no sample, by data tag.
@@ -48,6 +51,7 @@ impl StreamHealth {
     fn frame_unreadable(&self, tag: u32, at: Instant) -> bool {
         let mut u = self.unreadable();
         u.since.get_or_insert(at);
+        self.unreadable_since.store(true, Ordering::Relaxed);
         u.last = Some(at);
         let n = u.by_tag.entry(tag).or_default();
         *n += 1;
@@ -55,7 +59,9 @@ impl StreamHealth {
     }
 
     fn frame_readable(&self) {
-        self.unreadable().since = None;
+        if self.unreadable_since.swap(false, Ordering::Relaxed) {
+            self.unreadable().since = None;
+        }
     }
 
     /// Data frames that yielded no sample so far, by tag.
@@ -137,7 +143,7 @@ pub async fn run<T: From<Sample> + Send>(
     let endpoint = client.endpoint().to_string();
     let path = client.path().to_string();
     health.unreadable().interval = settings.interval;
-    let mut rng = crate::core::backoff::seed(&endpoint);
+    let mut rng = jitter_seed(&endpoint);
     let mut attempt = 0u32;
     let mut first = true;
     loop {
@@ -255,21 +261,22 @@ async fn one_stream<T: From<Sample> + Send>(
             Payload::Failure(f) => return (got, End::Failure(f)),
             _ => continue,
         };
-        let (tag, raw) = match &data {
-            Data::Stats(_) => (1, None),
-            Data::Unknown { tag, raw } => (*tag, Some(raw.clone())),
-            Data::Console { .. } => (3, None),
-            Data::Block(_) => (4, None),
-        };
         let vm: Name = msg.header.name.resolve_under(&sub);
-        let Some(cpu_us) = data.into_stats().and_then(|s| s.cpu_micros().ok()) else {
-            if health.frame_unreadable(tag, at) {
-                tracing::warn!(endpoint = client.endpoint(), tag, %vm, "a data frame on the stats stream yields no sample (a newer albatross?); counted in albatross_autoscale_stats_frames_unreadable_total");
-                if let Some(raw) = raw {
-                    tracing::debug!(endpoint = client.endpoint(), tag, hex = %hex(&raw), "the unreadable frame's data");
+        // A frame without a usable sample: its tag, and its bytes for the debug log.
+        let sample = data
+            .into_stats()
+            .and_then(|s| s.cpu_micros().map_err(|_| NoStats { tag: 1, raw: None }));
+        let cpu_us = match sample {
+            Ok(cpu_us) => cpu_us,
+            Err(NoStats { tag, raw }) => {
+                if health.frame_unreadable(tag, at) {
+                    tracing::warn!(endpoint = client.endpoint(), tag, %vm, "a data frame on the stats stream yields no sample (a newer albatross?); counted in albatross_autoscale_stats_frames_unreadable_total");
+                    if let Some(raw) = raw {
+                        tracing::debug!(endpoint = client.endpoint(), tag, hex = %hex(&raw), "the unreadable frame's data");
+                    }
                 }
+                continue;
             }
-            continue;
         };
         health.frame_readable();
         let n = vcpus.lock().ok().and_then(|m| m.get(&vm).copied());
@@ -297,4 +304,14 @@ fn hex(b: &[u8]) -> String {
         let _ = write!(s, "{x:02x}");
         s
     })
+}
+
+/// A jitter seed for [`Backoff::jittered`] that differs between processes and
+/// between endpoints (daemons restarted together do not retry in lock step).
+pub fn jitter_seed(what: &str) -> u64 {
+    let mut h = 0x9E37_79B9_7F4A_7C15u64 ^ u64::from(std::process::id());
+    for b in what.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h | 1
 }

@@ -101,8 +101,8 @@ pub fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
         while let Some(m) = reader.next_message().await? {
             let s = match m.payload {
                 Payload::Data(d) => match d.into_stats() {
-                    Some(s) => s,
-                    None => continue,
+                    Ok(s) => s,
+                    Err(_) => continue,
                 },
                 // One subscriber per name: another one (the daemon, with the same
                 // certificate path) took the stream, or albatross-stats restarted.

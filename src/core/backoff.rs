@@ -1,6 +1,7 @@
 //! The one backoff: capped exponential delays, with jitter where many clients may
-//! retry together. Pure: the jitter's randomness is a seed the caller keeps, so the
-//! engine (which uses the plain delay) stays deterministic and replayable.
+//! retry together. Pure: the jitter's randomness is a seed the caller keeps (the
+//! shells seed it per process), so the engine, which uses the plain delay, stays
+//! deterministic and replayable.
 
 use std::time::Duration;
 
@@ -31,15 +32,6 @@ impl Backoff {
     }
 }
 
-/// A jitter seed that differs between processes and between `what`s.
-pub fn seed(what: &str) -> u64 {
-    let mut h = 0x9E37_79B9_7F4A_7C15u64 ^ u64::from(std::process::id());
-    for b in what.bytes() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-    }
-    h | 1
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,7 +45,7 @@ mod tests {
         let got: Vec<u64> = (1..=6).map(|n| b.delay(n).as_secs()).collect();
         assert_eq!(got, [1, 2, 4, 8, 10, 10]);
         assert_eq!(b.delay(0), Duration::from_secs(1));
-        let mut s = seed("x");
+        let mut s = 0x2545_f491_u64;
         for n in 1..=6 {
             let j = b.jittered(n, &mut s);
             assert!(j >= b.delay(n) / 2 && j <= b.delay(n), "{j:?}");

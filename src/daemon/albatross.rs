@@ -403,7 +403,7 @@ async fn endpoint_task(
     mut reach: Reach,
     shutdown: CancellationToken,
 ) {
-    let mut seed = crate::core::backoff::seed(shell.client.endpoint());
+    let mut seed = stats::jitter_seed(shell.client.endpoint());
     let mut attempt = 0u32;
     loop {
         let r = tokio::select! {

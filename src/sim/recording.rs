@@ -178,7 +178,7 @@ fn load_framed(path: &Path, bytes: &[u8], opts: &FramedOptions) -> Result<Vec<Re
             }
             Payload::Data(data) => {
                 // Console lines and the like carry no statistics.
-                let Some(stats) = data.into_stats() else {
+                let Ok(stats) = data.into_stats() else {
                     continue;
                 };
                 let rel = msg.header.name;

@@ -48,7 +48,7 @@ pub use message::{
 pub use reply::{
     BlockDevice, BlockInfo, NamedPolicy, NamedUnikernelInfo, NetInfo, Success, UnikernelInfo,
 };
-pub use stats::{BlockData, Data, IfData, KinfoMem, Rusage, StatsData, Timeval};
+pub use stats::{BlockData, Data, IfData, KinfoMem, NoStats, Rusage, StatsData, Timeval};
 pub use time::Time;
 pub use unknown_stats::{stats_as_unknown, stats_of_unknown};
 

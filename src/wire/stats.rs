@@ -119,13 +119,28 @@ impl Data {
     /// The statistics this data frame carries: 2.7's `statistics [1]`, or a newer
     /// albatross's under a tag 2.7 does not have, read by its structure
     /// ([`super::stats_of_unknown`]).
-    pub fn into_stats(self) -> Option<StatsData> {
+    pub fn into_stats(self) -> Result<StatsData, NoStats> {
         match self {
-            Data::Stats(s) => Some(*s),
-            Data::Unknown { raw, .. } => super::stats_of_unknown(&raw),
-            Data::Console { .. } | Data::Block(_) => None,
+            Data::Stats(s) => Ok(*s),
+            Data::Unknown { tag, raw } => match super::stats_of_unknown(&raw) {
+                Some(s) => Ok(s),
+                None => Err(NoStats {
+                    tag,
+                    raw: Some(raw),
+                }),
+            },
+            Data::Console { .. } => Err(NoStats { tag: 3, raw: None }),
+            Data::Block(_) => Err(NoStats { tag: 4, raw: None }),
         }
     }
+}
+
+/// A data frame that carries no statistics: its data tag and, for an alternative
+/// this codec does not know, its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoStats {
+    pub tag: u32,
+    pub raw: Option<Vec<u8>>,
 }
 
 /// Block device dump data.
