@@ -187,6 +187,8 @@ pub struct Reconciled {
     /// Recorded but never confirmed, and running since before the create was
     /// decided: someone else's instance of that name (the daemon stopped mid-create).
     pub disowned: Vec<String>,
+    /// The record changed (to be saved).
+    pub changed: bool,
 }
 
 /// One instance of a `unikernel info` listing: its name and when it started (Unix ms).
@@ -306,7 +308,7 @@ impl Keeper {
                     r.disowned.push(name);
                 }
                 Some(_) => {
-                    self.record.confirm(group, &name);
+                    r.changed |= self.record.confirm(group, &name);
                     r.adopt.push(name);
                 }
                 None => {
@@ -315,12 +317,8 @@ impl Keeper {
                 }
             }
         }
+        r.changed |= !r.forgot.is_empty() || !r.disowned.is_empty();
         r
-    }
-
-    /// Whether [`Keeper::reconcile`] changed the record (to save it).
-    pub fn changed(r: &Reconciled) -> bool {
-        !r.forgot.is_empty() || !r.disowned.is_empty() || !r.adopt.is_empty()
     }
 }
 

@@ -6,7 +6,7 @@ use tokio::time::Instant;
 
 use super::{Actuator, Runner, Settled};
 use crate::core::Input;
-use crate::daemon::ownership::{Keeper, Listed};
+use crate::daemon::ownership::Listed;
 use crate::name::Name;
 
 impl<A: Actuator> Runner<A> {
@@ -47,7 +47,7 @@ impl<A: Actuator> Runner<A> {
                 self.step(now, input, in_flight);
             }
         }
-        if Keeper::changed(&found) {
+        if found.changed {
             self.save_ownership();
         }
         for name in found.adopt {
