@@ -10,8 +10,7 @@ use albatross_autoscale::albatross::tls::{Connector, FrameReader, TlsError};
 use albatross_autoscale::name::Name;
 use albatross_autoscale::sandbox::{Endpoint, EndpointConfig, Outcome, SERVER_NAME, TestPki};
 use albatross_autoscale::wire::{
-    BlockSpec, Command, Data, FailBehaviour, Message, NetSpec, Payload, Policy, Success, Typ,
-    UnikernelConfig,
+    BlockSpec, Command, Data, FailBehaviour, Message, Payload, Policy, Success, UnikernelConfig,
 };
 
 const TICK: Duration = Duration::from_millis(100);
@@ -22,26 +21,13 @@ fn n(s: &str) -> Name {
     Name::parse(s).unwrap()
 }
 
+/// The sandbox's small unikernel with `image`, its bridge named by the
+/// unikernel's device only.
 fn config(image: &[u8]) -> UnikernelConfig {
-    UnikernelConfig {
-        typ: Typ::Solo5,
-        compressed: false,
-        image: image.to_vec(),
-        startup: None,
-        add_name: true,
-        fail_behaviour: FailBehaviour::Quit,
-        cpuids: vec![0],
-        memory: 64,
-        block_devices: Vec::new(),
-        bridges: vec![NetSpec {
-            name: "service".to_string(),
-            host_device: None,
-            mac: None,
-        }],
-        argv: vec!["--ipv4=10.0.42.2/24".to_string()],
-        numcpus: Some(1),
-        linux_boot_partition: None,
-    }
+    let mut c = albatross_autoscale::sandbox::small_unikernel();
+    c.image = image.to_vec();
+    c.bridges[0].host_device = None;
+    c
 }
 
 struct Setup {
