@@ -632,3 +632,35 @@ async fn openapi_lists_every_route_and_every_route_is_served() {
     let v = r.get("/version").await.json();
     assert!(v["revision"].is_string() && v["version"].is_string());
 }
+
+/// A follower that falls behind the engine's broadcast counts what it missed and
+/// still records what it got (no sleeps: the channel is filled, closed, drained).
+#[tokio::test(start_paused = true)]
+async fn a_lagging_follower_counts_the_outputs_it_missed() {
+    let r = rig("lag", "");
+    let (tx, rx) = tokio::sync::broadcast::channel(4);
+    let web = Arc::new(Name::parse("alice:web").unwrap());
+    for id in 0..10 {
+        tx.send(Output::ActionFailed {
+            id,
+            t: Timestamp(id),
+            group: web.clone(),
+            action: Action::ScaleDown,
+            instance: web.clone(),
+            error: "boom".into(),
+            retry_in: Duration::from_secs(10),
+        })
+        .unwrap();
+    }
+    drop(tx);
+    // Returns once the closed channel is drained: 6 overwritten, 4 left.
+    r.api.clone().follow(rx).await;
+    let m = r.get("/metrics").await;
+    for line in [
+        "albatross_autoscale_outputs_missed_total{follower=\"api\"} 6",
+        "albatross_autoscale_outputs_missed_total{follower=\"history\"} 0",
+        "albatross_autoscale_actuation_failures_total{group=\"alice:web\",action=\"scale_down\"} 4",
+    ] {
+        assert!(m.text.contains(line), "{line} missing:\n{}", m.text);
+    }
+}

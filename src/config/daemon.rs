@@ -127,6 +127,7 @@ pub(super) fn endpoints(
     };
     let single = tables.len() == 1;
     let mut out: Vec<Endpoint> = Vec::new();
+    let mut names = std::collections::HashSet::new();
     for (at, t) in tables {
         let f = match EndpointFile::deserialize(t) {
             Ok(f) => f,
@@ -145,7 +146,7 @@ pub(super) fn endpoints(
                 continue;
             }
         };
-        if out.iter().any(|e| e.name == name) {
+        if !names.insert(name.clone()) {
             problems.push(format!("{at}.name: {name:?} is used twice"));
         }
         if !f

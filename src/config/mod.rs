@@ -1,6 +1,8 @@
 //! The TOML configuration: `[policy]` defaults, `[[group]]` overrides, validated into
 //! the engine's [`Policy`] per group. Every problem is reported with its key.
 
+// Duplicate primaries and primaries named like clones, without comparing pairs.
+mod clash;
 mod daemon;
 pub mod history;
 pub mod http;
@@ -11,10 +13,10 @@ mod schedule;
 
 pub use daemon::{DaemonConfig, Endpoint};
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::core::Policy;
-use crate::core::naming;
 use crate::name::Name;
 use policy::{PolicyFile, check, merge, policy_file};
 
@@ -117,21 +119,23 @@ impl Config {
     /// `stats_idle_timeout` of endpoint `ep`: as set, or 3 × the smallest
     /// `sample_interval` of its groups (30 s without groups).
     pub fn stats_idle_timeout(&self, ep: &Endpoint) -> std::time::Duration {
-        ep.stats_idle_timeout.unwrap_or_else(|| {
-            self.groups_on(&ep.name)
-                .map(|g| g.policy.sample_interval)
-                .min()
-                .unwrap_or(std::time::Duration::from_secs(10))
-                * 3
-        })
+        idle_timeout(ep, self.groups_on(&ep.name))
     }
 
     /// What is allowed but probably not meant, one line each, naming the key.
     pub fn warnings(&self) -> Vec<String> {
         let mut w = Vec::new();
+        // Groups by endpoint once: not a pass over all groups per endpoint.
+        let mut on: HashMap<&str, Vec<&Group>> = HashMap::new();
+        for g in &self.groups {
+            on.entry(g.endpoint.as_deref().unwrap_or("default"))
+                .or_default()
+                .push(g);
+        }
         for ep in &self.endpoints {
-            let idle = self.stats_idle_timeout(ep);
-            for g in self.groups_on(&ep.name) {
+            let groups = on.get(ep.name.as_str()).map_or(&[][..], Vec::as_slice);
+            let idle = idle_timeout(ep, groups.iter().copied());
+            for g in groups {
                 if idle >= g.policy.death_timeout {
                     w.push(format!(
                         "albatross {:?}: stats_idle_timeout ({}) is not below death_timeout ({}) of group {}: after an albatrossd restart the primary is declared dead before its silent stream is resubscribed",
@@ -179,6 +183,17 @@ impl Config {
     }
 }
 
+/// [`Config::stats_idle_timeout`] of `ep`, given its groups.
+fn idle_timeout<'a>(ep: &Endpoint, groups: impl Iterator<Item = &'a Group>) -> std::time::Duration {
+    ep.stats_idle_timeout.unwrap_or_else(|| {
+        groups
+            .map(|g| g.policy.sample_interval)
+            .min()
+            .unwrap_or(std::time::Duration::from_secs(10))
+            * 3
+    })
+}
+
 fn build(mut table: toml::Table, base: &Path, problems: &mut Vec<String>) -> Option<Config> {
     for key in table.keys() {
         if !TOP_KEYS.contains(&key.as_str()) {
@@ -221,6 +236,8 @@ fn build(mut table: toml::Table, base: &Path, problems: &mut Vec<String>) -> Opt
             return None;
         }
     };
+    let endpoint_names: std::collections::HashSet<&str> =
+        endpoints.iter().map(|x| x.name.as_str()).collect();
     let mut out = Vec::new();
     for (i, g) in groups.into_iter().enumerate() {
         let at = format!("group[{i}]");
@@ -258,7 +275,7 @@ fn build(mut table: toml::Table, base: &Path, problems: &mut Vec<String>) -> Opt
             None => at,
         };
         let endpoint = match (g.remove("endpoint"), endpoints.as_slice()) {
-            (Some(toml::Value::String(e)), eps) if eps.iter().any(|x| x.name == e) => Some(e),
+            (Some(toml::Value::String(e)), _) if endpoint_names.contains(e.as_str()) => Some(e),
             (Some(toml::Value::String(e)), eps) => {
                 let known: Vec<&str> = eps.iter().map(|x| x.name.as_str()).collect();
                 problems.push(format!(
@@ -292,7 +309,7 @@ fn build(mut table: toml::Table, base: &Path, problems: &mut Vec<String>) -> Opt
             });
         }
     }
-    check_groups(&out, problems);
+    clash::check_groups(&out, problems);
     Some(Config {
         policy: defaults,
         groups: out,
@@ -305,34 +322,6 @@ fn build(mut table: toml::Table, base: &Path, problems: &mut Vec<String>) -> Opt
         history,
         policy_source: String::new(),
     })
-}
-
-fn check_groups(groups: &[Group], problems: &mut Vec<String>) {
-    for (i, a) in groups.iter().enumerate() {
-        for (j, b) in groups.iter().enumerate().skip(i + 1) {
-            if a.primary == b.primary {
-                problems.push(format!(
-                    "group[{j}].primary: {} is already the primary of group[{i}]",
-                    b.primary
-                ));
-            }
-        }
-        for (j, b) in groups.iter().enumerate() {
-            let (Some(pa), Some(lb)) = (a.primary.label.as_deref(), b.primary.label.as_deref())
-            else {
-                continue;
-            };
-            if i != j
-                && a.primary.path == b.primary.path
-                && naming::index_of(&a.policy.clone_name, pa, lb).is_some()
-            {
-                problems.push(format!(
-                    "group[{j}].primary: {} matches the clone names of group[{i}] ({}); the groups would fight over it",
-                    b.primary, a.primary
-                ));
-            }
-        }
-    }
 }
 
 /// Every problem `text` has (empty if it is valid), for the config tests.

@@ -388,6 +388,8 @@ pub(super) fn lxcs(
     }
     let reserve = proxmox.map_or(2048, |p| p.host_memory_reserve_mib);
     let mut out: Vec<Lxc> = Vec::new();
+    // Duplicates by hashed look-up: a long [[lxc]] list is not checked pairwise.
+    let (mut vmids, mut names) = (std::collections::HashSet::new(), std::collections::HashSet::new());
     for (i, t) in tables.into_iter().enumerate() {
         let mut at = format!("lxc[{i}]");
         let toml::Value::Table(mut t) = t else {
@@ -563,10 +565,10 @@ pub(super) fn lxcs(
                 None
             }
         });
-        if out.iter().any(|l| l.vmid == vmid) {
+        if !vmids.insert(vmid) {
             problems.push(format!("{at}.vmid: {vmid} is listed twice"));
         }
-        if out.iter().any(|l| l.name == name) {
+        if !names.insert(name.clone()) {
             problems.push(format!("{at}.name: {name} is used twice"));
         }
         out.push(Lxc {

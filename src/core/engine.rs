@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::cpu::{self, Delta, Reading};
+use super::due::{self, Queue};
 use super::group::{self, Group};
 use super::members::FxMap;
 use super::output::{Action, ActionId, Decision, Output, SampleReport};
@@ -76,8 +77,21 @@ pub struct Options {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Engine {
     clusters: Vec<Group>,
-    /// Name → (group, member index), rebuilt when a group's membership changes.
+    /// Group name → index in `clusters` (the first, should names repeat).
+    index: FxMap<Arc<Name>, usize>,
+    /// Every group's next deadline, earliest first.
+    queue: Queue,
+    /// Sum of the groups' hourly costs (u128: cannot overflow), kept up to date by
+    /// every step so the cost ceiling does not cost a pass over all groups.
+    total_cost: u128,
+    /// Name → (group, member index); a group's entries are re-filed when its
+    /// membership changes.
     routes: FxMap<Arc<Name>, (usize, usize)>,
+    /// The names each group filed in `routes`, to take them out again.
+    routed: Vec<Vec<Arc<Name>>>,
+    /// Some name is a member of two groups: routes are rebuilt in full, so the
+    /// last group wins as it always did.
+    shared: bool,
     unassigned: FxMap<Arc<Name>, Reading>,
     options: Options,
     /// Unix ms of t = 0, for schedules (0: timestamps are Unix ms themselves).
@@ -95,19 +109,50 @@ impl Engine {
     pub fn new(groups: Vec<(Name, Policy)>, options: Options, now: Timestamp) -> Self {
         let clusters = groups
             .into_iter()
-            .map(|(primary, policy)| Group::new(primary, policy, now))
+            .map(|(primary, policy)| Self::fresh(primary, policy, now))
             .collect();
         let mut e = Self {
             clusters,
+            index: FxMap::default(),
+            queue: Queue::default(),
+            total_cost: 0,
             routes: FxMap::default(),
+            routed: Vec::new(),
+            shared: false,
             unassigned: FxMap::default(),
             options,
             wall_origin: 0,
             cost_ceiling: None,
             external_cost: 0,
         };
-        e.reroute();
+        e.reindex();
         e
+    }
+
+    /// A group created at `now`, its first timer evaluation at its own phase.
+    fn fresh(primary: Name, policy: Policy, now: Timestamp) -> Group {
+        let phase = due::phase(&primary, policy.sample_interval);
+        Group::new(primary, policy, now).with_phase(phase)
+    }
+
+    /// Rebuild every index over `clusters` (creation, reload): O(n).
+    fn reindex(&mut self) {
+        self.index.clear();
+        for (i, c) in self.clusters.iter().enumerate() {
+            self.index.entry(c.group().clone()).or_insert(i);
+        }
+        self.queue = Queue::of(self.clusters.iter().map(Group::next_deadline));
+        self.total_cost = self
+            .clusters
+            .iter()
+            .map(|c| u128::from(c.hourly_cost()))
+            .sum();
+        self.reroute();
+    }
+
+    /// The index of `group`.
+    fn find(&self, group: &Name) -> Option<usize> {
+        self.index.get(group).copied()
     }
 
     /// Anchor t = 0 at `origin_ms` (Unix ms): schedules are evaluated at wall-clock
@@ -124,6 +169,8 @@ impl Engine {
         for c in &mut self.clusters {
             c.set_wall_origin(origin_ms);
         }
+        // Schedules' next transitions moved.
+        self.queue = Queue::of(self.clusters.iter().map(Group::next_deadline));
     }
 
     /// Unix ms of t = 0.
@@ -143,7 +190,7 @@ impl Engine {
     }
 
     fn new_cluster(&self, primary: Name, policy: Policy, now: Timestamp) -> Group {
-        let mut c = Group::new(primary, policy, now);
+        let mut c = Self::fresh(primary, policy, now);
         if self.wall_origin != 0 {
             c.set_wall_origin(self.wall_origin);
         }
@@ -169,14 +216,17 @@ impl Engine {
 
     /// The hourly cost of every group now, in millionths.
     pub fn hourly_cost(&self) -> u64 {
-        self.clusters.iter().map(Group::hourly_cost).sum()
+        u64::try_from(self.total_cost).unwrap_or(u64::MAX)
     }
 
     /// Change the cost of one instance of `group` (LXC containers are priced by
     /// their current size, known only at run time): [`Input::InstanceCost`].
     fn set_instance_cost(&mut self, group: &Name, micros: u64) {
-        if let Some(c) = self.clusters.iter_mut().find(|c| **c.group() == *group) {
+        if let Some(i) = self.find(group) {
+            let c = &mut self.clusters[i];
+            let before = c.hourly_cost();
             c.set_instance_cost(micros);
+            self.total_cost = self.total_cost.saturating_sub(u128::from(before)) + u128::from(c.hourly_cost());
         }
     }
 
@@ -186,15 +236,10 @@ impl Engine {
         let Some(max) = self.cost_ceiling else {
             return;
         };
-        let others: u64 = self
-            .clusters
-            .iter()
-            .enumerate()
-            .filter(|(j, _)| *j != i)
-            .map(|(_, c)| c.hourly_cost())
-            .sum::<u64>()
-            .saturating_add(self.external_cost);
         let own = self.clusters[i].hourly_cost();
+        let others = u64::try_from(self.total_cost.saturating_sub(u128::from(own)))
+            .unwrap_or(u64::MAX)
+            .saturating_add(self.external_cost);
         let room = max.saturating_sub(others).saturating_sub(own);
         self.clusters[i].set_cost_room(Some(room));
     }
@@ -208,11 +253,15 @@ impl Engine {
     fn reconfigure(&mut self, groups: Vec<(Name, Policy)>, now: Timestamp) {
         // New groups may claim instances that were in none.
         self.unassigned.clear();
-        let mut old = std::mem::take(&mut self.clusters);
+        // Old groups by name, each taken at most once (the first of a repeated
+        // name, as a linear search would): O(n) for the whole reload.
+        let mut old: FxMap<Arc<Name>, Vec<Group>> = FxMap::default();
+        for c in std::mem::take(&mut self.clusters).into_iter().rev() {
+            old.entry(c.group().clone()).or_default().push(c);
+        }
         for (primary, policy) in groups {
-            match old.iter().position(|c| **c.group() == primary) {
-                Some(i) => {
-                    let mut c = old.swap_remove(i);
+            match old.get_mut(&primary).and_then(Vec::pop) {
+                Some(mut c) => {
                     c.set_policy(policy);
                     self.clusters.push(c);
                 }
@@ -222,7 +271,7 @@ impl Engine {
                 }
             }
         }
-        self.reroute();
+        self.reindex();
     }
 
     /// Whether decision `d` must wait for an operator ([`Group::needs_approval`]).
@@ -250,12 +299,12 @@ impl Engine {
     }
 
     fn cluster(&self, group: &Name) -> Option<&Group> {
-        self.clusters.iter().find(|c| **c.group() == *group)
+        self.find(group).map(|i| &self.clusters[i])
     }
 
-    /// The earliest time at which [`Input::Tick`] must be handled.
+    /// The earliest time at which [`Input::Tick`] must be handled: O(1).
     pub fn next_deadline(&self) -> Option<Timestamp> {
-        self.clusters.iter().map(Group::next_deadline).min()
+        self.queue.first()
     }
 
     /// Advance the engine.
@@ -270,26 +319,25 @@ impl Engine {
         match input {
             Input::Sample { vm, cpu_us, vcpus } => self.on_sample(now, vm, cpu_us, vcpus, out),
             Input::Tick => {
-                for i in 0..self.clusters.len() {
-                    if self.clusters[i].next_deadline() <= now {
-                        self.step_cluster(i, now, group::Input::Tick, out);
-                    }
+                // Only the groups due; stepping one does not move another's deadline.
+                for i in self.queue.due(now) {
+                    self.step_cluster(i, now, group::Input::Tick, out);
                 }
             }
             Input::ActionResult { group, id, outcome } => {
-                if let Some(i) = self.clusters.iter().position(|c| **c.group() == group) {
+                if let Some(i) = self.find(&group) {
                     self.step_cluster(i, now, group::Input::ActionResult { id, outcome }, out);
                 }
             }
             Input::Adopt { group, vm } => {
-                if let Some(i) = self.clusters.iter().position(|c| **c.group() == group) {
+                if let Some(i) = self.find(&group) {
                     let vm = Arc::new(vm);
                     self.unassigned.remove(&vm);
                     self.step_cluster(i, now, group::Input::Adopt { vm }, out);
                 }
             }
             Input::Foreign { group, vm } => {
-                if let Some(i) = self.clusters.iter().position(|c| **c.group() == group) {
+                if let Some(i) = self.find(&group) {
                     let vm = Arc::new(vm);
                     self.step_cluster(i, now, group::Input::Foreign { vm }, out);
                 }
@@ -300,12 +348,12 @@ impl Engine {
             Input::InstanceCost { group, micros } => self.set_instance_cost(&group, micros),
             Input::WallOrigin { origin_ms } => self.set_wall_origin(origin_ms),
             Input::Refusal { group, why } => {
-                if let Some(i) = self.clusters.iter().position(|c| **c.group() == group) {
+                if let Some(i) = self.find(&group) {
                     self.step_cluster(i, now, group::Input::Refusal { why }, out);
                 }
             }
             Input::Gone { group, vm } => {
-                if let Some(i) = self.clusters.iter().position(|c| **c.group() == group) {
+                if let Some(i) = self.find(&group) {
                     let vm = Arc::new(vm);
                     self.step_cluster(i, now, group::Input::Gone { vm }, out);
                 }
@@ -327,7 +375,7 @@ impl Engine {
         input: group::Input,
         out: &mut Vec<Output>,
     ) {
-        if let Some(i) = self.clusters.iter().position(|c| **c.group() == *group) {
+        if let Some(i) = self.find(group) {
             self.step_cluster(i, now, input, out);
         }
     }
@@ -339,20 +387,64 @@ impl Engine {
         input: group::Input,
         out: &mut Vec<Output>,
     ) {
-        let before = self.clusters[i].membership();
-        self.share_cost_room(i);
+        let before = self.before(i);
         self.clusters[i].step(now, input, out);
-        if self.clusters[i].membership() != before {
+        self.after(i, before);
+    }
+
+    /// What [`Engine::after`] needs to know of group `i` before a step.
+    fn before(&mut self, i: usize) -> (u64, u64) {
+        self.share_cost_room(i);
+        let c = &self.clusters[i];
+        (c.membership(), c.hourly_cost())
+    }
+
+    /// Bring the indexes up to date with group `i` after a step: O(log n), plus
+    /// the group's members if its membership changed.
+    fn after(&mut self, i: usize, (membership, cost): (u64, u64)) {
+        let c = &self.clusters[i];
+        self.total_cost = self.total_cost.saturating_sub(u128::from(cost)) + u128::from(c.hourly_cost());
+        self.queue.set(i, c.next_deadline());
+        if c.membership() != membership {
+            self.reroute_group(i);
+        }
+    }
+
+    /// Re-file the members of group `i` in `routes`.
+    fn reroute_group(&mut self, i: usize) {
+        if self.shared {
+            return self.reroute();
+        }
+        for name in std::mem::take(&mut self.routed[i]) {
+            if self.routes.get(&name).is_some_and(|&(k, _)| k == i) {
+                self.routes.remove(&name);
+            }
+        }
+        let mut names = Vec::new();
+        for (j, m) in self.clusters[i].members().enumerate() {
+            let prev = self.routes.insert(m.name.clone(), (i, j));
+            self.shared |= prev.is_some_and(|(k, _)| k != i);
+            names.push(m.name.clone());
+        }
+        self.routed[i] = names;
+        if self.shared {
             self.reroute();
         }
     }
 
+    /// All routes from scratch.
     fn reroute(&mut self) {
         self.routes.clear();
+        self.routed.clear();
+        self.shared = false;
         for (i, c) in self.clusters.iter().enumerate() {
+            let mut names = Vec::new();
             for (j, m) in c.members().enumerate() {
-                self.routes.insert(m.name.clone(), (i, j));
+                let prev = self.routes.insert(m.name.clone(), (i, j));
+                self.shared |= prev.is_some_and(|(k, _)| k != i);
+                names.push(m.name.clone());
             }
+            self.routed.push(names);
         }
     }
 
@@ -365,12 +457,9 @@ impl Engine {
         out: &mut Vec<Output>,
     ) {
         if let Some(&(i, j)) = self.routes.get(&vm) {
-            let before = self.clusters[i].membership();
-            self.share_cost_room(i);
+            let before = self.before(i);
             self.clusters[i].sample_at(now, j, cpu_us, vcpus, out);
-            if self.clusters[i].membership() != before {
-                self.reroute();
-            }
+            self.after(i, before);
             return;
         }
         // Only a VM seen for the first time is matched against the groups' clone
@@ -395,9 +484,13 @@ impl Engine {
             }
         } else if let Some(policy) = self.options.auto_group.as_ref().filter(|_| !known) {
             let c = self.new_cluster((*vm).clone(), policy.clone(), now);
+            let i = self.clusters.len();
+            self.index.entry(c.group().clone()).or_insert(i);
+            self.queue.set(i, c.next_deadline());
+            self.total_cost += u128::from(c.hourly_cost());
             self.clusters.push(c);
-            self.reroute();
-            let i = self.clusters.len() - 1;
+            self.routed.push(Vec::new());
+            self.reroute_group(i);
             return self.step_cluster(i, now, group::Input::Sample { vm, cpu_us, vcpus }, out);
         }
         // In no group: still report its CPU share.

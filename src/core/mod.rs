@@ -9,6 +9,7 @@
 pub mod backoff;
 mod budget;
 pub mod cpu;
+mod due;
 pub mod engine;
 pub mod group;
 mod members;

@@ -252,11 +252,21 @@ impl Api {
     /// Keep what the API reports about engine outputs: counters in the metrics,
     /// decisions, failures and non-trivial evaluations in the ring. Runs until the
     /// engine task ends.
+    ///
+    /// The engine never waits for a follower, so one that falls behind the
+    /// broadcast misses outputs; that is counted (`outputs_missed_total`). What
+    /// recovers by itself: gauges are read from the engine at every scrape, a
+    /// group's desired count follows its next evaluation (every interval), and the
+    /// decision log (`/v1/decisions?log=true`) has every decision. What does not:
+    /// `decisions_total` and the in-memory ring lack the missed ones. Work per
+    /// output is bounded and groups' evaluations are spread over their interval
+    /// (a stable phase per group), so a lag needs the runtime to starve this task.
     pub async fn follow(self: Arc<Self>, mut rx: broadcast::Receiver<Output>) {
         loop {
             match rx.recv().await {
                 Ok(o) => self.record(&o),
                 Err(broadcast::error::RecvError::Lagged(n)) => {
+                    self.metrics.outputs_missed(n);
                     tracing::warn!(missed = n, "status API fell behind the engine outputs");
                 }
                 Err(broadcast::error::RecvError::Closed) => return,

@@ -71,6 +71,11 @@ struct CodeL {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FollowerL {
+    follower: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildL {
     version: String,
     revision: String,
@@ -109,6 +114,7 @@ pub const SERIES: &[&str] = &[
     "history_rows_dropped_total",
     "history_rows_failed_total",
     "history_outputs_missed_total",
+    "outputs_missed_total",
     "build_info",
 ];
 
@@ -144,6 +150,8 @@ pub struct Metrics {
     approvals: Gauge,
     notify: crate::notify::Counters,
     history: HistoryCounters,
+    /// Engine outputs a follower of the broadcast missed, by follower.
+    missed: Family<FollowerL, Counter>,
     /// Last wanted direction per group (+1 up, -1 down, 0 none), for the desired count.
     wanted: Mutex<HashMap<String, i64>>,
     /// When a cluster-wide Proxmox poll last succeeded (for `/ready`).
@@ -180,6 +188,7 @@ impl Metrics {
             approvals: Gauge::default(),
             notify: crate::notify::Counters::default(),
             history: HistoryCounters::default(),
+            missed: Family::default(),
             wanted: Mutex::default(),
             pve_polled: Mutex::default(),
         };
@@ -310,6 +319,15 @@ impl Metrics {
         ] {
             r.register(name, help, c.clone());
         }
+        r.register(
+            "outputs_missed",
+            "Engine outputs a follower (api: metrics and /v1/decisions; history) missed because it fell behind the engine",
+            m.missed.clone(),
+        );
+        // Both series exist from the start (at 0), so alerts have one to watch.
+        for f in [API, HISTORY] {
+            let _ = m.missed.get_or_create(&follower(f));
+        }
         let build = Info::new(BuildL {
             version: env!("CARGO_PKG_VERSION").into(),
             revision: crate::http::GIT_REVISION.into(),
@@ -430,8 +448,15 @@ impl Metrics {
             catch_up(&c.written, h.written.load(Ordering::Relaxed));
             catch_up(&c.dropped, h.dropped.load(Ordering::Relaxed));
             catch_up(&c.failed, h.failed.load(Ordering::Relaxed));
-            catch_up(&c.missed, h.lagged.load(Ordering::Relaxed));
+            let lagged = h.lagged.load(Ordering::Relaxed);
+            catch_up(&c.missed, lagged);
+            catch_up(&self.missed.get_or_create(&follower(HISTORY)), lagged);
         }
+    }
+
+    /// The API's follower missed `n` engine outputs (a broadcast lag).
+    pub fn outputs_missed(&self, n: u64) {
+        self.missed.get_or_create(&follower(API)).inc_by(n);
     }
 
     /// Record one Proxmox request (for the Proxmox client to call).
@@ -479,6 +504,17 @@ impl Metrics {
         // partial scrape is still better than none.
         let _ = prometheus_client::encoding::text::encode(&mut s, &self.registry);
         s
+    }
+}
+
+/// The `follower` label of the status API's follower (metrics, `/v1/decisions`).
+const API: &str = "api";
+/// ... and of the history's ([`crate::history::writer::Feed::follow`]).
+const HISTORY: &str = "history";
+
+fn follower(name: &str) -> FollowerL {
+    FollowerL {
+        follower: name.into(),
     }
 }
 

@@ -11,6 +11,7 @@ impl Group {
         // Once per tick at most, and only when a window may have opened or closed.
         self.sched.refresh(&self.policy.schedule, now);
         self.last_eval = now;
+        self.phase = Duration::ZERO;
         self.redecide_at = None;
         let (avg, fresh) = self.average(now);
         // Predictive hook (core::predict): may swap a lone outlier for the median

@@ -146,6 +146,9 @@ pub struct Group {
     high: u32,
     low: u32,
     last_eval: Timestamp,
+    /// Added to the first timer evaluation only ([`Group::with_phase`]); zero once
+    /// the group has evaluated.
+    phase: Duration,
     last_avg: Option<Bp>,
     /// Anomaly guard and forecaster state (inert unless the policy enables them).
     signal: predict::Signal,
@@ -209,6 +212,7 @@ impl Group {
             high: 0,
             low: 0,
             last_eval: now,
+            phase: Duration::ZERO,
             last_avg: None,
             signal: predict::Signal::default(),
             last_up: None,
@@ -228,6 +232,22 @@ impl Group {
             cost_room: None,
             refusal: None,
         }
+    }
+
+    /// Delay the first timer evaluation (the primary silent since creation) by
+    /// `phase`. Later ones follow `sample_interval` from the last evaluation, so a
+    /// phase given at creation keeps groups created together apart for good;
+    /// evaluations on the primary's samples do not wait for it.
+    pub fn with_phase(mut self, phase: Duration) -> Self {
+        self.phase = phase;
+        self
+    }
+
+    /// When the timer evaluates if the primary stays silent.
+    fn eval_due(&self) -> Timestamp {
+        self.last_eval
+            .plus(self.policy.sample_interval.mul_f32(1.5))
+            .plus(self.phase)
     }
 
     /// The group's name (its original primary).
@@ -344,9 +364,7 @@ impl Group {
 
     /// The latest time at which [`Input::Tick`] must be handled.
     pub fn next_deadline(&self) -> Timestamp {
-        let eval = self
-            .last_eval
-            .plus(self.policy.sample_interval.mul_f32(1.5));
+        let eval = self.eval_due();
         [
             Some(eval),
             Some(self.death_check_at),
@@ -493,11 +511,7 @@ impl Group {
     }
 
     fn on_tick(&mut self, now: Timestamp, out: &mut Vec<Output>) {
-        if now
-            >= self
-                .last_eval
-                .plus(self.policy.sample_interval.mul_f32(1.5))
-        {
+        if now >= self.eval_due() {
             // The primary is silent: evaluate on the timer.
             self.evaluate(now, out);
             return;
