@@ -55,7 +55,10 @@ fn parse_args() -> anyhow::Result<Args> {
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        let mut value = || it.next().with_context(|| format!("{flag} needs a value\n{}", usage()));
+        let mut value = || {
+            it.next()
+                .with_context(|| format!("{flag} needs a value\n{}", usage()))
+        };
         match flag.as_str() {
             "--vms" => {
                 a.vms = value()?
@@ -75,7 +78,10 @@ fn parse_args() -> anyhow::Result<Args> {
                     None => ("daemon".to_string(), PathBuf::from(v)),
                 };
                 if !path.is_file() {
-                    bail!("--daemon {}: no such file (build it with cargo build --release)", path.display());
+                    bail!(
+                        "--daemon {}: no such file (build it with cargo build --release)",
+                        path.display()
+                    );
                 }
                 a.daemons.push((label, path));
             }
@@ -134,7 +140,11 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn row(r: &Report) -> String {
-    let secs = |d: Option<Duration>| d.map_or("not within the limit".into(), |d| format!("{:.1} s", d.as_secs_f64()));
+    let secs = |d: Option<Duration>| {
+        d.map_or("not within the limit".into(), |d| {
+            format!("{:.1} s", d.as_secs_f64())
+        })
+    };
     format!(
         "| {} | {} ({}) | {:.1} MiB ({:.1}) | {:.3} % | {:.1} µs | {} | {} | {} | {} | {} |",
         r.label,
@@ -173,7 +183,10 @@ async fn run_one(args: &Args, n: usize, label: &str, daemon: &Path) -> anyhow::R
         bridges: vec!["service".to_string()],
     };
     let pki = TestPki::generate_with_policy("fleet", &policy)?;
-    let dir = std::env::temp_dir().join(format!("albatross-fleet-{}-{n}-{label}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "albatross-fleet-{}-{n}-{label}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     let files = pki.write_to(&dir)?;
     std::fs::write(dir.join("keys"), format!("bench {KEY}\n"))?;
@@ -181,7 +194,11 @@ async fn run_one(args: &Args, n: usize, label: &str, daemon: &Path) -> anyhow::R
     // Every `hot`-th group wants 2 vCPUs (it scales up); the rest idle along at 0.4.
     let hot = args.hot;
     let load: albatross_autoscale::sandbox::LoadFn = Arc::new(move |group, _| {
-        let k: usize = group.rsplit("vm").next().and_then(|k| k.parse().ok()).unwrap_or(1);
+        let k: usize = group
+            .rsplit("vm")
+            .next()
+            .and_then(|k| k.parse().ok())
+            .unwrap_or(1);
         if hot > 0 && k % hot == 0 { 2.0 } else { 0.4 }
     });
     let mut eps = Vec::new();
@@ -210,7 +227,10 @@ async fn run_one(args: &Args, n: usize, label: &str, daemon: &Path) -> anyhow::R
         )?;
         for k in (e * per)..((e + 1) * per).min(n) {
             ep.add(Name::parse(&format!("fleet:vm{k}"))?, small_unikernel());
-            writeln!(text, "[[group]]\nprimary = \"fleet:vm{k}\"\nendpoint = \"e{e}\"")?;
+            writeln!(
+                text,
+                "[[group]]\nprimary = \"fleet:vm{k}\"\nendpoint = \"e{e}\""
+            )?;
         }
         eps.push(ep);
     }
@@ -242,20 +262,33 @@ async fn run_one(args: &Args, n: usize, label: &str, daemon: &Path) -> anyhow::R
     while started.elapsed() < args.startup_limit && all_sampled.is_none() {
         tokio::time::sleep(Duration::from_millis(100)).await;
         if let Some(status) = guard.0.try_wait()? {
-            bail!("the daemon exited during start-up ({status}); see {}", dir.join("daemon.log").display());
+            bail!(
+                "the daemon exited during start-up ({status}); see {}",
+                dir.join("daemon.log").display()
+            );
         }
         if streams_up.is_none() && eps.iter().all(|e| !e.subscribers().is_empty()) {
             streams_up = Some(started.elapsed());
         }
-        if streams_up.is_some() && metric(&port, "stats_samples_total").await.unwrap_or(0.0) >= n as f64 {
+        if streams_up.is_some()
+            && metric(&port, "stats_samples_total").await.unwrap_or(0.0) >= n as f64
+        {
             all_sampled = Some(started.elapsed());
         }
     }
     // Two intervals to settle (first evaluations, the hot groups' scale-ups).
     tokio::time::sleep(args.interval * 2).await;
-    let (cpu0, s0, t0) = (cpu_ticks(pid)?, metric(&port, "stats_samples_total").await?, Instant::now());
+    let (cpu0, s0, t0) = (
+        cpu_ticks(pid)?,
+        metric(&port, "stats_samples_total").await?,
+        Instant::now(),
+    );
     tokio::time::sleep(args.window).await;
-    let (cpu1, s1, elapsed) = (cpu_ticks(pid)?, metric(&port, "stats_samples_total").await?, t0.elapsed());
+    let (cpu1, s1, elapsed) = (
+        cpu_ticks(pid)?,
+        metric(&port, "stats_samples_total").await?,
+        t0.elapsed(),
+    );
     let (rss_kib, hwm_kib) = (status_kib(pid, "VmRSS:")?, status_kib(pid, "VmHWM:")?);
     let missed = match metric(&port, "outputs_missed_total").await {
         Ok(m) => format!("{m}"),
@@ -267,7 +300,11 @@ async fn run_one(args: &Args, n: usize, label: &str, daemon: &Path) -> anyhow::R
         }
     };
     let decisions = std::fs::read_to_string(dir.join("decisions.jsonl"))
-        .map(|t| t.lines().filter(|l| l.contains("\"event\":\"decision\"")).count() as u64)
+        .map(|t| {
+            t.lines()
+                .filter(|l| l.contains("\"event\":\"decision\""))
+                .count() as u64
+        })
         .unwrap_or(0);
 
     unsafe_sigterm(pid);
@@ -288,14 +325,20 @@ async fn run_one(args: &Args, n: usize, label: &str, daemon: &Path) -> anyhow::R
         hwm_kib,
         cpu_pct: 100.0 * cpu_s / elapsed.as_secs_f64(),
         samples,
-        us_per_sample: if samples == 0 { 0.0 } else { cpu_s * 1e6 / samples as f64 },
+        us_per_sample: if samples == 0 {
+            0.0
+        } else {
+            cpu_s * 1e6 / samples as f64
+        },
         missed,
         decisions,
     })
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// The sum of every series of `name` in the daemon's `/metrics`.
@@ -314,7 +357,11 @@ async fn metric(port: &str, name: &str) -> anyhow::Result<f64> {
         if !(rest.starts_with(' ') || rest.starts_with('{')) {
             continue;
         }
-        let v: f64 = line.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+        let v: f64 = line
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
         *found.get_or_insert(0.0) += v;
     }
     found.with_context(|| format!("{prefixed} not in /metrics"))
@@ -334,8 +381,15 @@ fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
 
 fn status_kib(pid: u32, key: &str) -> anyhow::Result<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = s.lines().find(|l| l.starts_with(key)).with_context(|| format!("{key} in /proc/{pid}/status"))?;
-    Ok(line.split_whitespace().nth(1).context(key.to_string())?.parse()?)
+    let line = s
+        .lines()
+        .find(|l| l.starts_with(key))
+        .with_context(|| format!("{key} in /proc/{pid}/status"))?;
+    Ok(line
+        .split_whitespace()
+        .nth(1)
+        .context(key.to_string())?
+        .parse()?)
 }
 
 fn clock_ticks_per_second() -> f64 {

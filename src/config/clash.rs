@@ -173,9 +173,17 @@ mod tests {
     fn same_problems_in_the_same_order_as_the_pairwise_scan() {
         let t = "{primary}-clone-{n}";
         let cases: Vec<Vec<Group>> = vec![
-            vec![group("a:web", t), group("a:web-clone-2", t), group("a:web", t)],
+            vec![
+                group("a:web", t),
+                group("a:web-clone-2", t),
+                group("a:web", t),
+            ],
             // Other path, leading zero, no digits: no clash.
-            vec![group("a:web", t), group("b:web-clone-2", t), group("a:web-clone-02", t)],
+            vec![
+                group("a:web", t),
+                group("b:web-clone-2", t),
+                group("a:web-clone-02", t),
+            ],
             // Templates with the index first, without {primary}, {primary} twice.
             vec![
                 group("a:x", "{n}-{primary}"),
@@ -214,7 +222,9 @@ mod tests {
         }
         let c = Config::parse(&text, Path::new("t.toml")).unwrap();
         assert_eq!(c.groups.len(), 20_000);
-        text.push_str("[[group]]\nprimary = \"fleet:vm7\"\n[[group]]\nprimary = \"fleet:vm19999-clone-3\"\n");
+        text.push_str(
+            "[[group]]\nprimary = \"fleet:vm7\"\n[[group]]\nprimary = \"fleet:vm19999-clone-3\"\n",
+        );
         assert_eq!(
             problems(&text),
             [

@@ -389,7 +389,10 @@ pub(super) fn lxcs(
     let reserve = proxmox.map_or(2048, |p| p.host_memory_reserve_mib);
     let mut out: Vec<Lxc> = Vec::new();
     // Duplicates by hashed look-up: a long [[lxc]] list is not checked pairwise.
-    let (mut vmids, mut names) = (std::collections::HashSet::new(), std::collections::HashSet::new());
+    let (mut vmids, mut names) = (
+        std::collections::HashSet::new(),
+        std::collections::HashSet::new(),
+    );
     for (i, t) in tables.into_iter().enumerate() {
         let mut at = format!("lxc[{i}]");
         let toml::Value::Table(mut t) = t else {
