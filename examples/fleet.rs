@@ -36,11 +36,13 @@ struct Args {
     /// Every `hot`-th group runs hot and scales (0: none).
     hot: usize,
     startup_limit: Duration,
+    /// Keep each run's directory (config, daemon log, decision log).
+    keep: bool,
 }
 
 fn usage() -> &'static str {
     "usage: fleet [--vms 100,1000] [--per-endpoint 100] [--interval 10s] [--window 60s] \
-     [--hot 100] [--startup-limit 120s] --daemon [LABEL=]PATH [--daemon ...]"
+     [--hot 100] [--startup-limit 120s] [--keep] --daemon [LABEL=]PATH [--daemon ...]"
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -52,6 +54,7 @@ fn parse_args() -> anyhow::Result<Args> {
         daemons: Vec::new(),
         hot: 100,
         startup_limit: Duration::from_secs(120),
+        keep: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -71,6 +74,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--window" => a.window = humantime::parse_duration(&value()?)?,
             "--startup-limit" => a.startup_limit = humantime::parse_duration(&value()?)?,
             "--hot" => a.hot = value()?.parse().context("--hot")?,
+            "--keep" => a.keep = true,
             "--daemon" => {
                 let v = value()?;
                 let (label, path) = match v.split_once('=') {
@@ -199,7 +203,11 @@ async fn run_one(args: &Args, n: usize, label: &str, daemon: &Path) -> anyhow::R
             .next()
             .and_then(|k| k.parse().ok())
             .unwrap_or(1);
-        if hot > 0 && k % hot == 0 { 2.0 } else { 0.4 }
+        if hot > 0 && k.is_multiple_of(hot) {
+            2.0
+        } else {
+            0.4
+        }
     });
     let mut eps = Vec::new();
     let mut text = String::new();
@@ -216,6 +224,9 @@ async fn run_one(args: &Args, n: usize, label: &str, daemon: &Path) -> anyhow::R
         let mut cfg = EndpointConfig::from_pki(&pki)?;
         cfg.stats_interval = args.interval;
         cfg.load = load.clone();
+        // Every VM its own CPU (the small unikernel is pinned to CPU 0; shared, no
+        // group would ever be busy).
+        cfg.cpu_pinning = false;
         let ep = Endpoint::start(cfg).await?;
         writeln!(
             text,
@@ -310,7 +321,11 @@ async fn run_one(args: &Args, n: usize, label: &str, daemon: &Path) -> anyhow::R
     unsafe_sigterm(pid);
     let _ = guard.0.wait();
     drop(eps);
-    let _ = std::fs::remove_dir_all(&dir);
+    if args.keep {
+        eprintln!("  kept {}", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     let hz = clock_ticks_per_second();
     let cpu_s = (cpu1 - cpu0) as f64 / hz;

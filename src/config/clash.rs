@@ -7,11 +7,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use super::Group;
 use crate::core::naming;
 
+/// Groups (indices) by their clone name template.
+type ByTemplate<'a> = BTreeMap<&'a str, Vec<usize>>;
+
 /// Clone name templates by the part of the rendered name they pin down.
 #[derive(Default)]
 struct Affixes<'a> {
-    /// Path → rendered affix → template → groups (indices).
-    map: HashMap<&'a [String], HashMap<String, BTreeMap<&'a str, Vec<usize>>>>,
+    /// Path → rendered affix → groups by template.
+    map: HashMap<&'a [String], HashMap<String, ByTemplate<'a>>>,
     /// Lengths of the affixes present: the only ones worth looking up.
     lens: BTreeSet<usize>,
 }
