@@ -1,7 +1,8 @@
 //! Fleet benchmark: the release daemon as its own process against N embedded
 //! albatross endpoints (in this process) × M unikernels, every VM the primary of
-//! its own group. Reports the daemon's steady RSS, CPU % of one core and CPU per
-//! sample (from /proc), the time until every endpoint's stats stream is up, and
+//! its own group. Reports the daemon's steady RSS (`VmRSS`), CPU % of one core
+//! and CPU per sample (its threads' `schedstat`, or `utime + stime` when a thread
+//! came or went in the window), the time until every endpoint's stats stream is up, and
 //! engine outputs its followers missed.
 //!
 //! ```text
@@ -289,17 +290,11 @@ async fn run_one(args: &Args, n: usize, label: &str, daemon: &Path) -> anyhow::R
     }
     // Two intervals to settle (first evaluations, the hot groups' scale-ups).
     tokio::time::sleep(args.interval * 2).await;
-    let (cpu0, s0, t0) = (
-        cpu_ticks(pid)?,
-        metric(&port, "stats_samples_total").await?,
-        Instant::now(),
-    );
+    let (cpu0, ns0) = (cpu_ticks(pid)?, thread_ns(pid)?);
+    let (s0, t0) = (metric(&port, "stats_samples_total").await?, Instant::now());
     tokio::time::sleep(args.window).await;
-    let (cpu1, s1, elapsed) = (
-        cpu_ticks(pid)?,
-        metric(&port, "stats_samples_total").await?,
-        t0.elapsed(),
-    );
+    let (cpu1, ns1) = (cpu_ticks(pid)?, thread_ns(pid)?);
+    let (s1, elapsed) = (metric(&port, "stats_samples_total").await?, t0.elapsed());
     let (rss_kib, hwm_kib) = (status_kib(pid, "VmRSS:")?, status_kib(pid, "VmHWM:")?);
     let missed = match metric(&port, "outputs_missed_total").await {
         Ok(m) => format!("{m}"),
@@ -327,8 +322,18 @@ async fn run_one(args: &Args, n: usize, label: &str, daemon: &Path) -> anyhow::R
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    let hz = clock_ticks_per_second();
-    let cpu_s = (cpu1 - cpu0) as f64 / hz;
+    // Nanoseconds per thread when no thread came or went in the window (exact);
+    // else clock ticks of the whole process (10 ms steps).
+    let cpu_s = if ns0.keys().eq(ns1.keys()) {
+        ns1.values()
+            .zip(ns0.values())
+            .map(|(b, a)| b - a)
+            .sum::<u64>() as f64
+            / 1e9
+    } else {
+        eprintln!("  threads changed in the window: CPU in clock ticks");
+        (cpu1 - cpu0) as f64 / clock_ticks_per_second()
+    };
     let samples = (s1 - s0).max(0.0) as u64;
     Ok(Report {
         label: label.to_string(),
@@ -392,6 +397,24 @@ fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     let utime: u64 = f.get(11).context("utime")?.parse()?;
     let stime: u64 = f.get(12).context("stime")?.parse()?;
     Ok(utime + stime)
+}
+
+/// Time on CPU of each thread of `pid`, in ns (`/proc/PID/task/TID/schedstat`).
+fn thread_ns(pid: u32) -> anyhow::Result<std::collections::BTreeMap<u64, u64>> {
+    let mut out = std::collections::BTreeMap::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let t = t?;
+        let Some(tid) = t.file_name().to_str().and_then(|s| s.parse().ok()) else {
+            continue;
+        };
+        // A thread that ended since the listing is not counted.
+        if let Ok(s) = std::fs::read_to_string(t.path().join("schedstat"))
+            && let Some(ns) = s.split_whitespace().next().and_then(|v| v.parse().ok())
+        {
+            out.insert(tid, ns);
+        }
+    }
+    Ok(out)
 }
 
 fn status_kib(pid: u32, key: &str) -> anyhow::Result<u64> {

@@ -36,6 +36,15 @@ pub enum Output {
 }
 
 /// A computed sample.
+/// Slots for a channel that carries every output of `groups` groups to
+/// followers: one interval's worth (a sample and an evaluation per group), since
+/// albatross sends the statistics of all unikernels of an endpoint at once and
+/// endpoints may be in step, so a whole interval can arrive in one burst while a
+/// follower waits for its turn on a busy runtime. At least 1 024.
+pub fn channel_capacity(groups: usize) -> usize {
+    groups.saturating_mul(2).clamp(1024, 1 << 20)
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct SampleReport {
     pub t: Timestamp,

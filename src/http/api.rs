@@ -259,8 +259,9 @@ impl Api {
     /// group's desired count follows its next evaluation (every interval), and the
     /// decision log (`/v1/decisions?log=true`) has every decision. What does not:
     /// `decisions_total` and the in-memory ring lack the missed ones. Work per
-    /// output is bounded and groups' evaluations are spread over their interval
-    /// (a stable phase per group), so a lag needs the runtime to starve this task.
+    /// output is bounded and the channel holds an interval of outputs of every
+    /// group ([`crate::core::output::channel_capacity`]), so a lag needs this task
+    /// starved for about an interval.
     pub async fn follow(self: Arc<Self>, mut rx: broadcast::Receiver<Output>) {
         loop {
             match rx.recv().await {

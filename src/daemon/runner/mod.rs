@@ -159,6 +159,7 @@ impl<A: Actuator> Runner<A> {
         settings: RunnerSettings,
         start: Instant,
     ) -> Self {
+        let capacity = crate::core::output::channel_capacity(engine.groups().len());
         Self {
             engine,
             actuator,
@@ -167,7 +168,7 @@ impl<A: Actuator> Runner<A> {
             settings,
             start,
             last: Timestamp::ZERO,
-            observers: broadcast::channel(1024).0,
+            observers: broadcast::channel(capacity).0,
             notices: Notices::default(),
             approvals: SharedBook::default(),
             held: Vec::new(),
