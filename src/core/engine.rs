@@ -394,18 +394,24 @@ impl Engine {
     }
 
     /// What [`Engine::after`] needs to know of group `i` before a step.
+    #[inline]
     fn before(&mut self, i: usize) -> (u64, u64) {
-        self.share_cost_room(i);
+        if self.cost_ceiling.is_some() {
+            self.share_cost_room(i);
+        }
         let c = &self.clusters[i];
         (c.membership(), c.hourly_cost())
     }
 
     /// Bring the indexes up to date with group `i` after a step: O(log n), plus
     /// the group's members if its membership changed.
+    #[inline]
     fn after(&mut self, i: usize, (membership, cost): (u64, u64)) {
         let c = &self.clusters[i];
-        self.total_cost =
-            self.total_cost.saturating_sub(u128::from(cost)) + u128::from(c.hourly_cost());
+        let now = c.hourly_cost();
+        if now != cost {
+            self.total_cost = self.total_cost.saturating_sub(u128::from(cost)) + u128::from(now);
+        }
         self.queue.set(i, c.next_deadline());
         if c.membership() != membership {
             self.reroute_group(i);

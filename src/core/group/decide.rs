@@ -10,8 +10,11 @@ impl Group {
         self.check_deaths(now, out);
         // Once per tick at most, and only when a window may have opened or closed.
         self.sched.refresh(&self.policy.schedule, now);
-        self.last_eval = now;
-        self.phase = Duration::ZERO;
+        if !self.phase.is_zero() {
+            self.phase = Duration::ZERO;
+            self.refile_eval();
+        }
+        self.set_last_eval(now);
         self.redecide_at = None;
         let (avg, fresh) = self.average(now);
         // Predictive hook (core::predict): may swap a lone outlier for the median

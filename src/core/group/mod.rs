@@ -19,7 +19,7 @@ use super::policy::{Policy, PrimaryDeath};
 use super::predict;
 use super::reason::Reason;
 use super::schedule::{self, Limit};
-use super::time::Timestamp;
+use super::time::{Timestamp, duration_ms};
 use super::why::{Bound, Cooldown, Paced, Side, WhyNot};
 use crate::name::Name;
 
@@ -149,6 +149,11 @@ pub struct Group {
     /// Added to the first timer evaluation only ([`Group::with_phase`]); zero once
     /// the group has evaluated.
     phase: Duration,
+    /// When the timer evaluates if the primary stays silent: `last_eval` +
+    /// `eval_delay`, kept so a deadline costs no arithmetic per sample.
+    eval_at: Timestamp,
+    /// 1.5 intervals + `phase`, in ms (changes with the policy and the phase only).
+    eval_delay: u64,
     last_avg: Option<Bp>,
     /// Anomaly guard and forecaster state (inert unless the policy enables them).
     signal: predict::Signal,
@@ -201,7 +206,7 @@ impl Group {
             vcpus: policy.vcpus,
             state: MemberState::Running,
         });
-        Self {
+        let mut g = Self {
             group: primary.clone(),
             primary,
             death_check_at: now.plus(policy.death_timeout),
@@ -213,6 +218,8 @@ impl Group {
             low: 0,
             last_eval: now,
             phase: Duration::ZERO,
+            eval_at: now,
+            eval_delay: 0,
             last_avg: None,
             signal: predict::Signal::default(),
             last_up: None,
@@ -231,7 +238,9 @@ impl Group {
             sched: schedule::Tracker::new(&policy_schedule, now),
             cost_room: None,
             refusal: None,
-        }
+        };
+        g.refile_eval();
+        g
     }
 
     /// Delay the first timer evaluation (the primary silent since creation) by
@@ -240,14 +249,21 @@ impl Group {
     /// evaluations on the primary's samples do not wait for it.
     pub fn with_phase(mut self, phase: Duration) -> Self {
         self.phase = phase;
+        self.refile_eval();
         self
     }
 
-    /// When the timer evaluates if the primary stays silent.
-    fn eval_due(&self) -> Timestamp {
-        self.last_eval
-            .plus(self.policy.sample_interval.mul_f32(1.5))
-            .plus(self.phase)
+    /// Recompute `eval_delay` and `eval_at` (the policy or the phase changed).
+    fn refile_eval(&mut self) {
+        let delay = self.policy.sample_interval.mul_f32(1.5);
+        self.eval_delay = duration_ms(delay).saturating_add(duration_ms(self.phase));
+        self.set_last_eval(self.last_eval);
+    }
+
+    /// An evaluation at `t` (the phase applies to the first one only).
+    pub(super) fn set_last_eval(&mut self, t: Timestamp) {
+        self.last_eval = t;
+        self.eval_at = Timestamp(t.0.saturating_add(self.eval_delay));
     }
 
     /// The group's name (its original primary).
@@ -266,6 +282,7 @@ impl Group {
     }
 
     /// The group's hourly cost now (instances × `instance_cost_micros`), in millionths.
+    #[inline]
     pub fn hourly_cost(&self) -> u64 {
         u64::from(self.count()).saturating_mul(self.policy.instance_cost_micros)
     }
@@ -299,6 +316,7 @@ impl Group {
     /// and members are kept; the new bounds apply from the next evaluation.
     pub fn set_policy(&mut self, policy: Policy) {
         self.policy = policy;
+        self.refile_eval();
         self.refusal = None;
         self.sched.reset(&self.policy.schedule, self.last_eval);
     }
@@ -335,6 +353,7 @@ impl Group {
     }
 
     /// Changes whenever members join or leave (for routing caches).
+    #[inline]
     pub fn membership(&self) -> u64 {
         self.membership
     }
@@ -363,18 +382,17 @@ impl Group {
     }
 
     /// The latest time at which [`Input::Tick`] must be handled.
+    #[inline]
     pub fn next_deadline(&self) -> Timestamp {
-        let eval = self.eval_due();
-        [
-            Some(eval),
-            Some(self.death_check_at),
-            self.redecide_at,
-            self.sched.due,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-        .unwrap_or(eval)
+        // On every step of the engine: no iterator, no arithmetic.
+        let mut t = self.eval_at.min(self.death_check_at);
+        if let Some(r) = self.redecide_at {
+            t = t.min(r);
+        }
+        if let Some(s) = self.sched.due {
+            t = t.min(s);
+        }
+        t
     }
 
     /// Advance the state machine.
@@ -511,7 +529,7 @@ impl Group {
     }
 
     fn on_tick(&mut self, now: Timestamp, out: &mut Vec<Output>) {
-        if now >= self.eval_due() {
+        if now >= self.eval_at {
             // The primary is silent: evaluate on the timer.
             self.evaluate(now, out);
             return;
