@@ -11,6 +11,8 @@ mod budget;
 pub mod cpu;
 pub mod engine;
 pub mod group;
+pub mod lxc;
+pub mod machine;
 mod members;
 pub mod naming;
 pub mod output;
@@ -25,6 +27,8 @@ pub mod why;
 
 pub use engine::{Engine, Input, Options};
 pub use group::{Group, Member, MemberState, Role};
+pub use lxc::Lxc;
+pub use machine::Machine;
 pub use output::{Action, ActionId, Decision, Evaluation, Output, SampleReport, Verdict};
 pub use policy::{Policy, PrimaryDeath, RequireApproval};
 pub use reason::Reason;

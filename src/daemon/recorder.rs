@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::core::{ActionId, Input, Policy, Timestamp};
+use crate::core::vertical::Size;
+use crate::core::{ActionId, Input, Policy, Timestamp, lxc};
 use crate::name::Name;
 
 /// One recorded line.
@@ -103,6 +104,43 @@ pub enum Line {
         t_ms: u64,
         origin_ms: i64,
     },
+    /// How the LXC machine was built (the first line of the Proxmox loop).
+    LxcStart {
+        t_ms: u64,
+        /// The `[policy]`, `[proxmox]` (without its address and credentials) and
+        /// `[[lxc]]` tables (TOML).
+        config: String,
+        origin_ms: i64,
+        cost_ceiling: Option<u64>,
+        dry_run: bool,
+    },
+    /// One poll of `/cluster/resources`, as the LXC machine sees it.
+    Poll {
+        t_ms: u64,
+        rows: Vec<lxc::Row>,
+        owned: Vec<lxc::Owned>,
+    },
+    /// cores / cpulimit read from a container's config.
+    Size {
+        t_ms: u64,
+        vmid: u32,
+        size: Size,
+    },
+    /// How a resize ended.
+    Resized {
+        t_ms: u64,
+        vmid: u32,
+        id: ActionId,
+        to: Size,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// An input of the LXC machine's engine (its tick included): results,
+    /// operator commands, costs.
+    Lxc {
+        t_ms: u64,
+        of: Box<Line>,
+    },
 }
 
 impl Line {
@@ -180,6 +218,91 @@ impl Line {
                 origin_ms: *origin_ms,
             },
         }
+    }
+
+    /// The line of an LXC machine input at `now`.
+    pub fn of_lxc(now: Timestamp, input: &lxc::Input) -> Self {
+        let t_ms = now.as_millis();
+        match input {
+            lxc::Input::Poll(p) => Self::Poll {
+                t_ms,
+                rows: p.rows.clone(),
+                owned: p.owned.clone(),
+            },
+            lxc::Input::Size { vmid, size } => Self::Size {
+                t_ms,
+                vmid: *vmid,
+                size: *size,
+            },
+            lxc::Input::Resized {
+                vmid,
+                id,
+                to,
+                outcome,
+            } => Self::Resized {
+                t_ms,
+                vmid: *vmid,
+                id: *id,
+                to: *to,
+                error: outcome.as_ref().err().cloned(),
+            },
+            lxc::Input::Engine(e) => Self::Lxc {
+                t_ms,
+                of: Box::new(Self::of(now, e, None)),
+            },
+            lxc::Input::Tick => Self::Lxc {
+                t_ms,
+                of: Box::new(Self::Tick { t_ms }),
+            },
+        }
+    }
+
+    /// Whether this line is an LXC machine's (else the albatross engine's).
+    pub fn is_lxc(&self) -> bool {
+        matches!(
+            self,
+            Self::LxcStart { .. }
+                | Self::Poll { .. }
+                | Self::Size { .. }
+                | Self::Resized { .. }
+                | Self::Lxc { .. }
+        )
+    }
+
+    /// The time and the LXC machine input of this line (`LxcStart` has none).
+    pub fn lxc_input(self) -> Result<(Timestamp, Option<lxc::Input>), String> {
+        let (t, input) = match self {
+            Self::LxcStart { t_ms, .. } => (t_ms, None),
+            Self::Poll { t_ms, rows, owned } => {
+                (t_ms, Some(lxc::Input::Poll(lxc::Poll { rows, owned })))
+            }
+            Self::Size { t_ms, vmid, size } => (t_ms, Some(lxc::Input::Size { vmid, size })),
+            Self::Resized {
+                t_ms,
+                vmid,
+                id,
+                to,
+                error,
+            } => (
+                t_ms,
+                Some(lxc::Input::Resized {
+                    vmid,
+                    id,
+                    to,
+                    outcome: error.map_or(Ok(()), Err),
+                }),
+            ),
+            Self::Lxc { t_ms, of } => match *of {
+                Self::Tick { .. } => (t_ms, Some(lxc::Input::Tick)),
+                Self::Reconfigure { .. } | Self::Start { .. } => {
+                    return Err("an LXC machine is not reconfigured in place".into());
+                }
+                of if of.is_lxc() => return Err("an LXC line inside an LXC line".into()),
+                of => (t_ms, of.input()?.1.map(lxc::Input::Engine)),
+            },
+            _ => return Err("not an LXC machine's line".into()),
+        };
+        Ok((Timestamp(t), input))
     }
 
     /// The time and the engine input of this line; `Start` has none (the engine is
@@ -277,6 +400,11 @@ impl Line {
                 }),
             ),
             Self::WallOrigin { t_ms, origin_ms } => (t_ms, Some(Input::WallOrigin { origin_ms })),
+            Self::LxcStart { .. }
+            | Self::Poll { .. }
+            | Self::Size { .. }
+            | Self::Resized { .. }
+            | Self::Lxc { .. } => return Err("an LXC machine's line, not the engine's".into()),
         };
         Ok((Timestamp(t), input))
     }
@@ -308,6 +436,41 @@ pub fn groups_of(config: &str) -> Result<Vec<(Name, Policy)>, String> {
         .into_iter()
         .map(|g| (g.primary, g.policy))
         .collect())
+}
+
+/// The tables an LXC machine is built from: `[policy]`, `[[lxc]]`, and of
+/// `[proxmox]` what shapes decisions (`poll_interval`, `host_memory_reserve_mib`),
+/// with a placeholder address and credentials so the recording never holds them.
+pub fn lxc_tables(config_text: &str) -> String {
+    let Ok(mut table) = config_text.parse::<toml::Table>() else {
+        return String::new();
+    };
+    table.retain(|k, _| k == "policy" || k == "lxc" || k == "proxmox");
+    if let Some(toml::Value::Table(p)) = table.get_mut("proxmox") {
+        p.retain(|k, _| k == "poll_interval" || k == "host_memory_reserve_mib");
+        p.insert("url".into(), "https://recorded.invalid:8006".into());
+        p.insert("token_id".into(), "recorded@pve!replay".into());
+        p.insert("token_secret_env".into(), "UNUSED".into());
+        p.insert("fingerprint".into(), "00".repeat(32).into());
+    }
+    toml::to_string(&table).unwrap_or_default()
+}
+
+/// The containers and the poll interval of recorded [`lxc_tables`].
+pub fn lxc_of(config: &str) -> Result<(Vec<lxc::Spec>, std::time::Duration), String> {
+    let c = crate::config::Config::parse(config, Path::new("(recorded config)"))
+        .map_err(|e| e.to_string())?;
+    let poll = c
+        .proxmox
+        .as_ref()
+        .map_or(std::time::Duration::from_secs(10), |p| p.poll_interval);
+    Ok((
+        c.lxc
+            .into_iter()
+            .map(crate::config::proxmox::Lxc::into_spec)
+            .collect(),
+        poll,
+    ))
 }
 
 /// Appends lines to `path`, rotating past `max_bytes`.

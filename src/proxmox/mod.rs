@@ -189,7 +189,7 @@ pub async fn run(
     }
     let now = || Timestamp(u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX));
     if opts.once {
-        c.set_external_cost(opts.costs.albatross());
+        c.set_external_cost(now(), opts.costs.albatross());
         let r = c.cycle(now()).await?;
         // Nobody can approve within one cycle: what waits is dropped (and logged).
         c.abandon(now());
@@ -244,7 +244,7 @@ pub async fn run(
                         opts.notices.publish(n);
                     }
                     let mut report = Report::default();
-                    c.set_external_cost(opts.costs.albatross());
+                    c.set_external_cost(now(), opts.costs.albatross());
                     for job in c.decide(now(), &res, &mut report).await {
                         running.spawn(c.execute(job));
                     }

@@ -47,22 +47,8 @@ impl Controller {
             Job::Resize {
                 c, vmid, r: resize, ..
             } => {
-                let mut out = Vec::new();
-                let cont = &mut self.containers[c];
-                if let Some(v) = cont.vertical.as_mut() {
-                    v.step(
-                        now,
-                        vertical::Input::Result {
-                            id: resize.id,
-                            outcome: r.clone(),
-                        },
-                        &mut out,
-                    );
-                }
                 if r.is_ok() {
-                    cont.expect = Some((resize.to, now));
-                    cont.known = Some(resize.to);
-                    let name = cont.lxc.name.to_string();
+                    let name = self.keys[c].to_string();
                     self.notices.publish(Notice::DecisionExecuted {
                         group: name.clone(),
                         instance: format!("vmid {vmid}"),
@@ -72,9 +58,14 @@ impl Controller {
                     });
                     self.write(json!({"event": "action_done", "t_ms": now.as_millis(), "group": name, "vmid": vmid, "action": "resize", "id": resize.id}));
                 }
-                let node = String::new();
-                for o in out {
-                    self.vertical_output(c, &node, o, &mut Vec::new(), &mut Report::default());
+                let input = lxc::Input::Resized {
+                    vmid,
+                    id: resize.id,
+                    to: resize.to,
+                    outcome: r,
+                };
+                for o in self.step(now, input) {
+                    self.output(now, o, &mut Vec::new(), &mut Report::default());
                 }
             }
             Job::Decision { d, act } => {
@@ -91,10 +82,7 @@ impl Controller {
                     }
                 }
                 if r.is_ok() {
-                    self.write(
-                        json!({"event": "action_done", "t_ms": now.as_millis(), "group": d.group,
-                        "action": d.action, "instance": d.instance, "id": d.id}),
-                    );
+                    self.log.done(&d, now.as_millis());
                 }
                 if d.action.needs_result() {
                     let input = Input::ActionResult {
@@ -102,10 +90,11 @@ impl Controller {
                         id: d.id,
                         outcome: r,
                     };
-                    let mut out = Vec::new();
-                    self.engine.step(now, input, &mut out);
-                    for o in out {
-                        self.engine_output(now, o, &HashMap::new(), &mut Vec::new());
+                    // Results plan nothing: what they cause waits for the next poll.
+                    for o in self.step(now, lxc::Input::Engine(input)) {
+                        if let lxc::Output::Engine(o) = o {
+                            self.engine_output(now, o, &mut Vec::new());
+                        }
                     }
                 }
             }

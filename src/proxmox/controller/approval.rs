@@ -23,14 +23,14 @@ impl Controller {
                 act: Act::Refuse(_) | Act::Gone | Act::Nothing,
                 ..
             } => false,
-            Job::Decision { d, .. } => self.engine.needs_approval(d),
+            Job::Decision { d, .. } => self.machine.engine().needs_approval(d),
             Job::Resize { c, r, .. } => {
                 let action = match r.direction {
                     Direction::Up => Action::ScaleUp,
                     Direction::Down => Action::ScaleDown,
                 };
-                self.containers[*c]
-                    .lxc
+                self.machine.containers()[*c]
+                    .spec()
                     .policy
                     .require_approval
                     .covers(action, false)
@@ -42,14 +42,13 @@ impl Controller {
         let (request, timeout) = match &job {
             Job::Decision { d, .. } => {
                 let timeout = self
-                    .containers
-                    .iter()
-                    .find(|c| c.lxc.name == *d.group)
-                    .map(|c| c.lxc.policy.approval_timeout);
+                    .machine
+                    .by_name(&d.group)
+                    .map(|c| c.spec().policy.approval_timeout);
                 (Request::of(d), timeout)
             }
             Job::Resize { c, vmid, r, .. } => {
-                let lxc = &self.containers[*c].lxc;
+                let lxc = self.machine.containers()[*c].spec();
                 let action = match r.direction {
                     Direction::Up => "scale_up",
                     Direction::Down => "scale_down",
@@ -148,26 +147,25 @@ impl Controller {
             .resources()
             .await
             .map_err(|e| format!("cannot read /cluster/resources: {e}"))?;
-        let by_vmid: HashMap<u64, &crate::proxmox::types::Resource> = res
-            .iter()
+        let rows: HashMap<u32, crate::proxmox::types::Resource> = res
+            .into_iter()
             .filter(|r| r.kind == "lxc")
-            .filter_map(|r| Some((r.vmid?, r)))
+            .filter_map(|r| Some((u32::try_from(r.vmid?).ok()?, r)))
             .collect();
         match job {
             Job::Decision { d, .. } => {
-                self.engine.recheck(&d)?;
-                match self.plan(&d, &by_vmid) {
+                self.machine.engine().recheck(&d)?;
+                match self.plan(&d, &rows) {
                     Some(Act::Refuse(why)) => Err(why),
                     Some(act) => Ok(Job::Decision { d, act }),
                     None => Err(format!("{} is no longer configured", d.group)),
                 }
             }
             Job::Resize { c, vmid, r, .. } => {
-                let cont = &self.containers[c];
-                if let Some(v) = &cont.vertical {
+                if let Some(v) = self.machine.containers()[c].vertical() {
                     v.recheck(&r)?;
                 }
-                match by_vmid.get(&u64::from(vmid)) {
+                match rows.get(&vmid) {
                     Some(row) if row.running() => Ok(Job::Resize {
                         c,
                         node: row.node.clone(),
