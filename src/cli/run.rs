@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
@@ -94,6 +94,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(_) => Some(history::Writer::start(&config.history)?),
         None => None,
     };
+    // `--record`: one recording of both machines' inputs, a line at a time.
+    let recorder = match &args.record {
+        Some(path) => Some(
+            crate::daemon::recorder::Recorder::open(path, config.daemon.record_max_bytes)
+                .with_context(|| format!("recording {}", path.display()))?,
+        ),
+        None => None,
+    };
     // The global cost ceiling covers the albatross groups and the containers.
     let costs = std::sync::Arc::new(crate::daemon::cost::CostLedger::default());
     let mut pve_opts = proxmox::RunOptions {
@@ -110,6 +118,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .then(proxmox::view::SharedView::default),
         outputs: None,
         controls: pve_controls,
+        recorder: recorder.clone(),
     };
     let rt = tokio::runtime::Runtime::new()?;
     if args.once {
@@ -146,7 +155,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 approvals: approvals.clone(),
                 costs: costs.clone(),
                 state_lock: albatross_lock,
-                record: args.record.clone(),
+                recorder: recorder.clone(),
                 ..RunOptions::default()
             };
             Some(Daemon::start(config.clone(), opts).await?)

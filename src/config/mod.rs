@@ -42,6 +42,9 @@ pub struct Config {
     /// The `[policy]` and `[[group]]` tables as written: what the flight recorder
     /// keeps so a recording replays against the same policies.
     pub policy_source: String,
+    /// The same for the LXC machine: `[policy]`, `[[lxc]]` and what of `[proxmox]`
+    /// shapes decisions (no address, no credentials).
+    pub lxc_source: String,
 }
 
 /// One scaling group.
@@ -169,6 +172,7 @@ impl Config {
         match config {
             Some(mut c) if problems.is_empty() => {
                 c.policy_source = crate::daemon::recorder::policy_tables(text);
+                c.lxc_source = crate::daemon::recorder::lxc_tables(text);
                 Ok(c)
             }
             _ => Err(ConfigError::Invalid {
@@ -304,6 +308,7 @@ fn build(mut table: toml::Table, base: &Path, problems: &mut Vec<String>) -> Opt
         notify,
         history,
         policy_source: String::new(),
+        lxc_source: String::new(),
     })
 }
 

@@ -5,6 +5,7 @@ pub mod albatross;
 pub mod approvals;
 pub mod cost;
 pub mod decision_log;
+pub mod driver;
 pub mod ownership;
 pub mod recorder;
 pub mod runner;

@@ -473,8 +473,19 @@ pub fn lxc_of(config: &str) -> Result<(Vec<lxc::Spec>, std::time::Duration), Str
     ))
 }
 
-/// Appends lines to `path`, rotating past `max_bytes`.
-pub struct Recorder {
+/// Appends lines to `path`, rotating past `max_bytes`. Clones share the file:
+/// both loops record into one, a line at a time.
+#[derive(Clone)]
+pub struct Recorder(std::sync::Arc<std::sync::Mutex<File_>>);
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let path = self.0.lock().map(|f| f.path.clone()).unwrap_or_default();
+        f.debug_tuple("Recorder").field(&path).finish()
+    }
+}
+
+struct File_ {
     path: PathBuf,
     out: BufWriter<File>,
     written: u64,
@@ -489,12 +500,12 @@ impl Recorder {
         }
         let f = OpenOptions::new().create(true).append(true).open(path)?;
         let written = f.metadata()?.len();
-        Ok(Self {
+        Ok(Self(std::sync::Arc::new(std::sync::Mutex::new(File_ {
             path: path.to_owned(),
             out: BufWriter::new(f),
             written,
             max_bytes: max_bytes.max(4096),
-        })
+        }))))
     }
 
     /// Append one line. Failures are logged, never fatal: the daemon goes on.
@@ -503,23 +514,26 @@ impl Recorder {
             return;
         };
         text.push('\n');
-        if self.written + text.len() as u64 > self.max_bytes
-            && let Err(e) = self.rotate()
+        let mut f = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if f.written + text.len() as u64 > f.max_bytes
+            && let Err(e) = f.rotate()
         {
-            tracing::error!(path = %self.path.display(), error = %e, "cannot rotate the recording");
+            tracing::error!(path = %f.path.display(), error = %e, "cannot rotate the recording");
         }
-        match self
+        match f
             .out
             .write_all(text.as_bytes())
-            .and_then(|()| self.out.flush())
+            .and_then(|()| f.out.flush())
         {
-            Ok(()) => self.written += text.len() as u64,
+            Ok(()) => f.written += text.len() as u64,
             Err(e) => {
-                tracing::error!(path = %self.path.display(), error = %e, "cannot write the recording");
+                tracing::error!(path = %f.path.display(), error = %e, "cannot write the recording");
             }
         }
     }
+}
 
+impl File_ {
     fn rotate(&mut self) -> std::io::Result<()> {
         self.out.flush()?;
         let mut old = self.path.clone().into_os_string();
