@@ -3,6 +3,7 @@
 
 use serde_json::{Value, json};
 
+use crate::core::gate::Answer;
 use crate::core::vertical::{Direction, Resize};
 use crate::core::{Output, Timestamp, Verdict, cpu, lxc};
 
@@ -64,6 +65,29 @@ pub fn line(out: &Output, explain: bool) -> Option<Value> {
             "error": error,
             "retry_in_ms": u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX),
         }),
+        Output::Answered {
+            t,
+            decision,
+            answer,
+        } => {
+            let (verdict, by, why) = match answer {
+                Answer::Approved { by } => ("approved", Some(by), None),
+                Answer::Refused { by, why } => ("refused", Some(by), Some(why)),
+                Answer::Rejected { by } => ("rejected", Some(by), None),
+                Answer::Expired => ("expired", None, None),
+            };
+            json!({
+                "event": "approval",
+                "t_ms": t.as_millis(),
+                "group": decision.group,
+                "action": decision.action,
+                "instance": decision.instance,
+                "id": decision.id,
+                "answer": verdict,
+                "by": by,
+                "why": why,
+            })
+        }
         Output::Evaluation(e) if explain => {
             let (verdict, wanted, why_not) = match &e.verdict {
                 Verdict::Hold => ("hold", None, None),

@@ -433,9 +433,11 @@ async fn albatross_runner_holds_rechecks_and_expires() {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     assert_eq!(book.lock().get(&id3).unwrap().state, State::Expired);
+    // The engine counts `approval_timeout` from the decision, i.e. the arrival of
+    // the sample that caused it, which the test's 10 s steps put before it noticed.
     let waited = asked.elapsed();
     assert!(
-        waited >= Duration::from_secs(120) && waited <= Duration::from_secs(121),
+        waited >= Duration::from_secs(110) && waited <= Duration::from_secs(121),
         "{waited:?}"
     );
     // Only the clean-up of clone-1 (it never reported, so it was lost) ran: lost

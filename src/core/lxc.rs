@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::cpu::Bp;
+use super::gate::{Answer, Gate};
 use super::machine::Machine;
 use super::vertical::{self, Size, Usage, Vertical, VerticalPolicy};
 use super::{ActionId, Engine, Options, Policy, Timestamp, WhyNot};
@@ -105,6 +106,14 @@ pub enum Input {
         to: Size,
         outcome: Result<(), String>,
     },
+    /// An operator's answer (API key `by`) to resize `id` of `vmid`, held for
+    /// approval.
+    AnswerResize {
+        vmid: u32,
+        id: ActionId,
+        approve: bool,
+        by: String,
+    },
     /// An input for the clones' groups: results, operator commands, costs, origin.
     Engine(super::Input),
     Tick,
@@ -119,6 +128,13 @@ pub enum Output {
     Vertical { vmid: u32, out: vertical::Output },
     /// An owned clone is gone from the cluster: drop it from the record.
     Forget { group: Name, clone: Name },
+    /// A resize held for approval was answered or expired; only an approved one
+    /// is carried out (the others fail for the container's vertical machine).
+    ResizeAnswered {
+        vmid: u32,
+        resize: vertical::Resize,
+        answer: Answer,
+    },
     /// A resize-only container was seen (for the history: no engine sees it).
     Observed {
         vmid: u32,
@@ -172,6 +188,10 @@ pub struct Lxc {
     cost_ceiling: Option<u64>,
     /// What shares the ceiling but is scaled elsewhere (the albatross groups).
     external_cost: u64,
+    /// Hold what `require_approval` covers (see [`Lxc::with_approvals`]).
+    approvals: bool,
+    /// Resizes waiting for an operator, by container.
+    resizes: Gate<(u32, vertical::Resize)>,
 }
 
 impl Lxc {
@@ -200,7 +220,22 @@ impl Lxc {
             poll_interval,
             cost_ceiling: None,
             external_cost: 0,
+            approvals: false,
+            resizes: Gate::default(),
         }
+    }
+
+    /// Hold clones, removals and resizes that need approval until an operator
+    /// answers or `approval_timeout` runs out (the daemon, unless dry-run).
+    pub fn with_approvals(mut self, on: bool) -> Self {
+        self.engine = self.engine.with_approvals(on);
+        self.approvals = on;
+        self
+    }
+
+    /// Whether resize `id` of container `vmid` waits for an operator.
+    pub fn is_held_resize(&self, vmid: u32, id: ActionId) -> bool {
+        self.resizes.contains(|(v, r)| *v == vmid && r.id == id)
     }
 
     /// The horizontal engine (groups, members, counters).
@@ -448,6 +483,18 @@ impl Lxc {
     /// A vertical output, noting why a wanted resize was not made (the status view).
     fn vertical_out(&mut self, i: usize, o: vertical::Output, out: &mut Vec<Output>) {
         let c = &mut self.containers[i];
+        if let vertical::Output::Resize(r) = &o
+            && self.approvals
+        {
+            let action = match r.direction {
+                vertical::Direction::Up => super::Action::ScaleUp,
+                vertical::Direction::Down => super::Action::ScaleDown,
+            };
+            if c.spec.policy.require_approval.covers(action, false) {
+                let timeout = c.spec.policy.approval_timeout;
+                self.resizes.hold(r.t, (c.spec.vmid, r.clone()), timeout);
+            }
+        }
         if let vertical::Output::Evaluation { verdict, .. } = &o {
             c.why_not = match verdict {
                 vertical::Verdict::Blocked { why_not, .. } => Some(why_not.clone()),
@@ -458,6 +505,40 @@ impl Lxc {
             vmid: c.spec.vmid,
             out: o,
         });
+    }
+
+    /// Say how the wait of resize `r` ended; one not carried out fails for the
+    /// container's vertical machine (which backs off as after any failure).
+    fn resize_answered(
+        &mut self,
+        now: Timestamp,
+        vmid: u32,
+        r: vertical::Resize,
+        answer: Answer,
+        out: &mut Vec<Output>,
+    ) {
+        let failure = answer.failure();
+        let id = r.id;
+        out.push(Output::ResizeAnswered {
+            vmid,
+            resize: r,
+            answer,
+        });
+        let Some(why) = failure else { return };
+        let Some(i) = self.containers.iter().position(|c| c.spec.vmid == vmid) else {
+            return;
+        };
+        let mut vout = Vec::new();
+        if let Some(v) = self.containers[i].vertical.as_mut() {
+            let input = vertical::Input::Result {
+                id,
+                outcome: Err(why),
+            };
+            v.step(now, input, &mut vout);
+        }
+        for o in vout {
+            self.vertical_out(i, o, out);
+        }
     }
 
     fn on_engine(&mut self, now: Timestamp, input: super::Input, out: &mut Vec<Output>) {
@@ -501,6 +582,8 @@ impl Machine for Lxc {
                 to,
                 outcome,
             } => {
+                // A result ends any wait for approval (a refusal by the shell).
+                self.resizes.take(|(v, r)| *v == vmid && r.id == id);
                 let Some(i) = self.containers.iter().position(|c| c.spec.vmid == vmid) else {
                     return;
                 };
@@ -517,8 +600,31 @@ impl Machine for Lxc {
                     self.vertical_out(i, o, out);
                 }
             }
+            Input::AnswerResize {
+                vmid,
+                id,
+                approve,
+                by,
+            } => {
+                let Some((_, r)) = self.resizes.take(|(v, r)| *v == vmid && r.id == id) else {
+                    return;
+                };
+                let recheck = self
+                    .container(vmid)
+                    .and_then(|c| c.vertical.as_ref())
+                    .map_or(Err("no longer configured".to_string()), |v| v.recheck(&r));
+                let answer = match (approve, recheck) {
+                    (true, Ok(())) => Answer::Approved { by },
+                    (true, Err(why)) => Answer::Refused { by, why },
+                    (false, _) => Answer::Rejected { by },
+                };
+                self.resize_answered(now, vmid, r, answer, out);
+            }
             Input::Engine(e) => self.on_engine(now, e, out),
             Input::Tick => {
+                for (vmid, r) in self.resizes.expired(now) {
+                    self.resize_answered(now, vmid, r, Answer::Expired, out);
+                }
                 if self.engine.next_deadline().is_some_and(|t| t <= now) {
                     self.on_engine(now, super::Input::Tick, out);
                 }

@@ -10,6 +10,7 @@ pub mod backoff;
 mod budget;
 pub mod cpu;
 pub mod engine;
+pub mod gate;
 pub mod group;
 pub mod lxc;
 pub mod machine;

@@ -1,7 +1,7 @@
 //! The one control loop. kube-runtime's `Controller` in miniature: a
 //! [`Reconciler`] wraps one machine and its actuator (the albatross engine task, the
 //! Proxmox loop), and [`drive`] runs any of them the same way: wait for an event,
-//! a job's end, the machine's deadline or an approval's expiry, feed it in, start
+//! a job's end or the machine's deadline (an approval's expiry included), feed it in, start
 //! the jobs it says, and on shutdown drop what waits for approval and give the jobs
 //! in flight a grace period. The clock is one [`Clock`] per machine.
 
@@ -75,10 +75,6 @@ pub trait Reconciler: Send {
     fn deadline(&self) -> Option<Instant>;
     fn tick(&mut self, jobs: &mut JoinSet<Self::Done>);
 
-    /// When the next decision held for approval expires.
-    fn expiry(&self) -> Option<Instant>;
-    fn expire(&mut self, jobs: &mut JoinSet<Self::Done>);
-
     /// Feed a finished job back.
     fn settle(&mut self, done: Self::Done, jobs: &mut JoinSet<Self::Done>);
 
@@ -94,8 +90,8 @@ pub trait Reconciler: Send {
 pub async fn drive<R: Reconciler>(mut r: R, shutdown: CancellationToken) -> R {
     let mut jobs: JoinSet<R::Done> = JoinSet::new();
     loop {
+        // Approvals expire on the machine's deadline too (the core's gate).
         let deadline = r.deadline();
-        let expiry = r.expiry();
         tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
@@ -108,7 +104,6 @@ pub async fn drive<R: Reconciler>(mut r: R, shutdown: CancellationToken) -> R {
                 None => break,
             },
             () = sleep_until(deadline) => r.tick(&mut jobs),
-            () = sleep_until(expiry) => r.expire(&mut jobs),
         }
     }
     r.stop();

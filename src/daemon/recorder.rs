@@ -82,6 +82,14 @@ pub enum Line {
         group: String,
         target: u32,
     },
+    /// An operator approved (`approve`) or rejected a held decision.
+    Approval {
+        t_ms: u64,
+        group: String,
+        id: ActionId,
+        approve: bool,
+        by: String,
+    },
     /// A reload: the new `[policy]` and `[[group]]` tables.
     Reconfigure {
         t_ms: u64,
@@ -134,6 +142,14 @@ pub enum Line {
         to: Size,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
+    },
+    /// An operator answered a resize held for approval.
+    ResizeAnswer {
+        t_ms: u64,
+        vmid: u32,
+        id: ActionId,
+        approve: bool,
+        by: String,
     },
     /// An input of the LXC machine's engine (its tick included): results,
     /// operator commands, costs.
@@ -196,6 +212,20 @@ impl Line {
                 group: s(group),
                 target: *target,
             },
+            Input::Approve { group, id, by } => Self::Approval {
+                t_ms,
+                group: s(group),
+                id: *id,
+                approve: true,
+                by: by.clone(),
+            },
+            Input::Reject { group, id, by } => Self::Approval {
+                t_ms,
+                group: s(group),
+                id: *id,
+                approve: false,
+                by: by.clone(),
+            },
             Input::Reconfigure { .. } => Self::Reconfigure {
                 t_ms,
                 config: config.unwrap_or_default().to_string(),
@@ -246,6 +276,18 @@ impl Line {
                 to: *to,
                 error: outcome.as_ref().err().cloned(),
             },
+            lxc::Input::AnswerResize {
+                vmid,
+                id,
+                approve,
+                by,
+            } => Self::ResizeAnswer {
+                t_ms,
+                vmid: *vmid,
+                id: *id,
+                approve: *approve,
+                by: by.clone(),
+            },
             lxc::Input::Engine(e) => Self::Lxc {
                 t_ms,
                 of: Box::new(Self::of(now, e, None)),
@@ -265,6 +307,7 @@ impl Line {
                 | Self::Poll { .. }
                 | Self::Size { .. }
                 | Self::Resized { .. }
+                | Self::ResizeAnswer { .. }
                 | Self::Lxc { .. }
         )
     }
@@ -290,6 +333,21 @@ impl Line {
                     id,
                     to,
                     outcome: error.map_or(Ok(()), Err),
+                }),
+            ),
+            Self::ResizeAnswer {
+                t_ms,
+                vmid,
+                id,
+                approve,
+                by,
+            } => (
+                t_ms,
+                Some(lxc::Input::AnswerResize {
+                    vmid,
+                    id,
+                    approve,
+                    by,
                 }),
             ),
             Self::Lxc { t_ms, of } => match *of {
@@ -380,6 +438,21 @@ impl Line {
                     target,
                 }),
             ),
+            Self::Approval {
+                t_ms,
+                group,
+                id,
+                approve,
+                by,
+            } => {
+                let group = n(&group)?;
+                let input = if approve {
+                    Input::Approve { group, id, by }
+                } else {
+                    Input::Reject { group, id, by }
+                };
+                (t_ms, Some(input))
+            }
             Self::Reconfigure { t_ms, config } => (
                 t_ms,
                 Some(Input::Reconfigure {
@@ -404,6 +477,7 @@ impl Line {
             | Self::Poll { .. }
             | Self::Size { .. }
             | Self::Resized { .. }
+            | Self::ResizeAnswer { .. }
             | Self::Lxc { .. } => return Err("an LXC machine's line, not the engine's".into()),
         };
         Ok((Timestamp(t), input))
@@ -574,6 +648,16 @@ mod tests {
                 why: Some("albatross policy: x".into()),
             },
             Input::ExternalCost { micros: 7 },
+            Input::Approve {
+                group: Name::parse("alice:web").unwrap(),
+                id: 4,
+                by: "ops".into(),
+            },
+            Input::Reject {
+                group: Name::parse("alice:web").unwrap(),
+                id: 5,
+                by: "ops".into(),
+            },
         ];
         for i in inputs {
             let line = Line::of(t, &i, None);

@@ -136,7 +136,9 @@ impl Controller {
         let specs = lxc.into_iter().map(Lxc::into_spec).collect();
         Ok(Self {
             client,
-            machine: lxc::Lxc::new(specs, settings.poll_interval, now),
+            // Held jobs wait in the machine, unless nothing is carried out anyway.
+            machine: lxc::Lxc::new(specs, settings.poll_interval, now)
+                .with_approvals(!settings.dry_run),
             keys,
             clones,
             state: Arc::new(Mutex::new(state)),

@@ -337,15 +337,6 @@ impl driver::Reconciler for Loop {
         }
     }
 
-    fn expiry(&self) -> Option<Instant> {
-        self.c.next_expiry()
-    }
-
-    fn expire(&mut self, _jobs: &mut JoinSet<Done>) {
-        let now = self.clock.now();
-        self.c.expire(now);
-    }
-
     fn settle(&mut self, (job, r): Done, _jobs: &mut JoinSet<Done>) {
         let now = self.clock.now();
         self.c.settle(now, job, r);

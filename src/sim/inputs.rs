@@ -76,7 +76,12 @@ pub fn replay(files: &[&Path], mut each: impl FnMut(Value)) -> Result<(), Inputs
             } = &line
             {
                 let groups = groups_of(config).map_err(bad)?;
-                let e = Engine::new(groups, Options::default(), Timestamp(*t_ms))
+                // Held decisions wait as they did in the daemon (not in a dry run).
+                let options = Options {
+                    approvals: !*dry_run,
+                    ..Options::default()
+                };
+                let e = Engine::new(groups, options, Timestamp(*t_ms))
                     .with_wall_origin(*origin_ms)
                     .with_cost_ceiling(*cost_ceiling);
                 engine = Some((e, *dry_run));
@@ -120,7 +125,7 @@ fn lxc_line(
     {
         let (specs, poll) = lxc_of(config).map_err(LxcError::Bad)?;
         let now = Timestamp(*t_ms);
-        let mut m = Lxc::new(specs, poll, now);
+        let mut m = Lxc::new(specs, poll, now).with_approvals(!*dry_run);
         let mut ignored = Vec::new();
         for input in [
             crate::core::Input::WallOrigin {

@@ -30,7 +30,7 @@ impl<A: Actuator> Runner<A> {
                 self.publish_outcome(d, &Ok(()));
                 return;
             }
-            _ if !self.settings.dry_run && self.engine.needs_approval(d) => {
+            _ if self.engine.is_held(&d.group, d.id) => {
                 return self.hold(now, d);
             }
             _ => {}
@@ -144,6 +144,22 @@ impl<A: Actuator> Runner<A> {
         if let Some(hold) = hold {
             self.step(now, hold, in_flight);
         }
+    }
+
+    /// Tell the engine that decision `d` was not carried out.
+    fn answer(
+        &mut self,
+        now: Timestamp,
+        d: &Decision,
+        why: String,
+        in_flight: &mut JoinSet<Settled>,
+    ) {
+        let result = Input::ActionResult {
+            group: (*d.group).clone(),
+            id: d.id,
+            outcome: Err(why),
+        };
+        self.step(now, result, in_flight);
     }
 
     /// `decision_executed` or `action_failed` for notification sinks.

@@ -23,6 +23,7 @@ use super::driver::{self, Clock, Reconciler};
 use super::ownership::{Keeper, Ownership};
 use super::recorder::{Line, Recorder};
 pub use crate::actuate::{Actuator, Done, Failed};
+use crate::core::gate::Answer;
 use crate::core::status::Status;
 use crate::core::{Decision, Engine, Input, Output, Policy, Timestamp, Verdict};
 use crate::name::Name;
@@ -162,7 +163,8 @@ impl<A: Actuator> Runner<A> {
         start: Instant,
     ) -> Self {
         Self {
-            engine,
+            // Held decisions wait in the engine, unless nothing is carried out anyway.
+            engine: engine.with_approvals(!settings.dry_run),
             actuator,
             log,
             keeper: Keeper::new(ownership),
@@ -342,6 +344,16 @@ impl<A: Actuator> Runner<A> {
             if let Output::Decision(d) = &o {
                 self.dispatch(now, d, in_flight);
             }
+            if let Output::Answered {
+                decision, answer, ..
+            } = &o
+            {
+                match answer {
+                    Answer::Approved { .. } => self.execute(now, decision, in_flight),
+                    Answer::Expired => self.expired(now, decision),
+                    _ => {}
+                }
+            }
             if let Output::Evaluation(e) = &o {
                 let why_not = match &e.verdict {
                     Verdict::Blocked { why_not, .. } => Some(why_not),
@@ -389,14 +401,6 @@ impl<A: Actuator> Reconciler for Runner<A> {
     fn tick(&mut self, jobs: &mut JoinSet<Settled>) {
         let now = self.stamp(Instant::now());
         self.step(now, Input::Tick, jobs);
-    }
-
-    fn expiry(&self) -> Option<Instant> {
-        self.approvals.lock().next_expiry(Owner::Albatross)
-    }
-
-    fn expire(&mut self, jobs: &mut JoinSet<Settled>) {
-        Runner::expire(self, jobs);
     }
 
     fn settle(&mut self, done: Settled, jobs: &mut JoinSet<Settled>) {

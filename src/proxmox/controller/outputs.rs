@@ -12,6 +12,27 @@ impl Controller {
         report: &mut Report,
     ) {
         match o {
+            lxc::Output::Engine(Output::Answered {
+                decision, answer, ..
+            }) => {
+                // Approved ones are planned by `answer` against a fresh poll.
+                if answer == crate::core::gate::Answer::Expired {
+                    self.expired(now, |j| {
+                        matches!(j, Job::Decision { d, .. } if d.id == decision.id && d.group == decision.group)
+                    });
+                }
+            }
+            lxc::Output::ResizeAnswered {
+                vmid,
+                resize,
+                answer,
+            } => {
+                if answer == crate::core::gate::Answer::Expired {
+                    self.expired(now, |j| {
+                        matches!(j, Job::Resize { vmid: v, r, .. } if *v == vmid && r.id == resize.id)
+                    });
+                }
+            }
             lxc::Output::Engine(o) => self.engine_output(now, o, jobs),
             lxc::Output::Vertical { vmid, out } => self.vertical_output(vmid, out, jobs, report),
             lxc::Output::Forget { group, clone } => {
