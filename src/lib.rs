@@ -51,6 +51,9 @@
 //! * [`config`]: the TOML file into policies; [`cert`]: certificates and chains;
 //!   [`name`]: albatross names; [`jsonl`]: the JSON Lines of the decision log.
 //! * [`sim`]: drives the same machines for `replay`, `simulate` and the tests.
+//! * [`service`]: the whole daemon behind one function ([`service::Service::start`]):
+//!   both loops, history, API and notifications on one bus; `run`, `demo` and the
+//!   tests start it, SIGHUP reloads it.
 //! * [`cli`]: the subcommands (`src/main.rs` only parses arguments).
 //! * `sandbox` (feature `sandbox`, default): the test PKI, the embedded albatross
 //!   endpoint and the fake Proxmox API, for `demo`, tests and benchmarks.
@@ -70,6 +73,7 @@ pub mod notify;
 pub mod proxmox;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
+pub mod service;
 pub mod sim;
 pub mod state;
 pub mod wire;

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use albatross_autoscale::core::{Action, Input, Output};
-use albatross_autoscale::daemon::albatross::{Daemon, RunOptions};
 use albatross_autoscale::sandbox::{StatsBody, TestPki};
+use albatross_autoscale::service::{Service, ServiceOptions};
 use albatross_autoscale::wire::Policy;
 
 mod world;
@@ -54,15 +54,16 @@ async fn a_recorded_run_replays_to_the_same_decisions() {
     .await;
     let rec = w.dir.join("inputs.jsonl");
     let config = w.config(POLICY, "reconnect_min = \"500ms\"\n");
-    let opts = RunOptions {
+    // Started as `run` starts it: through the one function.
+    let opts = ServiceOptions {
         record: Some(rec.clone()),
-        ..RunOptions::default()
+        ..ServiceOptions::default()
     };
-    let d = Daemon::start(config, opts).await.unwrap();
-    let mut rx = d.subscribe();
+    let d = Service::start(config, opts).await.unwrap();
+    let mut rx = d.subscribe().unwrap();
     w.load.set(3.0);
     assert!(run_for(&mut rx, 40, Action::ScaleUp).await >= 1);
-    let handle = d.handle();
+    let handle = d.albatross().unwrap().handle();
     let group = name("demo:web");
     handle
         .control(Input::Pause {
@@ -77,7 +78,7 @@ async fn a_recorded_run_replays_to_the_same_decisions() {
     w.endpoint.restart_albatrossd();
     w.load.set(3.0);
     run_for(&mut rx, 60, Action::ScaleUp).await;
-    d.stop().await;
+    d.stop().await.unwrap();
 
     let logged: Vec<String> = w
         .decision_log()
