@@ -8,6 +8,7 @@ pub mod notify;
 mod policy;
 pub mod proxmox;
 mod schedule;
+pub mod source;
 
 pub use daemon::{DaemonConfig, Endpoint};
 
@@ -171,8 +172,8 @@ impl Config {
         let config = build(table, base, &mut problems);
         match config {
             Some(mut c) if problems.is_empty() => {
-                c.policy_source = crate::daemon::recorder::policy_tables(text);
-                c.lxc_source = crate::daemon::recorder::lxc_tables(text);
+                c.policy_source = source::policy_tables(text);
+                c.lxc_source = source::lxc_tables(text);
                 Ok(c)
             }
             _ => Err(ConfigError::Invalid {

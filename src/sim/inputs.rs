@@ -6,8 +6,9 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use crate::config::source::{groups_of, lxc_of};
 use crate::core::{Engine, Lxc, Machine, Options, Timestamp, lxc};
-use crate::daemon::recorder::{Line, groups_of, lxc_of};
+use crate::daemon::recorder::Line;
 use crate::jsonl;
 
 /// Why a recording cannot be replayed.
