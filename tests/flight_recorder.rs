@@ -10,6 +10,7 @@ use albatross_autoscale::sandbox::{StatsBody, TestPki};
 use albatross_autoscale::service::{Service, ServiceOptions};
 use albatross_autoscale::wire::Policy;
 
+mod recording;
 mod world;
 
 use world::name;
@@ -80,34 +81,13 @@ async fn a_recorded_run_replays_to_the_same_decisions() {
     run_for(&mut rx, 60, Action::ScaleUp).await;
     d.stop().await.unwrap();
 
-    let logged: Vec<String> = w
-        .decision_log()
-        .lines()
-        .filter(|l| {
-            l.contains("\"event\":\"decision\"") || l.contains("\"event\":\"action_failed\"")
-        })
-        .map(str::to_string)
-        .collect();
+    let logged = recording::decision_lines(&w.decision_log());
     assert!(
         logged.iter().any(|l| l.contains("albatross policy")),
         "the run had a refusal: {logged:#?}"
     );
     assert!(logged.len() >= 4, "{logged:#?}");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_albatross-autoscale"))
-        .args(["replay", "--inputs"])
-        .arg(&rec)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let replayed: Vec<String> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect();
+    let replayed = recording::replayed(&rec);
     eprintln!("{} decision lines replayed", logged.len());
     assert_eq!(replayed, logged);
 }

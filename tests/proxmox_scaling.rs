@@ -14,6 +14,8 @@ use albatross_autoscale::proxmox::state::CloneState;
 use albatross_autoscale::proxmox::{Controller, ControllerSettings};
 use albatross_autoscale::sandbox::proxmox::{Ct, Fake, FakeServer};
 
+mod recording;
+
 const SECRET: &str = "3f0c5a52-0000-4000-8000-000000000001";
 const TOKEN: &str = "autoscale@pve!scaler";
 
@@ -421,34 +423,13 @@ async fn a_recorded_proxmox_run_replays_to_the_same_decisions() {
         c.cycle(t(10 * i)).await.unwrap();
     }
     drop(c);
-    let logged: Vec<String> = std::fs::read_to_string(&log)
-        .unwrap()
-        .lines()
-        .filter(|l| {
-            l.contains("\"event\":\"decision\"") || l.contains("\"event\":\"action_failed\"")
-        })
-        .map(str::to_string)
-        .collect();
+    let logged = recording::decision_lines(&std::fs::read_to_string(&log).unwrap());
     let has = |what: &str| logged.iter().any(|l| l.contains(what));
     assert!(
         has("\"action\":\"resize\"") && has("\"action\":\"scale_up\"") && has("scale_down"),
         "resizes, a clone and its removal: {logged:#?}"
     );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_albatross-autoscale"))
-        .args(["replay", "--inputs"])
-        .arg(&rec)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let replayed: Vec<String> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect();
+    let replayed = recording::replayed(&rec);
     eprintln!("{} decision lines replayed", logged.len());
     assert_eq!(replayed, logged);
     let _ = std::fs::remove_dir_all(&dir);
