@@ -15,6 +15,7 @@ use super::actuator::{self, CloneJob, Tasks};
 use super::client::{Client, ProxmoxError};
 use super::state::CloneState;
 use super::types::Resource;
+use crate::actuate::Shell;
 use crate::config::proxmox::{CloneSpec, Lxc};
 use crate::core::vertical::{self, Resize};
 use crate::core::{

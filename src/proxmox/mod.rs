@@ -33,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 pub use client::{Client, ProxmoxError};
 pub use controller::{Controller, ControllerSettings, Job, Report};
 
+use crate::actuate::Shell;
 use crate::config::Config;
 use crate::core::Timestamp;
 use crate::daemon::approvals;

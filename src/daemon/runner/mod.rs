@@ -150,7 +150,7 @@ pub struct Runner<A> {
     config_source: String,
 }
 
-type Settled = (Decision, Result<Done, Failed>);
+pub(crate) type Settled = (Decision, Result<Done, Failed>);
 
 impl<A: Actuator> Runner<A> {
     /// A runner whose time origin is `start` (the engine's t = 0).
@@ -349,7 +349,7 @@ impl<A: Actuator> Runner<A> {
             } = &o
             {
                 match answer {
-                    Answer::Approved { .. } => self.execute(now, decision, in_flight),
+                    Answer::Approved { .. } => self.carry_out(now, decision, in_flight),
                     Answer::Expired => self.expired(now, decision),
                     _ => {}
                 }

@@ -3,44 +3,6 @@
 use super::*;
 
 impl Controller {
-    /// The future that carries out `job`.
-    pub fn execute(
-        &self,
-        job: Job,
-    ) -> impl std::future::Future<Output = (Job, Result<(), String>)> + Send + 'static {
-        let client = self.client.clone();
-        let state = self.state.clone();
-        let path = self.settings.state_file.clone();
-        let tasks = self.settings.tasks;
-        async move {
-            let r = match &job {
-                Job::Resize { node, vmid, r, .. } => {
-                    actuator::resize(&client, node, *vmid, r).await
-                }
-                Job::Decision { act, .. } => match act {
-                    Act::Clone(cj) => {
-                        let save = move |s: &CloneState| {
-                            if let Some(p) = &path
-                                && let Err(e) = s.save(p)
-                            {
-                                tracing::error!(error = %e, "cannot write the Proxmox ownership record");
-                            }
-                        };
-                        actuator::scale_up(&client, cj, &state, &save, tasks)
-                            .await
-                            .map(|_| ())
-                    }
-                    Act::Destroy { node, vmid } => {
-                        actuator::destroy(&client, node, *vmid, tasks).await
-                    }
-                    Act::Gone | Act::Nothing => Ok(()),
-                    Act::Refuse(why) => return (job.clone(), Err(why.clone())),
-                },
-            };
-            (job, r.map_err(|e| e.to_string()))
-        }
-    }
-
     /// Feed a job's result back.
     pub fn settle(&mut self, now: Timestamp, job: Job, r: Result<(), String>) {
         match job {
@@ -98,6 +60,75 @@ impl Controller {
                     }
                 }
             }
+        }
+    }
+}
+
+/// A job and how it ended.
+pub type Done = (Job, Result<(), String>);
+
+impl Shell for Controller {
+    type Output = lxc::Output;
+    type Job = Job;
+    type Done = Done;
+
+    /// A resize is its own job, on the node of the last poll; a clone or a removal
+    /// is planned against the last poll's rows and the ownership record.
+    fn plan(&self, out: &lxc::Output) -> Option<Job> {
+        match out {
+            lxc::Output::Vertical {
+                vmid,
+                out: vertical::Output::Resize(r),
+            } => Some(Job::Resize {
+                c: self.index(*vmid)?,
+                node: self
+                    .rows
+                    .get(vmid)
+                    .map(|r| r.node.clone())
+                    .unwrap_or_default(),
+                vmid: *vmid,
+                r: r.clone(),
+            }),
+            lxc::Output::Engine(Output::Decision(d)) => Some(Job::Decision {
+                d: d.clone(),
+                act: self.act_for(d, &self.rows)?,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The future that carries out `job`.
+    fn execute(&self, job: Job) -> impl std::future::Future<Output = Done> + Send + 'static {
+        let client = self.client.clone();
+        let state = self.state.clone();
+        let path = self.settings.state_file.clone();
+        let tasks = self.settings.tasks;
+        async move {
+            let r = match &job {
+                Job::Resize { node, vmid, r, .. } => {
+                    actuator::resize(&client, node, *vmid, r).await
+                }
+                Job::Decision { act, .. } => match act {
+                    Act::Clone(cj) => {
+                        let save = move |s: &CloneState| {
+                            if let Some(p) = &path
+                                && let Err(e) = s.save(p)
+                            {
+                                tracing::error!(error = %e, "cannot write the Proxmox ownership record");
+                            }
+                        };
+                        actuator::scale_up(&client, cj, &state, &save, tasks)
+                            .await
+                            .map(|_| ())
+                    }
+                    Act::Destroy { node, vmid } => {
+                        actuator::destroy(&client, node, *vmid, tasks).await
+                    }
+                    Act::Gone | Act::Nothing => Ok(()),
+                    Act::Refuse(why) => return (job.clone(), Err(why.clone())),
+                },
+            };
+            (job, r.map_err(|e| e.to_string()))
         }
     }
 }

@@ -164,7 +164,7 @@ impl Controller {
     /// allows it.
     fn replan(&self, job: Job, rows: &HashMap<u32, Resource>) -> Run {
         match job {
-            Job::Decision { d, act } => match self.plan(&d, rows) {
+            Job::Decision { d, act } => match self.act_for(&d, rows) {
                 Some(Act::Refuse(why)) => Run::Refused(Box::new(Job::Decision { d, act }), why),
                 Some(act) => Run::Go(Job::Decision { d, act }),
                 None => {

@@ -79,13 +79,11 @@ impl Controller {
                 }
                 tracing::info!(vmid, from = ?r.from, to = ?r.to, reason = %r.reason, dry_run = self.settings.dry_run, "resize");
                 self.write(jsonl::resize_line(&name, vmid, &r, self.settings.dry_run));
-                let node = self.rows.get(&vmid).map(|r| r.node.clone());
-                jobs.push(Job::Resize {
-                    c: i,
-                    node: node.unwrap_or_default(),
+                let planned = self.plan(&lxc::Output::Vertical {
                     vmid,
-                    r,
+                    out: vertical::Output::Resize(r),
                 });
+                jobs.extend(planned);
             }
             vertical::Output::Evaluation {
                 verdict: vertical::Verdict::Blocked { wanted, why_not },
@@ -142,15 +140,13 @@ impl Controller {
                 self.notices.publish(n);
             }
         }
-        let Output::Decision(d) = o else { return };
-        let Some(act) = self.plan(&d, &self.rows) else {
-            return;
-        };
-        jobs.push(Job::Decision { d, act });
+        if matches!(o, Output::Decision(_)) {
+            jobs.extend(self.plan(&lxc::Output::Engine(o)));
+        }
     }
 
     /// What decision `d` means for the API, given the rows of a poll.
-    pub(super) fn plan(&self, d: &Decision, rows: &HashMap<u32, Resource>) -> Option<Act> {
+    pub(super) fn act_for(&self, d: &Decision, rows: &HashMap<u32, Resource>) -> Option<Act> {
         let i = self
             .machine
             .containers()
