@@ -1,10 +1,32 @@
-//! The actuator contract: what a shell does with a decision, and how it ended.
-//! Implemented by the albatross side (clone, destroy, re-create unikernels) and by
-//! test doubles; the daemon's engine task drives it. No I/O here.
+//! The actuator contract: what a shell makes of a machine's outputs ([`Shell`]:
+//! plan an output into a job, carry the job out; implemented by the albatross
+//! engine task and the Proxmox controller), what the albatross side does with a
+//! decision ([`Actuator`]; also test doubles), and how an action ended. No I/O here.
 
 use std::future::Future;
 
 use crate::core::Decision;
+
+/// The shell side of a machine, in two steps as kube-runtime's reconcile: what a
+/// machine output asks for as a job, planned against what the shell last saw,
+/// and the carrying out of a job. The albatross engine task plans each decision
+/// that is not waiting for approval into itself and carries it out through its
+/// [`Actuator`]; the Proxmox controller plans the LXC machine's outputs against
+/// the last poll into clone, destroy and resize jobs.
+pub trait Shell {
+    /// What the machine says.
+    type Output;
+    /// Work for the actuator.
+    type Job: Send + 'static;
+    /// A job's end, fed back to the machine.
+    type Done: Send + 'static;
+
+    /// The job `out` asks for, if any.
+    fn plan(&self, out: &Self::Output) -> Option<Self::Job>;
+
+    /// Carry `job` out (off the driver's task: the future owns what it needs).
+    fn execute(&self, job: Self::Job) -> impl Future<Output = Self::Done> + Send + 'static;
+}
 
 /// Carries out decisions (albatross: clone/destroy unikernels; Proxmox: containers).
 pub trait Actuator: Send + Sync + 'static {

@@ -3,7 +3,9 @@
 
 use serde_json::{Value, json};
 
-use crate::core::{Output, Verdict, cpu};
+use crate::core::gate::Answer;
+use crate::core::vertical::{Direction, Resize};
+use crate::core::{Output, Timestamp, Verdict, cpu, lxc};
 
 /// The JSON object for one output; `None` for evaluations unless `explain`.
 pub fn line(out: &Output, explain: bool) -> Option<Value> {
@@ -63,6 +65,29 @@ pub fn line(out: &Output, explain: bool) -> Option<Value> {
             "error": error,
             "retry_in_ms": u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX),
         }),
+        Output::Answered {
+            t,
+            decision,
+            answer,
+        } => {
+            let (verdict, by, why) = match answer {
+                Answer::Approved { by } => ("approved", Some(by), None),
+                Answer::Refused { by, why } => ("refused", Some(by), Some(why)),
+                Answer::Rejected { by } => ("rejected", Some(by), None),
+                Answer::Expired => ("expired", None, None),
+            };
+            json!({
+                "event": "approval",
+                "t_ms": t.as_millis(),
+                "group": decision.group,
+                "action": decision.action,
+                "instance": decision.instance,
+                "id": decision.id,
+                "answer": verdict,
+                "by": by,
+                "why": why,
+            })
+        }
         Output::Evaluation(e) if explain => {
             let (verdict, wanted, why_not) = match &e.verdict {
                 Verdict::Hold => ("hold", None, None),
@@ -99,4 +124,59 @@ pub fn decision_line(out: &Output, dry_run: bool) -> Option<Value> {
         v["dry_run"] = Value::Bool(true);
     }
     Some(v)
+}
+
+/// The decision log's line for an LXC machine output: a horizontal group's as
+/// [`decision_line`], a resize and a failed resize of container `group`.
+pub fn lxc_decision_line(group: &str, out: &lxc::Output, dry_run: bool) -> Option<Value> {
+    use crate::core::vertical::Output as V;
+    match out {
+        lxc::Output::Engine(o) => decision_line(o, dry_run),
+        lxc::Output::Vertical {
+            vmid,
+            out: V::Resize(r),
+        } => Some(resize_line(group, *vmid, r, dry_run)),
+        lxc::Output::Vertical {
+            vmid,
+            out:
+                V::Failed {
+                    id,
+                    t,
+                    error,
+                    retry_in,
+                },
+        } => Some(resize_failed_line(group, *vmid, *id, *t, error, *retry_in)),
+        _ => None,
+    }
+}
+
+/// The decision-log line of a resize (also what `replay --inputs` prints).
+pub fn resize_line(group: &str, vmid: u32, r: &Resize, dry_run: bool) -> Value {
+    json!({"event": "decision", "t_ms": r.t.as_millis(), "group": group, "vmid": vmid,
+        "action": "resize", "direction": r.direction, "from": r.from, "to": r.to, "reason": r.reason,
+        "id": r.id, "dry_run": dry_run})
+}
+
+pub fn why_not_line(
+    group: &str,
+    vmid: u32,
+    t: Timestamp,
+    wanted: Direction,
+    why_not: &crate::core::WhyNot,
+) -> Value {
+    json!({"event": "why_not", "t_ms": t.as_millis(), "group": group, "vmid": vmid,
+        "wanted": wanted, "why_not": why_not})
+}
+
+/// The decision-log line of a failed resize (also what `replay --inputs` prints).
+pub fn resize_failed_line(
+    group: &str,
+    vmid: u32,
+    id: crate::core::ActionId,
+    t: Timestamp,
+    error: &str,
+    retry_in: std::time::Duration,
+) -> Value {
+    json!({"event": "action_failed", "t_ms": t.as_millis(), "group": group, "vmid": vmid,
+        "action": "resize", "id": id, "error": error, "retry_in_ms": retry_in.as_millis() as u64})
 }

@@ -24,6 +24,9 @@ enum Command {
     Run(cli::run::Args),
     /// Check a configuration file and report every problem with its key.
     Validate(cli::validate::Args),
+    /// Preflight before `run`: talk to every endpoint and Proxmox and report every
+    /// reason the setup would not scale (exit 0 ok, 1 warnings, 2 failures).
+    Check(cli::check::Args),
     /// Drive the engine with recorded statistics and print JSON Lines.
     Replay(cli::replay::Args),
     /// Serve a load trace with the engine and the classic rules; report elasticity metrics.
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
         Command::Stats(args) => cli::info::stats(args),
         Command::NotifyTest(args) => cli::notify_test::run(args),
         Command::Validate(args) => cli::validate::run(args),
+        Command::Check(args) => cli::check::run(args),
         Command::Replay(args) => cli::replay::run(args),
         Command::Simulate(args) => cli::simulate::run(args),
         Command::Decode(args) => cli::decode::run(args),

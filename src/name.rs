@@ -157,6 +157,13 @@ impl serde::Serialize for Name {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for Name {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Self::parse(&s).map_err(|e| serde::de::Error::custom(format!("{s:?}: {e}")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -206,3 +206,121 @@ fn a_held_scale_up_is_refused_once_the_global_cost_ceiling_is_used_up_elsewhere(
     let why = h.e.recheck(&d).unwrap_err();
     assert!(why.contains("global max_cost_per_hour (3)"), "{why}");
 }
+
+/// The gate in the core: a held decision is answered by `Approve` / `Reject`
+/// inputs or expires at an engine deadline; only an approved one comes out to be
+/// carried out, the others fail for the group with the texts the log has always
+/// shown. Explicit `now`; nothing waits.
+#[test]
+fn the_gate_holds_answers_and_expires_on_the_engines_own_deadline() {
+    use albatross_autoscale::core::gate::Answer;
+    let policy = Policy {
+        require_approval: RequireApproval {
+            scale_up: true,
+            ..RequireApproval::default()
+        },
+        approval_timeout: Duration::from_secs(120),
+        scale_up_cooldown: Duration::ZERO,
+        retry_backoff: Duration::from_secs(10),
+        ..Policy::default()
+    };
+    let mut h = H::new(policy.clone());
+    h.e = Engine::new(
+        vec![(n("alice:web"), policy)],
+        Options::default(),
+        Timestamp(0),
+    )
+    .with_approvals(true);
+    h.sample(0);
+    let d = h.until_decision(95);
+    assert!(
+        h.e.is_held(&d.group, d.id),
+        "a scale-up needing approval waits"
+    );
+    // Held: the deadline is at most the expiry, and an unrelated tick keeps it.
+    let expiry = Timestamp(h.now + 120_000);
+    assert!(h.e.next_deadline().is_some_and(|t| t <= expiry));
+
+    // Approved by ops: it comes out once, to be carried out.
+    let mut out = Vec::new();
+    let (group, id) = ((*d.group).clone(), d.id);
+    h.e.step(
+        Timestamp(h.now + 1_000),
+        Input::Approve {
+            group: group.clone(),
+            id,
+            by: "ops".into(),
+        },
+        &mut out,
+    );
+    assert!(
+        matches!(&out[..], [Output::Answered { decision, answer: Answer::Approved { by }, .. }] if decision.id == id && by == "ops"),
+        "{out:?}"
+    );
+    assert!(!h.e.is_held(&group, id));
+    // A second answer to the same decision does nothing.
+    out.clear();
+    h.e.step(
+        Timestamp(h.now + 2_000),
+        Input::Reject {
+            group: group.clone(),
+            id,
+            by: "ops".into(),
+        },
+        &mut out,
+    );
+    assert!(out.is_empty(), "{out:?}");
+    h.now += 2_000;
+    h.input(Input::ActionResult {
+        group: group.clone(),
+        id,
+        outcome: Ok(()),
+    });
+
+    // The next one is rejected: a failure for the group, with the key's name.
+    let d = h.until_decision(95);
+    out.clear();
+    h.e.step(
+        Timestamp(h.now),
+        Input::Reject {
+            group: group.clone(),
+            id: d.id,
+            by: "ops".into(),
+        },
+        &mut out,
+    );
+    assert!(matches!(
+        &out[0],
+        Output::Answered {
+            answer: Answer::Rejected { .. },
+            ..
+        }
+    ));
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::ActionFailed { error, .. } if error == "rejected by ops")),
+        "{out:?}"
+    );
+
+    // The next is left alone: it expires at its own deadline, not a moment before.
+    let d = h.until_decision(95);
+    let held_at = h.now;
+    let mut t = held_at;
+    let mut expired_at = None;
+    while expired_at.is_none() && t < held_at + 300_000 {
+        t = h.e.next_deadline().unwrap().0.max(t + 1);
+        out.clear();
+        h.e.step(Timestamp(t), Input::Tick, &mut out);
+        if out.iter().any(|o| matches!(o, Output::Answered { decision, answer: Answer::Expired, .. } if decision.id == d.id)) {
+            expired_at = Some(t);
+        }
+    }
+    assert_eq!(expired_at, Some(held_at + 120_000));
+    assert!(
+        out.iter().any(
+            |o| matches!(o, Output::ActionFailed { error, .. } if error == "approval expired")
+        ),
+        "{out:?}"
+    );
+    assert!(!h.e.is_held(&group, d.id));
+}

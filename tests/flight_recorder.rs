@@ -6,10 +6,11 @@
 use std::time::Duration;
 
 use albatross_autoscale::core::{Action, Input, Output};
-use albatross_autoscale::daemon::albatross::{Daemon, RunOptions};
 use albatross_autoscale::sandbox::{StatsBody, TestPki};
+use albatross_autoscale::service::{Service, ServiceOptions};
 use albatross_autoscale::wire::Policy;
 
+mod recording;
 mod world;
 
 use world::name;
@@ -54,15 +55,16 @@ async fn a_recorded_run_replays_to_the_same_decisions() {
     .await;
     let rec = w.dir.join("inputs.jsonl");
     let config = w.config(POLICY, "reconnect_min = \"500ms\"\n");
-    let opts = RunOptions {
+    // Started as `run` starts it: through the one function.
+    let opts = ServiceOptions {
         record: Some(rec.clone()),
-        ..RunOptions::default()
+        ..ServiceOptions::default()
     };
-    let d = Daemon::start(config, opts).await.unwrap();
-    let mut rx = d.subscribe();
+    let d = Service::start(config, opts).await.unwrap();
+    let mut rx = d.subscribe().unwrap();
     w.load.set(3.0);
     assert!(run_for(&mut rx, 40, Action::ScaleUp).await >= 1);
-    let handle = d.handle();
+    let handle = d.albatross().unwrap().handle();
     let group = name("demo:web");
     handle
         .control(Input::Pause {
@@ -77,36 +79,15 @@ async fn a_recorded_run_replays_to_the_same_decisions() {
     w.endpoint.restart_albatrossd();
     w.load.set(3.0);
     run_for(&mut rx, 60, Action::ScaleUp).await;
-    d.stop().await;
+    d.stop().await.unwrap();
 
-    let logged: Vec<String> = w
-        .decision_log()
-        .lines()
-        .filter(|l| {
-            l.contains("\"event\":\"decision\"") || l.contains("\"event\":\"action_failed\"")
-        })
-        .map(str::to_string)
-        .collect();
+    let logged = recording::decision_lines(&w.decision_log());
     assert!(
         logged.iter().any(|l| l.contains("albatross policy")),
         "the run had a refusal: {logged:#?}"
     );
     assert!(logged.len() >= 4, "{logged:#?}");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_albatross-autoscale"))
-        .args(["replay", "--inputs"])
-        .arg(&rec)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let replayed: Vec<String> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect();
+    let replayed = recording::replayed(&rec);
     eprintln!("{} decision lines replayed", logged.len());
     assert_eq!(replayed, logged);
 }

@@ -14,6 +14,8 @@ use albatross_autoscale::proxmox::state::CloneState;
 use albatross_autoscale::proxmox::{Controller, ControllerSettings};
 use albatross_autoscale::sandbox::proxmox::{Ct, Fake, FakeServer};
 
+mod recording;
+
 const SECRET: &str = "3f0c5a52-0000-4000-8000-000000000001";
 const TOKEN: &str = "autoscale@pve!scaler";
 
@@ -349,4 +351,86 @@ async fn dry_run_changes_nothing() {
         s.with(|f| (f.cts[&101].cores, f.count("PUT", ""))),
         (Some(2), 0)
     );
+}
+
+/// A Proxmox run recorded (`run --record`) replays to the decision log's own
+/// decisions and failures, byte for byte: resizes up to the cap, a clone, an
+/// operator's pause, a failing resize, and the way back down.
+#[tokio::test]
+async fn a_recorded_proxmox_run_replays_to_the_same_decisions() {
+    use albatross_autoscale::core::Input;
+    use albatross_autoscale::daemon::recorder::Recorder;
+    use albatross_autoscale::name::Name;
+    let mut tpl = Ct::new("pve", "tpl", 1, 512);
+    (tpl.running, tpl.template) = (false, true);
+    let s = fake(vec![(101, hot(1, 1024)), (9000, tpl)]).await;
+    let dir = std::env::temp_dir().join(format!("aa-pve-rec-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (rec, log) = (dir.join("rec.jsonl"), dir.join("decisions.jsonl"));
+    let lxc = "[[lxc]]\nvmid = 101\nname = \"web\"\nmode = \"vertical-then-horizontal\"\ncores = [1, 2]\nmax_instances = 3\nscale_down_ticks = 1\nclone_source = 9000\nfull_clone = false\n";
+    let text = format!(
+        "[policy]\n{POLICY}[proxmox]\nurl = \"{}\"\ntoken_id = \"{TOKEN}\"\ntoken_secret_env = \"UNUSED\"\nhost_memory_reserve_mib = 1024\n{lxc}",
+        s.url()
+    );
+    let config = Config::parse(&text, Path::new("t.toml")).unwrap();
+    let settings = ControllerSettings {
+        tag: "albatross-autoscale".into(),
+        tasks: Tasks {
+            timeout: Duration::from_secs(5),
+            every: Duration::from_millis(1),
+        },
+        dry_run: false,
+        poll_interval: Duration::from_secs(10),
+        state_file: None,
+        decision_log: Some(log.clone()),
+    };
+    let client = Arc::new(Client::new(opts(&s.url()), SECRET, None).unwrap());
+    let recorder = Recorder::open(&rec, 1 << 20).unwrap();
+    let mut c = Controller::new(
+        client,
+        config.lxc.clone(),
+        CloneState::default(),
+        settings,
+        Timestamp::ZERO,
+    )
+    .unwrap()
+    .with_cost_ceiling(None)
+    .with_recorder(recorder, config.lxc_source.clone(), Timestamp::ZERO);
+    c.set_wall_origin(1_764_900_000_000);
+    for i in 1..=6 {
+        c.cycle(t(10 * i)).await.unwrap();
+    }
+    let group = Name::parse("lxc:web").unwrap();
+    let (out, jobs) = c.control(
+        t(65),
+        Input::Pause {
+            group: group.clone(),
+        },
+    );
+    assert!(jobs.is_empty(), "{out:?}");
+    c.control(t(66), Input::Resume { group });
+    // Someone else holds the config lock: the next resize fails.
+    s.with(|f| {
+        f.cts.get_mut(&101).unwrap().cpu = 0.01;
+        f.cts.get_mut(&101).unwrap().lock = Some("backup".into());
+    });
+    for i in 7..=9 {
+        c.cycle(t(10 * i)).await.unwrap();
+    }
+    s.with(|f| f.cts.get_mut(&101).unwrap().lock = None);
+    for i in 10..=16 {
+        c.cycle(t(10 * i)).await.unwrap();
+    }
+    drop(c);
+    let logged = recording::decision_lines(&std::fs::read_to_string(&log).unwrap());
+    let has = |what: &str| logged.iter().any(|l| l.contains(what));
+    assert!(
+        has("\"action\":\"resize\"") && has("\"action\":\"scale_up\"") && has("scale_down"),
+        "resizes, a clone and its removal: {logged:#?}"
+    );
+    let replayed = recording::replayed(&rec);
+    eprintln!("{} decision lines replayed", logged.len());
+    assert_eq!(replayed, logged);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -54,7 +54,7 @@ macro_rules! provider_signatures {
 pub(crate) use provider_signatures;
 
 /// Checks the server chain against exactly the given roots (validity, EKU
-/// serverAuth) and the name as [`crate::albatross::tls`] documents: SAN if the
+/// serverAuth) and the name as the albatross client (`albatross::tls`) documents: SAN if the
 /// certificate has one, else the subject CN; an empty `expected_name` skips it.
 #[derive(Debug)]
 pub struct ServerVerifier {

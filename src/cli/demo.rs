@@ -13,9 +13,9 @@ use anyhow::Context;
 
 use crate::config::Config;
 use crate::core::{Action, Output, Verdict, cpu};
-use crate::daemon::albatross::{Daemon, RunOptions};
 use crate::name::Name;
 use crate::sandbox::{Endpoint, EndpointConfig, PkiFiles, TestPki};
+use crate::service::{Service, ServiceOptions};
 
 /// Arguments of `demo`.
 #[derive(clap::Args, Debug)]
@@ -154,17 +154,18 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
         "load on demo:web: quiet, ramp to 1.6 vCPU, plateau, spike to 2.6, quiet; 1 vCPU per instance\n"
     );
 
-    let daemon = Daemon::start(
+    let service = Service::start(
         config,
-        RunOptions {
+        ServiceOptions {
             dry_run: false,
             shutdown_grace: tick * 10,
             record: args.record.clone(),
-            ..RunOptions::default()
         },
     )
     .await?;
-    let mut outputs = daemon.subscribe();
+    let mut outputs = service
+        .subscribe()
+        .context("the demo configures an albatross group")?;
     let mut timeline: Vec<(f64, u32)> = Vec::new();
     let (mut ups, mut downs, mut last_line) = (0u32, 0u32, String::new());
     let deadline = tokio::time::sleep(total);
@@ -236,7 +237,7 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
             _ => {}
         }
     }
-    daemon.stop().await;
+    service.stop().await?;
     let running = endpoint.unikernels();
     endpoint.shutdown();
     println!(

@@ -1,6 +1,7 @@
 //! Subcommand implementations; `src/main.rs` only parses arguments and calls these.
 //! Each returns the process exit code, or an error whose chain is printed.
 
+pub mod check;
 pub mod completions;
 pub mod decode;
 #[cfg(feature = "sandbox")]

@@ -89,6 +89,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let options = Options {
         auto_group,
         adopt_by_name: true,
+        // A trace has no operator: decisions are shown, never held.
+        approvals: false,
     };
     if args.start.is_none()
         && let Some((name, _)) = groups.iter().find(|(_, p)| !p.schedule.is_empty())

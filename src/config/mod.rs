@@ -10,6 +10,7 @@ pub mod notify;
 mod policy;
 pub mod proxmox;
 mod schedule;
+pub mod source;
 
 pub use daemon::{DaemonConfig, Endpoint};
 
@@ -44,6 +45,9 @@ pub struct Config {
     /// The `[policy]` and `[[group]]` tables as written: what the flight recorder
     /// keeps so a recording replays against the same policies.
     pub policy_source: String,
+    /// The same for the LXC machine: `[policy]`, `[[lxc]]` and what of `[proxmox]`
+    /// shapes decisions (no address, no credentials).
+    pub lxc_source: String,
 }
 
 /// One scaling group.
@@ -172,7 +176,8 @@ impl Config {
         let config = build(table, base, &mut problems);
         match config {
             Some(mut c) if problems.is_empty() => {
-                c.policy_source = crate::daemon::recorder::policy_tables(text);
+                c.policy_source = source::policy_tables(text);
+                c.lxc_source = source::lxc_tables(text);
                 Ok(c)
             }
             _ => Err(ConfigError::Invalid {
@@ -321,6 +326,7 @@ fn build(mut table: toml::Table, base: &Path, problems: &mut Vec<String>) -> Opt
         notify,
         history,
         policy_source: String::new(),
+        lxc_source: String::new(),
     })
 }
 

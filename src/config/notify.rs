@@ -7,7 +7,20 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::notify::Notice;
+/// Every notice event a sink may subscribe to (`events`).
+pub const EVENTS: &[&str] = &[
+    "decision_executed",
+    "action_failed",
+    "approval_pending",
+    "unreachable",
+    "reachable",
+    "ceiling_reached",
+    "test",
+];
+/// Notices waiting per sink by default (`queue`); beyond, the oldest is dropped.
+pub const QUEUE: usize = 256;
+/// Delivery attempts per notice by default (`attempts`: the first and three retries).
+pub const ATTEMPTS: u32 = 4;
 
 /// One `[[notify]]` sink.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,7 +39,7 @@ pub struct Notify {
 }
 
 impl Notify {
-    /// Whether the sink gets events named `kind` (see [`Notice::kind`]).
+    /// Whether the sink gets events named `kind` (see `notify::Notice::kind`).
     pub fn wants(&self, kind: &str) -> bool {
         self.events.is_empty() || self.events.iter().any(|e| e == kind)
     }
@@ -230,10 +243,10 @@ fn sink(
     }
     let events = f.events.unwrap_or_default();
     for (j, e) in events.iter().enumerate() {
-        if !Notice::KINDS.contains(&e.as_str()) {
+        if !EVENTS.contains(&e.as_str()) {
             problems.push(format!(
                 "{at}.events[{j}]: unknown event {e:?}; one of {}",
-                Notice::KINDS.join(", ")
+                EVENTS.join(", ")
             ));
         }
     }
@@ -244,13 +257,13 @@ fn sink(
             humantime::format_duration(timeout)
         ));
     }
-    let attempts = f.attempts.unwrap_or(i64::from(crate::notify::ATTEMPTS));
+    let attempts = f.attempts.unwrap_or(i64::from(ATTEMPTS));
     if !(1..=10).contains(&attempts) {
         problems.push(format!(
             "{at}.attempts: {attempts} is out of range (1 to 10)"
         ));
     }
-    let queue = f.queue.unwrap_or(crate::notify::QUEUE as i64);
+    let queue = f.queue.unwrap_or(QUEUE as i64);
     if !(1..=100_000).contains(&queue) {
         problems.push(format!("{at}.queue: {queue} is out of range (1 to 100000)"));
     }

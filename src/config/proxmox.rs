@@ -58,15 +58,7 @@ pub struct Proxmox {
     pub tag: String,
 }
 
-/// How a container is scaled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Mode {
-    Vertical,
-    Horizontal,
-    /// Grow in place up to the cap, then clone; shrink clones first, then size.
-    VerticalThenHorizontal,
-}
+pub use crate::core::lxc::Mode;
 
 /// Clone settings for horizontal modes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +83,20 @@ pub struct Lxc {
     pub policy: Policy,
     pub vertical: VerticalPolicy,
     pub clone: CloneSpec,
+}
+
+impl Lxc {
+    /// What the LXC machine needs of this container (the clone settings stay with
+    /// the Proxmox shell).
+    pub fn into_spec(self) -> crate::core::lxc::Spec {
+        crate::core::lxc::Spec {
+            vmid: self.vmid,
+            name: self.name,
+            mode: self.mode,
+            policy: self.policy,
+            vertical: self.vertical,
+        }
+    }
 }
 
 #[derive(Deserialize)]

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::cpu::{self, Delta, Reading};
 use super::due::{self, Queue};
+use super::gate::{Answer, Gate};
 use super::group::{self, Group};
 use super::members::FxMap;
 use super::output::{Action, ActionId, Decision, Output, SampleReport};
@@ -59,6 +60,19 @@ pub enum Input {
     Resume { group: Name },
     /// Operator: hold `group` at `target` instances ([`group::Input::Scale`]).
     Scale { group: Name, target: u32 },
+    /// Operator (API key `by`): carry out decision `id` of `group`, held for
+    /// approval, if the rules in force still allow it.
+    Approve {
+        group: Name,
+        id: ActionId,
+        by: String,
+    },
+    /// Operator (API key `by`): drop decision `id` of `group`, held for approval.
+    Reject {
+        group: Name,
+        id: ActionId,
+        by: String,
+    },
 }
 
 /// How the engine treats instances it has not been told about.
@@ -71,6 +85,9 @@ pub struct Options {
     /// owned clones. Right for a replay (the recording is the record of what
     /// runs); wrong for the daemon, which adopts only what its ownership record says.
     pub adopt_by_name: bool,
+    /// Hold decisions that need approval (`require_approval`) until an operator
+    /// answers or `approval_timeout` runs out (the daemon, not in dry-run).
+    pub approvals: bool,
 }
 
 /// The engine: a value, like [`Group`].
@@ -102,6 +119,8 @@ pub struct Engine {
     /// Hourly cost of what this engine does not scale but the ceiling covers (the
     /// other loop of the daemon: LXC containers or albatross groups).
     external_cost: u64,
+    /// Decisions waiting for an operator.
+    gate: Gate<Box<Decision>>,
 }
 
 impl Engine {
@@ -124,6 +143,7 @@ impl Engine {
             wall_origin: 0,
             cost_ceiling: None,
             external_cost: 0,
+            gate: Gate::default(),
         };
         e.reindex();
         e
@@ -305,7 +325,10 @@ impl Engine {
 
     /// The earliest time at which [`Input::Tick`] must be handled: O(1).
     pub fn next_deadline(&self) -> Option<Timestamp> {
-        self.queue.first()
+        match (self.queue.first(), self.gate.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Advance the engine.
@@ -317,6 +340,7 @@ impl Engine {
 
     /// [`Engine::handle`] in place, appending to `out`.
     pub fn step(&mut self, now: Timestamp, input: Input, out: &mut Vec<Output>) {
+        let tick = matches!(input, Input::Tick);
         match input {
             Input::Sample { vm, cpu_us, vcpus } => self.on_sample(now, vm, cpu_us, vcpus, out),
             Input::Tick => {
@@ -326,6 +350,10 @@ impl Engine {
                 }
             }
             Input::ActionResult { group, id, outcome } => {
+                // A result ends any wait for approval (a refusal by the shell).
+                if !self.gate.is_empty() {
+                    self.gate.take(|d| d.id == id && *d.group == group);
+                }
                 if let Some(i) = self.find(&group) {
                     self.step_cluster(i, now, group::Input::ActionResult { id, outcome }, out);
                 }
@@ -366,6 +394,74 @@ impl Engine {
             Input::Scale { group, target } => {
                 self.control(now, &group, group::Input::Scale { target }, out);
             }
+            Input::Approve { group, id, by } => self.answer(now, &group, id, true, by, out),
+            Input::Reject { group, id, by } => self.answer(now, &group, id, false, by, out),
+        }
+        if tick && !self.gate.is_empty() {
+            for d in self.gate.expired(now) {
+                self.answered(now, d, Answer::Expired, out);
+            }
+        }
+    }
+
+    /// Hold decisions that need approval ([`Options::approvals`]); set when the
+    /// engine is built (the daemon: unless dry-run).
+    pub fn with_approvals(mut self, on: bool) -> Self {
+        self.options.approvals = on;
+        self
+    }
+
+    /// Whether decision `id` of `group` waits for an operator.
+    pub fn is_held(&self, group: &Name, id: ActionId) -> bool {
+        self.gate.contains(|d| d.id == id && *d.group == *group)
+    }
+
+    /// An operator's verdict on a held decision: `approve_by` approves.
+    fn answer(
+        &mut self,
+        now: Timestamp,
+        group: &Name,
+        id: ActionId,
+        approve: bool,
+        by: String,
+        out: &mut Vec<Output>,
+    ) {
+        // Unknown: answered already, expired, or never held; nothing to do.
+        let Some(d) = self.gate.take(|d| d.id == id && *d.group == *group) else {
+            return;
+        };
+        let answer = match (approve, self.recheck(&d)) {
+            (true, Ok(())) => Answer::Approved { by },
+            (true, Err(why)) => Answer::Refused { by, why },
+            (false, _) => Answer::Rejected { by },
+        };
+        self.answered(now, d, answer, out);
+    }
+
+    /// Say how the wait of `d` ended; one not carried out is a failed action for
+    /// its group (which backs off as after any failure).
+    fn answered(
+        &mut self,
+        now: Timestamp,
+        d: Box<Decision>,
+        answer: Answer,
+        out: &mut Vec<Output>,
+    ) {
+        let failure = answer.failure();
+        let (group, id) = ((*d.group).clone(), d.id);
+        out.push(Output::Answered {
+            t: now,
+            decision: d,
+            answer,
+        });
+        if let Some(why) = failure
+            && let Some(i) = self.find(&group)
+        {
+            let result = group::Input::ActionResult {
+                id,
+                outcome: Err(why),
+            };
+            self.step_cluster(i, now, result, out);
         }
     }
 
@@ -389,8 +485,12 @@ impl Engine {
         out: &mut Vec<Output>,
     ) {
         let before = self.before(i);
+        let from = out.len();
         self.clusters[i].step(now, input, out);
         self.after(i, before);
+        if self.options.approvals {
+            self.hold(i, now, &out[from..]);
+        }
     }
 
     /// What [`Engine::after`] needs to know of group `i` before a step.
@@ -440,6 +540,18 @@ impl Engine {
         }
     }
 
+    /// Hold the decisions among `new` (outputs of group `i`) that need approval.
+    fn hold(&mut self, i: usize, now: Timestamp, new: &[Output]) {
+        for o in new {
+            if let Output::Decision(d) = o
+                && self.clusters[i].needs_approval(d)
+            {
+                let timeout = self.clusters[i].policy().approval_timeout;
+                self.gate.hold(now, d.clone(), timeout);
+            }
+        }
+    }
+
     /// All routes from scratch.
     fn reroute(&mut self) {
         self.routes.clear();
@@ -466,8 +578,12 @@ impl Engine {
     ) {
         if let Some(&(i, j)) = self.routes.get(&vm) {
             let before = self.before(i);
+            let from = out.len();
             self.clusters[i].sample_at(now, j, cpu_us, vcpus, out);
             self.after(i, before);
+            if self.options.approvals && out.len() > from {
+                self.hold(i, now, &out[from..]);
+            }
             return;
         }
         // Only a VM seen for the first time is matched against the groups' clone

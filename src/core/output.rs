@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::cpu::{self, Bp};
+use super::gate::Answer;
 use super::reason::Reason;
 use super::time::Timestamp;
 use super::why::WhyNot;
@@ -32,6 +33,13 @@ pub enum Output {
         instance: Arc<Name>,
         error: String,
         retry_in: std::time::Duration,
+    },
+    /// A decision held for approval was answered or expired; only an
+    /// [`Answer::Approved`] one is carried out (the others fail for their group).
+    Answered {
+        t: Timestamp,
+        decision: Box<Decision>,
+        answer: Answer,
     },
 }
 
@@ -103,7 +111,7 @@ impl Action {
 }
 
 /// A decision with the inputs that justified it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     pub id: ActionId,
     pub t: Timestamp,

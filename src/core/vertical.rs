@@ -31,7 +31,7 @@ mod window;
 pub use cost::Pricing;
 
 /// The resources of a container this machine sizes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Size {
     pub cores: u32,
     /// `cpulimit` in hundredths of a CPU; 0 = no limit.

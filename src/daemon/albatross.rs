@@ -45,6 +45,8 @@ pub struct RunOptions {
     pub state_lock: Option<Arc<StateLock>>,
     /// `run --record FILE`: every engine input, for `replay --inputs`.
     pub record: Option<PathBuf>,
+    /// A recording shared with the Proxmox loop (`run --record`); wins over `record`.
+    pub recorder: Option<crate::daemon::recorder::Recorder>,
 }
 
 impl Default for RunOptions {
@@ -57,6 +59,7 @@ impl Default for RunOptions {
             costs: Arc::default(),
             state_lock: None,
             record: None,
+            recorder: None,
         }
     }
 }
@@ -177,13 +180,14 @@ impl Daemon {
         .with_notices(opts.notices.clone())
         .with_approvals(opts.approvals.clone())
         .with_costs(opts.costs.clone());
-        let runner = match &opts.record {
-            Some(path) => {
+        let runner = match (&opts.record, &opts.recorder) {
+            (_, Some(r)) => runner.with_recorder(r.clone(), config.policy_source.clone()),
+            (Some(path), None) => {
                 let r = Recorder::open(path, config.daemon.record_max_bytes)
                     .with_context(|| format!("recording {}", path.display()))?;
                 runner.with_recorder(r, config.policy_source.clone())
             }
-            None => runner,
+            (None, None) => runner,
         };
         let observers = runner.observers();
         let (tx, rx) = mpsc::channel(4096);

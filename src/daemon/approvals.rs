@@ -237,6 +237,19 @@ impl Book {
         out
     }
 
+    /// Mark pending entry `id` expired (its machine said its time is up).
+    pub fn expire_id(&mut self, id: &str, at: At) -> Option<Entry> {
+        let e = self
+            .entries
+            .iter_mut()
+            .find(|e| e.id == id && e.state == State::Pending)?;
+        e.state = State::Expired;
+        e.decided_at = Some(at.wall);
+        let e = e.clone();
+        self.trim();
+        Some(e)
+    }
+
     /// Record what became of an approved entry (executing, or why not).
     pub fn set_outcome(&mut self, id: &str, outcome: String) {
         if let Some(e) = self.entries.iter_mut().find(|e| e.id == id) {

@@ -1,10 +1,12 @@
-//! The daemon: tokio wiring around the pure engine. Stats streams and actuators are
-//! shells; [`runner::Runner`] is the one task that owns the engine.
+//! The daemon: tokio wiring around the pure machines. [`driver::drive`] is the one
+//! control loop; [`runner::Runner`] (the albatross engine) and the Proxmox loop are
+//! the reconcilers it runs. Stats streams and actuators are shells.
 
 pub mod albatross;
 pub mod approvals;
 pub mod cost;
 pub mod decision_log;
+pub mod driver;
 pub mod ownership;
 pub mod recorder;
 pub mod runner;

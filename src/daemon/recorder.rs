@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::core::{ActionId, Input, Policy, Timestamp};
+pub use crate::config::source::{groups_of, lxc_of, lxc_tables, policy_tables};
+use crate::core::vertical::Size;
+use crate::core::{ActionId, Input, Timestamp, lxc};
 use crate::name::Name;
 
 /// One recorded line.
@@ -81,6 +83,14 @@ pub enum Line {
         group: String,
         target: u32,
     },
+    /// An operator approved (`approve`) or rejected a held decision.
+    Approval {
+        t_ms: u64,
+        group: String,
+        id: ActionId,
+        approve: bool,
+        by: String,
+    },
     /// A reload: the new `[policy]` and `[[group]]` tables.
     Reconfigure {
         t_ms: u64,
@@ -102,6 +112,51 @@ pub enum Line {
     WallOrigin {
         t_ms: u64,
         origin_ms: i64,
+    },
+    /// How the LXC machine was built (the first line of the Proxmox loop).
+    LxcStart {
+        t_ms: u64,
+        /// The `[policy]`, `[proxmox]` (without its address and credentials) and
+        /// `[[lxc]]` tables (TOML).
+        config: String,
+        origin_ms: i64,
+        cost_ceiling: Option<u64>,
+        dry_run: bool,
+    },
+    /// One poll of `/cluster/resources`, as the LXC machine sees it.
+    Poll {
+        t_ms: u64,
+        rows: Vec<lxc::Row>,
+        owned: Vec<lxc::Owned>,
+    },
+    /// cores / cpulimit read from a container's config.
+    Size {
+        t_ms: u64,
+        vmid: u32,
+        size: Size,
+    },
+    /// How a resize ended.
+    Resized {
+        t_ms: u64,
+        vmid: u32,
+        id: ActionId,
+        to: Size,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// An operator answered a resize held for approval.
+    ResizeAnswer {
+        t_ms: u64,
+        vmid: u32,
+        id: ActionId,
+        approve: bool,
+        by: String,
+    },
+    /// An input of the LXC machine's engine (its tick included): results,
+    /// operator commands, costs.
+    Lxc {
+        t_ms: u64,
+        of: Box<Line>,
     },
 }
 
@@ -158,6 +213,20 @@ impl Line {
                 group: s(group),
                 target: *target,
             },
+            Input::Approve { group, id, by } => Self::Approval {
+                t_ms,
+                group: s(group),
+                id: *id,
+                approve: true,
+                by: by.clone(),
+            },
+            Input::Reject { group, id, by } => Self::Approval {
+                t_ms,
+                group: s(group),
+                id: *id,
+                approve: false,
+                by: by.clone(),
+            },
             Input::Reconfigure { .. } => Self::Reconfigure {
                 t_ms,
                 config: config.unwrap_or_default().to_string(),
@@ -180,6 +249,119 @@ impl Line {
                 origin_ms: *origin_ms,
             },
         }
+    }
+
+    /// The line of an LXC machine input at `now`.
+    pub fn of_lxc(now: Timestamp, input: &lxc::Input) -> Self {
+        let t_ms = now.as_millis();
+        match input {
+            lxc::Input::Poll(p) => Self::Poll {
+                t_ms,
+                rows: p.rows.clone(),
+                owned: p.owned.clone(),
+            },
+            lxc::Input::Size { vmid, size } => Self::Size {
+                t_ms,
+                vmid: *vmid,
+                size: *size,
+            },
+            lxc::Input::Resized {
+                vmid,
+                id,
+                to,
+                outcome,
+            } => Self::Resized {
+                t_ms,
+                vmid: *vmid,
+                id: *id,
+                to: *to,
+                error: outcome.as_ref().err().cloned(),
+            },
+            lxc::Input::AnswerResize {
+                vmid,
+                id,
+                approve,
+                by,
+            } => Self::ResizeAnswer {
+                t_ms,
+                vmid: *vmid,
+                id: *id,
+                approve: *approve,
+                by: by.clone(),
+            },
+            lxc::Input::Engine(e) => Self::Lxc {
+                t_ms,
+                of: Box::new(Self::of(now, e, None)),
+            },
+            lxc::Input::Tick => Self::Lxc {
+                t_ms,
+                of: Box::new(Self::Tick { t_ms }),
+            },
+        }
+    }
+
+    /// Whether this line is an LXC machine's (else the albatross engine's).
+    pub fn is_lxc(&self) -> bool {
+        matches!(
+            self,
+            Self::LxcStart { .. }
+                | Self::Poll { .. }
+                | Self::Size { .. }
+                | Self::Resized { .. }
+                | Self::ResizeAnswer { .. }
+                | Self::Lxc { .. }
+        )
+    }
+
+    /// The time and the LXC machine input of this line (`LxcStart` has none).
+    pub fn lxc_input(self) -> Result<(Timestamp, Option<lxc::Input>), String> {
+        let (t, input) = match self {
+            Self::LxcStart { t_ms, .. } => (t_ms, None),
+            Self::Poll { t_ms, rows, owned } => {
+                (t_ms, Some(lxc::Input::Poll(lxc::Poll { rows, owned })))
+            }
+            Self::Size { t_ms, vmid, size } => (t_ms, Some(lxc::Input::Size { vmid, size })),
+            Self::Resized {
+                t_ms,
+                vmid,
+                id,
+                to,
+                error,
+            } => (
+                t_ms,
+                Some(lxc::Input::Resized {
+                    vmid,
+                    id,
+                    to,
+                    outcome: error.map_or(Ok(()), Err),
+                }),
+            ),
+            Self::ResizeAnswer {
+                t_ms,
+                vmid,
+                id,
+                approve,
+                by,
+            } => (
+                t_ms,
+                Some(lxc::Input::AnswerResize {
+                    vmid,
+                    id,
+                    approve,
+                    by,
+                }),
+            ),
+            Self::Lxc { t_ms, of } => match *of {
+                Self::Tick { .. } => (t_ms, Some(lxc::Input::Tick)),
+                Self::Reconfigure { .. } | Self::Start { .. } => {
+                    return Err("an LXC machine is not reconfigured in place".into());
+                }
+                of if of.is_lxc() => return Err("an LXC line inside an LXC line".into()),
+                of => (t_ms, of.input()?.1.map(lxc::Input::Engine)),
+            },
+            _ => return Err("not an LXC machine's line".into()),
+        };
+        Ok((Timestamp(t), input))
     }
 
     /// The time and the engine input of this line; `Start` has none (the engine is
@@ -257,6 +439,21 @@ impl Line {
                     target,
                 }),
             ),
+            Self::Approval {
+                t_ms,
+                group,
+                id,
+                approve,
+                by,
+            } => {
+                let group = n(&group)?;
+                let input = if approve {
+                    Input::Approve { group, id, by }
+                } else {
+                    Input::Reject { group, id, by }
+                };
+                (t_ms, Some(input))
+            }
             Self::Reconfigure { t_ms, config } => (
                 t_ms,
                 Some(Input::Reconfigure {
@@ -277,41 +474,30 @@ impl Line {
                 }),
             ),
             Self::WallOrigin { t_ms, origin_ms } => (t_ms, Some(Input::WallOrigin { origin_ms })),
+            Self::LxcStart { .. }
+            | Self::Poll { .. }
+            | Self::Size { .. }
+            | Self::Resized { .. }
+            | Self::ResizeAnswer { .. }
+            | Self::Lxc { .. } => return Err("an LXC machine's line, not the engine's".into()),
         };
         Ok((Timestamp(t), input))
     }
 }
 
-/// The `[policy]` and `[[group]]` tables of a configuration, as TOML text: all the
-/// engine is built from (no paths, no secrets).
-pub fn policy_tables(config_text: &str) -> String {
-    let Ok(mut table) = config_text.parse::<toml::Table>() else {
-        return String::new();
-    };
-    table.retain(|k, _| k == "policy" || k == "group");
-    // A group's endpoint names an [albatross] table that is not kept.
-    if let Some(toml::Value::Array(groups)) = table.get_mut("group") {
-        for g in groups {
-            if let toml::Value::Table(t) = g {
-                t.remove("endpoint");
-            }
-        }
+/// Appends lines to `path`, rotating past `max_bytes`. Clones share the file:
+/// both loops record into one, a line at a time.
+#[derive(Clone)]
+pub struct Recorder(std::sync::Arc<std::sync::Mutex<File_>>);
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let path = self.0.lock().map(|f| f.path.clone()).unwrap_or_default();
+        f.debug_tuple("Recorder").field(&path).finish()
     }
-    toml::to_string(&table).unwrap_or_default()
 }
 
-/// The groups and policies of recorded `[policy]`/`[[group]]` tables.
-pub fn groups_of(config: &str) -> Result<Vec<(Name, Policy)>, String> {
-    let c = crate::config::Config::parse(config, Path::new("(recorded config)"))
-        .map_err(|e| e.to_string())?;
-    Ok(c.groups
-        .into_iter()
-        .map(|g| (g.primary, g.policy))
-        .collect())
-}
-
-/// Appends lines to `path`, rotating past `max_bytes`.
-pub struct Recorder {
+struct File_ {
     path: PathBuf,
     out: BufWriter<File>,
     written: u64,
@@ -326,12 +512,12 @@ impl Recorder {
         }
         let f = OpenOptions::new().create(true).append(true).open(path)?;
         let written = f.metadata()?.len();
-        Ok(Self {
+        Ok(Self(std::sync::Arc::new(std::sync::Mutex::new(File_ {
             path: path.to_owned(),
             out: BufWriter::new(f),
             written,
             max_bytes: max_bytes.max(4096),
-        })
+        }))))
     }
 
     /// Append one line. Failures are logged, never fatal: the daemon goes on.
@@ -340,23 +526,26 @@ impl Recorder {
             return;
         };
         text.push('\n');
-        if self.written + text.len() as u64 > self.max_bytes
-            && let Err(e) = self.rotate()
+        let mut f = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if f.written + text.len() as u64 > f.max_bytes
+            && let Err(e) = f.rotate()
         {
-            tracing::error!(path = %self.path.display(), error = %e, "cannot rotate the recording");
+            tracing::error!(path = %f.path.display(), error = %e, "cannot rotate the recording");
         }
-        match self
+        match f
             .out
             .write_all(text.as_bytes())
-            .and_then(|()| self.out.flush())
+            .and_then(|()| f.out.flush())
         {
-            Ok(()) => self.written += text.len() as u64,
+            Ok(()) => f.written += text.len() as u64,
             Err(e) => {
-                tracing::error!(path = %self.path.display(), error = %e, "cannot write the recording");
+                tracing::error!(path = %f.path.display(), error = %e, "cannot write the recording");
             }
         }
     }
+}
 
+impl File_ {
     fn rotate(&mut self) -> std::io::Result<()> {
         self.out.flush()?;
         let mut old = self.path.clone().into_os_string();
@@ -397,6 +586,16 @@ mod tests {
                 why: Some("albatross policy: x".into()),
             },
             Input::ExternalCost { micros: 7 },
+            Input::Approve {
+                group: Name::parse("alice:web").unwrap(),
+                id: 4,
+                by: "ops".into(),
+            },
+            Input::Reject {
+                group: Name::parse("alice:web").unwrap(),
+                id: 5,
+                by: "ops".into(),
+            },
         ];
         for i in inputs {
             let line = Line::of(t, &i, None);

@@ -30,10 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::notify::{Kind, Notify};
 
-/// Notices waiting per sink by default (`queue`); beyond, the oldest is dropped.
-pub const QUEUE: usize = 256;
-/// Delivery attempts per notice by default (`attempts`: the first and three retries).
-pub const ATTEMPTS: u32 = 4;
+pub use crate::config::notify::{ATTEMPTS, QUEUE};
 /// Wait before the first retry; doubles per retry.
 pub const FIRST_RETRY: Duration = Duration::from_secs(1);
 

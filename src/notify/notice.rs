@@ -100,16 +100,9 @@ impl Notice {
         }
     }
 
-    /// Every event name, for config validation.
-    pub const KINDS: &'static [&'static str] = &[
-        "decision_executed",
-        "action_failed",
-        "approval_pending",
-        "unreachable",
-        "reachable",
-        "ceiling_reached",
-        "test",
-    ];
+    /// Every event name (config validation keeps the list: it is what an
+    /// operator may write in `events`).
+    pub const KINDS: &'static [&'static str] = crate::config::notify::EVENTS;
 }
 
 /// The publishing side: cheap to clone, hand one to every task that publishes.

@@ -1,11 +1,9 @@
-//! One poll-decide-act cycle over every configured container: one
-//! `GET /cluster/resources`, the vertical machines and the horizontal engine fed with
-//! explicit `now`, decisions turned into [`Job`]s that run concurrently (bounded by
-//! the client), and their results fed back.
+//! The Proxmox shell around the LXC machine ([`crate::core::Lxc`]): one
+//! `GET /cluster/resources` per poll turned into a [`lxc::Poll`], the machine's
+//! outputs turned into [`Job`]s that run concurrently (bounded by the client), and
+//! their results fed back as inputs. Every input can be recorded (`run --record`).
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,10 +15,15 @@ use super::actuator::{self, CloneJob, Tasks};
 use super::client::{Client, ProxmoxError};
 use super::state::CloneState;
 use super::types::Resource;
-use crate::config::proxmox::{Lxc, Mode};
-use crate::core::vertical::{self, Resize, Size, Usage, Vertical};
-use crate::core::{Action, Decision, Engine, Input, Options, Output, Timestamp, Verdict, WhyNot};
+use crate::actuate::Shell;
+use crate::config::proxmox::{CloneSpec, Lxc};
+use crate::core::vertical::{self, Resize};
+use crate::core::{
+    Action, Decision, Engine, Input, Machine, Output, Timestamp, Verdict, WhyNot, lxc,
+};
 use crate::daemon::approvals::SharedBook;
+use crate::daemon::decision_log::DecisionLog;
+use crate::daemon::recorder::{Line, Recorder};
 use crate::jsonl;
 use crate::name::Name;
 use crate::notify::notice::{Ceilings, Notice, Notices};
@@ -50,25 +53,11 @@ pub struct ControllerSettings {
     pub decision_log: Option<PathBuf>,
 }
 
-struct Container {
-    lxc: Lxc,
-    vertical: Option<Vertical>,
-    /// cores and cpulimit from the config (`/cluster/resources` has only `maxcpu`).
-    known: Option<Size>,
-    /// The size just set, used until `/cluster/resources` shows it (pvestatd lag).
-    expect: Option<(Size, Timestamp)>,
-    /// Why the last wanted resize was not made (for the status view).
-    why_not: Option<WhyNot>,
-    /// The usage of the last poll that saw it running (for the status view).
-    seen: Option<Usage>,
-    /// `lxc.name`, shared with history rows.
-    key: Arc<Name>,
-}
-
 /// Work for the actuator, carried out concurrently.
 #[derive(Debug, Clone)]
 pub enum Job {
     Resize {
+        /// The container's index in the machine.
         c: usize,
         node: String,
         vmid: u32,
@@ -108,13 +97,14 @@ pub struct Report {
 /// The Proxmox side of the daemon.
 pub struct Controller {
     client: Arc<Client>,
-    containers: Vec<Container>,
-    engine: Engine,
-    counters: HashMap<String, (Timestamp, u64)>,
+    machine: lxc::Lxc,
+    /// `lxc.name` of each container (shared with history rows), by machine index.
+    keys: Vec<Arc<Name>>,
+    /// `lxc.clone` of each container, by machine index.
+    clones: Vec<CloneSpec>,
     state: Arc<Mutex<CloneState>>,
     settings: ControllerSettings,
-    log: Option<BufWriter<File>>,
-    pending: Vec<Output>,
+    log: DecisionLog,
     /// Jobs waiting for an operator (`require_approval`), by approval id.
     approvals: SharedBook,
     notices: Notices,
@@ -123,16 +113,14 @@ pub struct Controller {
     ceilings: [Ceilings; 2],
     /// Where engine outputs are recorded (`[history]`), if anywhere.
     history: Option<crate::history::Feed>,
-    /// `[daemon] max_cost_per_hour`, in millionths.
-    cost_ceiling: Option<u64>,
-    /// Hourly cost of the daemon's albatross groups (they share the ceiling).
-    external_cost: u64,
     /// Where the status snapshot goes after each poll (`GET /v1/containers`).
     view: Option<super::view::SharedView>,
     /// Every engine output, for the API and metrics (`/v1/decisions`, `decisions_total`).
     outputs: Option<tokio::sync::broadcast::Sender<Output>>,
-    /// The last poll's rows (operator commands plan clones against them).
-    last_rows: Vec<Resource>,
+    /// The last poll's rows by vmid (jobs are planned against them).
+    rows: HashMap<u32, Resource>,
+    /// `run --record`: every machine input, with its time.
+    recorder: Option<Recorder>,
 }
 
 impl Controller {
@@ -143,66 +131,29 @@ impl Controller {
         settings: ControllerSettings,
         now: Timestamp,
     ) -> std::io::Result<Self> {
-        let groups = lxc
-            .iter()
-            .filter(|l| l.mode != Mode::Vertical)
-            .map(|l| (l.name.clone(), l.policy.clone()))
-            .collect();
-        let mut engine = Engine::new(groups, Options::default(), now);
-        for l in lxc.iter().filter(|l| l.mode != Mode::Vertical) {
-            for (n, _) in state.clones(&l.name.to_string()) {
-                if let Ok(vm) = Name::parse(n) {
-                    engine.step(
-                        now,
-                        Input::Adopt {
-                            group: l.name.clone(),
-                            vm,
-                        },
-                        &mut Vec::new(),
-                    );
-                }
-            }
-        }
-        let log = match &settings.decision_log {
-            Some(p) => Some(BufWriter::new(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(p)?,
-            )),
-            None => None,
-        };
-        let containers = lxc
-            .into_iter()
-            .map(|l| Container {
-                vertical: (l.mode != Mode::Horizontal).then(|| Vertical::new(l.vertical.clone())),
-                key: Arc::new(l.name.clone()),
-                lxc: l,
-                known: None,
-                expect: None,
-                why_not: None,
-                seen: None,
-            })
-            .collect();
+        let log = DecisionLog::open(settings.decision_log.as_deref())?;
+        let keys = lxc.iter().map(|l| Arc::new(l.name.clone())).collect();
+        let clones = lxc.iter().map(|l| l.clone.clone()).collect();
+        let specs = lxc.into_iter().map(Lxc::into_spec).collect();
         Ok(Self {
             client,
-            containers,
-            engine,
-            counters: HashMap::new(),
+            // Held jobs wait in the machine, unless nothing is carried out anyway.
+            machine: lxc::Lxc::new(specs, settings.poll_interval, now)
+                .with_approvals(!settings.dry_run),
+            keys,
+            clones,
             state: Arc::new(Mutex::new(state)),
             settings,
             log,
-            pending: Vec::new(),
             approvals: SharedBook::default(),
             notices: Notices::default(),
             held: Vec::new(),
             ceilings: Default::default(),
             history: None,
-            cost_ceiling: None,
-            external_cost: 0,
             view: None,
             outputs: None,
-            last_rows: Vec::new(),
+            rows: HashMap::new(),
+            recorder: None,
         })
     }
 
@@ -220,6 +171,22 @@ impl Controller {
         self
     }
 
+    /// Record every machine input in `recorder` (`run --record`), starting with how
+    /// the machine was built: `config` (the `[policy]`, `[proxmox]` and `[[lxc]]`
+    /// tables that shape it), the wall origin and the cost ceiling.
+    pub fn with_recorder(mut self, mut recorder: Recorder, config: String, now: Timestamp) -> Self {
+        let e = self.machine.engine();
+        recorder.write(&Line::LxcStart {
+            t_ms: now.as_millis(),
+            config,
+            origin_ms: e.wall_origin(),
+            cost_ceiling: e.cost_ceiling(),
+            dry_run: self.settings.dry_run,
+        });
+        self.recorder = Some(recorder);
+        self
+    }
+
     pub fn client(&self) -> &Arc<Client> {
         &self.client
     }
@@ -228,17 +195,17 @@ impl Controller {
     pub fn set_wall_origin(&mut self, origin_ms: i64) {
         // At start, before any other input (the origin does not read `now`).
         let origin = Input::WallOrigin { origin_ms };
-        self.engine.step(Timestamp::ZERO, origin, &mut Vec::new());
-        for c in &mut self.containers {
-            if let Some(v) = c.vertical.take() {
-                c.vertical = Some(v.with_wall_origin(origin_ms));
-            }
-        }
+        self.step(Timestamp::ZERO, lxc::Input::Engine(origin));
     }
 
     /// The horizontal engine (groups, members, counters).
     pub fn engine(&self) -> &Engine {
-        &self.engine
+        self.machine.engine()
+    }
+
+    /// The LXC machine.
+    pub fn machine(&self) -> &lxc::Lxc {
+        &self.machine
     }
 
     /// The ownership record.
@@ -247,11 +214,17 @@ impl Controller {
     }
 
     fn write(&mut self, v: Value) {
-        if let Some(w) = &mut self.log
-            && let Err(e) = writeln!(w, "{v}").and_then(|()| w.flush())
-        {
-            tracing::error!(error = %e, "cannot write the decision log");
+        self.log.line(&v);
+    }
+
+    /// Feed the machine one input (recorded first); its outputs, in order.
+    fn step(&mut self, now: Timestamp, input: lxc::Input) -> Vec<lxc::Output> {
+        if let Some(r) = &mut self.recorder {
+            r.write(&Line::of_lxc(now, &input));
         }
+        let mut out = Vec::new();
+        self.machine.step(now, input, &mut out);
+        out
     }
 
     /// Poll, decide, act and settle, all at `now` (`run --once`, tests, benchmarks).
@@ -272,18 +245,37 @@ impl Controller {
         Ok(report)
     }
 
-    /// Feed one poll to the machines; returns the jobs to run.
+    /// Feed one poll to the machine; returns the jobs to run.
     pub async fn decide(
         &mut self,
         now: Timestamp,
         res: &[Resource],
         report: &mut Report,
     ) -> Vec<Job> {
-        let by_vmid: HashMap<u64, &Resource> = res
+        let poll = self.poll_of(res);
+        report.containers_seen = self
+            .machine
+            .containers()
             .iter()
-            .filter(|r| r.kind == "lxc")
-            .filter_map(|r| Some((r.vmid?, r)))
-            .collect();
+            .filter(|c| {
+                poll.rows
+                    .iter()
+                    .any(|r| r.vmid == c.spec().vmid && r.running && !r.template)
+            })
+            .count();
+        self.refresh_known(now, &poll).await;
+        let out = self.step(now, lxc::Input::Poll(poll));
+        let mut jobs = Vec::new();
+        for o in out {
+            self.output(now, o, &mut jobs, report);
+        }
+        self.publish(now);
+        self.start_jobs(now, jobs)
+    }
+
+    /// What the machine sees of a poll: the rows of the configured containers and
+    /// of the owned clones, and the ownership record. Keeps the rows for planning.
+    fn poll_of(&mut self, res: &[Resource]) -> lxc::Poll {
         let node_free: HashMap<&str, u32> = res
             .iter()
             .filter(|r| r.kind == "node")
@@ -292,110 +284,54 @@ impl Controller {
                 Some((r.node.as_str(), u32::try_from(free).unwrap_or(u32::MAX)))
             })
             .collect();
-        self.refresh_known(&by_vmid).await;
-        // Resize-only containers share the ceiling with the horizontal groups (their
-        // cost as of the last poll).
-        let external = Input::ExternalCost {
-            micros: self.external_cost + self.vertical_only_cost(),
-        };
-        self.engine.step(now, external, &mut Vec::new());
-        let mut jobs = Vec::new();
-        for i in 0..self.containers.len() {
-            let vmid = self.containers[i].lxc.vmid;
-            let Some(row) = by_vmid.get(&u64::from(vmid)).copied() else {
-                tracing::debug!(vmid, "container not in /cluster/resources");
-                continue;
-            };
-            if !row.running() || row.template == Some(1) {
-                continue;
-            }
-            report.containers_seen += 1;
-            let Some(size) = self.size_now(i, row, now) else {
-                continue;
-            };
-            let bp = vertical::cpu_share(
-                row.cpu.unwrap_or(0.0),
-                row.maxcpu.unwrap_or(0.0),
-                size.cores,
-                size.cpulimit_centi,
-            );
-            let group = self.containers[i].lxc.name.to_string();
-            let clones = u32::try_from(self.state_of(&group).len()).unwrap_or(u32::MAX);
-            let usage = Usage {
-                size,
-                cpu_bp: bp,
-                mem_used_mib: u32::try_from(row.mem.unwrap_or(0) / MIB).unwrap_or(u32::MAX),
-                node_free_mib: node_free.get(row.node.as_str()).copied(),
-                clones,
-            };
-            self.containers[i].seen = Some(usage);
-            let pricing = self.containers[i].lxc.vertical.pricing;
-            if pricing.by_size() && self.containers[i].lxc.mode != Mode::Vertical {
-                // Clones are copies: a container's instance costs what its size costs.
-                let name = self.containers[i].lxc.name.clone();
-                let cost = Input::InstanceCost {
-                    group: name,
-                    micros: pricing.of(size),
-                };
-                self.engine.step(now, cost, &mut Vec::new());
-            }
-            let room = self.cost_room(i);
-            let c = &mut self.containers[i];
-            let mut cap = true;
-            if let Some(v) = c.vertical.as_mut() {
-                v.set_cost_room(room);
-                let mut out = Vec::new();
-                v.step(now, vertical::Input::Sample(usage), &mut out);
-                cap = v.cpu_at_cap();
-                for o in out {
-                    self.vertical_output(i, &row.node, o, &mut jobs, report);
-                }
-            }
-            let c = &self.containers[i];
-            if c.lxc.mode == Mode::Vertical {
-                // No engine sees it: the history records the poll itself.
-                if let Some(h) = &mut self.history {
-                    let busy = row.cpu.unwrap_or(0.0) * row.maxcpu.unwrap_or(0.0) * 1000.0;
-                    h.container(now, &c.key, bp, size.cores, busy.round().max(0.0) as u64);
-                }
-                continue;
-            }
-            // Until vertical is at its cap, horizontal sees load capped at its scale-up
-            // threshold: it never clones early, but still removes clones when cold.
-            let seen = if cap {
-                bp
-            } else {
-                bp.min(c.lxc.policy.scale_up_threshold * 100)
-            };
-            let name = c.lxc.name.clone();
-            self.reconcile(now, &name, &group, &by_vmid);
-            self.sample(now, name, seen);
-            for (clone, vmid) in self.state_of(&group) {
-                let Some(r) = vmid.and_then(|v| by_vmid.get(&u64::from(v))) else {
-                    continue;
-                };
-                if r.running() && r.has_tag(&self.settings.tag) {
-                    let bp =
-                        vertical::cpu_share(r.cpu.unwrap_or(0.0), r.maxcpu.unwrap_or(0.0), 0, 0);
-                    if let Ok(n) = Name::parse(&clone) {
-                        self.sample(now, n, bp);
+        let mut owned = Vec::new();
+        {
+            let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            for c in self.machine.containers() {
+                let group = c.spec().name.to_string();
+                for (n, vmid) in s.clones(&group) {
+                    // A name that no longer parses was not written by this version.
+                    if let Ok(clone) = Name::parse(n) {
+                        owned.push(lxc::Owned {
+                            group: c.spec().name.clone(),
+                            clone,
+                            vmid,
+                        });
                     }
                 }
             }
         }
-        let mut out = Vec::new();
-        if self.engine.next_deadline().is_some_and(|t| t <= now) {
-            self.engine.step(now, Input::Tick, &mut out);
-        }
-        // Engine outputs were collected per sample too (see `sample`); drain them here.
-        out.append(&mut self.pending);
-        for o in out {
-            self.engine_output(now, o, &by_vmid, &mut jobs);
-        }
-        self.publish(now, &by_vmid);
-        // An operator command between polls plans against these rows.
-        self.last_rows = res.to_vec();
-        self.start_jobs(now, jobs)
+        let wanted: std::collections::HashSet<u32> = self
+            .machine
+            .containers()
+            .iter()
+            .map(|c| c.spec().vmid)
+            .chain(owned.iter().filter_map(|o| o.vmid))
+            .collect();
+        self.rows = res
+            .iter()
+            .filter(|r| r.kind == "lxc")
+            .filter_map(|r| Some((u32::try_from(r.vmid?).ok()?, r.clone())))
+            .collect();
+        let mib = |b: u64| u32::try_from(b / MIB).unwrap_or(u32::MAX);
+        let mut rows: Vec<lxc::Row> = self
+            .rows
+            .iter()
+            .filter(|(v, _)| wanted.contains(v))
+            .map(|(&vmid, r)| lxc::Row {
+                vmid,
+                running: r.running(),
+                template: r.template == Some(1),
+                cpu: r.cpu.unwrap_or(0.0),
+                maxcpu: r.maxcpu,
+                mem_mib: mib(r.mem.unwrap_or(0)),
+                maxmem_mib: r.maxmem.map(mib),
+                node_free_mib: node_free.get(r.node.as_str()).copied(),
+                tagged: r.has_tag(&self.settings.tag),
+            })
+            .collect();
+        rows.sort_by_key(|r| r.vmid);
+        lxc::Poll { rows, owned }
     }
 
     /// An operator command (the API's pause, resume, scale of a horizontal
@@ -403,21 +339,34 @@ impl Controller {
     /// last poll).
     pub fn control(&mut self, now: Timestamp, input: Input) -> (Vec<Output>, Vec<Job>) {
         tracing::info!(command = ?input, "operator command (proxmox)");
-        let mut out = Vec::new();
-        self.engine.step(now, input, &mut out);
-        let rows = std::mem::take(&mut self.last_rows);
-        let by_vmid: HashMap<u64, &Resource> = rows
+        let out = self.step(now, lxc::Input::Engine(input));
+        let engine: Vec<Output> = out
             .iter()
-            .filter(|r| r.kind == "lxc")
-            .filter_map(|r| Some((r.vmid?, r)))
+            .filter_map(|o| match o {
+                lxc::Output::Engine(e) => Some(e.clone()),
+                _ => None,
+            })
             .collect();
         let mut jobs = Vec::new();
-        for o in out.clone() {
-            self.engine_output(now, o, &by_vmid, &mut jobs);
+        for o in out {
+            self.output(now, o, &mut jobs, &mut Report::default());
         }
-        drop(by_vmid);
-        self.last_rows = rows;
-        (out, self.start_jobs(now, jobs))
+        (engine, self.start_jobs(now, jobs))
+    }
+
+    /// Deadlines between polls (cooldowns, schedule windows): the machine's tick.
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        self.machine.next_deadline()
+    }
+
+    /// Act on due deadlines; returns the jobs to run (planned against the last poll).
+    pub fn tick(&mut self, now: Timestamp) -> Vec<Job> {
+        let out = self.step(now, lxc::Input::Tick);
+        let mut jobs = Vec::new();
+        for o in out {
+            self.output(now, o, &mut jobs, &mut Report::default());
+        }
+        self.start_jobs(now, jobs)
     }
 
     /// Jobs to run now: held for approval, recorded in dry-run, or started.
@@ -437,125 +386,29 @@ impl Controller {
         run
     }
 
-    /// Read cores/cpulimit of containers not known yet, or whose `maxcpu` no longer
-    /// matches (changed by someone else), concurrently.
-    async fn refresh_known(&mut self, by_vmid: &HashMap<u64, &Resource>) {
+    /// Read cores/cpulimit of the containers the machine does not know (or whose
+    /// `maxcpu` someone else changed), concurrently; each answer is an input.
+    async fn refresh_known(&mut self, now: Timestamp, poll: &lxc::Poll) {
         let mut set = JoinSet::new();
-        for (i, c) in self.containers.iter().enumerate() {
-            let Some(row) = by_vmid.get(&u64::from(c.lxc.vmid)) else {
+        for vmid in self.machine.stale(poll) {
+            let Some(node) = self.rows.get(&vmid).map(|r| r.node.clone()) else {
                 continue;
             };
-            if !row.running() {
-                continue;
-            }
-            let stale = match c.known {
-                None => true,
-                Some(k) if c.expect.is_none() => row.maxcpu.is_some_and(|m| {
-                    (m - maxcpu(k)).abs() > 0.005 && k.cores + k.cpulimit_centi > 0
-                }),
-                Some(_) => false,
-            };
-            if stale {
-                let (client, node, vmid) = (self.client.clone(), row.node.clone(), c.lxc.vmid);
-                set.spawn(async move { (i, actuator::read_size(&client, &node, vmid).await) });
-            }
+            let client = self.client.clone();
+            set.spawn(async move { (vmid, actuator::read_size(&client, &node, vmid).await) });
         }
-        while let Some(Ok((i, r))) = set.join_next().await {
+        let mut sizes = Vec::new();
+        while let Some(Ok((vmid, r))) = set.join_next().await {
             match r {
-                Ok(size) => self.containers[i].known = Some(size),
-                Err(e) => {
-                    tracing::warn!(vmid = self.containers[i].lxc.vmid, error = %e, "cannot read the container config")
-                }
+                Ok(size) => sizes.push((vmid, size)),
+                Err(e) => tracing::warn!(vmid, error = %e, "cannot read the container config"),
             }
         }
-    }
-
-    fn size_now(&mut self, i: usize, row: &Resource, now: Timestamp) -> Option<Size> {
-        let poll = self.settings.poll_interval;
-        let c = &mut self.containers[i];
-        let k = c.known?;
-        let seen = Size {
-            memory_mib: u32::try_from(row.maxmem? / MIB).unwrap_or(u32::MAX),
-            ..k
-        };
-        if let Some((exp, at)) = c.expect {
-            if seen.memory_mib != exp.memory_mib && now < at.plus(poll * 3) {
-                return Some(exp);
-            }
-            c.expect = None;
+        // In a stable order, so a recording replays the same.
+        sizes.sort_by_key(|(v, _)| *v);
+        for (vmid, size) in sizes {
+            self.step(now, lxc::Input::Size { vmid, size });
         }
-        Some(seen)
-    }
-
-    /// Recorded clones that exist but are not members (a clone whose task failed or
-    /// timed out after the id was taken) are adopted, so they count against
-    /// `max_instances` and are eventually removed; records of vanished ones are dropped.
-    fn reconcile(
-        &mut self,
-        now: Timestamp,
-        group_name: &Name,
-        group: &str,
-        by_vmid: &HashMap<u64, &Resource>,
-    ) {
-        let Some(cluster) = self
-            .engine
-            .groups()
-            .iter()
-            .find(|c| **c.group() == *group_name)
-        else {
-            return;
-        };
-        let mut adopt = Vec::new();
-        let mut drop = Vec::new();
-        for (n, vmid) in self.state_of(group) {
-            let Ok(name) = Name::parse(&n) else { continue };
-            if cluster.has_member(&name) {
-                continue;
-            }
-            match vmid {
-                Some(v) if by_vmid.contains_key(&u64::from(v)) => adopt.push(name),
-                _ => drop.push(n),
-            }
-        }
-        for vm in adopt {
-            tracing::info!(group, clone = %vm, "adopting a recorded clone");
-            self.engine.step(
-                now,
-                Input::Adopt {
-                    group: group_name.clone(),
-                    vm,
-                },
-                &mut self.pending,
-            );
-        }
-        if !drop.is_empty() {
-            let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            for n in drop {
-                s.remove(group, &n);
-            }
-            self.save(&s);
-        }
-    }
-
-    fn state_of(&self, group: &str) -> Vec<(String, Option<u32>)> {
-        let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        s.clones(group).map(|(n, v)| (n.to_string(), v)).collect()
-    }
-
-    /// Feed a share as a synthetic cumulative counter (1 vCPU scale).
-    fn sample(&mut self, now: Timestamp, vm: Name, bp: u32) {
-        let key = vm.to_string();
-        let (at, cum) = self.counters.get(&key).copied().unwrap_or((now, 0));
-        let cum = vertical::advance_counter(cum, bp, now.since(at).as_millis() as u64);
-        self.counters.insert(key, (now, cum));
-        let input = Input::Sample {
-            vm,
-            cpu_us: cum,
-            vcpus: Some(1),
-        };
-        let mut out = std::mem::take(&mut self.pending);
-        self.engine.step(now, input, &mut out);
-        self.pending = out;
     }
 
     /// Before a job runs: record a clone's name first, so a crash mid-create leaves
@@ -586,14 +439,6 @@ impl Controller {
             self.settle(now, job, Ok(()));
         }
         Vec::new()
-    }
-}
-
-fn maxcpu(k: Size) -> f64 {
-    if k.cores > 0 {
-        f64::from(k.cores)
-    } else {
-        f64::from(k.cpulimit_centi) / 100.0
     }
 }
 

@@ -33,9 +33,11 @@ use tokio_util::sync::CancellationToken;
 pub use client::{Client, ProxmoxError};
 pub use controller::{Controller, ControllerSettings, Job, Report};
 
+use crate::actuate::Shell;
 use crate::config::Config;
 use crate::core::Timestamp;
 use crate::daemon::approvals;
+use crate::daemon::driver::{self, Clock};
 use crate::notify::notice::{Notices, Outages};
 
 /// Passes requests and breaker states on to the metrics, and publishes
@@ -101,6 +103,8 @@ pub struct RunOptions {
     pub outputs: Option<tokio::sync::broadcast::Sender<crate::core::Output>>,
     /// Operator commands from the API (pause, resume, scale of a container group).
     pub controls: crate::daemon::approvals::Inbox<Control>,
+    /// `run --record`: every input of the LXC machine.
+    pub recorder: Option<crate::daemon::recorder::Recorder>,
 }
 
 /// An operator command for the Proxmox loop; the reply gets the outputs it caused.
@@ -176,8 +180,11 @@ pub async fn run(
         .proxmox
         .as_ref()
         .map_or_else(String::new, |p| format!("proxmox:{}", p.url));
-    let mut outages = Outages::default();
+    let outages = Outages::default();
     let start = Instant::now();
+    if let Some(r) = &opts.recorder {
+        c = c.with_recorder(r.clone(), config.lxc_source.clone(), Timestamp::ZERO);
+    }
     // Schedules see wall-clock time: t = 0 is now.
     c.set_wall_origin(crate::daemon::unix_ms_now());
     if let Some(r) = &opts.history {
@@ -189,7 +196,7 @@ pub async fn run(
     }
     let now = || Timestamp(u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX));
     if opts.once {
-        c.set_external_cost(opts.costs.albatross());
+        c.set_external_cost(now(), opts.costs.albatross());
         let r = c.cycle(now()).await?;
         // Nobody can approve within one cycle: what waits is dropped (and logged).
         c.abandon(now());
@@ -210,76 +217,142 @@ pub async fn run(
         .proxmox
         .as_ref()
         .map_or(Duration::from_secs(10), |p| p.poll_interval);
-    let mut tick = tokio::time::interval(poll);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut running = JoinSet::new();
-    let mut inbox = opts.inbox.take();
-    let mut controls = opts.controls.take();
-    loop {
-        let expiry = c.next_expiry();
-        tokio::select! {
-            biased;
-            () = shutdown.cancelled() => break,
-            Some(Ok((job, r))) = running.join_next() => {
-                c.settle(now(), job, r);
-                opts.costs.set_proxmox(c.hourly_cost());
-            }
-            Some(ctl) = approvals::recv(&mut controls) => {
-                let (out, jobs) = c.control(now(), ctl.input);
-                let _ = ctl.reply.send(out);
-                for job in jobs {
-                    running.spawn(c.execute(job));
-                }
-                opts.costs.set_proxmox(c.hourly_cost());
-            }
-            Some(cmd) = approvals::recv(&mut inbox) => {
-                if let Some(job) = c.answer(now(), cmd).await {
-                    running.spawn(c.execute(job));
-                }
-            }
-            () = sleep_until(expiry) => c.expire(now()),
-            _ = tick.tick() => match c.client().resources().await {
-                Ok(res) => {
-                    if let Some(n) = outages.reachable(&target) {
-                        opts.notices.publish(n);
-                    }
-                    let mut report = Report::default();
-                    c.set_external_cost(opts.costs.albatross());
-                    for job in c.decide(now(), &res, &mut report).await {
-                        running.spawn(c.execute(job));
-                    }
-                    opts.costs.set_proxmox(c.hourly_cost());
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "proxmox: poll failed; next cycle retries");
-                    if let Some(n) = outages.failed(&target, &e.to_string()) {
-                        opts.notices.publish(n);
-                    }
-                }
-            },
-        }
-    }
-    // Held decisions die with the loop: nothing executes them any more.
-    c.abandon(now());
-    // Let actions in flight finish so the ownership record stays right.
-    let grace = tokio::time::sleep(Duration::from_secs(30));
-    tokio::pin!(grace);
-    while !running.is_empty() {
-        tokio::select! {
-            Some(Ok((job, r))) = running.join_next() => c.settle(now(), job, r),
-            () = &mut grace => break,
-        }
-    }
+    // Polls come from their own task, so a slow `/cluster/resources` never holds
+    // up results, approvals or operator commands (one poll waits at most).
+    let (tx, polls) = tokio::sync::mpsc::channel(1);
+    let poller = tokio::spawn(poller(c.client().clone(), poll, tx));
+    let l = Loop {
+        inbox: opts.inbox.take(),
+        controls: opts.controls.take(),
+        c,
+        clock: Clock::new(start),
+        polls,
+        opts,
+        outages,
+        target,
+    };
+    let l = driver::drive(l, shutdown).await;
+    poller.abort();
     // A reload starts the next loop on the same channels from the API.
-    opts.inbox.restore(inbox);
-    opts.controls.restore(controls);
+    l.opts.inbox.restore(l.inbox);
+    l.opts.controls.restore(l.controls);
     Ok(())
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
+/// `GET /cluster/resources` every `every` (delayed, not bunched, after a slow one),
+/// each result with the instant it arrived.
+async fn poller(
+    client: Arc<Client>,
+    every: Duration,
+    tx: tokio::sync::mpsc::Sender<(Instant, Result<Vec<types::Resource>, ProxmoxError>)>,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let r = client.resources().await;
+        if tx.send((Instant::now(), r)).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The Proxmox loop as the driver runs it.
+struct Loop {
+    c: Controller,
+    clock: Clock,
+    polls: tokio::sync::mpsc::Receiver<(Instant, Result<Vec<types::Resource>, ProxmoxError>)>,
+    inbox: Option<tokio::sync::mpsc::Receiver<approvals::Command>>,
+    controls: Option<tokio::sync::mpsc::Receiver<Control>>,
+    opts: RunOptions,
+    outages: Outages,
+    /// The cluster-wide poll's target in notices.
+    target: String,
+}
+
+enum Event {
+    Poll(Instant, Result<Vec<types::Resource>, ProxmoxError>),
+    Control(Control),
+    Approval(approvals::Command),
+}
+
+type Done = (Job, Result<(), String>);
+
+impl driver::Reconciler for Loop {
+    type Event = Event;
+    type Done = Done;
+
+    async fn recv(&mut self) -> Option<Event> {
+        tokio::select! {
+            p = self.polls.recv() => p.map(|(at, r)| Event::Poll(at, r)),
+            Some(c) = approvals::recv(&mut self.controls) => Some(Event::Control(c)),
+            Some(cmd) = approvals::recv(&mut self.inbox) => Some(Event::Approval(cmd)),
+        }
+    }
+
+    async fn event(&mut self, ev: Event, jobs: &mut JoinSet<Done>) {
+        match ev {
+            Event::Poll(at, Ok(res)) => {
+                if let Some(n) = self.outages.reachable(&self.target) {
+                    self.opts.notices.publish(n);
+                }
+                let now = self.clock.stamp(at);
+                self.c.set_external_cost(now, self.opts.costs.albatross());
+                let mut report = Report::default();
+                for job in self.c.decide(now, &res, &mut report).await {
+                    jobs.spawn(self.c.execute(job));
+                }
+            }
+            Event::Poll(_, Err(e)) => {
+                tracing::warn!(error = %e, "proxmox: poll failed; next cycle retries");
+                if let Some(n) = self.outages.failed(&self.target, &e.to_string()) {
+                    self.opts.notices.publish(n);
+                }
+            }
+            Event::Control(ctl) => {
+                let now = self.clock.now();
+                let (out, run) = self.c.control(now, ctl.input);
+                let _ = ctl.reply.send(out);
+                for job in run {
+                    jobs.spawn(self.c.execute(job));
+                }
+            }
+            Event::Approval(cmd) => {
+                let now = self.clock.now();
+                if let Some(job) = self.c.answer(now, cmd).await {
+                    jobs.spawn(self.c.execute(job));
+                }
+            }
+        }
+        self.opts.costs.set_proxmox(self.c.hourly_cost());
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        self.c.next_deadline().map(|t| self.clock.instant(t))
+    }
+
+    fn tick(&mut self, jobs: &mut JoinSet<Done>) {
+        let now = self.clock.now();
+        for job in self.c.tick(now) {
+            jobs.spawn(self.c.execute(job));
+        }
+    }
+
+    fn settle(&mut self, (job, r): Done, _jobs: &mut JoinSet<Done>) {
+        let now = self.clock.now();
+        self.c.settle(now, job, r);
+        self.opts.costs.set_proxmox(self.c.hourly_cost());
+    }
+
+    fn stop(&mut self) {
+        // Held decisions die with the loop: nothing executes them any more.
+        let now = self.clock.now();
+        self.c.abandon(now);
+    }
+
+    fn grace(&self) -> Duration {
+        // Actions in flight finish so the ownership record stays right.
+        Duration::from_secs(30)
     }
 }
 

@@ -120,6 +120,9 @@ pub struct Fake {
     pub inject: VecDeque<(String, u16)>,
     /// Every request: (method, path).
     pub requests: Vec<(String, String)>,
+    /// What `GET /access/permissions` answers (path → privilege → propagate);
+    /// by default every privilege on `/`, propagated.
+    pub permissions: Value,
     tasks: HashMap<String, Task>,
     seq: u32,
 }
@@ -138,6 +141,11 @@ impl Fake {
             concurrent_writes: 0,
             inject: VecDeque::new(),
             requests: Vec::new(),
+            permissions: json!({"/": {
+                "VM.Audit": 1, "VM.Config.CPU": 1, "VM.Config.Memory": 1, "VM.Config.Options": 1,
+                "VM.Config.Network": 1, "VM.Clone": 1, "VM.Allocate": 1, "VM.PowerMgmt": 1,
+                "VM.Snapshot": 1, "Datastore.AllocateSpace": 1, "Sys.Audit": 1,
+            }}),
             tasks: HashMap::new(),
             seq: 0,
         }
@@ -389,6 +397,7 @@ fn route(f: &mut Fake, method: &Method, path: &str, p: &HashMap<String, String>)
     let seg: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (method.as_str(), seg.as_slice()) {
         ("GET", ["cluster", "resources"]) => resources(f, p.get("type").map(String::as_str)),
+        ("GET", ["access", "permissions"]) => ok(f.permissions.clone()),
         ("GET", ["cluster", "nextid"]) => {
             let id = (100u32..).find(|i| !f.cts.contains_key(i)).unwrap_or(100);
             // Perl sometimes sends it as a string.

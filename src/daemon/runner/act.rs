@@ -6,7 +6,9 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::{Actuator, Done, Failed, Runner, Settled};
-use crate::core::{Action, Decision, Input, Timestamp};
+use crate::actuate::Shell;
+use crate::core::gate::Answer;
+use crate::core::{Action, Decision, Input, Output, Timestamp};
 use crate::notify::notice::Notice;
 
 impl<A: Actuator> Runner<A> {
@@ -30,16 +32,19 @@ impl<A: Actuator> Runner<A> {
                 self.publish_outcome(d, &Ok(()));
                 return;
             }
-            _ if !self.settings.dry_run && self.engine.needs_approval(d) => {
+            _ if self.engine.is_held(&d.group, d.id) => {
                 return self.hold(now, d);
             }
             _ => {}
         }
-        self.execute(now, d, in_flight);
+        if let Some(d) = Shell::plan(self, &Output::Decision(Box::new(d.clone()))) {
+            self.carry_out(now, &d, in_flight);
+        }
     }
 
-    /// Carry out `d` (approved, or not needing approval).
-    pub(super) fn execute(
+    /// Carry out `d` (approved, or not needing approval): the ownership record
+    /// first, then the actuator (or nothing, in dry-run).
+    pub(super) fn carry_out(
         &mut self,
         now: Timestamp,
         d: &Decision,
@@ -67,12 +72,7 @@ impl<A: Actuator> Runner<A> {
             }
             return;
         }
-        let actuator = self.actuator.clone();
-        let d = d.clone();
-        in_flight.spawn(async move {
-            let r = actuator.execute(d.clone()).await;
-            (d, r)
-        });
+        in_flight.spawn(Shell::execute(self, d.clone()));
     }
 
     pub(super) fn settle(&mut self, (d, r): Settled, in_flight: &mut JoinSet<Settled>) {
@@ -146,6 +146,22 @@ impl<A: Actuator> Runner<A> {
         }
     }
 
+    /// Tell the engine that decision `d` was not carried out.
+    fn answer(
+        &mut self,
+        now: Timestamp,
+        d: &Decision,
+        why: String,
+        in_flight: &mut JoinSet<Settled>,
+    ) {
+        let result = Input::ActionResult {
+            group: (*d.group).clone(),
+            id: d.id,
+            outcome: Err(why),
+        };
+        self.step(now, result, in_flight);
+    }
+
     /// `decision_executed` or `action_failed` for notification sinks.
     pub(super) fn publish_outcome(&self, d: &Decision, r: &Result<(), String>) {
         self.notices
@@ -155,6 +171,38 @@ impl<A: Actuator> Runner<A> {
     pub(super) fn save_ownership(&self) {
         if let Err(e) = self.keeper.record.save(&self.settings.state_file) {
             tracing::error!(error = %e, "cannot write the ownership record");
+        }
+    }
+}
+
+impl<A: Actuator> Shell for Runner<A> {
+    type Output = Output;
+    type Job = Decision;
+    type Done = Settled;
+
+    /// A decision is its own job, once nothing holds it: not a promotion
+    /// (bookkeeping), not waiting for approval; an approved one when answered.
+    fn plan(&self, out: &Output) -> Option<Decision> {
+        match out {
+            Output::Decision(d)
+                if d.action != Action::Promote && !self.engine.is_held(&d.group, d.id) =>
+            {
+                Some((**d).clone())
+            }
+            Output::Answered {
+                decision,
+                answer: Answer::Approved { .. },
+                ..
+            } => Some((**decision).clone()),
+            _ => None,
+        }
+    }
+
+    fn execute(&self, d: Decision) -> impl std::future::Future<Output = Settled> + Send + 'static {
+        let actuator = self.actuator.clone();
+        async move {
+            let r = actuator.execute(d.clone()).await;
+            (d, r)
         }
     }
 }

@@ -7,7 +7,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::{Actuator, Runner, Settled};
-use crate::core::{Decision, Input, Timestamp};
+use crate::core::gate::Answer;
+use crate::core::{Decision, Input, Output, Timestamp};
 use crate::daemon::approvals::{self, At, Command, Owner};
 
 impl<A: Actuator> Runner<A> {
@@ -35,74 +36,60 @@ impl<A: Actuator> Runner<A> {
         self.held.push((e.id, d.clone()));
     }
 
-    /// An operator's verdict: execute after a re-check of the rules, or answer the
-    /// engine with a failure (so it backs off as after any failed action).
+    /// An operator's verdict, for the engine to weigh: it carries the decision
+    /// out after a re-check of the rules (an `Answered` output), or fails it.
     pub(super) fn on_approval(&mut self, cmd: Command, in_flight: &mut JoinSet<Settled>) {
-        self.expire(in_flight);
         let now = self.stamp(Instant::now());
         let Some((mut e, d, cmd)) = approvals::take_held(&self.approvals, &mut self.held, cmd)
         else {
             return;
         };
-        let verdict = if cmd.approve {
-            self.engine
-                .recheck(&d)
-                .map_err(|why| format!("approved by {} but not executed: {why}", cmd.key))
+        let (group, id, by) = ((*d.group).clone(), d.id, cmd.key.clone());
+        let input = if cmd.approve {
+            Input::Approve { group, id, by }
         } else {
-            Err(format!("rejected by {}", cmd.key))
+            Input::Reject { group, id, by }
         };
-        e.outcome = Some(match &verdict {
-            Ok(()) => "executing".to_string(),
-            Err(why) => why.clone(),
+        let mut out = Vec::new();
+        self.step_keep(now, input, in_flight, Some(&mut out));
+        let answer = out.iter().find_map(|o| match o {
+            Output::Answered {
+                decision, answer, ..
+            } if decision.id == d.id && decision.group == d.group => Some(answer),
+            _ => None,
         });
-        if let Some(o) = &e.outcome {
-            self.approvals.lock().set_outcome(&e.id, o.clone());
-        }
+        let outcome = match answer {
+            Some(Answer::Approved { .. }) => "executing".to_string(),
+            Some(a) => a.failure().unwrap_or_default(),
+            None => "no longer waiting (expired meanwhile)".to_string(),
+        };
+        self.approvals.lock().set_outcome(&e.id, outcome.clone());
+        e.outcome = Some(outcome);
         let event = if cmd.approve { "approved" } else { "rejected" };
         self.log
             .line(&approvals::log_line(event, &e, now.as_millis()));
         tracing::info!(approval = %e.id, key = %cmd.key, group = %d.group, action = d.action.as_str(), instance = %d.instance, outcome = e.outcome.as_deref().unwrap_or(""), "{event}");
         let _ = cmd.reply.send(Ok(e));
-        match verdict {
-            Ok(()) => self.execute(now, &d, in_flight),
-            Err(why) => self.answer(now, &d, why, in_flight),
-        }
     }
 
-    /// Drop held decisions whose `approval_timeout` ran out.
-    pub(super) fn expire(&mut self, in_flight: &mut JoinSet<Settled>) {
-        let gone = self.approvals.lock().expire(Owner::Albatross, At::now());
-        if gone.is_empty() {
+    /// The engine dropped held decision `d`: its `approval_timeout` ran out.
+    pub(super) fn expired(&mut self, now: Timestamp, d: &Decision) {
+        let Some(i) = self
+            .held
+            .iter()
+            .position(|(_, h)| h.id == d.id && h.group == d.group)
+        else {
             return;
-        }
-        let now = self.stamp(Instant::now());
-        for e in gone {
-            tracing::warn!(approval = %e.id, group = %e.request.group, action = %e.request.action, instance = %e.request.instance, "approval expired; the decision is dropped");
-            self.log.line(&approvals::log_line(
-                "approval_expired",
-                &e,
-                now.as_millis(),
-            ));
-            if let Some(i) = self.held.iter().position(|(id, _)| *id == e.id) {
-                let (_, d) = self.held.swap_remove(i);
-                self.answer(now, &d, "approval expired".into(), in_flight);
-            }
-        }
-    }
-
-    /// Tell the engine that held decision `d` was not carried out.
-    pub(super) fn answer(
-        &mut self,
-        now: Timestamp,
-        d: &Decision,
-        why: String,
-        in_flight: &mut JoinSet<Settled>,
-    ) {
-        let result = Input::ActionResult {
-            group: (*d.group).clone(),
-            id: d.id,
-            outcome: Err(why),
         };
-        self.step(now, result, in_flight);
+        let (id, _) = self.held.swap_remove(i);
+        let Some(e) = self.approvals.lock().expire_id(&id, At::now()) else {
+            return;
+        };
+        tracing::warn!(approval = %e.id, group = %e.request.group, action = %e.request.action, instance = %e.request.instance, "approval expired; the decision is dropped");
+        self.log.line(&approvals::log_line(
+            "approval_expired",
+            &e,
+            now.as_millis(),
+        ));
     }
 }

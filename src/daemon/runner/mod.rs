@@ -19,9 +19,11 @@ mod reconcile;
 use super::approvals::{self, At, Command, Owner, SharedBook};
 use super::cost::CostLedger;
 use super::decision_log::DecisionLog;
+use super::driver::{self, Clock, Reconciler};
 use super::ownership::{Keeper, Ownership};
 use super::recorder::{Line, Recorder};
 pub use crate::actuate::{Actuator, Done, Failed};
+use crate::core::gate::Answer;
 use crate::core::status::Status;
 use crate::core::{Decision, Engine, Input, Output, Policy, Timestamp, Verdict};
 use crate::name::Name;
@@ -129,8 +131,9 @@ pub struct Runner<A> {
     /// The ownership record and the one action in flight per instance name.
     keeper: Keeper,
     settings: RunnerSettings,
-    start: Instant,
-    last: Timestamp,
+    clock: Clock,
+    /// Set by [`Runner::run`].
+    events: Option<mpsc::Receiver<Event>>,
     observers: broadcast::Sender<Output>,
     notices: Notices,
     /// Decisions waiting for an operator (`require_approval`), by approval id.
@@ -147,7 +150,7 @@ pub struct Runner<A> {
     config_source: String,
 }
 
-type Settled = (Decision, Result<Done, Failed>);
+pub(crate) type Settled = (Decision, Result<Done, Failed>);
 
 impl<A: Actuator> Runner<A> {
     /// A runner whose time origin is `start` (the engine's t = 0).
@@ -161,13 +164,14 @@ impl<A: Actuator> Runner<A> {
     ) -> Self {
         let capacity = crate::core::output::channel_capacity(engine.groups().len());
         Self {
-            engine,
+            // Held decisions wait in the engine, unless nothing is carried out anyway.
+            engine: engine.with_approvals(!settings.dry_run),
             actuator,
             log,
             keeper: Keeper::new(ownership),
             settings,
-            start,
-            last: Timestamp::ZERO,
+            clock: Clock::new(start),
+            events: None,
             observers: broadcast::channel(capacity).0,
             notices: Notices::default(),
             approvals: SharedBook::default(),
@@ -185,7 +189,7 @@ impl<A: Actuator> Runner<A> {
     /// origin and cost ceiling it holds now.
     pub fn with_recorder(mut self, mut recorder: Recorder, config: String) -> Self {
         recorder.write(&Line::Start {
-            t_ms: self.last.as_millis(),
+            t_ms: self.clock.last().as_millis(),
             config: config.clone(),
             origin_ms: self.engine.wall_origin(),
             cost_ceiling: self.engine.cost_ceiling(),
@@ -237,74 +241,18 @@ impl<A: Actuator> Runner<A> {
     }
 
     fn stamp(&mut self, at: Instant) -> Timestamp {
-        let ms =
-            u64::try_from(at.saturating_duration_since(self.start).as_millis()).unwrap_or(u64::MAX);
-        // Channel delays can reorder arrivals by a hair; the core needs monotonic time.
-        self.last = self.last.max(Timestamp(ms));
-        self.last
-    }
-
-    fn instant(&self, t: Timestamp) -> Instant {
-        self.start + Duration::from_millis(t.as_millis())
+        self.clock.stamp(at)
     }
 
     /// Run until `shutdown` fires and the in-flight actions have finished (or the
-    /// grace period ran out). Returns the final engine.
+    /// grace period ran out), on the one driver. Returns the final engine.
     pub async fn run(
         mut self,
-        mut events: mpsc::Receiver<Event>,
+        events: mpsc::Receiver<Event>,
         shutdown: CancellationToken,
     ) -> Engine {
-        let mut in_flight: JoinSet<Settled> = JoinSet::new();
-        loop {
-            let deadline = self.engine.next_deadline().map(|t| self.instant(t));
-            let expiry = self.approvals.lock().next_expiry(Owner::Albatross);
-            tokio::select! {
-                biased;
-                () = shutdown.cancelled() => break,
-                Some(done) = in_flight.join_next() => {
-                    if let Ok(done) = done {
-                        self.settle(done, &mut in_flight);
-                    }
-                }
-                ev = events.recv() => match ev {
-                    Some(ev) => self.on_event(ev, &mut in_flight),
-                    None => break,
-                },
-                () = sleep_until(deadline) => {
-                    let now = self.stamp(Instant::now());
-                    self.step(now, Input::Tick, &mut in_flight);
-                }
-                () = sleep_until(expiry) => self.expire(&mut in_flight),
-            }
-        }
-        // Held decisions die with the task: nothing executes them any more.
-        let now = self.stamp(Instant::now());
-        for e in self.approvals.lock().abandon(Owner::Albatross, At::now()) {
-            self.log.line(&approvals::log_line(
-                "approval_expired",
-                &e,
-                now.as_millis(),
-            ));
-        }
-        // Let actions in flight finish so their outcome is recorded.
-        let grace = tokio::time::sleep(self.settings.shutdown_grace);
-        tokio::pin!(grace);
-        while !in_flight.is_empty() {
-            tokio::select! {
-                Some(Ok(done)) = in_flight.join_next() => {
-                    let mut late = JoinSet::new();
-                    self.settle(done, &mut late);
-                    // No new actions during shutdown.
-                    late.abort_all();
-                }
-                () = &mut grace => {
-                    tracing::warn!(pending = in_flight.len(), "shutdown: actions still running after the grace period; their outcome is unknown");
-                    break;
-                }
-            }
-        }
-        self.engine
+        self.events = Some(events);
+        driver::drive(self, shutdown).await.engine
     }
 
     fn on_event(&mut self, ev: Event, in_flight: &mut JoinSet<Settled>) {
@@ -397,6 +345,16 @@ impl<A: Actuator> Runner<A> {
             if let Output::Decision(d) = &o {
                 self.dispatch(now, d, in_flight);
             }
+            if let Output::Answered {
+                decision, answer, ..
+            } = &o
+            {
+                match answer {
+                    Answer::Approved { .. } => self.carry_out(now, decision, in_flight),
+                    Answer::Expired => self.expired(now, decision),
+                    _ => {}
+                }
+            }
             if let Output::Evaluation(e) = &o {
                 let why_not = match &e.verdict {
                     Verdict::Blocked { why_not, .. } => Some(why_not),
@@ -422,9 +380,47 @@ impl<A: Actuator> Runner<A> {
     }
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
+impl<A: Actuator> Reconciler for Runner<A> {
+    type Event = Event;
+    type Done = Settled;
+
+    async fn recv(&mut self) -> Option<Event> {
+        match &mut self.events {
+            Some(rx) => rx.recv().await,
+            None => None,
+        }
+    }
+
+    async fn event(&mut self, ev: Event, jobs: &mut JoinSet<Settled>) {
+        self.on_event(ev, jobs);
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        self.engine.next_deadline().map(|t| self.clock.instant(t))
+    }
+
+    fn tick(&mut self, jobs: &mut JoinSet<Settled>) {
+        let now = self.stamp(Instant::now());
+        self.step(now, Input::Tick, jobs);
+    }
+
+    fn settle(&mut self, done: Settled, jobs: &mut JoinSet<Settled>) {
+        Runner::settle(self, done, jobs);
+    }
+
+    fn stop(&mut self) {
+        // Held decisions die with the task: nothing executes them any more.
+        let now = self.stamp(Instant::now());
+        for e in self.approvals.lock().abandon(Owner::Albatross, At::now()) {
+            self.log.line(&approvals::log_line(
+                "approval_expired",
+                &e,
+                now.as_millis(),
+            ));
+        }
+    }
+
+    fn grace(&self) -> Duration {
+        self.settings.shutdown_grace
     }
 }

@@ -3,11 +3,102 @@
 use super::*;
 
 impl Controller {
+    /// Feed a job's result back.
+    pub fn settle(&mut self, now: Timestamp, job: Job, r: Result<(), String>) {
+        match job {
+            Job::Resize {
+                c, vmid, r: resize, ..
+            } => {
+                if r.is_ok() {
+                    let name = self.keys[c].to_string();
+                    self.notices.publish(Notice::DecisionExecuted {
+                        group: name.clone(),
+                        instance: format!("vmid {vmid}"),
+                        action: "resize".into(),
+                        reason: resize.reason.clone(),
+                        dry_run: self.settings.dry_run,
+                    });
+                    self.write(json!({"event": "action_done", "t_ms": now.as_millis(), "group": name, "vmid": vmid, "action": "resize", "id": resize.id}));
+                }
+                let input = lxc::Input::Resized {
+                    vmid,
+                    id: resize.id,
+                    to: resize.to,
+                    outcome: r,
+                };
+                for o in self.step(now, input) {
+                    self.output(now, o, &mut Vec::new(), &mut Report::default());
+                }
+            }
+            Job::Decision { d, act } => {
+                self.notices
+                    .publish(Notice::outcome(&d, &r, self.settings.dry_run));
+                let gone = matches!(
+                    (&r, d.action),
+                    (Ok(()), Action::ScaleDown | Action::CloneLost)
+                ) || matches!((&r, &act), (Err(_), Act::Refuse(_)) if d.action == Action::ScaleUp);
+                if gone {
+                    let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                    if s.remove(&d.group.to_string(), &d.instance.to_string()) {
+                        self.save(&s);
+                    }
+                }
+                if r.is_ok() {
+                    self.log.done(&d, now.as_millis());
+                }
+                if d.action.needs_result() {
+                    let input = Input::ActionResult {
+                        group: (*d.group).clone(),
+                        id: d.id,
+                        outcome: r,
+                    };
+                    // Results plan nothing: what they cause waits for the next poll.
+                    for o in self.step(now, lxc::Input::Engine(input)) {
+                        if let lxc::Output::Engine(o) = o {
+                            self.engine_output(now, o, &mut Vec::new());
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A job and how it ended.
+pub type Done = (Job, Result<(), String>);
+
+impl Shell for Controller {
+    type Output = lxc::Output;
+    type Job = Job;
+    type Done = Done;
+
+    /// A resize is its own job, on the node of the last poll; a clone or a removal
+    /// is planned against the last poll's rows and the ownership record.
+    fn plan(&self, out: &lxc::Output) -> Option<Job> {
+        match out {
+            lxc::Output::Vertical {
+                vmid,
+                out: vertical::Output::Resize(r),
+            } => Some(Job::Resize {
+                c: self.index(*vmid)?,
+                node: self
+                    .rows
+                    .get(vmid)
+                    .map(|r| r.node.clone())
+                    .unwrap_or_default(),
+                vmid: *vmid,
+                r: r.clone(),
+            }),
+            lxc::Output::Engine(Output::Decision(d)) => Some(Job::Decision {
+                d: d.clone(),
+                act: self.act_for(d, &self.rows)?,
+            }),
+            _ => None,
+        }
+    }
+
     /// The future that carries out `job`.
-    pub fn execute(
-        &self,
-        job: Job,
-    ) -> impl std::future::Future<Output = (Job, Result<(), String>)> + Send + 'static {
+    fn execute(&self, job: Job) -> impl std::future::Future<Output = Done> + Send + 'static {
         let client = self.client.clone();
         let state = self.state.clone();
         let path = self.settings.state_file.clone();
@@ -38,77 +129,6 @@ impl Controller {
                 },
             };
             (job, r.map_err(|e| e.to_string()))
-        }
-    }
-
-    /// Feed a job's result back.
-    pub fn settle(&mut self, now: Timestamp, job: Job, r: Result<(), String>) {
-        match job {
-            Job::Resize {
-                c, vmid, r: resize, ..
-            } => {
-                let mut out = Vec::new();
-                let cont = &mut self.containers[c];
-                if let Some(v) = cont.vertical.as_mut() {
-                    v.step(
-                        now,
-                        vertical::Input::Result {
-                            id: resize.id,
-                            outcome: r.clone(),
-                        },
-                        &mut out,
-                    );
-                }
-                if r.is_ok() {
-                    cont.expect = Some((resize.to, now));
-                    cont.known = Some(resize.to);
-                    let name = cont.lxc.name.to_string();
-                    self.notices.publish(Notice::DecisionExecuted {
-                        group: name.clone(),
-                        instance: format!("vmid {vmid}"),
-                        action: "resize".into(),
-                        reason: resize.reason.clone(),
-                        dry_run: self.settings.dry_run,
-                    });
-                    self.write(json!({"event": "action_done", "t_ms": now.as_millis(), "group": name, "vmid": vmid, "action": "resize", "id": resize.id}));
-                }
-                let node = String::new();
-                for o in out {
-                    self.vertical_output(c, &node, o, &mut Vec::new(), &mut Report::default());
-                }
-            }
-            Job::Decision { d, act } => {
-                self.notices
-                    .publish(Notice::outcome(&d, &r, self.settings.dry_run));
-                let gone = matches!(
-                    (&r, d.action),
-                    (Ok(()), Action::ScaleDown | Action::CloneLost)
-                ) || matches!((&r, &act), (Err(_), Act::Refuse(_)) if d.action == Action::ScaleUp);
-                if gone {
-                    let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-                    if s.remove(&d.group.to_string(), &d.instance.to_string()) {
-                        self.save(&s);
-                    }
-                }
-                if r.is_ok() {
-                    self.write(
-                        json!({"event": "action_done", "t_ms": now.as_millis(), "group": d.group,
-                        "action": d.action, "instance": d.instance, "id": d.id}),
-                    );
-                }
-                if d.action.needs_result() {
-                    let input = Input::ActionResult {
-                        group: (*d.group).clone(),
-                        id: d.id,
-                        outcome: r,
-                    };
-                    let mut out = Vec::new();
-                    self.engine.step(now, input, &mut out);
-                    for o in out {
-                        self.engine_output(now, o, &HashMap::new(), &mut Vec::new());
-                    }
-                }
-            }
         }
     }
 }

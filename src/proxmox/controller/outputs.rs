@@ -1,34 +1,89 @@
-//! What the vertical machines and the horizontal engine said, turned into jobs for
-//! the actuator, decision-log lines, notices and history rows.
+//! What the LXC machine said, turned into jobs for the actuator, decision-log
+//! lines, notices and history rows.
 
 use super::*;
 
 impl Controller {
-    pub(super) fn vertical_output(
+    pub(super) fn output(
         &mut self,
-        i: usize,
-        node: &str,
+        now: Timestamp,
+        o: lxc::Output,
+        jobs: &mut Vec<Job>,
+        report: &mut Report,
+    ) {
+        match o {
+            lxc::Output::Engine(Output::Answered {
+                decision, answer, ..
+            }) => {
+                // Approved ones are planned by `answer` against a fresh poll.
+                if answer == crate::core::gate::Answer::Expired {
+                    self.expired(now, |j| {
+                        matches!(j, Job::Decision { d, .. } if d.id == decision.id && d.group == decision.group)
+                    });
+                }
+            }
+            lxc::Output::ResizeAnswered {
+                vmid,
+                resize,
+                answer,
+            } => {
+                if answer == crate::core::gate::Answer::Expired {
+                    self.expired(now, |j| {
+                        matches!(j, Job::Resize { vmid: v, r, .. } if *v == vmid && r.id == resize.id)
+                    });
+                }
+            }
+            lxc::Output::Engine(o) => self.engine_output(now, o, jobs),
+            lxc::Output::Vertical { vmid, out } => self.vertical_output(vmid, out, jobs, report),
+            lxc::Output::Forget { group, clone } => {
+                let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                if s.remove(&group.to_string(), &clone.to_string()) {
+                    self.save(&s);
+                }
+            }
+            lxc::Output::Observed {
+                vmid,
+                cpu_bp,
+                cores,
+                busy_milli,
+            } => {
+                let key = self.index(vmid).map(|i| self.keys[i].clone());
+                if let (Some(h), Some(key)) = (&mut self.history, key) {
+                    h.container(now, &key, cpu_bp, cores, busy_milli);
+                }
+            }
+        }
+    }
+
+    /// The machine index of container `vmid`.
+    pub(super) fn index(&self, vmid: u32) -> Option<usize> {
+        self.machine
+            .containers()
+            .iter()
+            .position(|c| c.spec().vmid == vmid)
+    }
+
+    fn vertical_output(
+        &mut self,
+        vmid: u32,
         o: vertical::Output,
         jobs: &mut Vec<Job>,
         report: &mut Report,
     ) {
-        let vmid = self.containers[i].lxc.vmid;
-        let name = self.containers[i].lxc.name.to_string();
+        let Some(i) = self.index(vmid) else { return };
+        let name = self.keys[i].to_string();
         match o {
             vertical::Output::Resize(r) => {
                 if let Some(h) = &mut self.history {
-                    h.resize(&self.containers[i].key, &r);
+                    h.resize(&self.keys[i], &r);
                 }
                 tracing::info!(vmid, from = ?r.from, to = ?r.to, reason = %r.reason, dry_run = self.settings.dry_run, "resize");
-                self.write(json!({"event": "decision", "t_ms": r.t.as_millis(), "group": name, "vmid": vmid,
-                    "action": "resize", "direction": r.direction, "from": r.from, "to": r.to, "reason": r.reason,
-                    "id": r.id, "dry_run": self.settings.dry_run}));
-                jobs.push(Job::Resize {
-                    c: i,
-                    node: node.to_string(),
+                self.write(jsonl::resize_line(&name, vmid, &r, self.settings.dry_run));
+                let planned = self.plan(&lxc::Output::Vertical {
                     vmid,
-                    r,
+                    out: vertical::Output::Resize(r),
                 });
+                jobs.extend(planned);
             }
             vertical::Output::Evaluation {
                 verdict: vertical::Verdict::Blocked { wanted, why_not },
@@ -36,18 +91,13 @@ impl Controller {
                 ..
             } => {
                 tracing::info!(vmid, ?wanted, %why_not, "resize not made");
-                self.containers[i].why_not = Some(why_not.clone());
                 if let Some(n) = self.ceilings[1].observe(t, &name, Some(&why_not)) {
                     self.notices.publish(n);
                 }
-                self.write(
-                    json!({"event": "why_not", "t_ms": t.as_millis(), "group": name, "vmid": vmid,
-                    "wanted": wanted, "why_not": why_not}),
-                );
+                self.write(jsonl::why_not_line(&name, vmid, t, wanted, &why_not));
                 report.blocked.push((vmid, why_not));
             }
             vertical::Output::Evaluation { t, .. } => {
-                self.containers[i].why_not = None;
                 self.ceilings[1].observe(t, &name, None);
             }
             vertical::Output::Failed {
@@ -63,19 +113,14 @@ impl Controller {
                     action: "resize".into(),
                     reason: error.clone(),
                 });
-                self.write(json!({"event": "action_failed", "t_ms": t.as_millis(), "group": name, "vmid": vmid,
-                    "action": "resize", "id": id, "error": error, "retry_in_ms": retry_in.as_millis() as u64}));
+                self.write(jsonl::resize_failed_line(
+                    &name, vmid, id, t, &error, retry_in,
+                ));
             }
         }
     }
 
-    pub(super) fn engine_output(
-        &mut self,
-        now: Timestamp,
-        o: Output,
-        by_vmid: &HashMap<u64, &Resource>,
-        jobs: &mut Vec<Job>,
-    ) {
+    pub(super) fn engine_output(&mut self, now: Timestamp, o: Output, jobs: &mut Vec<Job>) {
         if let Some(h) = &mut self.history {
             h.output(&o);
         }
@@ -95,39 +140,41 @@ impl Controller {
                 self.notices.publish(n);
             }
         }
-        let Output::Decision(d) = o else { return };
-        let Some(act) = self.plan(&d, by_vmid) else {
-            return;
-        };
-        jobs.push(Job::Decision { d, act });
+        if matches!(o, Output::Decision(_)) {
+            jobs.extend(self.plan(&lxc::Output::Engine(o)));
+        }
     }
 
-    /// What decision `d` means for the API, given the latest poll.
-    pub(super) fn plan(&self, d: &Decision, by_vmid: &HashMap<u64, &Resource>) -> Option<Act> {
-        let c = self.containers.iter().find(|c| c.lxc.name == *d.group)?;
+    /// What decision `d` means for the API, given the rows of a poll.
+    pub(super) fn act_for(&self, d: &Decision, rows: &HashMap<u32, Resource>) -> Option<Act> {
+        let i = self
+            .machine
+            .containers()
+            .iter()
+            .position(|c| c.spec().name == *d.group)?;
+        let vmid = self.machine.containers()[i].spec().vmid;
         let group = d.group.to_string();
         let instance = d.instance.to_string();
-        let primary = by_vmid.get(&u64::from(c.lxc.vmid));
         let act = match d.action {
-            Action::ScaleUp => match primary {
+            Action::ScaleUp => match rows.get(&vmid) {
                 Some(p) => Act::Clone(CloneJob {
                     group,
                     name: instance,
                     hostname: d.instance.label.clone().unwrap_or_default(),
                     node: p.node.clone(),
-                    source: c.lxc.clone.source.unwrap_or(c.lxc.vmid),
-                    spec: c.lxc.clone.clone(),
+                    source: self.clones[i].source.unwrap_or(vmid),
+                    spec: self.clones[i].clone(),
                     tag: self.settings.tag.clone(),
                 }),
-                None => Act::Refuse(format!("primary {} not in /cluster/resources", c.lxc.vmid)),
+                None => Act::Refuse(format!("primary {vmid} not in /cluster/resources")),
             },
             Action::ScaleDown | Action::CloneLost => {
-                let vmid = self
+                let recorded = self
                     .state
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .vmid(&group, &instance);
-                match vmid.and_then(|v| by_vmid.get(&u64::from(v)).map(|r| (v, r))) {
+                match recorded.and_then(|v| rows.get(&v).map(|r| (v, r))) {
                     None => Act::Gone,
                     // Never destroy what does not carry our tag and the recorded name.
                     Some((v, r))
@@ -146,8 +193,7 @@ impl Controller {
                 }
             }
             Action::ReplacePrimary => Act::Refuse(format!(
-                "primary container {} is not running; the autoscaler does not start or recreate primaries",
-                c.lxc.vmid
+                "primary container {vmid} is not running; the autoscaler does not start or recreate primaries"
             )),
             Action::Promote => Act::Nothing,
         };

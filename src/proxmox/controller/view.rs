@@ -1,9 +1,6 @@
 //! The snapshot behind `GET /v1/containers`, rebuilt after every poll.
 
-use std::collections::HashMap;
-
-use super::{Controller, Resource};
-use crate::config::proxmox::Mode;
+use super::Controller;
 use crate::core::vertical::{CpuKnob, Vertical};
 use crate::core::{Timestamp, WhyNot};
 use crate::proxmox::view::{ContainerStatus, Containers, SharedView, VerticalStatus};
@@ -22,30 +19,28 @@ impl Controller {
     }
 
     /// Rebuild the snapshot from the poll's rows (only with a view: the API's).
-    pub(super) fn publish(&self, now: Timestamp, by_vmid: &HashMap<u64, &Resource>) {
+    pub(super) fn publish(&self, now: Timestamp) {
         let Some(view) = &self.view else { return };
-        let groups = self.engine.status(now);
+        let groups = self.machine.engine().status(now);
         let containers = self
-            .containers
+            .machine
+            .containers()
             .iter()
             .enumerate()
             .map(|(i, c)| {
-                let row = by_vmid.get(&u64::from(c.lxc.vmid)).copied();
+                let spec = c.spec();
+                let row = self.rows.get(&spec.vmid);
                 let running = row.is_some_and(|r| r.running() && r.template != Some(1));
                 // What `decide` saw this poll (a running container), not a recomputation.
-                let usage = c.seen.filter(|_| running);
-                let size = c.seen.map(|u| u.size).or(c.known);
-                let name = c.lxc.name.to_string();
-                let priced = c.lxc.vertical.pricing.by_size()
-                    || c.lxc.vertical.pricing.instance_micros > 0
-                    || c.lxc.policy.instance_cost_micros > 0;
+                let usage = c.seen().filter(|_| running);
+                let size = c.seen().map(|u| u.size).or(c.known());
+                let name = spec.name.to_string();
+                let priced = spec.vertical.pricing.by_size()
+                    || spec.vertical.pricing.instance_micros > 0
+                    || spec.policy.instance_cost_micros > 0;
                 ContainerStatus {
-                    vmid: c.lxc.vmid,
-                    mode: match c.lxc.mode {
-                        Mode::Vertical => "vertical",
-                        Mode::Horizontal => "horizontal",
-                        Mode::VerticalThenHorizontal => "vertical-then-horizontal",
-                    },
+                    vmid: spec.vmid,
+                    mode: spec.mode.as_str(),
                     state: match row {
                         None => "missing",
                         Some(r) if r.template == Some(1) => "template",
@@ -60,11 +55,8 @@ impl Controller {
                     memory_mib: size.map(|s| s.memory_mib),
                     cpu_percent: usage.map(|u| f64::from(u.cpu_bp) / 100.0),
                     memory_used_mib: usage.map(|u| u.mem_used_mib),
-                    cost_per_hour: priced.then(|| self.own_cost(i) as f64 / 1e6),
-                    vertical: c
-                        .vertical
-                        .as_ref()
-                        .map(|v| vertical_status(v, now, c.why_not.as_ref())),
+                    cost_per_hour: priced.then(|| self.machine.own_cost(i) as f64 / 1e6),
+                    vertical: c.vertical().map(|v| vertical_status(v, now, c.why_not())),
                     horizontal: groups.group(&name).cloned(),
                     name,
                 }
