@@ -253,13 +253,14 @@ enum Rule {
 
 enum Controller {
     Engine {
-        engine: Engine,
+        // Boxed, as the baseline's policy: the variants stay of a size.
+        engine: Box<Engine>,
         out: Vec<Output>,
     },
     Baseline {
         rule: Rule,
         primary: Arc<Name>,
-        policy: Policy,
+        policy: Box<Policy>,
         /// Instances in creation order (the primary first).
         members: Vec<Meter1>,
     },
@@ -276,7 +277,7 @@ impl Controller {
                     Timestamp::ZERO,
                 );
                 return Self::Engine {
-                    engine,
+                    engine: Box::new(engine),
                     out: Vec::new(),
                 };
             }
@@ -292,7 +293,7 @@ impl Controller {
                 bp: None,
             }],
             primary,
-            policy: policy.clone(),
+            policy: Box::new(policy.clone()),
         }
     }
 
