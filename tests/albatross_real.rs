@@ -356,3 +356,31 @@ async fn a_clone_gets_a_cpu_of_its_own() {
     );
     d.stop().await;
 }
+
+/// `clone_cpus = "same"` keeps today's placement: the clone is pinned to the
+/// primary's CPU, so the two share one core (what the real albatross showed).
+#[tokio::test(start_paused = true)]
+async fn clone_cpus_same_shares_the_primarys_core() {
+    let w = world(&TestPki::default_policy(), StatsBody::V27).await;
+    let (d, mut rx) = daemon(&w, "clone_cpus = \"same\"\n", "").await;
+    let mut seen = Vec::new();
+    w.load.set(1.5);
+    let clone = until(&mut rx, &mut seen, |o| match o {
+        Output::Decision(d) if d.action == Action::ScaleUp => Some(d.instance.to_string()),
+        _ => None,
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (p0, c0) = (
+        w.endpoint.cpu_seconds(&name("demo:web")).unwrap(),
+        w.endpoint.cpu_seconds(&name(&clone)).unwrap(),
+    );
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let p = w.endpoint.cpu_seconds(&name("demo:web")).unwrap() - p0;
+    let c = w.endpoint.cpu_seconds(&name(&clone)).unwrap() - c0;
+    assert!(
+        p + c < 10.5 && p > 3.0 && c > 3.0,
+        "one core between them: primary {p:.2} s, clone {c:.2} s of CPU in 10 s"
+    );
+    d.stop().await;
+}

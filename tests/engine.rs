@@ -440,3 +440,48 @@ fn primary_death_drain_destroys_owned_clones_newest_first() {
         ]
     );
 }
+
+/// `vcpus` set by the operator overrides what the source says (albatross reports
+/// `numcpus`, which a solo5 unikernel does not get); unset, the source's count is
+/// used. One second of CPU in ten over 2 vCPUs is 5 %, over 1 vCPU 10 %.
+#[test]
+fn an_explicit_vcpus_overrides_the_sources_count() {
+    use albatross_autoscale::core::{Engine, Input as E, Options};
+    let share = |p: Policy, source: u32| {
+        let mut e = Engine::new(
+            vec![(name_of("a:web"), p)],
+            Options::default(),
+            Timestamp(0),
+        );
+        let mut out = Vec::new();
+        for (t, cpu) in [(0u64, 0u64), (10_000, 1_000_000)] {
+            e.step(
+                Timestamp(t),
+                E::Sample {
+                    vm: name_of("a:web"),
+                    cpu_us: cpu,
+                    vcpus: Some(source),
+                },
+                &mut out,
+            );
+        }
+        out.iter()
+            .find_map(|o| match o {
+                Output::Sample(s) => Some((s.cpu_percent(), s.vcpus)),
+                _ => None,
+            })
+            .unwrap()
+    };
+    assert_eq!(share(policy(), 1), (10.0, 1));
+    assert_eq!(share(policy(), 2), (5.0, 2));
+    let fixed = Policy {
+        vcpus: 1,
+        vcpus_fixed: true,
+        ..policy()
+    };
+    assert_eq!(share(fixed, 2), (10.0, 1), "the key wins over numcpus");
+}
+
+fn name_of(s: &str) -> Name {
+    Name::parse(s).unwrap()
+}

@@ -32,6 +32,8 @@ pub struct AlbatrossActuator {
     vcpus: VcpuMap,
     /// Clones being created and their CPUs (placement counts them).
     creating: Mutex<HashMap<Name, Vec<i64>>>,
+    /// Groups whose clones stay on the primary's CPUs (`clone_cpus = "same"`).
+    same_cpu: std::sync::RwLock<std::collections::HashSet<Name>>,
 }
 
 impl AlbatrossActuator {
@@ -42,7 +44,24 @@ impl AlbatrossActuator {
             specs: Mutex::new(HashMap::new()),
             vcpus,
             creating: Mutex::new(HashMap::new()),
+            same_cpu: std::sync::RwLock::default(),
         }
+    }
+
+    /// The groups whose clones keep the primary's CPUs (`clone_cpus = "same"`);
+    /// set at start and on every reload.
+    pub fn set_same_cpu(&self, groups: std::collections::HashSet<Name>) {
+        *self
+            .same_cpu
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = groups;
+    }
+
+    fn keeps_cpu(&self, group: &Name) -> bool {
+        self.same_cpu
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(group)
     }
 
     /// Use these clients from now on (configuration reload).
@@ -105,13 +124,13 @@ impl AlbatrossActuator {
         let running = client.info(None).await.map_err(|e| e.to_string())?;
         let info = find(&client, &running, &d.primary).map_err(|e| e.to_string())?;
         let mut config = clone_config(&d.primary, &info).map_err(Failed::Permanent)?;
-        let placed = self.place(&client, &running, &mut config);
+        let placed = !self.keeps_cpu(&d.group) && self.place(&client, &running, &mut config);
         let _creating = Creating::new(&self.creating, &d.instance, &config.cpuids);
         if let Some(policy) = client.policy() {
             policy::check_clone(&policy, &running, &config).map_err(Failed::Permanent)?;
         }
         if !placed {
-            tracing::info!(group = %d.group, instance = %d.instance, cpuids = ?config.cpuids, "the clone shares the primary's CPU: albatross pins both to it, so it adds no CPU capacity (the policy allows no other CPU, or it is not known)");
+            tracing::info!(group = %d.group, instance = %d.instance, cpuids = ?config.cpuids, "the clone shares the primary's CPU: albatross pins both to it, so it adds no CPU capacity (clone_cpus = \"same\", or the policy allows no other CPU, or it is not known)");
         }
         let spec = self
             .snapshot_from(&client, &d.primary, info)

@@ -345,6 +345,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn clone_cpus_and_an_explicit_vcpus_are_read_per_group() {
+        let c = Config::parse(
+            "[policy]\nvcpus = 2\n[[group]]\nprimary = \"a:web\"\nclone_cpus = \"same\"\n[[group]]\nprimary = \"a:db\"\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let (web, db) = (&c.groups[0].policy, &c.groups[1].policy);
+        assert_eq!(web.clone_cpus, crate::core::CloneCpus::Same);
+        assert_eq!(db.clone_cpus, crate::core::CloneCpus::Spread);
+        assert!(web.vcpus_fixed && db.vcpus_fixed && db.vcpus == 2);
+        let c = Config::parse("[[group]]\nprimary = \"a:web\"\n", Path::new("t.toml")).unwrap();
+        assert!(!c.groups[0].policy.vcpus_fixed);
+    }
+
+    #[test]
     fn defaults_and_overrides_merge() {
         let c = Config::parse(
             "[policy]\nscale_up_threshold = 80\nscale_down_cooldown = \"5m\"\n[[group]]\nprimary = \"alice:web\"\nmax_instances = 3\n",
@@ -372,6 +387,10 @@ mod tests {
             (
                 "[policy]\nscale_down_threshold = 95\n",
                 "policy.scale_down_threshold: 95 must be below",
+            ),
+            (
+                "[[group]]\nprimary = \"a:b\"\nclone_cpus = \"spreaded\"\n",
+                "group[0] (a:b).clone_cpus: \"spreaded\" is not \"spread\"",
             ),
             (
                 "[[group]]\nprimary = \"a:b\"\nmin_instances = 5\nmax_instances = 2\n",

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::GROUP_KEYS;
 use crate::core::naming;
 use crate::core::schedule::Schedule;
-use crate::core::{Policy, PrimaryDeath, RequireApproval};
+use crate::core::{CloneCpus, Policy, PrimaryDeath, RequireApproval};
 use crate::name::{self, Name};
 
 /// The policy keys, all optional: `[policy]` and every `[[group]]` may set them.
@@ -35,6 +35,8 @@ pub(super) struct PolicyFile {
     clone_name: Option<String>,
     primary_death: Option<PrimaryDeath>,
     vcpus: Option<i64>,
+    /// Raw, checked by hand (`spread` or `same`).
+    clone_cpus: Option<String>,
     #[serde(default, with = "humantime_serde")]
     retry_backoff: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
@@ -194,6 +196,12 @@ pub(super) fn merge(mut p: Policy, f: &PolicyFile) -> Policy {
     }
     set(&mut p.primary_death, f.primary_death);
     set_u32(&mut p.vcpus, f.vcpus);
+    p.vcpus_fixed |= f.vcpus.is_some();
+    match f.clone_cpus.as_deref() {
+        Some("spread") => p.clone_cpus = CloneCpus::Spread,
+        Some("same") => p.clone_cpus = CloneCpus::Same,
+        _ => {}
+    }
     set(&mut p.retry_backoff, f.retry_backoff);
     set(&mut p.retry_backoff_max, f.retry_backoff_max);
     set(&mut p.predictive, f.predictive);
@@ -253,6 +261,18 @@ pub(super) fn check(
             problems.push(format!("{at}.{msg}"));
         }
     };
+    if let Some(v) = here
+        .clone_cpus
+        .as_deref()
+        .filter(|v| !["spread", "same"].contains(v))
+    {
+        report(
+            true,
+            format!(
+                "clone_cpus: {v:?} is not \"spread\" (a CPU of its own per clone, the default) or \"same\" (the primary's)"
+            ),
+        );
+    }
     let ranges: [(&str, Option<i64>, i64, i64); 10] = [
         ("scale_up_threshold", here.scale_up_threshold, 0, 100),
         ("scale_down_threshold", here.scale_down_threshold, 0, 100),

@@ -50,8 +50,14 @@ pub struct Policy {
     pub clone_name: String,
     /// Primary death handling.
     pub primary_death: PrimaryDeath,
-    /// vCPUs per instance when the source does not say (stats carry no count).
+    /// vCPUs per instance: the source's count (albatross: 1 for solo5, whatever
+    /// `numcpus` says; `numcpus` for bhyve) unless `vcpus_fixed`, else this.
     pub vcpus: u32,
+    /// The operator set `vcpus`: it overrides what the source says.
+    pub vcpus_fixed: bool,
+    /// Where a clone runs: on a CPU of its own where the orchestrator allows one
+    /// (`spread`), or on the primary's (`same`).
+    pub clone_cpus: CloneCpus,
     /// First retry delay after a failed action; doubles per failure.
     pub retry_backoff: Duration,
     /// Cap of the retry delay.
@@ -92,6 +98,25 @@ pub struct Policy {
     pub schedule: Schedule,
 }
 
+/// `clone_cpus`: where a clone's vCPU is pinned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CloneCpus {
+    /// The least used CPU the orchestrator's policy allows: a clone adds a CPU.
+    #[default]
+    Spread,
+    /// The primary's CPUs (albatross pins both to them: a clone adds no CPU).
+    Same,
+}
+
+impl CloneCpus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Spread => "spread",
+            Self::Same => "same",
+        }
+    }
+}
+
 /// Millionths of the currency unit as the operator wrote them (`2.5`, not `2500000`).
 pub fn money(micros: u64) -> String {
     (micros as f64 / 1e6).to_string()
@@ -115,6 +140,8 @@ impl Default for Policy {
             clone_name: "{primary}-clone-{n}".to_string(),
             primary_death: PrimaryDeath::Recreate,
             vcpus: 1,
+            vcpus_fixed: false,
+            clone_cpus: CloneCpus::Spread,
             retry_backoff: Duration::from_secs(10),
             retry_backoff_max: Duration::from_secs(300),
             predictive: false,

@@ -123,6 +123,16 @@ fn placement(
     Ok((by_group, place))
 }
 
+/// The groups whose clones keep the primary's CPUs (`clone_cpus = "same"`).
+fn same_cpu(config: &Config) -> std::collections::HashSet<Name> {
+    config
+        .groups
+        .iter()
+        .filter(|g| g.policy.clone_cpus == crate::core::CloneCpus::Same)
+        .map(|g| g.primary.clone())
+        .collect()
+}
+
 fn engine_groups(config: &Config) -> Vec<(Name, Policy)> {
     config
         .groups
@@ -158,6 +168,7 @@ impl Daemon {
             .with_context(|| format!("decision log {:?}", config.daemon.decision_log))?;
         let vcpus: VcpuMap = Arc::default();
         let actuator = Arc::new(AlbatrossActuator::new(by_group, vcpus.clone()));
+        actuator.set_same_cpu(same_cpu(&config));
         // One wall-clock reading for t = 0 (the runner's start below): schedules
         // and the history's timestamps agree on it.
         let origin = std::time::SystemTime::now();
@@ -304,6 +315,7 @@ impl Daemon {
         }
         let (by_group, place) = placement(config, &clients)?;
         self.actuator.set_clients(by_group);
+        self.actuator.set_same_cpu(same_cpu(config));
         let _ = self
             .events
             .send(Event::Reconfigure(

@@ -481,7 +481,7 @@ impl Group {
         let Some(m) = self.members.at_mut(i) else {
             return;
         };
-        if let Some(v) = vcpus {
+        if let Some(v) = vcpus.filter(|_| !self.policy.vcpus_fixed) {
             m.vcpus = v.max(1);
         }
         if m.state == MemberState::Dead {
