@@ -93,7 +93,7 @@ async fn round_trip_run_export_simulate() {
          [albatross]\nendpoint = \"{}\"\nca = {}\ncert = {}\nkey = {}\nreconnect_min = \"50ms\"\nreconnect_max = \"200ms\"\n\
          [daemon]\nstate_file = \"state.json\"\n\
          [history]\npath = \"history.db\"\nflush_interval = \"50ms\"\n\
-         [[group]]\nprimary = \"demo:web\"\n",
+         [[group]]\nprimary = \"demo:web\"\nclone_ipv4 = \"10.0.42.10-10.0.42.50\"\n",
         endpoint.addr(),
         q(&files.ca),
         q(&files.subca),

@@ -6,11 +6,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use super::address;
 use super::client::{Client, ClientError};
 use super::policy;
 use super::tls::TlsError;
 use crate::actuate::{Actuator, Done, Failed};
-use crate::core::{Action, Decision};
+use crate::core::policy::ClonePool;
+use crate::core::{Action, CloneCpus, Decision};
 use crate::name::Name;
 use crate::wire::{BlockSpec, NetSpec, Typ, UnikernelConfig, UnikernelInfo};
 
@@ -30,11 +32,17 @@ pub struct AlbatrossActuator {
     clients: std::sync::RwLock<HashMap<Name, Client>>,
     specs: Mutex<HashMap<Name, PrimarySpec>>,
     vcpus: VcpuMap,
-    /// Clones being created and their CPUs (placement counts them).
-    creating: Mutex<HashMap<Name, Vec<i64>>>,
-    /// Groups whose clones stay on the primary's CPUs (`clone_cpus = "same"`).
-    same_cpu: std::sync::RwLock<std::collections::HashSet<Name>>,
+    /// Clones being created: their CPUs and address (placement counts them).
+    creating: Mutex<HashMap<Name, InFlight>>,
+    /// Each group's `clone_cpus` and `clone_ipv4`.
+    rules: std::sync::RwLock<HashMap<Name, CloneRules>>,
 }
+
+/// How a group's clones are placed and addressed.
+pub type CloneRules = (CloneCpus, Option<ClonePool>);
+
+/// A clone being created: its CPUs and its address.
+type InFlight = (Vec<i64>, Option<std::net::Ipv4Addr>);
 
 impl AlbatrossActuator {
     /// `clients`: group name → the client of the endpoint that runs it.
@@ -44,24 +52,25 @@ impl AlbatrossActuator {
             specs: Mutex::new(HashMap::new()),
             vcpus,
             creating: Mutex::new(HashMap::new()),
-            same_cpu: std::sync::RwLock::default(),
+            rules: std::sync::RwLock::default(),
         }
     }
 
-    /// The groups whose clones keep the primary's CPUs (`clone_cpus = "same"`);
-    /// set at start and on every reload.
-    pub fn set_same_cpu(&self, groups: std::collections::HashSet<Name>) {
+    /// Each group's `clone_cpus` and `clone_ipv4`; set at start and on every reload.
+    pub fn set_clone_rules(&self, rules: HashMap<Name, CloneRules>) {
         *self
-            .same_cpu
+            .rules
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = groups;
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = rules;
     }
 
-    fn keeps_cpu(&self, group: &Name) -> bool {
-        self.same_cpu
+    fn rules_of(&self, group: &Name) -> CloneRules {
+        self.rules
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .contains(group)
+            .get(group)
+            .copied()
+            .unwrap_or((CloneCpus::Spread, None))
     }
 
     /// Use these clients from now on (configuration reload).
@@ -124,8 +133,19 @@ impl AlbatrossActuator {
         let running = client.info(None).await.map_err(|e| e.to_string())?;
         let info = find(&client, &running, &d.primary).map_err(|e| e.to_string())?;
         let mut config = clone_config(&d.primary, &info).map_err(Failed::Permanent)?;
-        let placed = !self.keeps_cpu(&d.group) && self.place(&client, &running, &mut config);
-        let _creating = Creating::new(&self.creating, &d.instance, &config.cpuids);
+        let (cpus, pool) = self.rules_of(&d.group);
+        // Addresses of clones still being created count as taken (pools of groups
+        // on one endpoint do not overlap: the config refuses it).
+        let (placed, _creating) = {
+            let taken: Vec<std::net::Ipv4Addr> =
+                lock(&self.creating).values().filter_map(|c| c.1).collect();
+            let (argv, addr) = address::clone_argv(&config.argv, pool.as_ref(), &running, &taken)
+                .map_err(Failed::Permanent)?;
+            config.argv = argv;
+            let placed = cpus == CloneCpus::Spread && self.place(&client, &running, &mut config);
+            let creating = Creating::new(&self.creating, &d.instance, &config.cpuids, addr);
+            (placed, creating)
+        };
         if let Some(policy) = client.policy() {
             policy::check_clone(&policy, &running, &config).map_err(Failed::Permanent)?;
         }
@@ -205,7 +225,7 @@ impl AlbatrossActuator {
         let used = running
             .iter()
             .flat_map(|u| u.info.cpuids.iter())
-            .chain(creating.values().flatten());
+            .chain(creating.values().flat_map(|c| c.0.iter()));
         for c in used {
             if let Some(n) = load.get_mut(c) {
                 *n += 1;
@@ -224,13 +244,18 @@ impl AlbatrossActuator {
 /// A clone being created and its CPUs, counted by [`AlbatrossActuator::place`]
 /// until the create ends.
 struct Creating<'a> {
-    map: &'a Mutex<HashMap<Name, Vec<i64>>>,
+    map: &'a Mutex<HashMap<Name, InFlight>>,
     name: Name,
 }
 
 impl<'a> Creating<'a> {
-    fn new(map: &'a Mutex<HashMap<Name, Vec<i64>>>, name: &Name, cpuids: &[i64]) -> Self {
-        lock(map).insert(name.clone(), cpuids.to_vec());
+    fn new(
+        map: &'a Mutex<HashMap<Name, InFlight>>,
+        name: &Name,
+        cpuids: &[i64],
+        addr: Option<std::net::Ipv4Addr>,
+    ) -> Self {
+        lock(map).insert(name.clone(), (cpuids.to_vec(), addr));
         Self {
             map,
             name: name.clone(),

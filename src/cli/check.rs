@@ -153,6 +153,7 @@ async fn albatross(config: &Config, ep: &Endpoint, wait: Duration) -> Vec<Findin
         let f = findings::albatross_group(
             &g.primary,
             g.policy.max_instances,
+            g.policy.clone_cpus == crate::core::CloneCpus::Same,
             &listing,
             policy.as_ref(),
         );

@@ -78,6 +78,8 @@ state_file = "state.json"
 
 [[group]]
 primary = "demo:web"
+# demo:web has a static address (--ipv4=10.0.42.2/24): each clone gets its own.
+clone_ipv4 = "10.0.42.10-10.0.42.50"
 "#,
         tick = d(1),
         up = d(4),

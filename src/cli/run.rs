@@ -28,9 +28,9 @@ pub struct Args {
     /// tests). albatross statistics are a stream, so albatross groups are not run.
     #[arg(long)]
     pub once: bool,
-    /// Flight recorder: append every input the albatross engine receives (samples,
-    /// action results, operator commands, reloads) to FILE as JSON Lines, for
-    /// `replay --inputs FILE`. Rotated at `[daemon] record_max_bytes`.
+    /// Flight recorder: append every input both machines receive (samples, polls,
+    /// action results, operator commands, approvals, reloads) to FILE as JSON
+    /// Lines, for `replay --inputs FILE`. Rotated at `[daemon] record_max_bytes`.
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
 }

@@ -8,6 +8,7 @@ pub mod history;
 pub mod http;
 pub mod notify;
 mod policy;
+mod pools;
 pub mod proxmox;
 mod schedule;
 pub mod source;
@@ -151,6 +152,7 @@ impl Config {
                 }
             }
         }
+        pools::warnings(&self.groups, &mut w);
         w
     }
 
@@ -315,6 +317,7 @@ fn build(mut table: toml::Table, base: &Path, problems: &mut Vec<String>) -> Opt
         }
     }
     clash::check_groups(&out, problems);
+    pools::check(&out, problems);
     Some(Config {
         policy: defaults,
         groups: out,

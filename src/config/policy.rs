@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use super::GROUP_KEYS;
 use crate::core::naming;
+use crate::core::policy::ClonePool;
 use crate::core::schedule::Schedule;
 use crate::core::{CloneCpus, Policy, PrimaryDeath, RequireApproval};
 use crate::name::{self, Name};
@@ -37,6 +38,8 @@ pub(super) struct PolicyFile {
     vcpus: Option<i64>,
     /// Raw, checked by hand (`spread` or `same`).
     clone_cpus: Option<String>,
+    /// Raw, checked by hand (`keep` or `<first>-<last>`).
+    clone_ipv4: Option<String>,
     #[serde(default, with = "humantime_serde")]
     retry_backoff: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
@@ -197,6 +200,13 @@ pub(super) fn merge(mut p: Policy, f: &PolicyFile) -> Policy {
     set(&mut p.primary_death, f.primary_death);
     set_u32(&mut p.vcpus, f.vcpus);
     p.vcpus_fixed |= f.vcpus.is_some();
+    if let Some(pool) = f
+        .clone_ipv4
+        .as_deref()
+        .and_then(|v| ClonePool::parse(v).ok())
+    {
+        p.clone_ipv4 = Some(pool);
+    }
     match f.clone_cpus.as_deref() {
         Some("spread") => p.clone_cpus = CloneCpus::Spread,
         Some("same") => p.clone_cpus = CloneCpus::Same,
@@ -272,6 +282,9 @@ pub(super) fn check(
                 "clone_cpus: {v:?} is not \"spread\" (a CPU of its own per clone, the default) or \"same\" (the primary's)"
             ),
         );
+    }
+    if let Some(Err(e)) = here.clone_ipv4.as_deref().map(ClonePool::parse) {
+        report(true, format!("clone_ipv4: {e}"));
     }
     let ranges: [(&str, Option<i64>, i64, i64); 10] = [
         ("scale_up_threshold", here.scale_up_threshold, 0, 100),
@@ -357,10 +370,10 @@ pub(super) fn check(
     if let Some(Err(e)) = here.require_approval.as_ref().map(approvals) {
         report(true, e);
     }
-    if p.approval_timeout.is_zero() {
+    if p.approval_timeout < Duration::from_secs(1) {
         report(
             here.approval_timeout.is_some(),
-            "approval_timeout: must be above 0s".into(),
+            "approval_timeout: must be at least 1s".into(),
         );
     }
     if p.min_instances > p.max_instances {
@@ -526,7 +539,7 @@ mod approval_tests {
             ),
             (
                 "[policy]\napproval_timeout = \"0s\"\n",
-                "policy.approval_timeout: must be above 0s",
+                "policy.approval_timeout: must be at least 1s",
             ),
             (
                 "[policy]\nrequire_approval = 3\n",

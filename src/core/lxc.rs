@@ -157,6 +157,8 @@ pub struct Container {
     why_not: Option<WhyNot>,
     /// The usage of the last poll that saw it running.
     seen: Option<Usage>,
+    /// The last poll saw it running with a known size.
+    running: bool,
 }
 
 impl Container {
@@ -195,7 +197,13 @@ pub struct Lxc {
 }
 
 impl Lxc {
-    pub fn new(specs: Vec<Spec>, poll_interval: Duration, now: Timestamp) -> Self {
+    pub fn new(mut specs: Vec<Spec>, poll_interval: Duration, now: Timestamp) -> Self {
+        for s in &mut specs {
+            // Shares are fed as counters on a 1-vCPU scale (see `sample`): a `vcpus`
+            // meant for albatross groups in `[policy]` must not rescale them.
+            s.policy.vcpus = 1;
+            s.policy.vcpus_fixed = false;
+        }
         let groups = specs
             .iter()
             .filter(|s| s.mode.clones())
@@ -211,6 +219,7 @@ impl Lxc {
                 expect: None,
                 why_not: None,
                 seen: None,
+                running: false,
             })
             .collect();
         Self {
@@ -330,6 +339,7 @@ impl Lxc {
         self.engine.step(now, external, &mut engine_out);
         for i in 0..self.containers.len() {
             let vmid = self.containers[i].spec.vmid;
+            self.containers[i].running = false;
             let Some(row) = rows.get(&vmid).copied() else {
                 continue;
             };
@@ -339,6 +349,7 @@ impl Lxc {
             let Some(size) = self.size_now(i, row, now) else {
                 continue;
             };
+            self.containers[i].running = true;
             let bp = vertical::cpu_share(
                 row.cpu,
                 row.maxcpu.unwrap_or(0.0),
@@ -629,6 +640,11 @@ impl Machine for Lxc {
                     self.on_engine(now, super::Input::Tick, out);
                 }
                 for i in 0..self.containers.len() {
+                    // A container not running at the last poll is not resized on
+                    // what it used before it stopped.
+                    if !self.containers[i].running {
+                        continue;
+                    }
                     let Some(v) = self.containers[i].vertical.as_mut() else {
                         continue;
                     };
@@ -654,6 +670,7 @@ impl Machine for Lxc {
             .next_deadline()
             .into_iter()
             .chain(vertical)
+            .chain(self.resizes.next_deadline())
             .min()
     }
 

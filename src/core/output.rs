@@ -43,7 +43,6 @@ pub enum Output {
     },
 }
 
-/// A computed sample.
 /// Slots for a channel that carries every output of `groups` groups to
 /// followers: one interval's worth (a sample and an evaluation per group), since
 /// albatross sends the statistics of all unikernels of an endpoint at once and
@@ -53,6 +52,7 @@ pub fn channel_capacity(groups: usize) -> usize {
     groups.saturating_mul(2).clamp(1024, 1 << 20)
 }
 
+/// A computed sample.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SampleReport {
     pub t: Timestamp,

@@ -58,6 +58,8 @@ pub struct Policy {
     /// Where a clone runs: on a CPU of its own where the orchestrator allows one
     /// (`spread`), or on the primary's (`same`).
     pub clone_cpus: CloneCpus,
+    /// Addresses for clones of a primary with a static one (`clone_ipv4`).
+    pub clone_ipv4: Option<ClonePool>,
     /// First retry delay after a failed action; doubles per failure.
     pub retry_backoff: Duration,
     /// Cap of the retry delay.
@@ -117,6 +119,49 @@ impl CloneCpus {
     }
 }
 
+/// `clone_ipv4`: where a clone's static address comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClonePool {
+    /// The primary's own address, copied (the operator's choice, `"keep"`).
+    Keep,
+    /// The lowest free address of `first..=last`.
+    Range {
+        first: std::net::Ipv4Addr,
+        last: std::net::Ipv4Addr,
+    },
+}
+
+impl ClonePool {
+    /// `"keep"` or `"<first>-<last>"`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s == "keep" {
+            return Ok(Self::Keep);
+        }
+        let bad = || {
+            format!(
+                "{s:?} is not \"keep\" or a range of IPv4 addresses such as \"10.0.42.10-10.0.42.50\""
+            )
+        };
+        let (a, b) = s.split_once('-').ok_or_else(bad)?;
+        let first: std::net::Ipv4Addr = a.trim().parse().map_err(|_| bad())?;
+        let last: std::net::Ipv4Addr = b.trim().parse().map_err(|_| bad())?;
+        if first > last {
+            return Err(format!("{s:?}: {first} is after {last}"));
+        }
+        Ok(Self::Range { first, last })
+    }
+
+    /// Addresses in the pool (`None`: unbounded, `keep`).
+    pub fn size(&self) -> Option<u64> {
+        match self {
+            Self::Keep => None,
+            Self::Range { first, last } => {
+                Some(u64::from(u32::from(*last)) - u64::from(u32::from(*first)) + 1)
+            }
+        }
+    }
+}
+
 /// Millionths of the currency unit as the operator wrote them (`2.5`, not `2500000`).
 pub fn money(micros: u64) -> String {
     (micros as f64 / 1e6).to_string()
@@ -142,6 +187,7 @@ impl Default for Policy {
             vcpus: 1,
             vcpus_fixed: false,
             clone_cpus: CloneCpus::Spread,
+            clone_ipv4: None,
             retry_backoff: Duration::from_secs(10),
             retry_backoff_max: Duration::from_secs(300),
             predictive: false,

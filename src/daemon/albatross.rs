@@ -123,13 +123,17 @@ fn placement(
     Ok((by_group, place))
 }
 
-/// The groups whose clones keep the primary's CPUs (`clone_cpus = "same"`).
-fn same_cpu(config: &Config) -> std::collections::HashSet<Name> {
+/// Each group's `clone_cpus` and `clone_ipv4`, for the actuator.
+fn clone_rules(config: &Config) -> HashMap<Name, crate::albatross::actuator::CloneRules> {
     config
         .groups
         .iter()
-        .filter(|g| g.policy.clone_cpus == crate::core::CloneCpus::Same)
-        .map(|g| g.primary.clone())
+        .map(|g| {
+            (
+                g.primary.clone(),
+                (g.policy.clone_cpus, g.policy.clone_ipv4),
+            )
+        })
         .collect()
 }
 
@@ -168,7 +172,7 @@ impl Daemon {
             .with_context(|| format!("decision log {:?}", config.daemon.decision_log))?;
         let vcpus: VcpuMap = Arc::default();
         let actuator = Arc::new(AlbatrossActuator::new(by_group, vcpus.clone()));
-        actuator.set_same_cpu(same_cpu(&config));
+        actuator.set_clone_rules(clone_rules(&config));
         // One wall-clock reading for t = 0 (the runner's start below): schedules
         // and the history's timestamps agree on it.
         let origin = std::time::SystemTime::now();
@@ -315,7 +319,7 @@ impl Daemon {
         }
         let (by_group, place) = placement(config, &clients)?;
         self.actuator.set_clients(by_group);
-        self.actuator.set_same_cpu(same_cpu(config));
+        self.actuator.set_clone_rules(clone_rules(config));
         let _ = self
             .events
             .send(Event::Reconfigure(

@@ -334,6 +334,30 @@ impl Controller {
         lxc::Poll { rows, owned }
     }
 
+    /// Adopt the clones the ownership record holds (at start, once the recording,
+    /// if any, is attached): they count against `max_instances` and the cost
+    /// ceiling before the first poll, as a reconcile would make them.
+    pub fn adopt_recorded(&mut self, now: Timestamp) {
+        let owned: Vec<(Name, Name)> = {
+            let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            self.machine
+                .containers()
+                .iter()
+                .filter(|c| c.spec().mode.clones())
+                .flat_map(|c| {
+                    let group = c.spec().name.clone();
+                    s.clones(&group.to_string())
+                        .filter_map(|(n, _)| Name::parse(n).ok())
+                        .map(move |vm| (group.clone(), vm))
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        };
+        for (group, vm) in owned {
+            self.step(now, lxc::Input::Engine(Input::Adopt { group, vm }));
+        }
+    }
+
     /// An operator command (the API's pause, resume, scale of a horizontal
     /// container group): its outputs, and the jobs it starts (planned against the
     /// last poll).
@@ -376,7 +400,16 @@ impl Controller {
         }
         let mut run = Vec::new();
         for job in jobs {
-            if self.needs_approval(&job) {
+            // One that can only be refused (or is moot) is answered at once: an
+            // operator has nothing to approve.
+            let moot = matches!(
+                job,
+                Job::Decision {
+                    act: Act::Refuse(_) | Act::Gone | Act::Nothing,
+                    ..
+                }
+            );
+            if self.needs_approval(&job) && !moot {
                 self.hold(now, job);
             } else {
                 self.start(&job);

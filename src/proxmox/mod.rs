@@ -187,6 +187,7 @@ pub async fn run(
     }
     // Schedules see wall-clock time: t = 0 is now.
     c.set_wall_origin(crate::daemon::unix_ms_now());
+    c.adopt_recorded(Timestamp::ZERO);
     if let Some(r) = &opts.history {
         // The controller's t = 0 is `start`.
         c = c.with_history(crate::history::Feed::new(

@@ -89,7 +89,7 @@ impl World {
             "[policy]\n{policy}\n\
              [albatross]\nendpoint = \"{}\"\nca = {}\ncert = {}\nkey = {}\n{albatross}\n\
              [daemon]\ndecision_log = \"decisions.jsonl\"\nstate_file = \"state.json\"\n\
-             [[group]]\nprimary = \"demo:web\"\n",
+             [[group]]\nprimary = \"demo:web\"\nclone_ipv4 = \"10.0.42.10-10.0.42.50\"\n",
             self.endpoint.addr(),
             q(&self.files.ca),
             q(&self.files.subca),

@@ -55,6 +55,7 @@ impl Finding {
 pub fn albatross_group(
     primary: &Name,
     max_instances: u32,
+    same_cpu: bool,
     listing: &[NamedUnikernelInfo],
     policy: Option<&Policy>,
 ) -> Vec<Finding> {
@@ -148,7 +149,16 @@ pub fn albatross_group(
         .collect();
     let free = policy.cpuids.iter().filter(|c| !taken.contains(c)).count();
     let free = i64::try_from(free).unwrap_or(i64::MAX);
-    if clones > 0 && policy.cpuids.len() <= 1 {
+    if clones > 0 && same_cpu {
+        out.push(Finding::new(
+            Level::Warn,
+            &about,
+            format!(
+                "clone_cpus = \"same\": every clone is pinned to the primary's CPUs {:?}, so scaling this group adds no CPU capacity",
+                info.cpuids
+            ),
+        ));
+    } else if clones > 0 && policy.cpuids.len() <= 1 {
         out.push(Finding::new(
             Level::Warn,
             &about,
@@ -220,13 +230,15 @@ pub fn needed(l: &Lxc) -> Vec<(String, &'static str)> {
         let source = l.clone.source.unwrap_or(l.vmid);
         out.push((format!("/vms/{source}"), "VM.Clone"));
         // New ids are not known in advance: the right on /vms (or the pool) covers them.
+        // In a pool, its ACLs cover the clones (and `/access/permissions` lists
+        // the pool's path, not /vms).
         let new = match &l.clone.pool {
             Some(p) => format!("/pool/{p}"),
             None => "/vms".to_string(),
         };
-        out.push((new, "VM.Allocate"));
-        out.push(("/vms".into(), "VM.PowerMgmt"));
-        out.push(("/vms".into(), "VM.Config.Options"));
+        out.push((new.clone(), "VM.Allocate"));
+        out.push((new.clone(), "VM.PowerMgmt"));
+        out.push((new, "VM.Config.Options"));
         if let Some(s) = &l.clone.storage {
             out.push((format!("/storage/{s}"), "Datastore.AllocateSpace"));
         }

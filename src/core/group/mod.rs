@@ -316,6 +316,14 @@ impl Group {
     /// and members are kept; the new bounds apply from the next evaluation.
     pub fn set_policy(&mut self, policy: Policy) {
         self.policy = policy;
+        if self.policy.vcpus_fixed {
+            let v = self.policy.vcpus.max(1);
+            for i in 0..self.members.len() {
+                if let Some(m) = self.members.at_mut(i) {
+                    m.vcpus = v;
+                }
+            }
+        }
         self.refile_eval();
         self.refusal = None;
         self.sched.reset(&self.policy.schedule, self.last_eval);

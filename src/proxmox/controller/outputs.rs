@@ -15,7 +15,12 @@ impl Controller {
             lxc::Output::Engine(Output::Answered {
                 decision, answer, ..
             }) => {
-                // Approved ones are planned by `answer` against a fresh poll.
+                // Approved ones are planned by `answer` against a fresh poll; the
+                // others failed for their group, as a failed action would.
+                if let Some(why) = answer.failure() {
+                    let n = Notice::outcome(&decision, &Err(why), self.settings.dry_run);
+                    self.notices.publish(n);
+                }
                 if answer == crate::core::gate::Answer::Expired {
                     self.expired(now, |j| {
                         matches!(j, Job::Decision { d, .. } if d.id == decision.id && d.group == decision.group)

@@ -1,0 +1,119 @@
+//! The LXC machine on its own (explicit `now`, no server): a resize held for
+//! approval on a resize-only container expires at the machine's own deadline, and
+//! a `vcpus` meant for albatross groups does not rescale container shares.
+
+use std::path::Path;
+use std::time::Duration;
+
+use albatross_autoscale::config::Config;
+use albatross_autoscale::core::gate::Answer;
+use albatross_autoscale::core::lxc::{Input, Lxc, Output, Poll, Row};
+use albatross_autoscale::core::vertical::{self, Size};
+use albatross_autoscale::core::{Machine, Timestamp};
+
+fn machine(lxc: &str) -> Lxc {
+    let text = format!(
+        "[policy]\nvcpus = 4\n[proxmox]\nurl = \"http://127.0.0.1:8006\"\ntoken_id = \"a@pve!s\"\ntoken_secret_env = \"X\"\n{lxc}"
+    );
+    let c = Config::parse(&text, Path::new("t.toml")).unwrap();
+    let specs = c.lxc.into_iter().map(|l| l.into_spec()).collect();
+    Lxc::new(specs, Duration::from_secs(10), Timestamp::ZERO).with_approvals(true)
+}
+
+fn poll(cpu: f64) -> Input {
+    Input::Poll(Poll {
+        rows: vec![Row {
+            vmid: 101,
+            running: true,
+            template: false,
+            cpu,
+            maxcpu: Some(2.0),
+            mem_mib: 256,
+            maxmem_mib: Some(1024),
+            node_free_mib: Some(30_000),
+            tagged: false,
+        }],
+        owned: Vec::new(),
+    })
+}
+
+#[test]
+fn a_held_resize_of_a_resize_only_container_expires_on_the_machines_deadline() {
+    let mut m = machine(
+        "[[lxc]]\nvmid = 101\nname = \"web\"\nmode = \"vertical\"\ncores = [1, 4]\nscale_up_ticks = 2\nrequire_approval = [\"scale_up\"]\napproval_timeout = \"2m\"\n",
+    );
+    let mut out = Vec::new();
+    let size = Size {
+        cores: 2,
+        cpulimit_centi: 0,
+        memory_mib: 1024,
+    };
+    m.step(Timestamp(0), Input::Size { vmid: 101, size }, &mut out);
+    let mut held = None;
+    for i in 1..=5u64 {
+        out.clear();
+        m.step(Timestamp(i * 10_000), poll(0.95), &mut out);
+        held = out.iter().find_map(|o| match o {
+            Output::Vertical {
+                out: vertical::Output::Resize(r),
+                ..
+            } => Some((r.clone(), i * 10_000)),
+            _ => None,
+        });
+        if held.is_some() {
+            break;
+        }
+    }
+    let (r, at) = held.expect("a hot container asks for a core");
+    assert!(m.is_held_resize(101, r.id));
+    // Nothing else has a deadline: the machine's is the expiry.
+    assert_eq!(m.next_deadline(), Some(Timestamp(at + 120_000)));
+    out.clear();
+    m.step(Timestamp(at + 119_999), Input::Tick, &mut out);
+    assert!(m.is_held_resize(101, r.id), "not a moment early: {out:?}");
+    m.step(Timestamp(at + 120_000), Input::Tick, &mut out);
+    assert!(
+        out.iter().any(|o| matches!(
+            o,
+            Output::ResizeAnswered {
+                answer: Answer::Expired,
+                ..
+            }
+        )),
+        "{out:?}"
+    );
+    assert!(
+        out.iter().any(|o| matches!(o, Output::Vertical { out: vertical::Output::Failed { error, .. }, .. } if error == "approval expired")),
+        "the vertical machine is told, and backs off: {out:?}"
+    );
+    assert!(!m.is_held_resize(101, r.id));
+}
+
+#[test]
+fn a_policy_vcpus_does_not_rescale_container_shares() {
+    // [policy] vcpus = 4 (for albatross groups): a container at 95 % still reads 95 %.
+    let mut m = machine(
+        "[[lxc]]\nvmid = 101\nname = \"web\"\nmode = \"horizontal\"\nmax_instances = 2\nscale_up_ticks = 2\nscale_up_cooldown = \"0s\"\n",
+    );
+    let mut out = Vec::new();
+    let size = Size {
+        cores: 2,
+        cpulimit_centi: 0,
+        memory_mib: 1024,
+    };
+    m.step(Timestamp(0), Input::Size { vmid: 101, size }, &mut out);
+    for i in 1..=5u64 {
+        m.step(Timestamp(i * 10_000), poll(0.95), &mut out);
+    }
+    let shares: Vec<f64> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Engine(albatross_autoscale::core::Output::Sample(s)) => Some(s.cpu_percent()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        !shares.is_empty() && shares.iter().all(|p| (*p - 95.0).abs() < 0.5),
+        "{shares:?}"
+    );
+}
