@@ -384,3 +384,66 @@ async fn clone_cpus_same_shares_the_primarys_core() {
     );
     d.stop().await;
 }
+
+/// A primary with a static address (`--ipv4=10.0.42.2/24`): each clone gets the
+/// lowest free address of `clone_ipv4` with the primary's prefix; without a pool,
+/// no clone is made and the why-not names the key.
+#[tokio::test(start_paused = true)]
+async fn clones_get_their_own_addresses_and_a_static_primary_needs_a_pool() {
+    let w = world(&TestPki::default_policy(), StatsBody::V27).await;
+    let (d, mut rx) = daemon(&w, "", "").await;
+    let mut seen = Vec::new();
+    w.load.set(2.5);
+    let mut clones = Vec::new();
+    while clones.len() < 2 {
+        let c = until(&mut rx, &mut seen, |o| match o {
+            Output::Decision(d) if d.action == Action::ScaleUp => Some(d.instance.to_string()),
+            _ => None,
+        })
+        .await;
+        clones.push(c);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    let addr = |c: &str| {
+        w.endpoint
+            .argv(&name(c))
+            .unwrap()
+            .into_iter()
+            .find(|a| a.starts_with("--ipv4="))
+    };
+    assert_eq!(addr(&clones[0]).as_deref(), Some("--ipv4=10.0.42.10/24"));
+    assert_eq!(addr(&clones[1]).as_deref(), Some("--ipv4=10.0.42.11/24"));
+    assert_eq!(addr("demo:web").as_deref(), Some("--ipv4=10.0.42.2/24"));
+    d.stop().await;
+
+    // The same primary, a group without clone_ipv4: refused, held, named.
+    let w = world(&TestPki::default_policy(), StatsBody::V27).await;
+    w.config(&policy(""), ALBATROSS);
+    let path = w.dir.join("test.toml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("clone_ipv4 = \"10.0.42.10-10.0.42.50\"\n", "");
+    std::fs::write(&path, text).unwrap();
+    let config = albatross_autoscale::config::Config::load(&path).unwrap();
+    let d = Daemon::start(
+        config,
+        albatross_autoscale::daemon::albatross::RunOptions::default(),
+    )
+    .await
+    .unwrap();
+    let mut rx = d.subscribe();
+    let mut seen = Vec::new();
+    w.load.set(2.5);
+    let why = until(&mut rx, &mut seen, |o| match o {
+        Output::ActionFailed { error, .. } => Some(error.clone()),
+        _ => None,
+    })
+    .await;
+    assert!(
+        why.contains("clone_ipv4") && why.contains("10.0.42.2/24"),
+        "{why}"
+    );
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(w.endpoint.unikernels().len(), 1, "nothing was cloned");
+    d.stop().await;
+}

@@ -348,6 +348,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_pool_smaller_than_the_clones_is_a_warning_and_apart_pools_are_fine() {
+        let c = Config::parse(
+            "[policy]\nmax_instances = 4\n[[group]]\nprimary = \"a:web\"\nclone_ipv4 = \"10.0.0.10-10.0.0.11\"\n[[group]]\nprimary = \"a:db\"\nclone_ipv4 = \"10.0.0.12-10.0.0.20\"\n[[group]]\nprimary = \"a:kv\"\nclone_ipv4 = \"keep\"\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let w = c.warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("a:web: clone_ipv4 has 2 address(es) for up to 3 clone(s)"));
+    }
+
+    #[test]
     fn clone_cpus_and_an_explicit_vcpus_are_read_per_group() {
         let c = Config::parse(
             "[policy]\nvcpus = 2\n[[group]]\nprimary = \"a:web\"\nclone_cpus = \"same\"\n[[group]]\nprimary = \"a:db\"\n",
@@ -390,6 +402,18 @@ mod tests {
             (
                 "[policy]\nscale_down_threshold = 95\n",
                 "policy.scale_down_threshold: 95 must be below",
+            ),
+            (
+                "[[group]]\nprimary = \"a:b\"\nclone_ipv4 = \"10.0.0.9-10.0.0.2\"\n",
+                "group[0] (a:b).clone_ipv4: \"10.0.0.9-10.0.0.2\": 10.0.0.9 is after 10.0.0.2",
+            ),
+            (
+                "[[group]]\nprimary = \"a:b\"\nclone_ipv4 = \"dhcp\"\n",
+                "group[0] (a:b).clone_ipv4: \"dhcp\" is not \"keep\" or a range",
+            ),
+            (
+                "[[group]]\nprimary = \"a:b\"\nclone_ipv4 = \"10.0.0.10-10.0.0.20\"\n[[group]]\nprimary = \"a:c\"\nclone_ipv4 = \"10.0.0.20-10.0.0.30\"\n",
+                "group[1] (a:c).clone_ipv4: overlaps the pool of group[0] (a:b)",
             ),
             (
                 "[[group]]\nprimary = \"a:b\"\nclone_cpus = \"spreaded\"\n",

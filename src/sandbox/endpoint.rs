@@ -338,6 +338,12 @@ impl Endpoint {
         w.fleet.unikernels.get(name).map(|h| h.cpu_us / 1e6)
     }
 
+    /// The arguments a unikernel was created with.
+    pub fn argv(&self, name: &Name) -> Option<Vec<String>> {
+        let w = self.shared.lock();
+        w.fleet.unikernels.get(name).map(|h| h.config.argv.clone())
+    }
+
     /// Names with an active stats subscription.
     pub fn subscribers(&self) -> Vec<Name> {
         self.shared.lock().subscribers.keys().cloned().collect()
