@@ -62,10 +62,11 @@ async fn albatross_limits_cpus_addresses_block_devices_and_missing_primaries() {
     assert!(has(&f, Level::Ok, "group demo:web", "primary found"));
     assert!(has(
         &f,
-        Level::Warn,
+        Level::Ok,
         "group demo:web",
-        "--ipv4=10.0.42.2/24"
+        "clones take addresses of 10.0.42.10-10.0.42.50"
     ));
+    assert!(has(&f, Level::Fail, "group demo:db", "and no clone_ipv4"));
     assert!(has(
         &f,
         Level::Warn,

@@ -154,6 +154,7 @@ async fn albatross(config: &Config, ep: &Endpoint, wait: Duration) -> Vec<Findin
             &g.primary,
             g.policy.max_instances,
             g.policy.clone_cpus == crate::core::CloneCpus::Same,
+            g.policy.clone_ipv4.as_ref(),
             &listing,
             policy.as_ref(),
         );

@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::proxmox::{Lxc, Mode};
+use crate::core::policy::ClonePool;
 use crate::name::Name;
 use crate::proxmox::types::Resource;
 use crate::wire::{NamedUnikernelInfo, Policy};
@@ -56,6 +57,7 @@ pub fn albatross_group(
     primary: &Name,
     max_instances: u32,
     same_cpu: bool,
+    pool: Option<&ClonePool>,
     listing: &[NamedUnikernelInfo],
     policy: Option<&Policy>,
 ) -> Vec<Finding> {
@@ -97,13 +99,31 @@ pub fn albatross_group(
         ));
     }
     if let Some(arg) = info.argv.iter().find(|a| a.starts_with("--ipv4=")) {
-        out.push(Finding::new(
-            Level::Warn,
-            &about,
-            format!(
-                "static address {arg} in the primary's arguments: every clone gets the same address (DHCP setups have none)"
+        out.push(match pool {
+            None => Finding::new(
+                Level::Fail,
+                &about,
+                format!(
+                    "static address {arg} in the primary's arguments and no clone_ipv4: no clone is made (set clone_ipv4 = \"<first>-<last>\", or \"keep\" for the same address)"
+                ),
             ),
-        ));
+            Some(ClonePool::Keep) => Finding::new(
+                Level::Warn,
+                &about,
+                format!("static address {arg}: clone_ipv4 = \"keep\" gives every clone the same address"),
+            ),
+            Some(p @ ClonePool::Range { first, last }) => {
+                let clones = u64::from(max_instances.saturating_sub(1));
+                let n = p.size().unwrap_or(0);
+                Finding::new(
+                    if n < clones { Level::Warn } else { Level::Ok },
+                    &about,
+                    format!(
+                        "static address {arg}: clones take addresses of {first}-{last} ({n} for up to {clones} clone(s))"
+                    ),
+                )
+            }
+        });
     }
     let clones = i64::from(max_instances.saturating_sub(1));
     let Some(policy) = policy else {
