@@ -434,3 +434,55 @@ async fn a_recorded_proxmox_run_replays_to_the_same_decisions() {
     assert_eq!(replayed, logged);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `clone_ipv4` for containers: clones of a source with a static `net0` address
+/// get the pool's lowest free addresses (gateway and bridge kept); without a pool
+/// nothing is cloned, the refusal names the key and holds the group's scale-ups
+/// (one failure, not one per backoff).
+#[tokio::test]
+async fn clones_of_a_static_source_get_pool_addresses_or_are_refused() {
+    let net0 = "name=eth0,bridge=vmbr0,ip=10.0.0.5/24,gw=10.0.0.1,type=veth";
+    let mk = || {
+        let mut tpl = Ct::new("pve", "web-tpl", 1, 512);
+        (tpl.running, tpl.template) = (false, true);
+        tpl.net0 = net0.into();
+        tpl
+    };
+    let s = fake(vec![(101, hot(2, 1024)), (9000, mk())]).await;
+    let lxc = "[[lxc]]\nvmid = 101\nname = \"web\"\nmode = \"horizontal\"\nmax_instances = 3\nclone_source = 9000\nfull_clone = false\nclone_ipv4 = \"10.0.0.20-10.0.0.29\"\n";
+    let mut c = controller(&s, opts(&s.url()), lxc);
+    for i in 1..=8 {
+        c.cycle(t(10 * i)).await.unwrap();
+    }
+    let mut nets: Vec<String> = s.with(|f| {
+        f.cts
+            .iter()
+            .filter(|(_, ct)| ct.tags.contains("albatross-autoscale"))
+            .map(|(_, ct)| ct.net0.clone())
+            .collect()
+    });
+    nets.sort();
+    assert_eq!(
+        nets,
+        [
+            "name=eth0,bridge=vmbr0,ip=10.0.0.20/24,gw=10.0.0.1,type=veth",
+            "name=eth0,bridge=vmbr0,ip=10.0.0.21/24,gw=10.0.0.1,type=veth"
+        ]
+    );
+
+    // The same source, no pool: refused once, then held.
+    let s = fake(vec![(101, hot(2, 1024)), (9000, mk())]).await;
+    let lxc = "[[lxc]]\nvmid = 101\nname = \"web\"\nmode = \"horizontal\"\nmax_instances = 3\nclone_source = 9000\nfull_clone = false\n";
+    let mut c = controller(&s, opts(&s.url()), lxc);
+    let mut failures = Vec::new();
+    for i in 1..=20 {
+        let r = c.cycle(t(10 * i)).await.unwrap();
+        failures.extend(r.actions.into_iter().filter_map(|(_, r)| r.err()));
+    }
+    assert_eq!(s.with(|f| f.count("POST", "/clone")), 0);
+    assert_eq!(failures.len(), 1, "held after the first: {failures:?}");
+    assert!(
+        failures[0].contains("clone_ipv4") && failures[0].contains("10.0.0.5/24"),
+        "{failures:?}"
+    );
+}

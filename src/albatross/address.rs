@@ -36,9 +36,9 @@ pub fn clone_argv(
         // DHCP (or no network): nothing to change, whatever the pool says.
         return Ok((argv.to_vec(), None));
     };
-    let (first, last) = match pool {
+    let (pool, first, last) = match pool {
         Some(ClonePool::Keep) => return Ok((argv.to_vec(), None)),
-        Some(ClonePool::Range { first, last }) => (*first, *last),
+        Some(p @ ClonePool::Range { first, last }) => (p, *first, *last),
         None => {
             return Err(format!(
                 "the primary has a static address ({FLAG}{own}/{prefix}) and the group no clone_ipv4: every clone would take the same address; set clone_ipv4 = \"<first>-<last>\" (a pool) or \"keep\""
@@ -50,12 +50,9 @@ pub fn clone_argv(
         .filter_map(|u| static_ipv4(&u.info.argv).map(|(a, _)| a))
         .chain(creating.iter().copied())
         .collect();
-    let free = (u32::from(first)..=u32::from(last))
-        .map(Ipv4Addr::from)
-        .find(|a| !used.contains(a))
-        .ok_or_else(|| {
-            format!("clone_ipv4 pool {first}-{last} exhausted: every address is in use at the path")
-        })?;
+    let free = pool.pick(&used).ok_or_else(|| {
+        format!("clone_ipv4 pool {first}-{last} exhausted: every address is in use at the path")
+    })?;
     let argv = argv
         .iter()
         .map(|a| {

@@ -151,6 +151,17 @@ impl ClonePool {
         Ok(Self::Range { first, last })
     }
 
+    /// The lowest address of the pool not in `used` (`None` for `keep`, or when
+    /// every address is taken).
+    pub fn pick(&self, used: &[std::net::Ipv4Addr]) -> Option<std::net::Ipv4Addr> {
+        let Self::Range { first, last } = self else {
+            return None;
+        };
+        (u32::from(*first)..=u32::from(*last))
+            .map(std::net::Ipv4Addr::from)
+            .find(|a| !used.contains(a))
+    }
+
     /// Addresses in the pool (`None`: unbounded, `keep`).
     pub fn size(&self) -> Option<u64> {
         match self {

@@ -1,6 +1,8 @@
 //! Carrying out decisions through the API: live resizes with digest-checked retries,
 //! and clone/start, shutdown/destroy with task (UPID) polling.
 
+use super::address;
+use crate::core::policy::ClonePool;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -128,6 +130,8 @@ pub struct CloneJob {
     pub source: u32,
     pub spec: CloneSpec,
     pub tag: String,
+    /// The group's `clone_ipv4`.
+    pub ipv4: Option<ClonePool>,
 }
 
 /// Clone, tag, start. The vmid is recorded before the clone call so a clone whose
@@ -145,6 +149,8 @@ pub async fn scale_up(
         s.set(&job.group, &job.name, vmid);
         save(&s);
     };
+    // Before any id is taken: a source with a static address needs a pool.
+    let net0 = clone_net0(client, job, state).await?;
     let mut last_err = None;
     for _ in 0..3 {
         let newid = client.next_id().await?;
@@ -176,6 +182,9 @@ pub async fn scale_up(
                 let created = async {
                     client.wait_task(&upid, tasks.timeout, tasks.every).await?;
                     tag(client, &job.node, newid, &job.tag).await?;
+                    if let Some(net0) = &net0 {
+                        set_net0(client, &job.node, newid, net0).await?;
+                    }
                     let start = format!("/nodes/{}/lxc/{newid}/status/start", job.node);
                     let upid = client.task(Method::POST, &start, &[]).await?;
                     client.wait_task(&upid, tasks.timeout, tasks.every).await
@@ -207,6 +216,58 @@ pub async fn scale_up(
         }
     }
     Err(last_err.expect("loop ran"))
+}
+
+/// The `net0` a clone must get instead of its source's (`clone_ipv4`): `None` to
+/// keep the source's (DHCP, no network, or `keep`).
+async fn clone_net0(
+    client: &Client,
+    job: &CloneJob,
+    state: &Mutex<CloneState>,
+) -> Result<Option<String>, ProxmoxError> {
+    if job.ipv4 == Some(ClonePool::Keep) {
+        return Ok(None);
+    }
+    let source = client.lxc_config(&job.node, job.source).await?;
+    let Some(net0) = source.net0 else {
+        return Ok(None);
+    };
+    let Some((own, prefix)) = address::static_ip(&net0) else {
+        return Ok(None);
+    };
+    let Some(pool) = job.ipv4 else {
+        return Err(ProxmoxError::Refused(format!(
+            "the clone source {} has a static address (net0 ip={own}/{prefix}) and the container no clone_ipv4: every clone would take the same address; set clone_ipv4 = \"<first>-<last>\" (a pool) or \"keep\"",
+            job.source
+        )));
+    };
+    let owned: Vec<u32> = {
+        let s = state.lock().unwrap_or_else(|e| e.into_inner());
+        s.clones(&job.group).filter_map(|(_, v)| v).collect()
+    };
+    let mut used = vec![own];
+    for vmid in owned {
+        // A clone gone meanwhile holds no address.
+        if let Ok(c) = client.lxc_config(&job.node, vmid).await
+            && let Some((a, _)) = c.net0.as_deref().and_then(address::static_ip)
+        {
+            used.push(a);
+        }
+    }
+    let addr = pool.pick(&used).ok_or_else(|| {
+        ProxmoxError::Refused(format!(
+            "clone_ipv4 pool exhausted: every address is taken by the source or an owned clone ({} in use)",
+            used.len()
+        ))
+    })?;
+    Ok(Some(address::with_ip(&net0, addr, prefix)))
+}
+
+async fn set_net0(client: &Client, node: &str, vmid: u32, net0: &str) -> Result<(), ProxmoxError> {
+    let conf = client.lxc_config(node, vmid).await?;
+    client
+        .update_config(node, vmid, vec![("net0", net0.to_string())], &conf.digest)
+        .await
 }
 
 async fn tag(client: &Client, node: &str, vmid: u32, tag: &str) -> Result<(), ProxmoxError> {

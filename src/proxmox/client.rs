@@ -50,6 +50,9 @@ pub enum ProxmoxError {
     BreakerOpen { node: String, retry_in: Duration },
     #[error("task {upid}: {message}")]
     Task { upid: String, message: String },
+    /// Not attempted, for a reason waiting cannot change (a `clone_ipv4` rule).
+    #[error("{0}")]
+    Refused(String),
     #[error("TLS setup: {0}")]
     Tls(String),
     #[error("token secret: {0}")]

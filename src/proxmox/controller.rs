@@ -29,7 +29,7 @@ use crate::name::Name;
 use crate::notify::notice::{Ceilings, Notice, Notices};
 
 // Carrying out jobs and settling their results.
-mod act;
+pub mod act;
 // Manual approval: holding, answering and expiring jobs.
 mod approval;
 // The global cost ceiling.
@@ -238,7 +238,8 @@ impl Controller {
         }
         while let Some(done) = set.join_next().await {
             if let Ok((job, r)) = done {
-                report.actions.push((describe(&job), r.clone()));
+                let shown = r.clone().map_err(|f| f.message().to_string());
+                report.actions.push((describe(&job), shown));
                 self.settle(now, job, r);
             }
         }

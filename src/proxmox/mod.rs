@@ -14,6 +14,7 @@
 //! wants counters; on a 1-vCPU scale the engine reads back exactly that share.
 
 pub mod actuator;
+pub mod address;
 pub mod breaker;
 pub mod client;
 pub mod controller;
@@ -277,7 +278,7 @@ enum Event {
     Approval(approvals::Command),
 }
 
-type Done = (Job, Result<(), String>);
+type Done = controller::act::Done;
 
 impl driver::Reconciler for Loop {
     type Event = Event;

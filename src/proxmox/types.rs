@@ -76,6 +76,8 @@ impl Resource {
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct LxcConfig {
+    /// The first network interface (`name=eth0,bridge=vmbr0,ip=10.0.0.5/24,gw=...`).
+    pub net0: Option<String>,
     #[serde(deserialize_with = "lax_u64")]
     pub cores: Option<u64>,
     #[serde(deserialize_with = "lax_f64")]

@@ -34,6 +34,8 @@ pub struct Ct {
     pub tags: String,
     pub description: String,
     pub lock: Option<String>,
+    /// `net0` as Proxmox stores it (empty: none).
+    pub net0: String,
     pub version: u64,
     /// Reported `cpu`: fraction of `maxcpu`.
     pub cpu: f64,
@@ -55,6 +57,7 @@ impl Ct {
             tags: String::new(),
             description: String::new(),
             lock: None,
+            net0: String::new(),
             version: 1,
             cpu: 0.0,
             mem_used_mib: 0,
@@ -528,7 +531,11 @@ fn config_json(c: &Ct) -> Value {
     if let Some(l) = c.cpulimit {
         v["cpulimit"] = Value::String(l.to_string());
     }
-    for (k, val) in [("tags", &c.tags), ("description", &c.description)] {
+    for (k, val) in [
+        ("tags", &c.tags),
+        ("description", &c.description),
+        ("net0", &c.net0),
+    ] {
         if !val.is_empty() {
             v[k] = Value::String(val.clone());
         }
@@ -600,6 +607,9 @@ fn put_config(f: &mut Fake, id: &str, p: &HashMap<String, String>) -> Response {
     }
     if let Some(t) = p.get("tags") {
         c.tags = t.clone();
+    }
+    if let Some(n) = p.get("net0") {
+        c.net0 = n.clone();
     }
     c.version += 1;
     ok(Value::Null)

@@ -1,10 +1,22 @@
 //! Carrying out jobs and feeding their results back to the machines.
 
 use super::*;
+use crate::actuate::Failed;
 
 impl Controller {
     /// Feed a job's result back.
-    pub fn settle(&mut self, now: Timestamp, job: Job, r: Result<(), String>) {
+    pub fn settle(&mut self, now: Timestamp, job: Job, r: Result<(), Failed>) {
+        // A refusal waiting cannot change holds the group's scale-ups (as on the
+        // albatross side) instead of a retry every backoff.
+        let refused = match (&job, &r) {
+            (Job::Decision { d, .. }, Err(Failed::Permanent(why)))
+                if d.action == Action::ScaleUp =>
+            {
+                Some(((*d.group).clone(), why.clone()))
+            }
+            _ => None,
+        };
+        let r = r.map_err(|f| f.message().to_string());
         match job {
             Job::Resize {
                 c, vmid, r: resize, ..
@@ -59,13 +71,25 @@ impl Controller {
                         }
                     }
                 }
+                if let Some((group, why)) = refused {
+                    tracing::warn!(%group, %why, "a refusal that waiting cannot change: scale-ups of the group are held until a member leaves or the configuration changes");
+                    let hold = Input::Refusal {
+                        group,
+                        why: Some(why),
+                    };
+                    for o in self.step(now, lxc::Input::Engine(hold)) {
+                        if let lxc::Output::Engine(o) = o {
+                            self.engine_output(now, o, &mut Vec::new());
+                        }
+                    }
+                }
             }
         }
     }
 }
 
 /// A job and how it ended.
-pub type Done = (Job, Result<(), String>);
+pub type Done = (Job, Result<(), Failed>);
 
 impl Shell for Controller {
     type Output = lxc::Output;
@@ -125,10 +149,14 @@ impl Shell for Controller {
                         actuator::destroy(&client, node, *vmid, tasks).await
                     }
                     Act::Gone | Act::Nothing => Ok(()),
-                    Act::Refuse(why) => return (job.clone(), Err(why.clone())),
+                    Act::Refuse(why) => return (job.clone(), Err(Failed::Transient(why.clone()))),
                 },
             };
-            (job, r.map_err(|e| e.to_string()))
+            let r = r.map_err(|e| match e {
+                ProxmoxError::Refused(why) => Failed::Permanent(why),
+                e => Failed::Transient(e.to_string()),
+            });
+            (job, r)
         }
     }
 }

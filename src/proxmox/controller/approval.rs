@@ -154,7 +154,7 @@ impl Controller {
             }
             Run::Answered(_) => None,
             Run::Refused(job, why) => {
-                self.settle(now, *job, Err(why));
+                self.settle(now, *job, Err(crate::actuate::Failed::Transient(why)));
                 None
             }
         }

@@ -170,6 +170,7 @@ impl Controller {
                     source: self.clones[i].source.unwrap_or(vmid),
                     spec: self.clones[i].clone(),
                     tag: self.settings.tag.clone(),
+                    ipv4: self.machine.containers()[i].spec().policy.clone_ipv4,
                 }),
                 None => Act::Refuse(format!("primary {vmid} not in /cluster/resources")),
             },
