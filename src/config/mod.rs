@@ -367,6 +367,13 @@ mod tests {
         )
         .unwrap();
         let (web, db) = (&c.groups[0].policy, &c.groups[1].policy);
+        let w = c.warnings();
+        assert!(
+            w.len() == 1
+                && w[0].contains("a:web: clone_cpus = \"same\"")
+                && w[0].contains("adds no CPU capacity"),
+            "{w:?}"
+        );
         assert_eq!(web.clone_cpus, crate::core::CloneCpus::Same);
         assert_eq!(db.clone_cpus, crate::core::CloneCpus::Spread);
         assert!(web.vcpus_fixed && db.vcpus_fixed && db.vcpus == 2);

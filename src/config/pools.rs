@@ -39,9 +39,16 @@ pub(super) fn check(groups: &[Group], problems: &mut Vec<String>) {
     }
 }
 
-/// Pools with fewer addresses than the group's clones.
+/// Pools with fewer addresses than the group's clones, and groups whose clones
+/// add no CPU (`clone_cpus = "same"`).
 pub(super) fn warnings(groups: &[Group], w: &mut Vec<String>) {
     for g in groups {
+        if g.policy.clone_cpus == crate::core::CloneCpus::Same && g.policy.max_instances > 1 {
+            w.push(format!(
+                "group {}: clone_cpus = \"same\": albatross pins every clone to the primary's CPUs, so scaling this group adds no CPU capacity",
+                g.primary
+            ));
+        }
         let clones = u64::from(g.policy.max_instances.saturating_sub(1));
         if let Some(n) = g.policy.clone_ipv4.and_then(|p| p.size())
             && n < clones
