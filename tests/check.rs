@@ -132,12 +132,13 @@ async fn a_good_albatross_setup_is_all_ok_and_an_unreachable_one_fails() {
 const TOKEN: &str = "autoscale@pve!scaler";
 const SECRET: &str = "3f0c5a52-0000-4000-8000-000000000001";
 
-async fn pve(perms: Option<serde_json::Value>) -> FakeServer {
+async fn pve(perms: Option<serde_json::Value>, net0: &str) -> FakeServer {
     let mut f = Fake::new(&format!("PVEAPIToken={TOKEN}={SECRET}"));
     f.node("pve", 65_536, 8_192);
     f.cts.insert(101, Ct::new("pve", "web", 2, 1024));
     let mut tpl = Ct::new("pve", "tpl", 1, 512);
     (tpl.running, tpl.template) = (false, true);
+    tpl.net0 = net0.into();
     f.cts.insert(9000, tpl);
     if let Some(p) = perms {
         f.permissions = p;
@@ -161,10 +162,12 @@ fn pve_config(dir: &Path, url: &str) -> std::path::PathBuf {
 #[tokio::test]
 async fn proxmox_privileges_containers_and_nextid() {
     let dir = std::env::temp_dir().join(format!("aa-check-pve-{}", std::process::id()));
-    // Audit and resize on /vms, nothing else: no clone, no allocation.
-    let s = pve(Some(
-        json!({"/vms": {"VM.Audit": 1, "VM.Config.CPU": 1, "VM.Config.Memory": 1}}),
-    ))
+    // Audit and resize on /vms, nothing else: no clone, no allocation. The
+    // template has a static address and web no clone_ipv4.
+    let s = pve(
+        Some(json!({"/vms": {"VM.Audit": 1, "VM.Config.CPU": 1, "VM.Config.Memory": 1}})),
+        "name=eth0,bridge=vmbr0,ip=10.0.0.5/24,gw=10.0.0.1",
+    )
     .await;
     let path = pve_config(&dir, &s.url());
     let f = check::check(&Config::load(&path).unwrap(), Duration::from_secs(5)).await;
@@ -191,9 +194,15 @@ async fn proxmox_privileges_containers_and_nextid() {
         "every privilege vertical"
     ));
     assert!(has(&f, Level::Ok, "proxmox", "/cluster/nextid answers"));
+    assert!(has(
+        &f,
+        Level::Fail,
+        "lxc 101 (lxc:web)",
+        "static address net0 ip=10.0.0.5/24 and no clone_ipv4"
+    ));
 
     // Full rights: only the missing container fails; through the binary, --json.
-    let s = pve(None).await;
+    let s = pve(None, "name=eth0,bridge=vmbr0,ip=dhcp").await;
     let path = pve_config(&dir, &s.url());
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_albatross-autoscale"))
         .args(["check", "--json", "--config"])

@@ -240,6 +240,44 @@ async fn stats(client: &Client, primary: &Name, span: Duration, wait: Duration) 
     }
 }
 
+/// Whether the clone source's `net0` has a static address the clones would copy.
+async fn lxc_address(
+    client: &crate::proxmox::Client,
+    l: &crate::config::proxmox::Lxc,
+    resources: &[Resource],
+    wait: Duration,
+) -> Option<Finding> {
+    let source = l.clone.source.unwrap_or(l.vmid);
+    let node = resources
+        .iter()
+        .find(|r| r.kind == "lxc" && r.vmid == Some(u64::from(source)))?
+        .node
+        .clone();
+    let about = format!("lxc {} ({})", l.vmid, l.name);
+    let conf = match timeout(wait, client.lxc_config(&node, source)).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            return Some(Finding::new(
+                Level::Warn,
+                about,
+                format!("cannot read the config of clone source {source}: {e}"),
+            ));
+        }
+        Err(_) => return None,
+    };
+    let (addr, prefix) = conf
+        .net0
+        .as_deref()
+        .and_then(crate::proxmox::address::static_ip)?;
+    let clones = u64::from(l.policy.max_instances.saturating_sub(1));
+    Some(findings::address(
+        &about,
+        &format!("net0 ip={addr}/{prefix}"),
+        l.policy.clone_ipv4.as_ref(),
+        clones,
+    ))
+}
+
 async fn proxmox(
     config: &Config,
     pve: &crate::config::proxmox::Proxmox,
@@ -305,6 +343,9 @@ async fn proxmox(
     };
     for l in &config.lxc {
         out.extend(findings::lxc(l, &perms, &resources));
+        if l.mode.clones() {
+            out.extend(lxc_address(&client, l, &resources, wait).await);
+        }
     }
     if config.lxc.iter().any(|l| l.mode.clones()) {
         out.push(match timeout(wait, client.next_id()).await {

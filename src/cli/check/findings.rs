@@ -99,31 +99,8 @@ pub fn albatross_group(
         ));
     }
     if let Some(arg) = info.argv.iter().find(|a| a.starts_with("--ipv4=")) {
-        out.push(match pool {
-            None => Finding::new(
-                Level::Fail,
-                &about,
-                format!(
-                    "static address {arg} in the primary's arguments and no clone_ipv4: no clone is made (set clone_ipv4 = \"<first>-<last>\", or \"keep\" for the same address)"
-                ),
-            ),
-            Some(ClonePool::Keep) => Finding::new(
-                Level::Warn,
-                &about,
-                format!("static address {arg}: clone_ipv4 = \"keep\" gives every clone the same address"),
-            ),
-            Some(p @ ClonePool::Range { first, last }) => {
-                let clones = u64::from(max_instances.saturating_sub(1));
-                let n = p.size().unwrap_or(0);
-                Finding::new(
-                    if n < clones { Level::Warn } else { Level::Ok },
-                    &about,
-                    format!(
-                        "static address {arg}: clones take addresses of {first}-{last} ({n} for up to {clones} clone(s))"
-                    ),
-                )
-            }
-        });
+        let clones = u64::from(max_instances.saturating_sub(1));
+        out.push(address(&about, arg, pool, clones));
     }
     let clones = i64::from(max_instances.saturating_sub(1));
     let Some(policy) = policy else {
@@ -208,6 +185,37 @@ pub fn albatross_group(
         ));
     }
     out
+}
+
+/// A static address (`what`, e.g. `--ipv4=10.0.42.2/24`) against the group's
+/// `clone_ipv4` and its `clones`.
+pub fn address(about: &str, what: &str, pool: Option<&ClonePool>, clones: u64) -> Finding {
+    match pool {
+        None => Finding::new(
+            Level::Fail,
+            about,
+            format!(
+                "static address {what} and no clone_ipv4: no clone is made (set clone_ipv4 = \"<first>-<last>\", or \"keep\" for the same address)"
+            ),
+        ),
+        Some(ClonePool::Keep) => Finding::new(
+            Level::Warn,
+            about,
+            format!(
+                "static address {what}: clone_ipv4 = \"keep\" gives every clone the same address"
+            ),
+        ),
+        Some(p @ ClonePool::Range { first, last }) => {
+            let n = p.size().unwrap_or(0);
+            Finding::new(
+                if n < clones { Level::Warn } else { Level::Ok },
+                about,
+                format!(
+                    "static address {what}: clones take addresses of {first}-{last} ({n} for up to {clones} clone(s))"
+                ),
+            )
+        }
+    }
 }
 
 /// Whether the token holds `privilege` on `path`, from `GET /access/permissions`
