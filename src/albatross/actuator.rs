@@ -35,8 +35,9 @@ pub struct ImageFetch {
 pub struct AlbatrossActuator {
     /// Group → client; replaced as a whole on a configuration reload.
     clients: std::sync::RwLock<HashMap<Name, Client>>,
-    /// Each primary's configuration as last listed (its image is in `images`).
-    specs: Mutex<HashMap<Name, UnikernelInfo>>,
+    /// Each primary's configuration as last listed (its image is in `images`);
+    /// boxed, so that 10 000 slots of the map stay small.
+    specs: Mutex<HashMap<Name, Box<UnikernelInfo>>>,
     images: Arc<ImageStore>,
     vcpus: VcpuMap,
     /// Clones being created and their CPUs (placement counts them).
@@ -86,7 +87,7 @@ impl AlbatrossActuator {
             lock(&self.vcpus).insert(primary.clone(), n);
         }
         let reported = hex(&info.digest);
-        lock(&self.specs).insert(primary.clone(), info);
+        lock(&self.specs).insert(primary.clone(), Box::new(info));
         self.missing_image(primary, &reported, primary)
     }
 

@@ -185,10 +185,11 @@ async fn metrics(State(api): State<Arc<Api>>) -> Response {
         api.metrics
             .set_approvals_pending(d.book.lock().pending().count());
     }
-    let mut r = api
-        .metrics
-        .render(status.as_ref(), &api.health)
-        .into_response();
+    let text = api.metrics.render(status.as_ref(), &api.health);
+    drop(status);
+    // The snapshot and the scrape's gauges are gone: return their pages.
+    crate::daemon::albatross::return_freed_memory();
+    let mut r = text.into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(crate::http::metrics::CONTENT_TYPE),
