@@ -172,6 +172,22 @@ impl AlbatrossActuator {
         Ok(image)
     }
 
+    /// A dead primary's image from the store. Not there (its fetch failed or is
+    /// under way) or corrupt: say so, and reconcile so that a unikernel running
+    /// the same digest (a clone) serves it again.
+    fn stored_image(&self, client: &Client, primary: &Name) -> Result<Vec<u8>, Failed> {
+        let Some(digest) = self.images.claim_of(primary) else {
+            client.request_reconcile();
+            return Err(Failed::Transient(format!(
+                "the image of {primary} was not stored while it ran (its fetch failed or had not ended); it is fetched again from a unikernel running the same digest, if any"
+            )));
+        };
+        self.images.load(&digest).map_err(|e| {
+            client.request_reconcile();
+            Failed::Transient(format!("re-creating {primary}: {e}"))
+        })
+    }
+
     async fn scale_up(&self, d: &Decision) -> Result<Done, Failed> {
         let client = self.client(&d.group)?;
         // One listing of the path: the primary's configuration and what counts
@@ -238,24 +254,6 @@ impl AlbatrossActuator {
             }
             Err(e) => Err(Failed::Transient(e.to_string())),
         }
-    }
-}
-
-impl AlbatrossActuator {
-    /// A dead primary's image from the store. Not there (its fetch failed or is
-    /// under way) or corrupt: say so, and reconcile so that a unikernel running
-    /// the same digest (a clone) serves it again.
-    fn stored_image(&self, client: &Client, primary: &Name) -> Result<Vec<u8>, Failed> {
-        let Some(digest) = self.images.claim_of(primary) else {
-            client.request_reconcile();
-            return Err(Failed::Transient(format!(
-                "the image of {primary} was not stored while it ran (its fetch failed or had not ended); it is fetched again from a unikernel running the same digest, if any"
-            )));
-        };
-        self.images.load(&digest).map_err(|e| {
-            client.request_reconcile();
-            Failed::Transient(format!("re-creating {primary}: {e}"))
-        })
     }
 }
 
