@@ -51,7 +51,9 @@ impl Default for ServiceOptions {
 
 /// A running daemon.
 pub struct Service {
-    config: Config,
+    /// Shared with the API (`/v1/config` renders it on request) and the Proxmox
+    /// task: one copy of a 10 000-group configuration, not three.
+    config: Arc<Config>,
     opts: ServiceOptions,
     notices: Notices,
     albatross: Option<Daemon>,
@@ -72,6 +74,7 @@ impl Service {
     /// can be checked first: nothing to run, a state file locked by another
     /// daemon, a corrupt history, an unreadable recording or sink secret.
     pub async fn start(config: Config, opts: ServiceOptions) -> anyhow::Result<Self> {
+        let config = Arc::new(config);
         let has_pve = config.proxmox.is_some() && !config.lxc.is_empty();
         if config.endpoints.is_empty() && !has_pve {
             bail!(
@@ -155,7 +158,7 @@ impl Service {
                 recorder,
                 ..RunOptions::default()
             };
-            Some(Daemon::start(config.clone(), o).await?)
+            Some(Daemon::start(Config::clone(&config), o).await?)
         };
         let follow = match (&history, &albatross) {
             (Some(h), Some(d)) => {
@@ -173,8 +176,8 @@ impl Service {
                     .map(|d| d.health.clone())
                     .unwrap_or_default();
                 let clock = Arc::new(http::limit::MonotonicClock::default());
-                let api =
-                    http::Api::new(&config, handle, health, clock).map_err(anyhow::Error::msg)?;
+                let api = http::Api::new_shared(config.clone(), handle, health, clock)
+                    .map_err(anyhow::Error::msg)?;
                 api.set_approvals(approvals.clone(), has_pve.then(|| pve_approvals.clone()));
                 if let Some(v) = &proxmox_opts.view {
                     api.set_containers(v.clone());
@@ -246,13 +249,14 @@ impl Service {
     /// Apply `c` (SIGHUP). Each part that rejects it keeps running as before and
     /// says why in the log; the others take it.
     pub async fn reload(&mut self, c: Config) {
+        let c = Arc::new(c);
         if let Some(d) = &mut self.albatross
             && let Err(e) = d.reload(&c).await
         {
             tracing::error!(error = %format!("{e:#}"), "[albatross] reload rejected; keeping the running endpoints and groups");
         }
         if let Some(api) = &self.api
-            && let Err(e) = api.reload(&c)
+            && let Err(e) = api.reload_shared(c.clone())
         {
             tracing::error!(error = %e, "[http] reload rejected; keeping the running API keys and settings");
         }
@@ -294,7 +298,7 @@ impl Service {
     /// Restart the Proxmox loop on `c`: the new controller is built first (a bad
     /// token file or URL keeps the running loop), then the old loop drains its
     /// actions in flight and the new one takes over its channels to the API.
-    async fn reload_proxmox(&mut self, c: &Config) -> anyhow::Result<()> {
+    async fn reload_proxmox(&mut self, c: &Arc<Config>) -> anyhow::Result<()> {
         if c.proxmox.is_some() && !c.lxc.is_empty() {
             proxmox::controller(c, self.opts.dry_run)?;
         }
@@ -338,7 +342,7 @@ impl Service {
 }
 
 fn spawn_proxmox(
-    config: &Config,
+    config: &Arc<Config>,
     opts: &proxmox::RunOptions,
     stop: &CancellationToken,
 ) -> JoinHandle<anyhow::Result<()>> {

@@ -447,3 +447,146 @@ async fn clones_get_their_own_addresses_and_a_static_primary_needs_a_pool() {
     assert_eq!(w.endpoint.unikernels().len(), 1, "nothing was cloned");
     d.stop().await;
 }
+
+/// The image files in the world's store (`images/` next to `state.json`).
+fn image_files(w: &World) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(w.dir.join("images"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                .filter(|n| !n.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Wait (simulated time, bounded) until the background fetch has stored `n` files.
+async fn until_stored(w: &World, n: usize) {
+    tokio::time::timeout(WAIT, async {
+        while image_files(w).len() != n {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the images were not stored in time");
+}
+
+/// The names the endpoint served `unikernel get` for, in order.
+fn gets(w: &World) -> Vec<String> {
+    w.endpoint
+        .history()
+        .iter()
+        .filter(|h| h.command == "UnikernelGet")
+        .map(|h| h.name.to_string())
+        .collect()
+}
+
+/// `w`'s config with `demo:web` and a group per name in `more` (same policy).
+fn config_with(w: &World, more: &[String]) -> albatross_autoscale::config::Config {
+    let mut c = w.config(&policy(""), ALBATROSS);
+    let first = c.groups[0].clone();
+    for m in more {
+        c.groups.push(albatross_autoscale::config::Group {
+            primary: name(m),
+            ..first.clone()
+        });
+    }
+    c
+}
+
+/// Issue 18 item 5: start-up lists the path once for all of its groups (not once
+/// per group), and the image of 13 primaries running one image is fetched once,
+/// after the listing, into one file.
+#[tokio::test(start_paused = true)]
+async fn start_up_lists_the_path_once_and_fetches_each_digest_once() {
+    let w = world(&TestPki::default_policy(), StatsBody::V27).await;
+    let more: Vec<String> = (0..12).map(|i| format!("demo:vm{i}")).collect();
+    for m in &more {
+        w.endpoint.add(name(m), world::primary());
+    }
+    let d = Daemon::start(config_with(&w, &more), Default::default())
+        .await
+        .unwrap();
+    let mut rx = d.subscribe();
+    let mut seen = Vec::new();
+    let mut sampled = std::collections::HashSet::new();
+    until(&mut rx, &mut seen, |o| match o {
+        Output::Sample(s) => {
+            sampled.insert(s.vm.to_string());
+            (sampled.len() == 13).then_some(())
+        }
+        _ => None,
+    })
+    .await;
+    until_stored(&w, 1).await;
+    assert_eq!(w.commands("UnikernelInfo"), 1, "one listing of the path");
+    assert_eq!(gets(&w).len(), 1, "one get for one digest: {:?}", gets(&w));
+    d.stop().await;
+}
+
+/// A primary that dies is created again from the image stored while it ran: no
+/// `get` of a unikernel that is gone.
+#[tokio::test(start_paused = true)]
+async fn a_dead_primary_is_created_again_from_the_stored_image() {
+    let w = world(&TestPki::default_policy(), StatsBody::V27).await;
+    let (d, mut rx) = daemon(&w, "", "").await;
+    let mut seen = Vec::new();
+    until(&mut rx, &mut seen, sample_of("demo:web")).await;
+    until_stored(&w, 1).await;
+    assert!(w.endpoint.kill_by_signal(&name("demo:web"), 9));
+    until(&mut rx, &mut seen, |o| {
+        matches!(o, Output::Decision(d) if d.action == Action::ReplacePrimary).then_some(())
+    })
+    .await;
+    until(&mut rx, &mut seen, sample_of("demo:web")).await;
+    assert!(
+        !seen
+            .iter()
+            .any(|o| matches!(o, Output::ActionFailed { .. })),
+        "{seen:?}"
+    );
+    assert_eq!(gets(&w), ["demo:web"]);
+    assert_eq!(w.commands("UnikernelCreate"), 1);
+    assert_eq!(image_files(&w).len(), 1);
+    d.stop().await;
+}
+
+/// A corrupt stored image fails the re-create with a clear error, is removed,
+/// and is fetched again from another unikernel running the same digest; the
+/// retry then creates the primary.
+#[tokio::test(start_paused = true)]
+async fn a_corrupt_stored_image_is_fetched_again_from_a_unikernel_running_it() {
+    let w = world(&TestPki::default_policy(), StatsBody::V27).await;
+    w.endpoint.add(name("demo:api"), world::primary());
+    let d = Daemon::start(config_with(&w, &["demo:api".into()]), Default::default())
+        .await
+        .unwrap();
+    let mut rx = d.subscribe();
+    let mut seen = Vec::new();
+    until(&mut rx, &mut seen, sample_of("demo:web")).await;
+    until_stored(&w, 1).await;
+    let file = w.dir.join("images").join(&image_files(&w)[0]);
+    std::fs::write(&file, b"not the image").unwrap();
+    assert!(w.endpoint.kill_by_signal(&name("demo:web"), 9));
+    let error = until(&mut rx, &mut seen, |o| match o {
+        Output::ActionFailed {
+            action: Action::ReplacePrimary,
+            error,
+            ..
+        } => Some(error.clone()),
+        _ => None,
+    })
+    .await;
+    assert!(error.contains("corrupt"), "{error}");
+    until(&mut rx, &mut seen, sample_of("demo:web")).await;
+    let got = gets(&w);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(
+        got[1], "demo:api",
+        "the dead primary cannot serve its image"
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), world::primary().image);
+    d.stop().await;
+}

@@ -547,6 +547,14 @@ async fn metrics_are_valid_exposition_with_the_documented_series() {
         "{}",
         m.text
     );
+    // Issue 18: the per-group gauges live only during a scrape (described, empty).
+    let kept = r.api.metrics().encode();
+    assert!(!kept.contains("group_instances{"), "{kept}");
+    assert!(!kept.contains("sample_age_seconds{"), "{kept}");
+    assert!(
+        kept.contains("# TYPE albatross_autoscale_group_instances gauge"),
+        "{kept}"
+    );
     assert!(
         m.text
             .contains("albatross_autoscale_proxmox_breaker_state{node=\"pve1\"} 2")

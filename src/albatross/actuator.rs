@@ -1,7 +1,8 @@
 //! Carries out the engine's decisions on albatross: clone = `info` of the path, the
-//! policy checked, `get` of the primary's image (once per digest), then `create`
-//! under the new name; destroy = `destroy` of an owned clone; re-create a dead
-//! primary from the configuration and image cached while it ran.
+//! policy checked, the primary's image (from the on-disk store, or `get` once per
+//! digest), then `create` under the new name; destroy = `destroy` of an owned
+//! clone; re-create a dead primary from the configuration seen while it ran and the
+//! image stored on disk then.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,23 +15,32 @@ use crate::actuate::{Actuator, Done, Failed};
 use crate::core::policy::ClonePool;
 use crate::core::{Action, CloneCpus, Decision};
 use crate::name::Name;
+use crate::state::ImageStore;
+use crate::state::images::hex;
 use crate::wire::{BlockSpec, NetSpec, Typ, UnikernelConfig, UnikernelInfo};
 
 /// vCPUs per unikernel, learnt from `info` (stats carry no CPU count).
 pub type VcpuMap = Arc<Mutex<HashMap<Name, u32>>>;
 
-/// What is needed to create a primary again, or a clone of it.
-#[derive(Clone)]
-pub struct PrimarySpec {
-    pub info: UnikernelInfo,
-    pub image: Arc<Vec<u8>>,
+/// An image to fetch into the store: who to `get` it from, the digest albatross
+/// reports (hex, maybe empty) and the primaries that run it.
+#[derive(Debug, Clone)]
+pub struct ImageFetch {
+    /// A reported digest, or the primary's name when albatross reports none.
+    pub key: String,
+    pub reported: String,
+    pub source: Name,
+    pub primaries: Vec<Name>,
 }
 
 /// The albatross actuator: one client per group.
 pub struct AlbatrossActuator {
     /// Group → client; replaced as a whole on a configuration reload.
     clients: std::sync::RwLock<HashMap<Name, Client>>,
-    specs: Mutex<HashMap<Name, PrimarySpec>>,
+    /// Each primary's configuration as last listed (its image is in `images`);
+    /// boxed, so that 10 000 slots of the map stay small.
+    specs: Mutex<HashMap<Name, Box<UnikernelInfo>>>,
+    images: Arc<ImageStore>,
     vcpus: VcpuMap,
     /// Clones being created: their CPUs and address (placement counts them).
     creating: Mutex<HashMap<Name, InFlight>>,
@@ -46,10 +56,12 @@ type InFlight = (Vec<i64>, Option<std::net::Ipv4Addr>);
 
 impl AlbatrossActuator {
     /// `clients`: group name → the client of the endpoint that runs it.
-    pub fn new(clients: HashMap<Name, Client>, vcpus: VcpuMap) -> Self {
+    /// `images`: where primaries' images are kept for re-creates and clones.
+    pub fn new(clients: HashMap<Name, Client>, vcpus: VcpuMap, images: Arc<ImageStore>) -> Self {
         Self {
             clients: std::sync::RwLock::new(clients),
             specs: Mutex::new(HashMap::new()),
+            images,
             vcpus,
             creating: Mutex::new(HashMap::new()),
             rules: std::sync::RwLock::default(),
@@ -90,40 +102,118 @@ impl AlbatrossActuator {
             .ok_or_else(|| format!("no albatross endpoint configured for group {group}"))
     }
 
-    /// Remember the primary's configuration (from a listing) and its image, so that
-    /// it can be cloned and, if it dies, created again. The image is fetched only
-    /// when its digest is new: once per digest, not once per clone or reconcile.
-    pub async fn snapshot_from(
-        &self,
-        client: &Client,
-        primary: &Name,
-        info: UnikernelInfo,
-    ) -> Result<PrimarySpec, ClientError> {
+    /// The image store.
+    pub fn images(&self) -> &Arc<ImageStore> {
+        &self.images
+    }
+
+    /// Remember the primary's configuration (from a listing), so that it can be
+    /// created again if it dies. Cheap: no image is fetched here. `Some` when its
+    /// image is not stored yet and must be fetched ([`AlbatrossActuator::fetch`]).
+    pub fn remember(&self, primary: &Name, info: UnikernelInfo) -> Option<ImageFetch> {
         if let Some(n) = vcpus_of(&info) {
             lock(&self.vcpus).insert(primary.clone(), n);
         }
-        let cached = lock(&self.specs)
-            .get(primary)
-            .filter(|s| !info.digest.is_empty() && s.info.digest == info.digest)
-            .map(|s| s.image.clone());
-        let image = match cached {
-            Some(image) => image,
-            None => Arc::new(client.get_image(primary).await?),
-        };
-        let spec = PrimarySpec { info, image };
-        lock(&self.specs).insert(primary.clone(), spec.clone());
-        Ok(spec)
+        let reported = hex(&info.digest);
+        lock(&self.specs).insert(primary.clone(), Box::new(info));
+        self.missing_image(primary, &reported, primary)
     }
 
-    /// [`AlbatrossActuator::snapshot_from`] with its own `info` of the primary.
-    pub async fn snapshot(&self, group: &Name, primary: &Name) -> Result<PrimarySpec, ClientError> {
-        let client = self.client(group).map_err(|_| ClientError::OutsidePath {
-            endpoint: String::new(),
-            name: primary.to_string(),
-            path: "(no endpoint)".into(),
-        })?;
-        let info = find(&client, &client.info(Some(primary)).await?, primary)?;
-        self.snapshot_from(&client, primary, info).await
+    /// A dead primary's image when it is not stored (a failed fetch, a corrupt
+    /// file): fetched from `source`, a unikernel that runs the same digest.
+    pub fn refetch_from(
+        &self,
+        primary: &Name,
+        running: &[crate::wire::NamedUnikernelInfo],
+    ) -> Option<ImageFetch> {
+        let digest = lock(&self.specs).get(primary).map(|i| i.digest.clone())?;
+        if digest.is_empty() {
+            return None;
+        }
+        let source = running.iter().find(|u| u.info.digest == digest)?;
+        self.missing_image(primary, &hex(&digest), &source.name)
+    }
+
+    fn missing_image(&self, primary: &Name, reported: &str, source: &Name) -> Option<ImageFetch> {
+        if let Some(d) = self.images.stored_as(reported) {
+            self.images.claim(primary, &d);
+            return None;
+        }
+        // Without a reported digest a change cannot be seen: keep what is stored.
+        if reported.is_empty() && self.images.claim_of(primary).is_some() {
+            return None;
+        }
+        Some(ImageFetch {
+            key: if reported.is_empty() {
+                primary.to_string()
+            } else {
+                reported.to_string()
+            },
+            reported: reported.to_string(),
+            source: source.clone(),
+            primaries: vec![primary.clone()],
+        })
+    }
+
+    /// `get` an image into the store, once per digest: a fetch of the same digest
+    /// under way takes `f`'s primaries instead.
+    pub async fn fetch(&self, client: &Client, f: ImageFetch) -> Result<(), String> {
+        if !self.images.begin_fetch(&f.key, &f.primaries) {
+            return Ok(());
+        }
+        let got = client.get_image(&f.source).await;
+        let image = got.as_ref().ok().map(Vec::as_slice);
+        let stored = self.images.end_fetch(&f.key, &f.reported, image);
+        got.map_err(|e| e.to_string())?;
+        stored.map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    /// The primary's image for a clone: from the store, else `get` from the
+    /// (running) primary and stored.
+    async fn image_of(
+        &self,
+        client: &Client,
+        primary: &Name,
+        info: &UnikernelInfo,
+    ) -> Result<Vec<u8>, String> {
+        if let Some(f) = self.remember(primary, info.clone()) {
+            self.fetch(client, f).await?;
+        }
+        let reported = hex(&info.digest);
+        let stored = match reported.as_str() {
+            "" => self.images.claim_of(primary),
+            r => self.images.stored_as(r),
+        };
+        // Not stored: another fetch of this digest is under way, or failed.
+        if let Some(d) = stored {
+            match self.images.load(&d) {
+                Ok(image) => return Ok(image),
+                Err(e) => tracing::warn!(%primary, error = %e, "fetching the image again"),
+            }
+        }
+        let image = client.get_image(primary).await.map_err(|e| e.to_string())?;
+        match self.images.put(&reported, &image) {
+            Ok(d) => self.images.claim(primary, &d),
+            Err(e) => tracing::warn!(%primary, error = %e, "cannot store the image"),
+        }
+        Ok(image)
+    }
+
+    /// A dead primary's image from the store. Not there (its fetch failed or is
+    /// under way) or corrupt: say so, and reconcile so that a unikernel running
+    /// the same digest (a clone) serves it again.
+    fn stored_image(&self, client: &Client, primary: &Name) -> Result<Vec<u8>, Failed> {
+        let Some(digest) = self.images.claim_of(primary) else {
+            client.request_reconcile();
+            return Err(Failed::Transient(format!(
+                "the image of {primary} was not stored while it ran (its fetch failed or had not ended); it is fetched again from a unikernel running the same digest, if any"
+            )));
+        };
+        self.images.load(&digest).map_err(|e| {
+            client.request_reconcile();
+            Failed::Transient(format!("re-creating {primary}: {e}"))
+        })
     }
 
     async fn scale_up(&self, d: &Decision) -> Result<Done, Failed> {
@@ -152,11 +242,10 @@ impl AlbatrossActuator {
         if !placed {
             tracing::info!(group = %d.group, instance = %d.instance, cpuids = ?config.cpuids, "the clone shares the primary's CPU: albatross pins both to it, so it adds no CPU capacity (clone_cpus = \"same\", or the policy allows no other CPU, or it is not known)");
         }
-        let spec = self
-            .snapshot_from(&client, &d.primary, info)
-            .await
-            .map_err(|e| e.to_string())?;
-        if let Err(e) = client.create(&d.instance, config, &spec.image).await {
+        let image = self.image_of(&client, &d.primary, &info).await?;
+        let result = client.create(&d.instance, config, &image).await;
+        drop(image);
+        if let Err(e) = result {
             return Err(match &e {
                 ClientError::Failure { message, .. } if policy::is_permanent_refusal(message) => {
                     // Our copy of the policy was stale: read it again.
@@ -169,7 +258,7 @@ impl AlbatrossActuator {
                 _ => Failed::Transient(e.to_string()),
             });
         }
-        if let Some(n) = vcpus_of(&spec.info) {
+        if let Some(n) = vcpus_of(&info) {
             lock(&self.vcpus).insert((*d.instance).clone(), n);
         }
         Ok(Done::Executed)
@@ -186,14 +275,15 @@ impl AlbatrossActuator {
 
     async fn recreate(&self, d: &Decision) -> Result<Done, Failed> {
         let client = self.client(&d.group)?;
-        let spec = lock(&self.specs).get(&d.instance).cloned().ok_or_else(|| {
+        let info = lock(&self.specs).get(&d.instance).cloned().ok_or_else(|| {
             format!(
                 "no configuration of {} was seen while it ran (the daemon started after it died?); create it by hand",
                 d.instance
             )
         })?;
-        let config = recreate_config(&spec.info);
-        match client.create(&d.instance, config, &spec.image).await {
+        let image = self.stored_image(&client, &d.instance)?;
+        let config = recreate_config(&info);
+        match client.create(&d.instance, config, &image).await {
             Ok(()) => Ok(Done::Executed),
             // It runs: its stats went silent, it did not die (albatrossd restarted
             // and restored it). Resubscribe instead of retrying forever.

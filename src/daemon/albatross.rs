@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -18,14 +19,20 @@ use super::decision_log::DecisionLog;
 use super::ownership::Ownership;
 use super::recorder::Recorder;
 use super::runner::{EngineHandle, Event, Runner, RunnerSettings};
-use crate::albatross::actuator::{AlbatrossActuator, VcpuMap};
+use crate::albatross::actuator::{AlbatrossActuator, ImageFetch, VcpuMap};
 use crate::albatross::client::{Client, ClientError};
 use crate::albatross::stats::{self, Backoff, StreamHealth, StreamSettings};
 use crate::config::{Config, Endpoint};
 use crate::core::{Engine, Input, Options, Output, Policy, Timestamp};
 use crate::name::Name;
 use crate::notify::notice::{Notices, Reach};
-use crate::state::StateLock;
+use crate::state::{ImageStore, StateLock};
+
+/// Endpoints listed at once at start-up: 100 endpoints do not all handshake in the
+/// same instant.
+const STARTING_AT_ONCE: usize = 16;
+/// Image `get`s under way at once, over all endpoints (each holds one image).
+const FETCHES_AT_ONCE: usize = 4;
 
 /// How to run.
 #[derive(Debug, Clone)]
@@ -79,11 +86,23 @@ pub struct Daemon {
     placement: HashMap<Name, String>,
     /// Where streams publish `unreachable` notices.
     notices: Notices,
+    /// Bounds on first listings and on image fetches.
+    limits: Limits,
     /// Wall-clock time of the engine's t = 0 (engine times are ms since then).
     origin: std::time::SystemTime,
     /// One daemon per state file: held until the daemon (and, in `stop`, the engine
     /// task's last state save) is gone.
     _lock: Arc<StateLock>,
+}
+
+/// What endpoint tasks share: how many list at once at start-up, how many images
+/// are fetched at once, and how many endpoints have not been listed yet (the
+/// image store is swept of an earlier run's leftovers once all have).
+#[derive(Clone)]
+struct Limits {
+    starting: Arc<tokio::sync::Semaphore>,
+    fetches: Arc<tokio::sync::Semaphore>,
+    unlisted: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// One endpoint's task (reconcile, then statistics) and what it was started with.
@@ -170,8 +189,15 @@ impl Daemon {
         let ownership = Ownership::load(&config.daemon.state_file)?;
         let log = DecisionLog::open(config.daemon.decision_log.as_deref())
             .with_context(|| format!("decision log {:?}", config.daemon.decision_log))?;
+        let images_dir = ImageStore::dir_for(&config.daemon.state_file);
+        let images = ImageStore::open(&images_dir)
+            .with_context(|| format!("image store {}", images_dir.display()))?;
         let vcpus: VcpuMap = Arc::default();
-        let actuator = Arc::new(AlbatrossActuator::new(by_group, vcpus.clone()));
+        let actuator = Arc::new(AlbatrossActuator::new(
+            by_group,
+            vcpus.clone(),
+            Arc::new(images),
+        ));
         actuator.set_clone_rules(clone_rules(&config));
         // One wall-clock reading for t = 0 (the runner's start below): schedules
         // and the history's timestamps agree on it.
@@ -219,6 +245,11 @@ impl Daemon {
             vcpus,
             placement: place,
             notices: opts.notices.clone(),
+            limits: Limits {
+                starting: Arc::new(tokio::sync::Semaphore::new(STARTING_AT_ONCE)),
+                fetches: Arc::new(tokio::sync::Semaphore::new(FETCHES_AT_ONCE)),
+                unlisted: Arc::new(config.endpoints.len().into()),
+            },
             origin,
             _lock: lock,
         };
@@ -258,6 +289,8 @@ impl Daemon {
             actuator: self.actuator.clone(),
             events: self.events.clone(),
             vcpus: self.vcpus.clone(),
+            limits: self.limits.clone(),
+            stop: stop.clone(),
         };
         let task = tokio::spawn(endpoint_task(
             shell,
@@ -320,6 +353,8 @@ impl Daemon {
         let (by_group, place) = placement(config, &clients)?;
         self.actuator.set_clients(by_group);
         self.actuator.set_clone_rules(clone_rules(config));
+        // Images of primaries no longer configured go.
+        self.actuator.images().retain(|p| place.contains_key(p));
         let _ = self
             .events
             .send(Event::Reconfigure(
@@ -401,6 +436,9 @@ struct Shell {
     actuator: Arc<AlbatrossActuator>,
     events: mpsc::Sender<Event>,
     vcpus: VcpuMap,
+    limits: Limits,
+    /// Ends the endpoint's image fetches with it.
+    stop: CancellationToken,
 }
 
 impl Shell {
@@ -428,11 +466,22 @@ async fn endpoint_task(
     loop {
         let r = tokio::select! {
             () = shutdown.cancelled() => return,
-            r = reconcile(&shell) => r,
+            r = async {
+                let _permit = shell.limits.starting.acquire().await;
+                reconcile(&shell).await
+            } => r,
         };
         match r {
             Ok(true) => {
                 reach.reachable();
+                let unlisted = &shell.limits.unlisted;
+                let before = unlisted
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+                if before == Ok(1) {
+                    shell.actuator.images().sweep();
+                    // The start-up burst is over: give its freed memory back.
+                    return_freed_memory();
+                }
                 break;
             }
             Ok(false) => return, // the engine task is gone
@@ -467,7 +516,7 @@ async fn endpoint_task(
                 () = shell.client.reconcile_requested() => {}
             }
             match reconcile(&shell).await {
-                Ok(true) => {}
+                Ok(true) => return_freed_memory(),
                 Ok(false) => return,
                 Err(e) => {
                     tracing::warn!(endpoint = shell.client.endpoint(), error = %e, "reconcile: cannot list unikernels; trying again later");
@@ -483,9 +532,10 @@ async fn endpoint_task(
 }
 
 /// List the endpoint's unikernels, read its policy, learn their vCPUs, tell the
-/// engine task what runs for each group, and snapshot each running primary (its
-/// image once per digest) so it can be re-created if it dies. `Ok(false)` if the
-/// engine task is gone.
+/// engine task what runs for each group, and remember each running primary's
+/// configuration so it can be re-created if it dies; its image (once per digest)
+/// is fetched into the store in the background. `Ok(false)` if the engine task is
+/// gone.
 async fn reconcile(shell: &Shell) -> Result<bool, ClientError> {
     let client = &shell.client;
     let running = client.info(None).await?;
@@ -526,6 +576,10 @@ async fn reconcile(shell: &Shell) -> Result<bool, ClientError> {
             (u.name.clone(), started)
         })
         .collect();
+    // Images are fetched after the listing, in the background: the stats stream
+    // does not wait for them (issue 18: a `get` per group made start-up grow
+    // faster than the fleet).
+    let mut fetches: HashMap<String, ImageFetch> = HashMap::new();
     for group in &groups {
         let ev = Event::Reconciled {
             group: group.clone(),
@@ -535,16 +589,67 @@ async fn reconcile(shell: &Shell) -> Result<bool, ClientError> {
             return Ok(false);
         }
         // The group's name is its original primary.
-        let Some(u) = running.iter().find(|u| u.name == *group) else {
-            continue;
+        let fetch = match running.iter().find(|u| u.name == *group) {
+            Some(u) => shell.actuator.remember(group, u.info.clone()),
+            None => shell.actuator.refetch_from(group, &running),
         };
-        if let Err(e) = shell
-            .actuator
-            .snapshot_from(client, group, u.info.clone())
-            .await
-        {
-            tracing::warn!(%group, error = %e, "cannot snapshot the primary; re-creating it after a death will not be possible");
+        if let Some(f) = fetch {
+            fetches
+                .entry(f.key.clone())
+                .and_modify(|e| e.primaries.push(group.clone()))
+                .or_insert(f);
         }
     }
+    if !fetches.is_empty() {
+        tokio::spawn(fetch_images(
+            client.clone(),
+            shell.actuator.clone(),
+            shell.limits.fetches.clone(),
+            fetches.into_values().collect(),
+            shell.stop.clone(),
+        ));
+    }
     Ok(true)
+}
+
+/// `get` images into the store, a bounded number at a time over all endpoints.
+async fn fetch_images(
+    client: Client,
+    actuator: Arc<AlbatrossActuator>,
+    permits: Arc<tokio::sync::Semaphore>,
+    fetches: Vec<ImageFetch>,
+    stop: CancellationToken,
+) {
+    let all = async {
+        let mut set = tokio::task::JoinSet::new();
+        for f in fetches {
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                return;
+            };
+            let (client, actuator) = (client.clone(), actuator.clone());
+            set.spawn(async move {
+                let primaries = f.primaries.clone();
+                if let Err(e) = actuator.fetch(&client, f).await {
+                    tracing::warn!(?primaries, error = %e, "cannot store the primary's image; re-creating it after a death will not be possible until it is fetched");
+                }
+                drop(permit);
+            });
+        }
+        while set.join_next().await.is_some() {}
+    };
+    tokio::select! {
+        () = stop.cancelled() => {}
+        () = all => {}
+    }
+}
+
+/// Give memory freed since to the operating system: glibc keeps freed chunks in
+/// its per-thread arenas, which after a 10 000-VM start-up held more than the
+/// live heap (issue 18). A few milliseconds; called after bursts, not per event.
+pub fn return_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks glibc's own arenas.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }

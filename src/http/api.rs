@@ -51,7 +51,9 @@ struct Inner {
     keys: Keys,
     limiter: Limiter,
     http: Http,
-    config: Value,
+    /// Rendered (redacted) on request: a 10 000-group JSON tree kept in memory
+    /// took 45 MB (issue 18).
+    config: Arc<Config>,
     decision_log: Option<PathBuf>,
     albatross: bool,
     /// With Proxmox containers: how recent a successful poll must be to be ready.
@@ -72,6 +74,16 @@ impl Api {
         health: Vec<(String, Arc<StreamHealth>)>,
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Self>, String> {
+        Self::new_shared(Arc::new(config.clone()), engine, health, clock)
+    }
+
+    /// [`Api::new`] sharing the caller's configuration.
+    pub fn new_shared(
+        config: Arc<Config>,
+        engine: Option<EngineHandle>,
+        health: Vec<(String, Arc<StreamHealth>)>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Self>, String> {
         let keys = load_keys(&config.http)?;
         Ok(Arc::new(Self {
             engine,
@@ -83,7 +95,6 @@ impl Api {
                 keys,
                 limiter: Limiter::new(config.http.rate_limit_per_minute),
                 http: config.http.clone(),
-                config: redacted(config),
                 decision_log: config.daemon.decision_log.clone(),
                 albatross: !config.endpoints.is_empty(),
                 proxmox: config
@@ -91,6 +102,7 @@ impl Api {
                     .as_ref()
                     .filter(|_| !config.lxc.is_empty())
                     .map(|p| p.poll_interval * 3),
+                config,
             }),
             ring: Mutex::new(VecDeque::new()),
             approvals: OnceLock::new(),
@@ -150,6 +162,11 @@ impl Api {
     /// Apply a reloaded config: keys re-read, rate and view updated. On error
     /// nothing changes (the running config stays in force).
     pub fn reload(&self, config: &Config) -> Result<(), String> {
+        self.reload_shared(Arc::new(config.clone()))
+    }
+
+    /// [`Api::reload`] sharing the caller's configuration.
+    pub fn reload_shared(&self, config: Arc<Config>) -> Result<(), String> {
         let keys = load_keys(&config.http)?;
         let mut i = self.inner();
         if config.http.listen != i.http.listen {
@@ -161,8 +178,8 @@ impl Api {
             listen: i.http.listen,
             ..config.http.clone()
         };
-        i.config = redacted(config);
         i.decision_log = config.daemon.decision_log.clone();
+        i.config = config;
         Ok(())
     }
 
@@ -200,8 +217,10 @@ impl Api {
         self.inner().keys.check(token).map(str::to_string)
     }
 
-    pub(super) fn config_view(&self) -> Value {
-        self.inner().config.clone()
+    /// `/v1/config` as JSON bytes, rendered now.
+    pub(super) fn config_view(&self) -> Vec<u8> {
+        let config = self.inner().config.clone();
+        render_redacted(&config)
     }
 
     pub(super) fn decision_log(&self) -> Option<PathBuf> {
@@ -353,13 +372,45 @@ fn policy(p: &Policy) -> Value {
     })
 }
 
+fn group(g: &crate::config::Group) -> Value {
+    json!({"primary": g.primary, "endpoint": g.endpoint, "policy": policy(&g.policy)})
+}
+
+/// [`redacted`] as compact JSON, one group at a time: the whole tree of 10 000
+/// groups is never built (the bytes are a tenth of it).
+pub fn render_redacted(c: &Config) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256 + c.groups.len() * 1024);
+    // Writing to a Vec cannot fail, nor can serialising a Value.
+    out.extend_from_slice(b"{\"policy\":");
+    let _ = serde_json::to_writer(&mut out, &policy(&c.policy));
+    out.extend_from_slice(b",\"groups\":[");
+    for (i, g) in c.groups.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let _ = serde_json::to_writer(&mut out, &group(g));
+    }
+    out.push(b']');
+    let rest = serde_json::to_vec(&rest(c)).unwrap_or_default();
+    // `rest` is a non-empty object: its members follow the groups.
+    out.push(b',');
+    out.extend_from_slice(rest.get(1..).unwrap_or(b"}"));
+    out
+}
+
 /// The effective config with secrets (private key paths, token sources) redacted.
 pub fn redacted(c: &Config) -> Value {
-    let groups: Vec<Value> = c
-        .groups
-        .iter()
-        .map(|g| json!({"primary": g.primary, "endpoint": g.endpoint, "policy": policy(&g.policy)}))
-        .collect();
+    let mut v = serde_json::Map::new();
+    v.insert("policy".into(), policy(&c.policy));
+    v.insert("groups".into(), c.groups.iter().map(group).collect());
+    if let Value::Object(rest) = rest(c) {
+        v.extend(rest);
+    }
+    Value::Object(v)
+}
+
+/// Everything of [`redacted`] after `policy` and `groups`.
+fn rest(c: &Config) -> Value {
     let endpoints: Vec<Value> = c
         .endpoints
         .iter()
@@ -406,8 +457,6 @@ pub fn redacted(c: &Config) -> Value {
         })
         .collect();
     json!({
-        "policy": policy(&c.policy),
-        "groups": groups,
         "albatross": endpoints,
         "daemon": {"decision_log": c.daemon.decision_log, "state_file": c.daemon.state_file},
         "proxmox": proxmox,
@@ -422,4 +471,29 @@ pub fn redacted(c: &Config) -> Value {
         },
         "notify": notify,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bytes rendered group by group are the tree [`redacted`] builds.
+    #[test]
+    fn rendered_config_is_the_redacted_tree() {
+        let text = "[policy]\nsample_interval = \"10s\"\n[[group]]\nprimary = \"alice:a\"\n[[group]]\nprimary = \"alice:b\"\nmax_instances = 3\n";
+        let dir = std::env::temp_dir().join(format!("aa-render-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(&path, text).unwrap();
+        let c = Config::load(&path).unwrap();
+        let bytes = render_redacted(&c);
+        let parsed: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(parsed, redacted(&c));
+        assert_eq!(
+            bytes,
+            serde_json::to_vec(&redacted(&c)).unwrap(),
+            "same order"
+        );
+        assert_eq!(parsed["groups"][1]["policy"]["max_instances"], 3);
+    }
 }

@@ -9,7 +9,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -131,11 +132,10 @@ struct HistoryCounters {
 /// The registry and its metric families.
 pub struct Metrics {
     registry: Registry,
-    instances: Family<GroupL, Gauge>,
-    desired: Family<GroupL, Gauge>,
-    cpu: Family<GroupL, FGauge>,
-    paused: Family<GroupL, Gauge>,
-    budget: Family<GroupL, Gauge>,
+    /// Per-group and per-member gauges: only during a scrape.
+    groups: Arc<GroupGauges>,
+    /// One scrape at a time builds, encodes and drops them.
+    scraping: Mutex<()>,
     decisions: Family<DecisionL, Counter>,
     failures: Family<ActionL, Counter>,
     stream_up: Family<EndpointL, Gauge>,
@@ -143,7 +143,6 @@ pub struct Metrics {
     samples: Family<EndpointL, Counter>,
     stalls: Family<EndpointL, Counter>,
     unreadable: Family<FrameL, Counter>,
-    sample_age: Family<InstanceL, FGauge>,
     pve_latency: Family<NodeL, Histogram, fn() -> Histogram>,
     pve_breaker: Family<NodeL, Gauge>,
     http: Family<CodeL, Counter>,
@@ -169,11 +168,8 @@ impl Metrics {
         let mut r = Registry::with_prefix("albatross_autoscale");
         let m = Self {
             registry: Registry::default(),
-            instances: Family::default(),
-            desired: Family::default(),
-            cpu: Family::default(),
-            paused: Family::default(),
-            budget: Family::default(),
+            groups: Arc::default(),
+            scraping: Mutex::default(),
             decisions: Family::default(),
             failures: Family::default(),
             stream_up: Family::default(),
@@ -181,7 +177,6 @@ impl Metrics {
             samples: Family::default(),
             stalls: Family::default(),
             unreadable: Family::default(),
-            sample_age: Family::default(),
             pve_latency: Family::new_with_constructor(latency_histogram),
             pve_breaker: Family::default(),
             http: Family::default(),
@@ -192,31 +187,6 @@ impl Metrics {
             wanted: Mutex::default(),
             pve_polled: Mutex::default(),
         };
-        r.register(
-            "group_instances",
-            "Instances of the group counted against max_instances (pending creates included)",
-            m.instances.clone(),
-        );
-        r.register(
-            "group_desired_instances",
-            "Instances the group wants: the manual target, else the current count moved by the standing recommendation",
-            m.desired.clone(),
-        );
-        r.register(
-            "group_cpu_percent",
-            "vCPU-weighted average CPU share of the group's members over their last interval, in percent",
-            m.cpu.clone(),
-        );
-        r.register(
-            "group_paused",
-            "1 when the group is paused (recommend-only)",
-            m.paused.clone(),
-        );
-        r.register(
-            "group_budget_left_actions",
-            "Actions left in the sliding hour (max_actions_per_hour)",
-            m.budget.clone(),
-        );
         r.register(
             "decisions",
             "Decisions taken, by group, action and reason kind",
@@ -251,12 +221,6 @@ impl Metrics {
             "stats_samples",
             "Statistics samples received from the endpoint",
             m.samples.clone(),
-        );
-        r.register_with_unit(
-            "sample_age",
-            "Time since the member's last statistics sample",
-            Unit::Seconds,
-            m.sample_age.clone(),
         );
         r.register_with_unit(
             "proxmox_request_duration",
@@ -333,6 +297,7 @@ impl Metrics {
             revision: crate::http::GIT_REVISION.into(),
         });
         r.register("build", "Version and git revision", build);
+        r.register_collector(Box::new(m.groups.clone()));
         Self { registry: r, ..m }
     }
 
@@ -376,17 +341,13 @@ impl Metrics {
     /// Set the gauges from a snapshot and the stream health (at scrape time).
     pub fn refresh(&self, status: Option<&Status>, health: &[(String, Arc<StreamHealth>)]) {
         // Groups and members come and go: start from empty so none lingers.
-        for f in [&self.instances, &self.desired, &self.paused, &self.budget] {
-            f.clear();
-        }
-        self.cpu.clear();
-        self.sample_age.clear();
-        let wanted = self.wanted.lock().map(|w| w.clone()).unwrap_or_default();
+        let sc = Scrape::default();
+        let wanted = lock(&self.wanted);
         for g in status.map_or(&[][..], |s| &s.groups) {
             let l = GroupL {
                 group: g.name.clone(),
             };
-            self.instances.get_or_create(&l).set(i64::from(g.instances));
+            sc.instances.get_or_create(&l).set(i64::from(g.instances));
             let leaving = g.members.iter().filter(|m| m.state == "leaving").count() as i64;
             let staying = i64::from(g.instances) - leaving;
             let desired = match g.manual_target {
@@ -394,15 +355,15 @@ impl Metrics {
                 None => (staying + wanted.get(&g.name).copied().unwrap_or(0))
                     .clamp(i64::from(g.min_instances), i64::from(g.max_instances)),
             };
-            self.desired.get_or_create(&l).set(desired);
-            self.paused.get_or_create(&l).set(i64::from(g.paused));
-            self.budget.get_or_create(&l).set(i64::from(g.budget_left));
+            sc.desired.get_or_create(&l).set(desired);
+            sc.paused.get_or_create(&l).set(i64::from(g.paused));
+            sc.budget.get_or_create(&l).set(i64::from(g.budget_left));
             if let Some(c) = g.cpu_percent {
-                self.cpu.get_or_create(&l).set(c);
+                sc.cpu.get_or_create(&l).set(c);
             }
             for m in &g.members {
                 if let Some(age) = m.sample_age_ms {
-                    self.sample_age
+                    sc.sample_age
                         .get_or_create(&InstanceL {
                             group: g.name.clone(),
                             instance: m.name.clone(),
@@ -411,6 +372,7 @@ impl Metrics {
                 }
             }
         }
+        *lock(&self.groups.0) = sc;
         for (endpoint, h) in health {
             let l = EndpointL {
                 endpoint: endpoint.clone(),
@@ -497,6 +459,20 @@ impl Metrics {
             .inc();
     }
 
+    /// One scrape: the gauges set from `status` and `health`, encoded, and the
+    /// per-group ones dropped again (a 10 000-group scrape's peak is not kept).
+    pub fn render(
+        &self,
+        status: Option<&Status>,
+        health: &[(String, Arc<StreamHealth>)],
+    ) -> String {
+        let _one = lock(&self.scraping);
+        self.refresh(status, health);
+        let text = self.encode();
+        *lock(&self.groups.0) = Scrape::default();
+        text
+    }
+
     /// The exposition text ([`CONTENT_TYPE`]).
     pub fn encode(&self) -> String {
         let mut s = String::new();
@@ -544,5 +520,82 @@ impl crate::proxmox::client::Observer for Metrics {
     }
     fn breaker(&self, node: &str, state: i64) {
         self.set_proxmox_breaker(node, state);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The per-group and per-member gauges of one scrape.
+#[derive(Debug, Default)]
+struct Scrape {
+    instances: Family<GroupL, Gauge>,
+    desired: Family<GroupL, Gauge>,
+    cpu: Family<GroupL, FGauge>,
+    paused: Family<GroupL, Gauge>,
+    budget: Family<GroupL, Gauge>,
+    sample_age: Family<InstanceL, FGauge>,
+}
+
+/// Encodes the current [`Scrape`] under the registry's prefix.
+#[derive(Debug, Default)]
+struct GroupGauges(Mutex<Scrape>);
+
+impl Collector for GroupGauges {
+    fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
+        fn one(
+            e: &mut DescriptorEncoder,
+            name: &str,
+            help: &str,
+            unit: Option<&Unit>,
+            m: &impl EncodeMetric,
+        ) -> std::fmt::Result {
+            m.encode(e.encode_descriptor(name, help, unit, m.metric_type())?)
+        }
+        let s = lock(&self.0);
+        one(
+            &mut e,
+            "group_instances",
+            "Instances of the group counted against max_instances (pending creates included)",
+            None,
+            &s.instances,
+        )?;
+        one(
+            &mut e,
+            "group_desired_instances",
+            "Instances the group wants: the manual target, else the current count moved by the standing recommendation",
+            None,
+            &s.desired,
+        )?;
+        one(
+            &mut e,
+            "group_cpu_percent",
+            "vCPU-weighted average CPU share of the group's members over their last interval, in percent",
+            None,
+            &s.cpu,
+        )?;
+        one(
+            &mut e,
+            "group_paused",
+            "1 when the group is paused (recommend-only)",
+            None,
+            &s.paused,
+        )?;
+        one(
+            &mut e,
+            "group_budget_left_actions",
+            "Actions left in the sliding hour (max_actions_per_hour)",
+            None,
+            &s.budget,
+        )?;
+        one(
+            &mut e,
+            "sample_age",
+            "Time since the member's last statistics sample",
+            Some(&Unit::Seconds),
+            &s.sample_age,
+        )?;
+        Ok(())
     }
 }

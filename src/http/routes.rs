@@ -181,12 +181,15 @@ async fn metrics(State(api): State<Arc<Api>>) -> Response {
         Some(e) => e.status().await,
         None => None,
     };
-    api.metrics.refresh(status.as_ref(), &api.health);
     if let Some(d) = api.approvals() {
         api.metrics
             .set_approvals_pending(d.book.lock().pending().count());
     }
-    let mut r = api.metrics.encode().into_response();
+    let text = api.metrics.render(status.as_ref(), &api.health);
+    drop(status);
+    // The snapshot and the scrape's gauges are gone: return their pages.
+    crate::daemon::albatross::return_freed_memory();
+    let mut r = text.into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(crate::http::metrics::CONTENT_TYPE),
@@ -194,8 +197,13 @@ async fn metrics(State(api): State<Arc<Api>>) -> Response {
     r
 }
 
-async fn config(State(api): State<Arc<Api>>) -> Json<Value> {
-    Json(api.config_view())
+async fn config(State(api): State<Arc<Api>>) -> Response {
+    let mut r = api.config_view().into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
 }
 
 async fn status(api: &Api) -> Result<Status> {

@@ -54,6 +54,17 @@ pub fn load<T: DeserializeOwned>(
 
 /// Write `value` to `path` atomically.
 pub fn save<T: Serialize>(value: &T, path: &Path) -> Result<(), StateError> {
+    let mut text = serde_json::to_string_pretty(value).map_err(|e| StateError::Io {
+        path: path.to_owned(),
+        source: std::io::Error::other(e),
+    })?;
+    text.push('\n');
+    write_atomic(path, text.as_bytes())
+}
+
+/// Write `bytes` to `path` atomically: a temporary file next to it, fsync, rename,
+/// fsync of the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
     let io = |source| StateError::Io {
         path: path.to_owned(),
         source,
@@ -67,9 +78,7 @@ pub fn save<T: Serialize>(value: &T, path: &Path) -> Result<(), StateError> {
         path.file_name().and_then(|n| n.to_str()).unwrap_or("state")
     ));
     let mut f = std::fs::File::create(&tmp).map_err(io)?;
-    let text = serde_json::to_string_pretty(value).map_err(|e| io(std::io::Error::other(e)))?;
-    f.write_all(text.as_bytes()).map_err(io)?;
-    f.write_all(b"\n").map_err(io)?;
+    f.write_all(bytes).map_err(io)?;
     f.sync_all().map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)?;
     // The rename is durable only once the directory is synced.
