@@ -326,14 +326,11 @@ async fn frames_that_yield_no_sample_are_counted_and_make_the_daemon_unready() {
     d.stop().await;
 }
 
-/// albatross pins each unikernel to its `cpuids` (taskset): a clone on the
-/// primary's CPU would share one core (46.7 % and 44.5 % measured on a real
-/// albatross). The daemon pins the clone to another CPU the policy allows, so two
-/// instances serving 1.5 vCPUs each get 0.75 of a core (sharing: 0.5 each).
-#[tokio::test(start_paused = true)]
-async fn a_clone_gets_a_cpu_of_its_own() {
+/// Under a load of 1.5 vCPUs with `policy` extra keys: the seconds of CPU the
+/// primary and its first clone get in 10 s, once the clone has booted.
+async fn cpu_of_primary_and_clone(extra: &str) -> (f64, f64) {
     let w = world(&TestPki::default_policy(), StatsBody::V27).await;
-    let (d, mut rx) = daemon(&w, "", "").await;
+    let (d, mut rx) = daemon(&w, extra, "").await;
     let mut seen = Vec::new();
     w.load.set(1.5);
     let clone = until(&mut rx, &mut seen, |o| match o {
@@ -350,39 +347,32 @@ async fn a_clone_gets_a_cpu_of_its_own() {
     tokio::time::sleep(Duration::from_secs(10)).await;
     let p = w.endpoint.cpu_seconds(&name("demo:web")).unwrap() - p0;
     let c = w.endpoint.cpu_seconds(&name(&clone)).unwrap() - c0;
+    d.stop().await;
+    (p, c)
+}
+
+/// albatross pins each unikernel to its `cpuids` (taskset): a clone on the
+/// primary's CPU would share one core (46.7 % and 44.5 % measured on a real
+/// albatross). The daemon pins the clone to another CPU the policy allows, so two
+/// instances serving 1.5 vCPUs each get 0.75 of a core (sharing: 0.5 each).
+#[tokio::test(start_paused = true)]
+async fn a_clone_gets_a_cpu_of_its_own() {
+    let (p, c) = cpu_of_primary_and_clone("").await;
     assert!(
         p > 7.0 && c > 7.0,
         "primary {p:.2} s, clone {c:.2} s of CPU in 10 s"
     );
-    d.stop().await;
 }
 
 /// `clone_cpus = "same"` keeps today's placement: the clone is pinned to the
 /// primary's CPU, so the two share one core (what the real albatross showed).
 #[tokio::test(start_paused = true)]
 async fn clone_cpus_same_shares_the_primarys_core() {
-    let w = world(&TestPki::default_policy(), StatsBody::V27).await;
-    let (d, mut rx) = daemon(&w, "clone_cpus = \"same\"\n", "").await;
-    let mut seen = Vec::new();
-    w.load.set(1.5);
-    let clone = until(&mut rx, &mut seen, |o| match o {
-        Output::Decision(d) if d.action == Action::ScaleUp => Some(d.instance.to_string()),
-        _ => None,
-    })
-    .await;
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let (p0, c0) = (
-        w.endpoint.cpu_seconds(&name("demo:web")).unwrap(),
-        w.endpoint.cpu_seconds(&name(&clone)).unwrap(),
-    );
-    tokio::time::sleep(Duration::from_secs(10)).await;
-    let p = w.endpoint.cpu_seconds(&name("demo:web")).unwrap() - p0;
-    let c = w.endpoint.cpu_seconds(&name(&clone)).unwrap() - c0;
+    let (p, c) = cpu_of_primary_and_clone("clone_cpus = \"same\"\n").await;
     assert!(
         p + c < 10.5 && p > 3.0 && c > 3.0,
         "one core between them: primary {p:.2} s, clone {c:.2} s of CPU in 10 s"
     );
-    d.stop().await;
 }
 
 /// A primary with a static address (`--ipv4=10.0.42.2/24`): each clone gets the

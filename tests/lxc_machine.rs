@@ -20,6 +20,25 @@ fn machine(lxc: &str) -> Lxc {
     Lxc::new(specs, Duration::from_secs(10), Timestamp::ZERO).with_approvals(true)
 }
 
+/// Container 101 known at 2 cores and 1 GiB, then polled at `cpu` every 10 s
+/// until `stop` says so (or 5 polls); every output.
+fn run(m: &mut Lxc, cpu: f64, mut stop: impl FnMut(&[Output]) -> bool) -> (Vec<Output>, u64) {
+    let mut out = Vec::new();
+    let size = Size {
+        cores: 2,
+        cpulimit_centi: 0,
+        memory_mib: 1024,
+    };
+    m.step(Timestamp(0), Input::Size { vmid: 101, size }, &mut out);
+    for i in 1..=5u64 {
+        m.step(Timestamp(i * 10_000), poll(cpu), &mut out);
+        if stop(&out) {
+            return (out, i * 10_000);
+        }
+    }
+    (out, 50_000)
+}
+
 fn poll(cpu: f64) -> Input {
     Input::Poll(Poll {
         rows: vec![Row {
@@ -42,29 +61,18 @@ fn a_held_resize_of_a_resize_only_container_expires_on_the_machines_deadline() {
     let mut m = machine(
         "[[lxc]]\nvmid = 101\nname = \"web\"\nmode = \"vertical\"\ncores = [1, 4]\nscale_up_ticks = 2\nrequire_approval = [\"scale_up\"]\napproval_timeout = \"2m\"\n",
     );
-    let mut out = Vec::new();
-    let size = Size {
-        cores: 2,
-        cpulimit_centi: 0,
-        memory_mib: 1024,
-    };
-    m.step(Timestamp(0), Input::Size { vmid: 101, size }, &mut out);
-    let mut held = None;
-    for i in 1..=5u64 {
-        out.clear();
-        m.step(Timestamp(i * 10_000), poll(0.95), &mut out);
-        held = out.iter().find_map(|o| match o {
+    let resize = |out: &[Output]| {
+        out.iter().find_map(|o| match o {
             Output::Vertical {
                 out: vertical::Output::Resize(r),
                 ..
-            } => Some((r.clone(), i * 10_000)),
+            } => Some(r.clone()),
             _ => None,
-        });
-        if held.is_some() {
-            break;
-        }
-    }
-    let (r, at) = held.expect("a hot container asks for a core");
+        })
+    };
+    let (out, at) = run(&mut m, 0.95, |o| resize(o).is_some());
+    let r = resize(&out).expect("a hot container asks for a core");
+    let mut out = Vec::new();
     assert!(m.is_held_resize(101, r.id));
     // Nothing else has a deadline: the machine's is the expiry.
     assert_eq!(m.next_deadline(), Some(Timestamp(at + 120_000)));
@@ -95,16 +103,7 @@ fn a_policy_vcpus_does_not_rescale_container_shares() {
     let mut m = machine(
         "[[lxc]]\nvmid = 101\nname = \"web\"\nmode = \"horizontal\"\nmax_instances = 2\nscale_up_ticks = 2\nscale_up_cooldown = \"0s\"\n",
     );
-    let mut out = Vec::new();
-    let size = Size {
-        cores: 2,
-        cpulimit_centi: 0,
-        memory_mib: 1024,
-    };
-    m.step(Timestamp(0), Input::Size { vmid: 101, size }, &mut out);
-    for i in 1..=5u64 {
-        m.step(Timestamp(i * 10_000), poll(0.95), &mut out);
-    }
+    let (out, _) = run(&mut m, 0.95, |_| false);
     let shares: Vec<f64> = out
         .iter()
         .filter_map(|o| match o {
