@@ -33,7 +33,7 @@ pub fn line(out: &Output, explain: bool) -> Option<Value> {
                 "group": d.group,
                 "action": d.action,
                 "instance": d.instance,
-                "reason": d.reason,
+                "reason": d.reason_text(),
                 "id": d.id,
                 "avg_cpu_percent": d.avg_bp.map(cpu::percent),
                 "instances": d.instances,

@@ -485,3 +485,32 @@ fn an_explicit_vcpus_overrides_the_sources_count() {
 fn name_of(s: &str) -> Name {
     Name::parse(s).unwrap()
 }
+
+/// A scale-up's reason says when the clone adds no CPU: the orchestrator allows
+/// no CPU but the primary's (`CpuRoom`), or `clone_cpus = "same"`; otherwise it is
+/// the plain reason.
+#[test]
+fn a_scale_up_says_when_its_clone_adds_no_cpu() {
+    let reason = |p: Policy, room: Option<bool>| {
+        let mut h = H::new(p);
+        if let Some(other_cpus) = room {
+            h.input(Input::CpuRoom { other_cpus });
+        }
+        h.sample("alice:web", 0);
+        let mut d = Vec::new();
+        for _ in 0..3 {
+            d.extend(decisions(&h.round(&["alice:web"], 85)));
+        }
+        d[0].reason_text()
+    };
+    const NOTE: &str = "the clone shares the primary's CPU, so it adds no CPU capacity";
+    assert!(!reason(policy(), None).contains(NOTE));
+    assert!(!reason(policy(), Some(true)).contains(NOTE));
+    let r = reason(policy(), Some(false));
+    assert!(r.contains("85.00% > 80% for 3") && r.ends_with(NOTE), "{r}");
+    let same = Policy {
+        clone_cpus: albatross_autoscale::core::CloneCpus::Same,
+        ..policy()
+    };
+    assert!(reason(same, Some(true)).ends_with(NOTE));
+}

@@ -73,6 +73,10 @@ pub enum Input {
         id: ActionId,
         by: String,
     },
+    /// Whether the orchestrator allows `group`'s clones a CPU other than the
+    /// primary's (albatross: the policy's cpuids), so a scale-up's reason can say
+    /// when a clone adds no CPU.
+    CpuRoom { group: Name, other_cpus: bool },
 }
 
 /// How the engine treats instances it has not been told about.
@@ -379,6 +383,11 @@ impl Engine {
             Input::Refusal { group, why } => {
                 if let Some(i) = self.find(&group) {
                     self.step_cluster(i, now, group::Input::Refusal { why }, out);
+                }
+            }
+            Input::CpuRoom { group, other_cpus } => {
+                if let Some(i) = self.find(&group) {
+                    self.step_cluster(i, now, group::Input::CpuRoom { other_cpus }, out);
                 }
             }
             Input::Gone { group, vm } => {

@@ -131,6 +131,23 @@ pub struct Decision {
     /// Taken by the emergency rule (`emergency_threshold`): skipped the tick streak
     /// and the up-cooldown.
     pub emergency: bool,
+    /// A scale-up whose clone adds no CPU: it will share the primary's CPU
+    /// (`clone_cpus = "same"`, or the orchestrator allows no other).
+    pub no_cpu: bool,
+}
+
+impl Decision {
+    /// The reason as the decision log, notices and approvals show it.
+    pub fn reason_text(&self) -> String {
+        if self.no_cpu {
+            format!(
+                "{}; the clone shares the primary's CPU, so it adds no CPU capacity",
+                self.reason
+            )
+        } else {
+            self.reason.to_string()
+        }
+    }
 }
 
 /// The verdict of one evaluation.

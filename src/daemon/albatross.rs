@@ -559,6 +559,23 @@ async fn reconcile(shell: &Shell) -> Result<bool, ClientError> {
             tracing::warn!(endpoint = client.endpoint(), error = %e, "cannot read the albatross policy (`policy info`); scale-ups are not checked against it beforehand");
         }
     }
+    // Whether clones can get a CPU other than their primary's (the scale-up's
+    // reason says when not).
+    if let Some(policy) = client.policy() {
+        for group in &groups {
+            let Some(p) = running.iter().find(|u| u.name == *group) else {
+                continue;
+            };
+            let other_cpus = policy.cpuids.iter().any(|c| !p.info.cpuids.contains(c));
+            let room = Input::CpuRoom {
+                group: group.clone(),
+                other_cpus,
+            };
+            if shell.events.send(Event::Input(room)).await.is_err() {
+                return Ok(false);
+            }
+        }
+    }
     if let Ok(mut m) = shell.vcpus.lock() {
         for u in &running {
             if let Some(n) = crate::albatross::actuator::vcpus_of(&u.info) {

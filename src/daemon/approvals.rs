@@ -90,7 +90,7 @@ impl Request {
             instance: d.instance.to_string(),
             action: d.action.as_str().to_string(),
             emergency: d.emergency,
-            reason: d.reason.to_string(),
+            reason: d.reason_text(),
             action_id: d.id,
             inputs: json!({
                 "avg_cpu_percent": d.avg_bp.map(crate::core::cpu::percent),

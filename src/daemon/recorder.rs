@@ -91,6 +91,12 @@ pub enum Line {
         approve: bool,
         by: String,
     },
+    /// Whether the orchestrator allows the group's clones a CPU of their own.
+    CpuRoom {
+        t_ms: u64,
+        group: String,
+        other_cpus: bool,
+    },
     /// A reload: the new `[policy]` and `[[group]]` tables.
     Reconfigure {
         t_ms: u64,
@@ -226,6 +232,11 @@ impl Line {
                 id: *id,
                 approve: false,
                 by: by.clone(),
+            },
+            Input::CpuRoom { group, other_cpus } => Self::CpuRoom {
+                t_ms,
+                group: s(group),
+                other_cpus: *other_cpus,
             },
             Input::Reconfigure { .. } => Self::Reconfigure {
                 t_ms,
@@ -454,6 +465,17 @@ impl Line {
                 };
                 (t_ms, Some(input))
             }
+            Self::CpuRoom {
+                t_ms,
+                group,
+                other_cpus,
+            } => (
+                t_ms,
+                Some(Input::CpuRoom {
+                    group: n(&group)?,
+                    other_cpus,
+                }),
+            ),
             Self::Reconfigure { t_ms, config } => (
                 t_ms,
                 Some(Input::Reconfigure {
@@ -586,6 +608,10 @@ mod tests {
                 why: Some("albatross policy: x".into()),
             },
             Input::ExternalCost { micros: 7 },
+            Input::CpuRoom {
+                group: Name::parse("alice:web").unwrap(),
+                other_cpus: false,
+            },
             Input::Approve {
                 group: Name::parse("alice:web").unwrap(),
                 id: 4,

@@ -130,7 +130,7 @@ impl Feed {
                 group: d.group.clone(),
                 action: d.action.as_str(),
                 instance: d.instance.clone(),
-                reason: d.reason.to_string(),
+                reason: d.reason_text(),
                 emergency: d.emergency,
             },
             _ => return,

@@ -75,7 +75,7 @@ impl Notice {
                 group,
                 instance,
                 action,
-                reason: d.reason.to_string(),
+                reason: d.reason_text(),
                 dry_run,
             },
             Err(e) => Notice::ActionFailed {

@@ -497,6 +497,7 @@ impl Group {
             high_ticks: self.high,
             low_ticks: self.low,
             emergency: false,
+            no_cpu: action == Action::ScaleUp && self.clones_share_cpu(),
         })));
         id
     }

@@ -52,6 +52,8 @@ pub enum Input {
     /// Scale-ups are refused for a reason waiting cannot change (the why-not), until
     /// a member leaves, the policy is reloaded, or `None` lifts it.
     Refusal { why: Option<String> },
+    /// Whether the orchestrator allows a CPU other than the primary's.
+    CpuRoom { other_cpus: bool },
     /// An owned clone the orchestrator no longer lists: it leaves without a destroy
     /// (one being created or destroyed settles through its own action).
     Gone { vm: Arc<Name> },
@@ -183,6 +185,9 @@ pub struct Group {
     cost_room: Option<u64>,
     /// A refusal of scale-ups that waiting cannot change (why-not, instances then).
     refusal: Option<(WhyNot, u32)>,
+    /// Whether the orchestrator allows a CPU other than the primary's (`None`:
+    /// not known): a clone pinned to the primary's adds no CPU.
+    other_cpus: Option<bool>,
 }
 
 impl Group {
@@ -238,6 +243,7 @@ impl Group {
             sched: schedule::Tracker::new(&policy_schedule, now),
             cost_room: None,
             refusal: None,
+            other_cpus: None,
         };
         g.refile_eval();
         g
@@ -327,6 +333,12 @@ impl Group {
         self.refile_eval();
         self.refusal = None;
         self.sched.reset(&self.policy.schedule, self.last_eval);
+    }
+
+    /// A clone would share the primary's CPU: `clone_cpus = "same"`, or the
+    /// orchestrator allows no other CPU.
+    pub(crate) fn clones_share_cpu(&self) -> bool {
+        self.policy.clone_cpus == crate::core::CloneCpus::Same || self.other_cpus == Some(false)
     }
 
     /// Set the Unix time (ms) of t = 0, which schedules are evaluated against.
@@ -448,6 +460,7 @@ impl Group {
                     self.decide_now(now, out);
                 }
             }
+            Input::CpuRoom { other_cpus } => self.other_cpus = Some(other_cpus),
             Input::Pause => self.control.paused = true,
             Input::Resume => {
                 self.control = Control::default();

@@ -18,7 +18,7 @@ impl<A: Actuator> Runner<A> {
         d: &Decision,
         in_flight: &mut JoinSet<Settled>,
     ) {
-        tracing::info!(group = %d.group, action = d.action.as_str(), instance = %d.instance, reason = %d.reason, dry_run = self.settings.dry_run, "decision");
+        tracing::info!(group = %d.group, action = d.action.as_str(), instance = %d.instance, reason = %d.reason_text(), dry_run = self.settings.dry_run, "decision");
         match d.action {
             Action::Promote => {
                 // The new primary is never a scale-down victim.
