@@ -183,6 +183,8 @@ impl Container {
 #[derive(Debug, Clone)]
 pub struct Lxc {
     containers: Vec<Container>,
+    /// vmid → index in `containers`.
+    by_vmid: HashMap<u32, usize>,
     engine: Engine,
     /// Synthetic cumulative CPU counters, by instance.
     counters: HashMap<Name, (Timestamp, u64)>,
@@ -209,6 +211,7 @@ impl Lxc {
             .filter(|s| s.mode.clones())
             .map(|s| (s.name.clone(), s.policy.clone()))
             .collect();
+        let by_vmid = specs.iter().enumerate().map(|(i, s)| (s.vmid, i)).collect();
         let containers = specs
             .into_iter()
             .map(|spec| Container {
@@ -224,6 +227,7 @@ impl Lxc {
             .collect();
         Self {
             containers,
+            by_vmid,
             engine: Engine::new(groups, Options::default(), now),
             counters: HashMap::new(),
             poll_interval,
@@ -257,7 +261,12 @@ impl Lxc {
     }
 
     pub fn container(&self, vmid: u32) -> Option<&Container> {
-        self.containers.iter().find(|c| c.spec.vmid == vmid)
+        self.index_of(vmid).map(|i| &self.containers[i])
+    }
+
+    /// The index of container `vmid` in [`Lxc::containers`].
+    pub fn index_of(&self, vmid: u32) -> Option<usize> {
+        self.by_vmid.get(&vmid).copied()
     }
 
     /// The container whose group is `name`.
@@ -536,7 +545,7 @@ impl Lxc {
             answer,
         });
         let Some(why) = failure else { return };
-        let Some(i) = self.containers.iter().position(|c| c.spec.vmid == vmid) else {
+        let Some(i) = self.index_of(vmid) else {
             return;
         };
         let mut vout = Vec::new();
@@ -583,8 +592,8 @@ impl Machine for Lxc {
         match input {
             Input::Poll(p) => self.on_poll(now, &p, out),
             Input::Size { vmid, size } => {
-                if let Some(c) = self.containers.iter_mut().find(|c| c.spec.vmid == vmid) {
-                    c.known = Some(size);
+                if let Some(i) = self.index_of(vmid) {
+                    self.containers[i].known = Some(size);
                 }
             }
             Input::Resized {
@@ -595,7 +604,7 @@ impl Machine for Lxc {
             } => {
                 // A result ends any wait for approval (a refusal by the shell).
                 self.resizes.take(|(v, r)| *v == vmid && r.id == id);
-                let Some(i) = self.containers.iter().position(|c| c.spec.vmid == vmid) else {
+                let Some(i) = self.index_of(vmid) else {
                     return;
                 };
                 let ok = outcome.is_ok();

@@ -254,15 +254,10 @@ impl Controller {
         report: &mut Report,
     ) -> Vec<Job> {
         let poll = self.poll_of(res);
-        report.containers_seen = self
-            .machine
-            .containers()
+        report.containers_seen = poll
+            .rows
             .iter()
-            .filter(|c| {
-                poll.rows
-                    .iter()
-                    .any(|r| r.vmid == c.spec().vmid && r.running && !r.template)
-            })
+            .filter(|r| r.running && !r.template && self.machine.index_of(r.vmid).is_some())
             .count();
         self.refresh_known(now, &poll).await;
         let out = self.step(now, lxc::Input::Poll(poll));

@@ -62,10 +62,7 @@ impl Controller {
 
     /// The machine index of container `vmid`.
     pub(super) fn index(&self, vmid: u32) -> Option<usize> {
-        self.machine
-            .containers()
-            .iter()
-            .position(|c| c.spec().vmid == vmid)
+        self.machine.index_of(vmid)
     }
 
     fn vertical_output(

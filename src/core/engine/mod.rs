@@ -159,26 +159,6 @@ impl Engine {
         Group::new(primary, policy, now).with_phase(phase)
     }
 
-    /// Rebuild every index over `clusters` (creation, reload): O(n).
-    fn reindex(&mut self) {
-        self.index.clear();
-        for (i, c) in self.clusters.iter().enumerate() {
-            self.index.entry(c.group().clone()).or_insert(i);
-        }
-        self.queue = Queue::of(self.clusters.iter().map(Group::next_deadline));
-        self.total_cost = self
-            .clusters
-            .iter()
-            .map(|c| u128::from(c.hourly_cost()))
-            .sum();
-        self.reroute();
-    }
-
-    /// The index of `group`.
-    fn find(&self, group: &Name) -> Option<usize> {
-        self.index.get(group).copied()
-    }
-
     /// Anchor t = 0 at `origin_ms` (Unix ms): schedules are evaluated at wall-clock
     /// time `origin_ms + now`. The daemon passes its start time; `replay` its
     /// `--start`.
@@ -299,34 +279,6 @@ impl Engine {
         self.reindex();
     }
 
-    /// Whether decision `d` must wait for an operator ([`Group::needs_approval`]).
-    pub fn needs_approval(&self, d: &Decision) -> bool {
-        self.cluster(&d.group).is_some_and(|c| c.needs_approval(d))
-    }
-
-    /// Re-check decision `d`, held for approval, now that it is approved
-    /// ([`Group::recheck`]); `Err` says why it must not be executed.
-    pub fn recheck(&self, d: &Decision) -> Result<(), String> {
-        let c = self
-            .cluster(&d.group)
-            .ok_or_else(|| format!("group {} is no longer configured", d.group))?;
-        c.recheck(d)?;
-        // The pending create is already counted in its group's cost.
-        let total = self.hourly_cost().saturating_add(self.external_cost);
-        match self.cost_ceiling {
-            Some(max) if d.action == Action::ScaleUp && total > max => Err(format!(
-                "cost: {}/h in all, above the global max_cost_per_hour ({})",
-                crate::core::policy::money(total),
-                crate::core::policy::money(max)
-            )),
-            _ => Ok(()),
-        }
-    }
-
-    fn cluster(&self, group: &Name) -> Option<&Group> {
-        self.find(group).map(|i| &self.clusters[i])
-    }
-
     /// The earliest time at which [`Input::Tick`] must be handled: O(1).
     pub fn next_deadline(&self) -> Option<Timestamp> {
         match (self.queue.first(), self.gate.next_deadline()) {
@@ -406,71 +358,8 @@ impl Engine {
             Input::Approve { group, id, by } => self.answer(now, &group, id, true, by, out),
             Input::Reject { group, id, by } => self.answer(now, &group, id, false, by, out),
         }
-        if tick && !self.gate.is_empty() {
-            for d in self.gate.expired(now) {
-                self.answered(now, d, Answer::Expired, out);
-            }
-        }
-    }
-
-    /// Hold decisions that need approval ([`Options::approvals`]); set when the
-    /// engine is built (the daemon: unless dry-run).
-    pub fn with_approvals(mut self, on: bool) -> Self {
-        self.options.approvals = on;
-        self
-    }
-
-    /// Whether decision `id` of `group` waits for an operator.
-    pub fn is_held(&self, group: &Name, id: ActionId) -> bool {
-        self.gate.contains(|d| d.id == id && *d.group == *group)
-    }
-
-    /// An operator's verdict on a held decision: `approve_by` approves.
-    fn answer(
-        &mut self,
-        now: Timestamp,
-        group: &Name,
-        id: ActionId,
-        approve: bool,
-        by: String,
-        out: &mut Vec<Output>,
-    ) {
-        // Unknown: answered already, expired, or never held; nothing to do.
-        let Some(d) = self.gate.take(|d| d.id == id && *d.group == *group) else {
-            return;
-        };
-        let answer = match (approve, self.recheck(&d)) {
-            (true, Ok(())) => Answer::Approved { by },
-            (true, Err(why)) => Answer::Refused { by, why },
-            (false, _) => Answer::Rejected { by },
-        };
-        self.answered(now, d, answer, out);
-    }
-
-    /// Say how the wait of `d` ended; one not carried out is a failed action for
-    /// its group (which backs off as after any failure).
-    fn answered(
-        &mut self,
-        now: Timestamp,
-        d: Box<Decision>,
-        answer: Answer,
-        out: &mut Vec<Output>,
-    ) {
-        let failure = answer.failure();
-        let (group, id) = ((*d.group).clone(), d.id);
-        out.push(Output::Answered {
-            t: now,
-            decision: d,
-            answer,
-        });
-        if let Some(why) = failure
-            && let Some(i) = self.find(&group)
-        {
-            let result = group::Input::ActionResult {
-                id,
-                outcome: Err(why),
-            };
-            self.step_cluster(i, now, result, out);
+        if tick {
+            self.expire_held(now, out);
         }
     }
 
@@ -493,87 +382,25 @@ impl Engine {
         input: group::Input,
         out: &mut Vec<Output>,
     ) {
+        self.with_group(i, now, out, |g, out| g.step(now, input, out));
+    }
+
+    /// Step group `i` with `f`, then bring the indexes up to date and hold what
+    /// its decisions need approved: every change to a group goes through here.
+    #[inline]
+    fn with_group(
+        &mut self,
+        i: usize,
+        now: Timestamp,
+        out: &mut Vec<Output>,
+        f: impl FnOnce(&mut Group, &mut Vec<Output>),
+    ) {
         let before = self.before(i);
         let from = out.len();
-        self.clusters[i].step(now, input, out);
+        f(&mut self.clusters[i], out);
         self.after(i, before);
-        if self.options.approvals {
+        if self.options.approvals && out.len() > from {
             self.hold(i, now, &out[from..]);
-        }
-    }
-
-    /// What [`Engine::after`] needs to know of group `i` before a step.
-    #[inline]
-    fn before(&mut self, i: usize) -> (u64, u64) {
-        if self.cost_ceiling.is_some() {
-            self.share_cost_room(i);
-        }
-        let c = &self.clusters[i];
-        (c.membership(), c.hourly_cost())
-    }
-
-    /// Bring the indexes up to date with group `i` after a step: O(log n), plus
-    /// the group's members if its membership changed.
-    #[inline]
-    fn after(&mut self, i: usize, (membership, cost): (u64, u64)) {
-        let c = &self.clusters[i];
-        let now = c.hourly_cost();
-        if now != cost {
-            self.total_cost = self.total_cost.saturating_sub(u128::from(cost)) + u128::from(now);
-        }
-        self.queue.set(i, c.next_deadline());
-        if c.membership() != membership {
-            self.reroute_group(i);
-        }
-    }
-
-    /// Re-file the members of group `i` in `routes`.
-    fn reroute_group(&mut self, i: usize) {
-        if self.shared {
-            return self.reroute();
-        }
-        for name in std::mem::take(&mut self.routed[i]) {
-            if self.routes.get(&name).is_some_and(|&(k, _)| k == i) {
-                self.routes.remove(&name);
-            }
-        }
-        let mut names = Vec::new();
-        for (j, m) in self.clusters[i].members().enumerate() {
-            let prev = self.routes.insert(m.name.clone(), (i, j));
-            self.shared |= prev.is_some_and(|(k, _)| k != i);
-            names.push(m.name.clone());
-        }
-        self.routed[i] = names;
-        if self.shared {
-            self.reroute();
-        }
-    }
-
-    /// Hold the decisions among `new` (outputs of group `i`) that need approval.
-    fn hold(&mut self, i: usize, now: Timestamp, new: &[Output]) {
-        for o in new {
-            if let Output::Decision(d) = o
-                && self.clusters[i].needs_approval(d)
-            {
-                let timeout = self.clusters[i].policy().approval_timeout;
-                self.gate.hold(now, d.clone(), timeout);
-            }
-        }
-    }
-
-    /// All routes from scratch.
-    fn reroute(&mut self) {
-        self.routes.clear();
-        self.routed.clear();
-        self.shared = false;
-        for (i, c) in self.clusters.iter().enumerate() {
-            let mut names = Vec::new();
-            for (j, m) in c.members().enumerate() {
-                let prev = self.routes.insert(m.name.clone(), (i, j));
-                self.shared |= prev.is_some_and(|(k, _)| k != i);
-                names.push(m.name.clone());
-            }
-            self.routed.push(names);
         }
     }
 
@@ -586,14 +413,10 @@ impl Engine {
         out: &mut Vec<Output>,
     ) {
         if let Some(&(i, j)) = self.routes.get(&vm) {
-            let before = self.before(i);
-            let from = out.len();
-            self.clusters[i].sample_at(now, j, cpu_us, vcpus, out);
-            self.after(i, before);
-            if self.options.approvals && out.len() > from {
-                self.hold(i, now, &out[from..]);
-            }
-            return;
+            // By member index: no second lookup by name on the hot path.
+            return self.with_group(i, now, out, |g, out| {
+                g.sample_at(now, j, cpu_us, vcpus, out);
+            });
         }
         // Only a VM seen for the first time is matched against the groups' clone
         // templates; after that it is known to be in no group (until a reload).
@@ -653,154 +476,9 @@ impl Engine {
     }
 }
 
+// The indexes over the groups (by name, by deadline, by member; the cost total).
+mod index;
+// Decisions held for approval: the gate.
+mod approval;
 #[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::*;
-
-    /// The indexes kept up to date step by step equal ones built from scratch.
-    fn assert_indexes(e: &Engine) {
-        let scan = e.clusters.iter().map(Group::next_deadline).min();
-        assert_eq!(e.next_deadline(), scan);
-        let mut fresh = e.clone();
-        fresh.reroute();
-        assert_eq!(e.routes, fresh.routes);
-        let sum: u128 = e.clusters.iter().map(|c| u128::from(c.hourly_cost())).sum();
-        assert_eq!(e.total_cost, sum);
-    }
-
-    fn policy(k: u64) -> Policy {
-        Policy {
-            sample_interval: Duration::from_secs(5 + k % 3 * 5),
-            scale_up_ticks: 1,
-            scale_down_ticks: 1,
-            scale_up_cooldown: Duration::from_secs(20),
-            scale_down_cooldown: Duration::from_secs(20),
-            max_instances: 3,
-            instance_cost_micros: 1_000_000 + k,
-            ..Policy::default()
-        }
-    }
-
-    #[test]
-    fn queue_routes_and_cost_match_a_scan_after_every_input() {
-        let name = |k: u64| Name::parse(&format!("a:g{k}")).unwrap();
-        let groups = (0..40).map(|k| (name(k), policy(k))).collect();
-        let mut e = Engine::new(groups, Options::default(), Timestamp::ZERO)
-            .with_cost_ceiling(Some(60_000_000));
-        let (mut now, mut x, mut cpu) = (Timestamp::ZERO, 0x2545_f491_4f6c_dd1d_u64, 0u64);
-        let mut out = Vec::new();
-        for step in 0..4000u64 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            now = now.plus(Duration::from_millis(x % 700));
-            let k = x % 40;
-            let input = match step % 97 {
-                // A reload that drops one group, adds another and keeps the rest.
-                0 => Input::Reconfigure {
-                    groups: (0..40)
-                        .filter(|&j| j != k)
-                        .chain([40 + step % 7])
-                        .map(|j| (name(j), policy(j + step)))
-                        .collect(),
-                },
-                1 => Input::WallOrigin {
-                    origin_ms: i64::try_from(step).unwrap(),
-                },
-                2 => Input::InstanceCost {
-                    group: name(k),
-                    micros: step,
-                },
-                _ if x % 5 == 0 => Input::Tick,
-                _ => {
-                    // Busy groups (k < 10) scale up; their clones report too.
-                    cpu += if k < 10 { 9_000_000 } else { 1_000_000 };
-                    let vm = if x % 3 == 0 {
-                        Name::parse(&format!("a:g{k}-clone-1")).unwrap()
-                    } else {
-                        name(k)
-                    };
-                    Input::Sample {
-                        vm,
-                        cpu_us: cpu,
-                        vcpus: None,
-                    }
-                }
-            };
-            let input = match (input, e.next_deadline()) {
-                (Input::Tick, Some(t)) => {
-                    now = now.max(t);
-                    Input::Tick
-                }
-                (i, _) => i,
-            };
-            out.clear();
-            e.step(now, input, &mut out);
-            // Answer every decision at once, alternately done and failed.
-            let decisions: Vec<Box<Decision>> = out
-                .iter()
-                .filter_map(|o| match o {
-                    Output::Decision(d) => Some(d.clone()),
-                    _ => None,
-                })
-                .collect();
-            for d in decisions {
-                let outcome = if d.id % 2 == 0 {
-                    Ok(())
-                } else {
-                    Err("no".into())
-                };
-                e.step(
-                    now,
-                    Input::ActionResult {
-                        group: (*d.group).clone(),
-                        id: d.id,
-                        outcome,
-                    },
-                    &mut out,
-                );
-            }
-            assert_indexes(&e);
-        }
-        assert!(
-            e.clusters.iter().any(|c| c.members().count() > 1),
-            "nothing scaled"
-        );
-    }
-
-    #[test]
-    fn groups_created_together_first_evaluate_apart_and_stay_apart() {
-        // 1 000 silent groups at a 10 s interval: the timer evaluates them, in
-        // [15 s, 25 s) the first time and 15 s after that.
-        let groups = (0..1000)
-            .map(|k| (Name::parse(&format!("a:vm{k}")).unwrap(), Policy::default()))
-            .collect();
-        let mut e = Engine::new(groups, Options::default(), Timestamp::ZERO);
-        let interval = Policy::default().sample_interval;
-        let first = Timestamp::ZERO.plus(interval.mul_f32(1.5));
-        let (mut evaluations, mut most, mut out) = (FxMap::default(), 0, Vec::new());
-        while let Some(t) = e
-            .next_deadline()
-            .filter(|t| *t < first.plus(interval * 5 / 2))
-        {
-            out.clear();
-            e.step(t, Input::Tick, &mut out);
-            let mut now = 0;
-            for o in &out {
-                if let Output::Evaluation(ev) = o {
-                    assert!(t >= first, "{} evaluated at {t:?}", ev.group);
-                    *evaluations.entry(ev.group.clone()).or_insert(0) += 1;
-                    now += 1;
-                }
-            }
-            most = most.max(now);
-        }
-        // Every group twice (at 15 s + its phase, 15 s later), never more than a
-        // handful in one instant.
-        assert_eq!(evaluations.len(), 1000);
-        assert!(evaluations.values().all(|&n| n == 2), "{evaluations:?}");
-        assert!(most <= 8, "{most} groups evaluated in one tick");
-    }
-}
+mod tests;
