@@ -435,6 +435,19 @@ async fn clones_get_their_own_addresses_and_a_static_primary_needs_a_pool() {
     );
     tokio::time::sleep(Duration::from_secs(30)).await;
     assert_eq!(w.endpoint.unikernels().len(), 1, "nothing was cloned");
+    assert_eq!(
+        w.commands("UnikernelCreate"),
+        0,
+        "refused before any create"
+    );
+    // Held: no second attempt while hot (not one failure per backoff).
+    let mut again = 0;
+    while let Ok(o) = rx.try_recv() {
+        if matches!(o, Output::ActionFailed { .. }) {
+            again += 1;
+        }
+    }
+    assert_eq!(again, 0, "scale-ups are held after the refusal");
     d.stop().await;
 }
 

@@ -39,7 +39,10 @@ pub struct AlbatrossActuator {
     clients: std::sync::RwLock<HashMap<Name, Client>>,
     /// Each primary's configuration as last listed (its image is in `images`);
     /// boxed, so that 10 000 slots of the map stay small.
-    specs: Mutex<HashMap<Name, Box<UnikernelInfo>>>,
+    /// Each primary's configurations, newest first: the last one listed, and the
+    /// one before if its image differs (a re-create pairs a configuration with the
+    /// image stored for it, not a new configuration with an old image).
+    specs: Mutex<HashMap<Name, Vec<UnikernelInfo>>>,
     images: Arc<ImageStore>,
     vcpus: VcpuMap,
     /// Clones being created: their CPUs and address (placement counts them).
@@ -115,7 +118,13 @@ impl AlbatrossActuator {
             lock(&self.vcpus).insert(primary.clone(), n);
         }
         let reported = hex(&info.digest);
-        lock(&self.specs).insert(primary.clone(), Box::new(info));
+        {
+            let mut specs = lock(&self.specs);
+            let seen = specs.entry(primary.clone()).or_default();
+            seen.retain(|i| i.digest != info.digest);
+            seen.insert(0, info);
+            seen.truncate(2);
+        }
         self.missing_image(primary, &reported, primary)
     }
 
@@ -126,7 +135,10 @@ impl AlbatrossActuator {
         primary: &Name,
         running: &[crate::wire::NamedUnikernelInfo],
     ) -> Option<ImageFetch> {
-        let digest = lock(&self.specs).get(primary).map(|i| i.digest.clone())?;
+        let digest = lock(&self.specs)
+            .get(primary)
+            .and_then(|s| s.first())
+            .map(|i| i.digest.clone())?;
         if digest.is_empty() {
             return None;
         }
@@ -203,6 +215,24 @@ impl AlbatrossActuator {
     /// A dead primary's image from the store. Not there (its fetch failed or is
     /// under way) or corrupt: say so, and reconcile so that a unikernel running
     /// the same digest (a clone) serves it again.
+    /// The configuration of `primary` that goes with its stored image: the newest
+    /// one whose image is the one claimed (an update whose image was not stored
+    /// yet is passed over), else the newest.
+    fn paired_spec(&self, primary: &Name) -> Option<UnikernelInfo> {
+        let specs = lock(&self.specs).get(primary).cloned()?;
+        let claimed = self.images.claim_of(primary);
+        let paired = specs.iter().find(|i| {
+            let r = hex(&i.digest);
+            !r.is_empty() && claimed.is_some() && self.images.stored_as(&r) == claimed
+        });
+        if let (Some(p), Some(newest)) = (paired, specs.first())
+            && p.digest != newest.digest
+        {
+            tracing::warn!(%primary, "its newest image was not stored before it died: re-creating it with the image and configuration it ran before");
+        }
+        paired.or(specs.first()).cloned()
+    }
+
     fn stored_image(&self, client: &Client, primary: &Name) -> Result<Vec<u8>, Failed> {
         let Some(digest) = self.images.claim_of(primary) else {
             client.request_reconcile();
@@ -275,7 +305,7 @@ impl AlbatrossActuator {
 
     async fn recreate(&self, d: &Decision) -> Result<Done, Failed> {
         let client = self.client(&d.group)?;
-        let info = lock(&self.specs).get(&d.instance).cloned().ok_or_else(|| {
+        let info = self.paired_spec(&d.instance).ok_or_else(|| {
             format!(
                 "no configuration of {} was seen while it ran (the daemon started after it died?); create it by hand",
                 d.instance
@@ -514,5 +544,39 @@ mod tests {
         assert_eq!(vcpus_of(&info(Typ::Bhyve, Some(2))), Some(2));
         assert_eq!(vcpus_of(&info(Typ::Bhyve, Some(0))), Some(1));
         assert_eq!(vcpus_of(&info(Typ::Bhyve, None)), None);
+    }
+
+    /// An image update seen while the primary ran, whose new image was not
+    /// stored before it died: the re-create pairs the configuration it ran before
+    /// with the image stored for it, never the new configuration with the old image.
+    #[test]
+    fn a_re_create_pairs_a_configuration_with_its_own_image() {
+        let dir = std::env::temp_dir().join(format!("aa-pair-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let images = ImageStore::open(&dir).unwrap();
+        let a = AlbatrossActuator::new(HashMap::new(), VcpuMap::default(), Arc::new(images));
+        let p = Name::parse("alice:web").unwrap();
+        let mut old = info(Typ::Solo5, None);
+        old.digest = vec![0xaa; 32];
+        old.memory = 64;
+        let mut new = old.clone();
+        new.digest = vec![0xbb; 32];
+        new.memory = 128;
+        a.remember(&p, old.clone());
+        let d = a.images().put(&hex(&old.digest), b"old image").unwrap();
+        a.images().claim(&p, &d);
+        assert_eq!(a.paired_spec(&p).unwrap().memory, 64);
+        // The update is listed; its image is not stored yet.
+        assert!(a.remember(&p, new.clone()).is_some(), "a fetch is due");
+        assert_eq!(
+            a.paired_spec(&p).unwrap().memory,
+            64,
+            "old config, old image"
+        );
+        // Once stored and claimed, the new pair is used.
+        let d = a.images().put(&hex(&new.digest), b"new image").unwrap();
+        a.images().claim(&p, &d);
+        assert_eq!(a.paired_spec(&p).unwrap().memory, 128);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

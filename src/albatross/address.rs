@@ -13,13 +13,23 @@ use crate::wire::NamedUnikernelInfo;
 
 const FLAG: &str = "--ipv4=";
 
-/// The address and prefix length of `--ipv4=` in `argv`, if any.
+/// Where the address is in `argv`: the index of the argument holding the value
+/// (`--ipv4=X/N`, or the one after `--ipv4`, as cmdliner accepts both).
+fn position(argv: &[String]) -> Option<(usize, &str)> {
+    argv.iter()
+        .enumerate()
+        .find_map(|(i, a)| match a.strip_prefix(FLAG) {
+            Some(v) => Some((i, v)),
+            None if a == "--ipv4" => argv.get(i + 1).map(|v| (i + 1, v.as_str())),
+            None => None,
+        })
+}
+
+/// The address and prefix length of `--ipv4` in `argv`, if any.
 pub fn static_ipv4(argv: &[String]) -> Option<(Ipv4Addr, u8)> {
-    argv.iter().find_map(|a| {
-        let v = a.strip_prefix(FLAG)?;
-        let (addr, prefix) = v.split_once('/').unwrap_or((v, "32"));
-        Some((addr.parse().ok()?, prefix.parse().ok()?))
-    })
+    let (_, v) = position(argv)?;
+    let (addr, prefix) = v.split_once('/').unwrap_or((v, "32"));
+    Some((addr.parse().ok()?, prefix.parse().ok()?))
 }
 
 /// The arguments of a clone of a primary started with `argv`, under `pool`, with
@@ -53,17 +63,16 @@ pub fn clone_argv(
     let free = pool.pick(&used).ok_or_else(|| {
         format!("clone_ipv4 pool {first}-{last} exhausted: every address is in use at the path")
     })?;
-    let argv = argv
-        .iter()
-        .map(|a| {
-            if a.starts_with(FLAG) {
-                format!("{FLAG}{free}/{prefix}")
-            } else {
-                a.clone()
-            }
-        })
-        .collect();
-    Ok((argv, Some(free)))
+    let mut out = argv.to_vec();
+    if let Some((i, _)) = position(argv) {
+        let value = format!("{free}/{prefix}");
+        out[i] = if out[i].starts_with(FLAG) {
+            format!("{FLAG}{value}")
+        } else {
+            value
+        };
+    }
+    Ok((out, Some(free)))
 }
 
 #[cfg(test)]
@@ -152,5 +161,9 @@ mod tests {
             Some(("10.1.2.3".parse().unwrap(), 8))
         );
         assert_eq!(static_ipv4(&["--ipv4=garbage".into()]), None);
+        // The two-argument form cmdliner accepts too.
+        let two: Vec<String> = ["--ipv4", "10.0.42.2/24"].map(String::from).to_vec();
+        let (got, _) = clone_argv(&two, Some(&pool("10.0.42.10", "10.0.42.12")), &[], &[]).unwrap();
+        assert_eq!(got, ["--ipv4", "10.0.42.10/24"]);
     }
 }
