@@ -311,7 +311,19 @@ impl AlbatrossActuator {
                 d.instance
             )
         })?;
-        let image = self.stored_image(&client, &d.instance)?;
+        let image = match self.stored_image(&client, &d.instance) {
+            Ok(image) => image,
+            // No image to create it with: if it is listed it did not die (its
+            // stats went silent), which albatross' `already running` would say.
+            Err(e) => {
+                let listed = client.info(Some(&d.instance)).await;
+                if listed.is_ok_and(|l| l.iter().any(|u| u.name == *d.instance)) {
+                    client.request_resync();
+                    return Ok(Done::AlreadyRunning);
+                }
+                return Err(e);
+            }
+        };
         let config = recreate_config(&info);
         match client.create(&d.instance, config, &image).await {
             Ok(()) => Ok(Done::Executed),
