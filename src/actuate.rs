@@ -35,6 +35,11 @@ pub trait Actuator: Send + Sync + 'static {
 
     /// `d` ended with [`Failed::Unknown`]: look at what runs (albatross: reconcile).
     fn outcome_unknown(&self, _d: &Decision) {}
+
+    /// The address of instance `vm`, if known (health checks, hooks).
+    fn address(&self, _vm: &crate::name::Name) -> Option<std::net::IpAddr> {
+        None
+    }
 }
 
 /// How an action ended well.

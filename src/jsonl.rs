@@ -47,6 +47,22 @@ pub fn line(out: &Output, explain: bool) -> Option<Value> {
             }
             v
         }
+        Output::Lifecycle(h) => json!({
+            "event": "lifecycle",
+            "t_ms": h.t.as_millis(),
+            "group": h.group,
+            "instance": h.vm,
+            "lifecycle": h.event,
+            "attempt": h.attempt,
+        }),
+        Output::Drained { t, decision: d } => json!({
+            "event": "drained",
+            "t_ms": t.as_millis(),
+            "group": d.group,
+            "action": d.action,
+            "instance": d.instance,
+            "id": d.id,
+        }),
         Output::ActionFailed {
             id,
             t,

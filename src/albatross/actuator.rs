@@ -49,6 +49,9 @@ pub struct AlbatrossActuator {
     creating: Mutex<HashMap<Name, InFlight>>,
     /// Each group's `clone_cpus` and `clone_ipv4`.
     rules: std::sync::RwLock<HashMap<Name, CloneRules>>,
+    /// Clones' static addresses (health checks and hooks): from their create,
+    /// and from listings after a restart.
+    addresses: Mutex<HashMap<Name, std::net::Ipv4Addr>>,
 }
 
 /// How a group's clones are placed and addressed.
@@ -68,6 +71,7 @@ impl AlbatrossActuator {
             vcpus,
             creating: Mutex::new(HashMap::new()),
             rules: std::sync::RwLock::default(),
+            addresses: Mutex::new(HashMap::new()),
         }
     }
 
@@ -103,6 +107,19 @@ impl AlbatrossActuator {
             .get(group)
             .cloned()
             .ok_or_else(|| format!("no albatross endpoint configured for group {group}"))
+    }
+
+    /// Learn the static addresses of `clones` (a listing, primaries left out).
+    pub fn learn_addresses<'a>(
+        &self,
+        clones: impl Iterator<Item = &'a crate::wire::NamedUnikernelInfo>,
+    ) {
+        let mut a = lock(&self.addresses);
+        for u in clones {
+            if let Some((ip, _)) = address::static_ipv4(&u.info.argv) {
+                a.insert(u.name.clone(), ip);
+            }
+        }
     }
 
     /// The image store.
@@ -256,7 +273,7 @@ impl AlbatrossActuator {
         let (cpus, pool) = self.rules_of(&d.group);
         // Addresses of clones still being created count as taken (pools of groups
         // on one endpoint do not overlap: the config refuses it).
-        let (placed, _creating) = {
+        let (placed, creating) = {
             let taken: Vec<std::net::Ipv4Addr> =
                 lock(&self.creating).values().filter_map(|c| c.1).collect();
             let (argv, addr) = address::clone_argv(&config.argv, pool.as_ref(), &running, &taken)
@@ -290,6 +307,9 @@ impl AlbatrossActuator {
         }
         if let Some(n) = vcpus_of(&info) {
             lock(&self.vcpus).insert((*d.instance).clone(), n);
+        }
+        if let Some(a) = creating.address() {
+            lock(&self.addresses).insert((*d.instance).clone(), a);
         }
         Ok(Done::Executed)
     }
@@ -393,6 +413,11 @@ impl<'a> Creating<'a> {
             name: name.clone(),
         }
     }
+
+    /// The address the clone is created with, if any.
+    fn address(&self) -> Option<std::net::Ipv4Addr> {
+        lock(self.map).get(&self.name).and_then(|c| c.1)
+    }
 }
 
 impl Drop for Creating<'_> {
@@ -422,7 +447,13 @@ impl Actuator for AlbatrossActuator {
     async fn execute(&self, d: Decision) -> Result<Done, Failed> {
         match d.action {
             Action::ScaleUp => self.scale_up(&d).await,
-            Action::ScaleDown | Action::CloneLost => self.destroy(&d).await,
+            Action::ScaleDown | Action::CloneLost => {
+                let r = self.destroy(&d).await;
+                if r.is_ok() {
+                    lock(&self.addresses).remove(&*d.instance);
+                }
+                r
+            }
             Action::ReplacePrimary => self.recreate(&d).await,
             Action::Promote => Ok(Done::Executed),
         }
@@ -432,6 +463,10 @@ impl Actuator for AlbatrossActuator {
         if let Ok(c) = self.client(&d.group) {
             c.request_reconcile();
         }
+    }
+
+    fn address(&self, vm: &Name) -> Option<std::net::IpAddr> {
+        lock(&self.addresses).get(vm).map(|&a| a.into())
     }
 }
 

@@ -5,6 +5,7 @@
 mod clash;
 mod daemon;
 pub mod history;
+pub(crate) mod hooks;
 pub mod http;
 pub mod notify;
 mod policy;
@@ -318,6 +319,15 @@ fn build(mut table: toml::Table, base: &Path, problems: &mut Vec<String>) -> Opt
     }
     clash::check_groups(&out, problems);
     pools::check(&out, problems);
+    let sinks: Vec<String> = notify.iter().map(|n| n.name.clone()).collect();
+    hooks::check_sinks(
+        std::iter::once(("policy".to_string(), &defaults)).chain(
+            out.iter()
+                .map(|g| (format!("group ({})", g.primary), &g.policy)),
+        ),
+        &sinks,
+        problems,
+    );
     Some(Config {
         policy: defaults,
         groups: out,

@@ -60,6 +60,18 @@ pub(super) struct PolicyFile {
     require_approval: Option<toml::Value>,
     #[serde(default, with = "humantime_serde")]
     approval_timeout: Option<Duration>,
+    /// Raw, checked by hand (`tcp:PORT` or `none`).
+    health_check: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    health_check_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    ready_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    drain_period: Option<Duration>,
+    /// Raw hook tables, checked by `hooks::parse` (messages that name the key).
+    on_ready: Option<toml::Value>,
+    on_draining: Option<toml::Value>,
+    on_removed: Option<toml::Value>,
     /// Raw `[[...schedule]]` tables, parsed by `policy_file` into `windows`.
     schedule: Option<toml::Value>,
     #[serde(skip)]
@@ -243,7 +255,23 @@ pub(super) fn merge(mut p: Policy, f: &PolicyFile) -> Policy {
     if let Some(s) = &f.windows {
         p.schedule = s.clone();
     }
+    set(&mut p.lifecycle.ready_timeout, f.ready_timeout);
+    set(&mut p.lifecycle.drain_period, f.drain_period);
+    super::hooks::merge(&mut p, &f.hook_keys());
     p
+}
+
+impl PolicyFile {
+    /// The lifecycle hook keys of this section, raw.
+    pub(super) fn hook_keys(&self) -> super::hooks::Keys<'_> {
+        super::hooks::Keys {
+            health_check: self.health_check.as_deref(),
+            health_check_timeout: self.health_check_timeout,
+            on_ready: self.on_ready.as_ref(),
+            on_draining: self.on_draining.as_ref(),
+            on_removed: self.on_removed.as_ref(),
+        }
+    }
 }
 
 /// Upper bound of the cost keys (per hour, in the operator's currency unit).
@@ -386,6 +414,15 @@ pub(super) fn check(
         );
     }
     check_windows(p, here, &mut report);
+    super::hooks::check(p, &here.hook_keys(), &mut report);
+    for (key, v) in [
+        ("ready_timeout", here.ready_timeout),
+        ("health_check_timeout", here.health_check_timeout),
+    ] {
+        if v.is_some_and(|v| v < Duration::from_secs(1)) {
+            report(true, format!("{key}: must be at least 1s"));
+        }
+    }
     if p.sample_interval.is_zero() {
         report(
             here.sample_interval.is_some(),

@@ -14,11 +14,16 @@ pub fn policy_tables(config_text: &str) -> String {
         return String::new();
     };
     table.retain(|k, _| k == "policy" || k == "group");
-    // A group's endpoint names an [albatross] table that is not kept.
+    if let Some(toml::Value::Table(p)) = table.get_mut("policy") {
+        super::hooks::redact(p);
+    }
+    // A group's endpoint names an [albatross] table that is not kept; hooks
+    // name programs and sinks that are not kept either.
     if let Some(toml::Value::Array(groups)) = table.get_mut("group") {
         for g in groups {
             if let toml::Value::Table(t) = g {
                 t.remove("endpoint");
+                super::hooks::redact(t);
             }
         }
     }

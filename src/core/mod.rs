@@ -13,6 +13,7 @@ mod due;
 pub mod engine;
 pub mod gate;
 pub mod group;
+pub mod lifecycle;
 pub mod lxc;
 pub mod machine;
 mod members;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::cpu::{self, Bp};
 use super::gate::Answer;
+use super::lifecycle::Hook;
 use super::reason::Reason;
 use super::time::Timestamp;
 use super::why::WhyNot;
@@ -40,6 +41,14 @@ pub enum Output {
         t: Timestamp,
         decision: Box<Decision>,
         answer: Answer,
+    },
+    /// A step of a clone's life for the shell: a readiness check, or a hook.
+    Lifecycle(Hook),
+    /// A scale-down's clone has drained (`drain_period`, `on_draining`): destroy
+    /// it now. The decision itself was not carried out (its `drain` is set).
+    Drained {
+        t: Timestamp,
+        decision: Box<Decision>,
     },
 }
 
@@ -134,6 +143,9 @@ pub struct Decision {
     /// A scale-up whose clone adds no CPU: it will share the primary's CPU
     /// (`clone_cpus = "same"`, or the orchestrator allows no other).
     pub no_cpu: bool,
+    /// A scale-down whose clone drains first: the shell destroys it on
+    /// [`Output::Drained`], not on the decision (nor on its approval).
+    pub drain: bool,
 }
 
 impl Decision {

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::lifecycle::{Hooks, Lifecycle};
 use super::output::Action;
 use super::schedule::Schedule;
 
@@ -98,6 +99,11 @@ pub struct Policy {
     /// Windows of wall-clock time that override `min_instances` / `max_instances`
     /// (see `core::schedule`). Empty: none.
     pub schedule: Schedule,
+    /// Readiness and drain of clones (`health_check`, `ready_timeout`,
+    /// `drain_period`, the hooks).
+    pub lifecycle: Lifecycle,
+    /// What the shell runs for the lifecycle (shared: one copy per config).
+    pub hooks: Option<std::sync::Arc<Hooks>>,
 }
 
 /// `clone_cpus`: where a clone's vCPU is pinned.
@@ -214,6 +220,8 @@ impl Default for Policy {
             require_approval: RequireApproval::default(),
             approval_timeout: Duration::from_secs(15 * 60),
             schedule: Schedule::default(),
+            lifecycle: Lifecycle::default(),
+            hooks: None,
         }
     }
 }

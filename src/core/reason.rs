@@ -63,6 +63,13 @@ pub enum Reason {
     },
     /// An owned clone stopped reporting.
     CloneLost { silent: Duration, timeout: Duration },
+    /// An owned clone was not ready `waited` after its create (`ready_timeout`);
+    /// `checks` readiness checks failed. The scale-up backs off and is retried.
+    NotReady {
+        waited: Duration,
+        timeout: Duration,
+        checks: u32,
+    },
 }
 
 impl Reason {
@@ -79,6 +86,7 @@ impl Reason {
             Self::Manual { .. } => "manual",
             Self::Drain { .. } | Self::Recreate { .. } | Self::Promoted { .. } => "primary_dead",
             Self::CloneLost { .. } => "no_samples",
+            Self::NotReady { .. } => "not_ready",
         }
     }
 }
@@ -165,6 +173,18 @@ impl fmt::Display for Reason {
                 "no sample for {}; dropped from the group (death_timeout = {})",
                 fmt_dur(*silent),
                 fmt_dur(*timeout)
+            ),
+            Self::NotReady {
+                waited,
+                timeout,
+                checks,
+            } => write!(
+                f,
+                "not ready {} after its create (ready_timeout = {}; {} readiness check{} failed); destroyed, the scale-up is retried with backoff",
+                fmt_dur(*waited),
+                fmt_dur(*timeout),
+                checks,
+                if *checks == 1 { "" } else { "s" }
             ),
         }
     }

@@ -60,7 +60,9 @@ pub struct MemberStatus {
     pub name: String,
     /// `primary` or `clone`.
     pub role: &'static str,
-    /// `running`, `creating`, `leaving` or `dead`.
+    /// A clone: `creating`, `booting` (created, not ready yet), `ready`,
+    /// `draining` (chosen by a scale-down, uncounted) or `leaving`; the primary:
+    /// `running`, `creating` (re-created) or `dead`.
     pub state: &'static str,
     pub owned: bool,
     pub vcpus: u32,
@@ -93,8 +95,11 @@ impl Status {
                                 Role::Clone => "clone",
                             },
                             state: match m.state {
+                                MemberState::Running if m.role == Role::Clone => "ready",
                                 MemberState::Running => "running",
                                 MemberState::Creating(_) => "creating",
+                                MemberState::Booting(_) => "booting",
+                                MemberState::Draining(_) => "draining",
                                 MemberState::Leaving(_) => "leaving",
                                 MemberState::Dead => "dead",
                             },

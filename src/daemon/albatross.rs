@@ -597,6 +597,11 @@ async fn reconcile(shell: &Shell) -> Result<bool, ClientError> {
     // does not wait for them (issue 18: a `get` per group made start-up grow
     // faster than the fleet).
     let mut fetches: HashMap<String, ImageFetch> = HashMap::new();
+    // Clones' addresses, for health checks and hooks after a restart.
+    let primaries: std::collections::HashSet<&Name> = groups.iter().collect();
+    shell
+        .actuator
+        .learn_addresses(running.iter().filter(|u| !primaries.contains(&u.name)));
     for group in &groups {
         let ev = Event::Reconciled {
             group: group.clone(),

@@ -97,6 +97,15 @@ pub enum Line {
         group: String,
         other_cpus: bool,
     },
+    /// The shell's answer to a readiness check or `on_draining` of a clone.
+    Lifecycle {
+        t_ms: u64,
+        group: String,
+        vm: String,
+        event: crate::core::lifecycle::Event,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
     /// A reload: the new `[policy]` and `[[group]]` tables.
     Reconfigure {
         t_ms: u64,
@@ -237,6 +246,18 @@ impl Line {
                 t_ms,
                 group: s(group),
                 other_cpus: *other_cpus,
+            },
+            Input::Lifecycle {
+                group,
+                vm,
+                event,
+                outcome,
+            } => Self::Lifecycle {
+                t_ms,
+                group: s(group),
+                vm: s(vm),
+                event: *event,
+                error: outcome.as_ref().err().cloned(),
             },
             Input::Reconfigure { .. } => Self::Reconfigure {
                 t_ms,
@@ -476,6 +497,21 @@ impl Line {
                     other_cpus,
                 }),
             ),
+            Self::Lifecycle {
+                t_ms,
+                group,
+                vm,
+                event,
+                error,
+            } => (
+                t_ms,
+                Some(Input::Lifecycle {
+                    group: n(&group)?,
+                    vm: n(&vm)?,
+                    event,
+                    outcome: error.map_or(Ok(()), Err),
+                }),
+            ),
             Self::Reconfigure { t_ms, config } => (
                 t_ms,
                 Some(Input::Reconfigure {
@@ -611,6 +647,12 @@ mod tests {
             Input::CpuRoom {
                 group: Name::parse("alice:web").unwrap(),
                 other_cpus: false,
+            },
+            Input::Lifecycle {
+                group: Name::parse("alice:web").unwrap(),
+                vm: Name::parse("alice:web-2").unwrap(),
+                event: crate::core::lifecycle::Event::Ready,
+                outcome: Err("tcp 10.0.0.2:8080: connection refused".into()),
             },
             Input::Approve {
                 group: Name::parse("alice:web").unwrap(),

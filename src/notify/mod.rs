@@ -128,6 +128,19 @@ impl Envelope {
                 reason,
             } => format!("{group}: {ceiling} ceiling reached: {reason}"),
             Notice::Test { reason } => format!("test notification: {reason}"),
+            Notice::Lifecycle {
+                lifecycle,
+                group,
+                instance,
+                address,
+                ..
+            } => {
+                let at = address
+                    .as_deref()
+                    .map(|a| format!(" ({a})"))
+                    .unwrap_or_default();
+                format!("{group}: {lifecycle} {instance}{at}")
+            }
         }
     }
 
@@ -145,6 +158,9 @@ impl Envelope {
                 format!("{ceiling} ceiling reached in {group}")
             }
             Notice::Test { .. } => "test notification".into(),
+            Notice::Lifecycle {
+                lifecycle, group, ..
+            } => format!("{lifecycle} in {group}"),
         };
         format!("albatross-autoscale: {about}")
     }
@@ -153,7 +169,10 @@ impl Envelope {
     pub fn urgent(&self) -> bool {
         !matches!(
             self.notice,
-            Notice::DecisionExecuted { .. } | Notice::Reachable { .. } | Notice::Test { .. }
+            Notice::DecisionExecuted { .. }
+                | Notice::Reachable { .. }
+                | Notice::Test { .. }
+                | Notice::Lifecycle { .. }
         )
     }
 
@@ -474,7 +493,11 @@ async fn fan_out(
             Ok(n) => {
                 let e = Envelope::now(n);
                 for (s, q) in sinks.iter().zip(&queues) {
-                    if !s.wants(e.notice.kind()) {
+                    let wanted = match e.notice.sink() {
+                        Some(to) => to == s.name,
+                        None => s.wants(e.notice.kind()),
+                    };
+                    if !wanted {
                         continue;
                     }
                     if let Some(old) = q.push(e.clone()) {

@@ -63,6 +63,19 @@ pub enum Notice {
     },
     /// `notify-test`: checks that a sink is reachable.
     Test { reason: String },
+    /// A lifecycle hook (`on_ready`, `on_draining`, `on_removed` with `notify`):
+    /// a clone joins, is about to leave, or left. Goes to the hook's sink only
+    /// (whatever its `events`), and to no other.
+    Lifecycle {
+        /// `clone_ready`, `clone_draining` or `clone_removed`.
+        lifecycle: String,
+        group: String,
+        instance: String,
+        /// The clone's IPv4 address, if known (`clone_ipv4`).
+        address: Option<String>,
+        #[serde(skip)]
+        sink: String,
+    },
 }
 
 impl Notice {
@@ -97,6 +110,15 @@ impl Notice {
             Notice::Reachable { .. } => "reachable",
             Notice::CeilingReached { .. } => "ceiling_reached",
             Notice::Test { .. } => "test",
+            Notice::Lifecycle { .. } => "lifecycle",
+        }
+    }
+
+    /// The one sink a notice is for, if it names one (lifecycle hooks).
+    pub fn sink(&self) -> Option<&str> {
+        match self {
+            Notice::Lifecycle { sink, .. } => Some(sink),
+            _ => None,
         }
     }
 

@@ -79,6 +79,7 @@ impl Engine {
         out: &mut Vec<Output>,
     ) {
         let failure = answer.failure();
+        let drain = d.drain && failure.is_none();
         let (group, id) = ((*d.group).clone(), d.id);
         out.push(Output::Answered {
             t: now,
@@ -93,6 +94,10 @@ impl Engine {
                 outcome: Err(why),
             };
             self.step_cluster(i, now, result, out);
+        }
+        // Approved: its clone drains now (the destroy follows on `Drained`).
+        if drain && let Some(i) = self.find(&group) {
+            self.step_cluster(i, now, group::Input::Release { id }, out);
         }
     }
 

@@ -77,6 +77,14 @@ pub enum Input {
     /// primary's (albatross: the policy's cpuids), so a scale-up's reason can say
     /// when a clone adds no CPU.
     CpuRoom { group: Name, other_cpus: bool },
+    /// The shell's answer to a [`crate::core::lifecycle::Hook`] of `group`'s
+    /// clone `vm` (a readiness check, `on_draining`).
+    Lifecycle {
+        group: Name,
+        vm: Name,
+        event: crate::core::lifecycle::Event,
+        outcome: Result<(), String>,
+    },
 }
 
 /// How the engine treats instances it has not been told about.
@@ -249,6 +257,11 @@ impl Engine {
         self.clusters[i].set_cost_room(Some(room));
     }
 
+    /// What the shell runs for `group`'s clones (health check, hooks).
+    pub fn hooks_of(&self, group: &Name) -> Option<Arc<crate::core::lifecycle::Hooks>> {
+        self.cluster(group)?.policy().hooks.clone()
+    }
+
     /// The groups.
     pub fn groups(&self) -> &[Group] {
         &self.clusters
@@ -355,6 +368,18 @@ impl Engine {
             Input::Scale { group, target } => {
                 self.control(now, &group, group::Input::Scale { target }, out);
             }
+            Input::Lifecycle {
+                group,
+                vm,
+                event,
+                outcome,
+            } => {
+                if let Some(i) = self.find(&group) {
+                    let vm = Arc::new(vm);
+                    let input = group::Input::Lifecycle { vm, event, outcome };
+                    self.step_cluster(i, now, input, out);
+                }
+            }
             Input::Approve { group, id, by } => self.answer(now, &group, id, true, by, out),
             Input::Reject { group, id, by } => self.answer(now, &group, id, false, by, out),
         }
@@ -401,6 +426,24 @@ impl Engine {
         self.after(i, before);
         if self.options.approvals && out.len() > from {
             self.hold(i, now, &out[from..]);
+        }
+        if out.len() > from && self.clusters[i].policy().lifecycle.drains() {
+            self.release_drains(i, now, from, out);
+        }
+    }
+
+    /// Scale-downs among `out[from..]` that drain and wait for nobody start
+    /// draining now (approved ones start when answered).
+    fn release_drains(&mut self, i: usize, now: Timestamp, from: usize, out: &mut Vec<Output>) {
+        let ids: Vec<ActionId> = out[from..]
+            .iter()
+            .filter_map(|o| match o {
+                Output::Decision(d) if d.drain && !self.is_held(&d.group, d.id) => Some(d.id),
+                _ => None,
+            })
+            .collect();
+        for id in ids {
+            self.step_cluster(i, now, group::Input::Release { id }, out);
         }
     }
 

@@ -132,7 +132,8 @@ impl Group {
                 }
             }
             Action::ScaleDown => {
-                if m.is_none_or(|m| m.state != MemberState::Leaving(d.id)) {
+                let chosen = |m: &Member| matches!(m.state, MemberState::Leaving(id) | MemberState::Draining(id) if id == d.id);
+                if m.is_none_or(|m| !chosen(m)) {
                     return Err(format!("{} is no longer a running member", d.instance));
                 }
                 // Draining after a primary death ignores min_instances, as decided.

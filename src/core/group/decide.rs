@@ -105,7 +105,7 @@ impl Group {
         let leaving = self
             .members
             .values()
-            .filter(|m| matches!(m.state, MemberState::Leaving(_)))
+            .filter(|m| matches!(m.state, MemberState::Leaving(_) | MemberState::Draining(_)))
             .count();
         self.count()
             .saturating_sub(u32::try_from(leaving).unwrap_or(u32::MAX))
@@ -379,11 +379,16 @@ impl Group {
         naming::next_free(&self.policy.clone_name, &self.group, taken)
     }
 
-    /// The newest owned running clone: never the primary, never a foreign instance.
+    /// The newest owned running (or booting) clone: never the primary, never a
+    /// foreign instance.
     pub(super) fn victim(&self) -> Option<Arc<Name>> {
         self.members
             .values()
-            .filter(|m| m.role == Role::Clone && m.owned && m.state == MemberState::Running)
+            .filter(|m| {
+                m.role == Role::Clone
+                    && m.owned
+                    && matches!(m.state, MemberState::Running | MemberState::Booting(_))
+            })
             .max_by_key(|m| m.seq)
             .map(|m| m.name.clone())
     }
@@ -411,8 +416,17 @@ impl Group {
             _ => self.primary.clone(),
         };
         let id = self.push_decision(now, action, instance.clone(), reason, avg, out);
+        // A clone never announced (booting, no check under way) goes at once.
+        let announced = self
+            .members
+            .get(&instance)
+            .is_some_and(|m| !matches!(m.state, MemberState::Booting(b) if !b.checking));
+        let drains = action == Action::ScaleDown && announced && self.policy.lifecycle.drains();
         if let Some(Output::Decision(d)) = out.last_mut() {
             d.emergency = emergency;
+            if drains {
+                self.start_drain(d);
+            }
         }
         self.budget.spend(now);
         self.last_action = Some(now);
@@ -432,6 +446,7 @@ impl Group {
                 self.retired.retain(|r| !self.members.contains_key(r));
                 self.membership += 1;
             }
+            Action::ScaleDown if drains => {} // draining since start_drain
             Action::ScaleDown => {
                 if let Some(m) = self.members.get_mut(&instance) {
                     m.state = MemberState::Leaving(id);
@@ -450,7 +465,13 @@ impl Group {
     /// The answer to a `clone_lost` cleanup (or to nothing of ours): the member
     /// leaves now. A failed cleanup is not retried and does not back off the group;
     /// its name stays in the ownership record, and a reconcile adopts it if it runs.
-    fn cleanup_done(&mut self, id: ActionId, destroyed: bool) {
+    fn cleanup_done(
+        &mut self,
+        now: Timestamp,
+        id: ActionId,
+        destroyed: bool,
+        out: &mut Vec<Output>,
+    ) {
         let lost = self
             .members
             .values()
@@ -459,14 +480,10 @@ impl Group {
         let Some(name) = lost else {
             return; // not ours, or already settled
         };
-        self.members.remove(&name);
-        self.membership += 1;
-        if destroyed {
-            self.retire(name);
-        }
+        self.remove_clone(now, &name, destroyed, out);
     }
 
-    fn retire(&mut self, name: Arc<Name>) {
+    pub(super) fn retire(&mut self, name: Arc<Name>) {
         if self.retired.len() >= MAX_RETIRED {
             self.retired.remove(0);
         }
@@ -498,6 +515,7 @@ impl Group {
             low_ticks: self.low,
             emergency: false,
             no_cpu: action == Action::ScaleUp && self.clones_share_cpu(),
+            drain: false,
         })));
         id
     }
@@ -510,15 +528,20 @@ impl Group {
         out: &mut Vec<Output>,
     ) {
         let Some(f) = self.in_flight.take_if(|f| f.id == id) else {
-            self.cleanup_done(id, outcome.is_ok());
+            self.cleanup_done(now, id, outcome.is_ok(), out);
             return;
         };
         let ok = outcome.is_ok();
         match (f.action, ok) {
             (Action::ScaleUp | Action::ReplacePrimary, true) => {
+                // A clone boots until ready; a re-created primary counts at once.
+                let state = match f.action {
+                    Action::ScaleUp => self.boot(now),
+                    _ => MemberState::Running,
+                };
                 if let Some(m) = self.members.get_mut(&f.instance) {
                     // Boot starts now: grace and the death clock run from here.
-                    m.state = MemberState::Running;
+                    m.state = state;
                     m.since = now;
                     m.grace_until = now.plus(self.policy.startup_grace);
                     m.reading = None;
@@ -526,20 +549,18 @@ impl Group {
                     m.bp = None;
                 }
                 self.death_check_at = self.death_check_at.min(now.plus(self.policy.death_timeout));
+                self.refile_life();
             }
             (Action::ScaleUp, false) => {
                 self.members.remove(&f.instance);
                 self.membership += 1;
             }
-            (Action::ScaleDown, true) => {
-                self.members.remove(&f.instance);
-                self.membership += 1;
-                self.retire(f.instance.clone());
-            }
+            (Action::ScaleDown, true) => self.remove_clone(now, &f.instance, true, out),
             (Action::ScaleDown, false) => {
                 if let Some(m) = self.members.get_mut(&f.instance) {
                     m.state = MemberState::Running;
                 }
+                self.end_drain(id);
             }
             (Action::ReplacePrimary, false) => {
                 if let Some(m) = self.members.get_mut(&f.instance) {
@@ -551,6 +572,8 @@ impl Group {
         if ok {
             self.failures = 0;
             self.retry_at = None;
+            // Clones that became late while this action was in flight.
+            self.lifecycle_due(now, out);
             return;
         }
         self.failures += 1;
@@ -568,5 +591,6 @@ impl Group {
             error: outcome.err().unwrap_or_default(),
             retry_in: delay,
         });
+        self.lifecycle_due(now, out);
     }
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use super::budget::{self, Budget};
 use super::cpu::{self, Bp, Delta, Reading};
+use super::lifecycle::{Boot, Event};
 use super::members::Members;
 use super::naming;
 use super::output::{Action, ActionId, Decision, Evaluation, Output, SampleReport, Verdict};
@@ -23,10 +24,14 @@ use super::time::{Timestamp, duration_ms};
 use super::why::{Bound, Cooldown, Paced, Side, WhyNot};
 use crate::name::Name;
 
-// The tick and its rules; operator control; the predictive hooks.
+// The tick and its rules; operator control; the predictive hooks; readiness
+// and drain.
 mod control;
 mod decide;
+mod life;
 mod predictive;
+
+use life::Drain;
 
 /// An input to a group.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +71,15 @@ pub enum Input {
     /// min..=max_instances). Acted on even when paused (it is the operator's own
     /// order); cooldowns do not apply, the budget and one-action-at-a-time do.
     Scale { target: u32 },
+    /// The shell's answer to a [`Hook`] (readiness check, `on_draining`).
+    Lifecycle {
+        vm: Arc<Name>,
+        event: Event,
+        outcome: Result<(), String>,
+    },
+    /// Scale-down `id` may go ahead (not held for approval, or approved): its
+    /// clone starts draining. From the engine, which holds the gate.
+    Release { id: ActionId },
 }
 
 /// Operator overrides of a group, set through [`Input::Pause`], [`Input::Resume`]
@@ -92,6 +106,11 @@ pub enum MemberState {
     Running,
     /// Being created (a clone) or re-created (the primary) by action `id`.
     Creating(ActionId),
+    /// Created, not ready yet: counted against `max_instances`, not in the
+    /// average nor as capacity.
+    Booting(Boot),
+    /// Chosen by scale-down `id`: running, uncounted, destroyed once drained.
+    Draining(ActionId),
     /// Being destroyed by action `id`; still counted against `max_instances`.
     Leaving(ActionId),
     /// The primary stopped reporting (clones are dropped instead).
@@ -116,6 +135,8 @@ pub struct Member {
     pub bp: Option<Bp>,
     pub vcpus: u32,
     pub state: MemberState,
+    /// It was ready once (its removal is announced with `on_removed`).
+    pub served: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,6 +209,10 @@ pub struct Group {
     /// Whether the orchestrator allows a CPU other than the primary's (`None`:
     /// not known): a clone pinned to the primary's adds no CPU.
     other_cpus: Option<bool>,
+    /// The scale-down whose clone drains (one action at a time: at most one).
+    drain: Option<Box<Drain>>,
+    /// The next readiness deadline, readiness retry or drain end.
+    life_at: Option<Timestamp>,
 }
 
 impl Group {
@@ -210,6 +235,7 @@ impl Group {
             bp: None,
             vcpus: policy.vcpus,
             state: MemberState::Running,
+            served: true,
         });
         let mut g = Self {
             group: primary.clone(),
@@ -244,6 +270,8 @@ impl Group {
             cost_room: None,
             refusal: None,
             other_cpus: None,
+            drain: None,
+            life_at: None,
         };
         g.refile_eval();
         g
@@ -412,6 +440,9 @@ impl Group {
         if let Some(s) = self.sched.due {
             t = t.min(s);
         }
+        if let Some(l) = self.life_at {
+            t = t.min(l);
+        }
         t
     }
 
@@ -446,11 +477,12 @@ impl Group {
             }
             Input::Gone { vm } => {
                 let running_clone = self.members.get(&vm).is_some_and(|m| {
-                    m.role == Role::Clone && m.owned && m.state == MemberState::Running
+                    m.role == Role::Clone
+                        && m.owned
+                        && matches!(m.state, MemberState::Running | MemberState::Booting(_))
                 });
                 if running_clone {
-                    self.members.remove(&vm);
-                    self.membership += 1;
+                    self.remove_clone(now, &vm, false, out);
                 }
             }
             Input::Refusal { why } => {
@@ -467,6 +499,10 @@ impl Group {
                 self.decide_now(now, out);
             }
             Input::Scale { target } => self.set_target(now, target, out),
+            Input::Lifecycle { vm, event, outcome } => {
+                self.on_lifecycle(now, &vm, event, outcome, out);
+            }
+            Input::Release { id } => self.release(now, id, out),
         }
     }
 
@@ -509,6 +545,7 @@ impl Group {
             // The primary reports again (albatross restarted it, or the network healed).
             m.state = MemberState::Running;
         }
+        let booting = matches!(m.state, MemberState::Booting(_));
         let next = Reading { at: now, cpu_us };
         match m.reading.map(|prev| cpu::delta(prev, next, m.vcpus)) {
             Some(Delta::Duplicate) => return,
@@ -540,6 +577,9 @@ impl Group {
         m.reading = Some(next);
         m.last_seen = Some(now);
         let is_primary = m.role == Role::Primary;
+        if booting {
+            self.booted(now, i, out);
+        }
         // One tick per interval, on the primary's sample: more clones must not make
         // the counters run faster.
         if is_primary && now >= self.last_eval.plus(self.policy.sample_interval / 2) {
@@ -557,6 +597,9 @@ impl Group {
         }
         if now >= self.death_check_at {
             self.check_deaths(now, out);
+        }
+        if self.life_at.is_some_and(|t| t <= now) {
+            self.lifecycle_due(now, out);
         }
         // A window opened or closed: its bounds apply now, not at the next sample.
         let window = self.sched.refresh(&self.policy.schedule, now);
@@ -597,6 +640,8 @@ impl Group {
             bp: None,
             vcpus: self.policy.vcpus,
             state,
+            // Adopted clones were counted before the restart.
+            served: state == MemberState::Running,
         }
     }
 
@@ -612,7 +657,8 @@ impl Group {
         let mut next_check = now.plus(timeout);
         let mut dead = Vec::new();
         for m in self.members.values() {
-            if m.state != MemberState::Running {
+            // A booting clone reports like any other (albatross lists it).
+            if !matches!(m.state, MemberState::Running | MemberState::Booting(_)) {
                 continue;
             }
             let deadline = m.last_seen.unwrap_or(m.since).plus(timeout);

@@ -35,7 +35,10 @@ impl Group {
             if fresh {
                 fresh_w += m.vcpus;
             }
-            if matches!(m.state, MemberState::Running | MemberState::Creating(_)) {
+            if matches!(
+                m.state,
+                MemberState::Running | MemberState::Creating(_) | MemberState::Booting(_)
+            ) {
                 planned_w += m.vcpus;
             }
         }
@@ -71,7 +74,12 @@ impl Group {
         let planned: u32 = self
             .members
             .values()
-            .filter(|m| matches!(m.state, MemberState::Running | MemberState::Creating(_)))
+            .filter(|m| {
+                matches!(
+                    m.state,
+                    MemberState::Running | MemberState::Creating(_) | MemberState::Booting(_)
+                )
+            })
             .map(|m| m.vcpus)
             .sum();
         let f = self.signal.predicted_forecast().unwrap_or(0) / u64::from(planned.max(1));

@@ -5,7 +5,7 @@ use serde_json::json;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::{Actuator, Done, Failed, Runner, Settled};
+use super::{Actuator, Done, Failed, Finished, Runner, Settled};
 use crate::actuate::Shell;
 use crate::core::gate::Answer;
 use crate::core::{Action, Decision, Input, Output, Timestamp};
@@ -16,7 +16,7 @@ impl<A: Actuator> Runner<A> {
         &mut self,
         now: Timestamp,
         d: &Decision,
-        in_flight: &mut JoinSet<Settled>,
+        in_flight: &mut JoinSet<Finished>,
     ) {
         tracing::info!(group = %d.group, action = d.action.as_str(), instance = %d.instance, reason = %d.reason_text(), dry_run = self.settings.dry_run, "decision");
         match d.action {
@@ -48,7 +48,7 @@ impl<A: Actuator> Runner<A> {
         &mut self,
         now: Timestamp,
         d: &Decision,
-        in_flight: &mut JoinSet<Settled>,
+        in_flight: &mut JoinSet<Finished>,
     ) {
         if !self.settings.dry_run {
             match self.keeper.begin(d, crate::daemon::unix_ms_now()) {
@@ -72,10 +72,11 @@ impl<A: Actuator> Runner<A> {
             }
             return;
         }
-        in_flight.spawn(Shell::execute(self, d.clone()));
+        let job = Shell::execute(self, d.clone());
+        in_flight.spawn(async move { Finished::Action(job.await) });
     }
 
-    pub(super) fn settle(&mut self, (d, r): Settled, in_flight: &mut JoinSet<Settled>) {
+    pub(super) fn settle(&mut self, (d, r): Settled, in_flight: &mut JoinSet<Finished>) {
         let now = self.stamp(Instant::now());
         let (group, instance) = (d.group.to_string(), d.instance.to_string());
         let changed = match &r {
@@ -152,7 +153,7 @@ impl<A: Actuator> Runner<A> {
         now: Timestamp,
         d: &Decision,
         why: String,
-        in_flight: &mut JoinSet<Settled>,
+        in_flight: &mut JoinSet<Finished>,
     ) {
         let result = Input::ActionResult {
             group: (*d.group).clone(),
@@ -181,11 +182,15 @@ impl<A: Actuator> Shell for Runner<A> {
     type Done = Settled;
 
     /// A decision is its own job, once nothing holds it: not a promotion
-    /// (bookkeeping), not waiting for approval; an approved one when answered.
+    /// (bookkeeping), not waiting for approval, not draining; an approved one
+    /// when answered; a drained one when its drain ends.
     fn plan(&self, out: &Output) -> Option<Decision> {
         match out {
+            // A draining scale-down is carried out on `Drained`.
             Output::Decision(d)
-                if d.action != Action::Promote && !self.engine.is_held(&d.group, d.id) =>
+                if d.action != Action::Promote
+                    && !d.drain
+                    && !self.engine.is_held(&d.group, d.id) =>
             {
                 Some((**d).clone())
             }
@@ -193,7 +198,8 @@ impl<A: Actuator> Shell for Runner<A> {
                 decision,
                 answer: Answer::Approved { .. },
                 ..
-            } => Some((**decision).clone()),
+            } if !decision.drain => Some((**decision).clone()),
+            Output::Drained { decision, .. } => Some((**decision).clone()),
             _ => None,
         }
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::{Actuator, Runner, Settled};
+use super::{Actuator, Finished, Runner};
 use crate::core::gate::Answer;
 use crate::core::{Decision, Input, Output, Timestamp};
 use crate::daemon::approvals::{self, At, Command, Owner};
@@ -38,7 +38,7 @@ impl<A: Actuator> Runner<A> {
 
     /// An operator's verdict, for the engine to weigh: it carries the decision
     /// out after a re-check of the rules (an `Answered` output), or fails it.
-    pub(super) fn on_approval(&mut self, cmd: Command, in_flight: &mut JoinSet<Settled>) {
+    pub(super) fn on_approval(&mut self, cmd: Command, in_flight: &mut JoinSet<Finished>) {
         let now = self.stamp(Instant::now());
         let Some((mut e, d, cmd)) = approvals::take_held(&self.approvals, &mut self.held, cmd)
         else {

@@ -11,9 +11,11 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-// Decisions into actions; operator approvals; reconcile with what runs.
+// Decisions into actions; operator approvals; reconcile with what runs;
+// lifecycle hooks.
 mod act;
 mod approval;
+mod life;
 mod reconcile;
 
 use super::approvals::{self, At, Command, Owner, SharedBook};
@@ -150,7 +152,13 @@ pub struct Runner<A> {
     config_source: String,
 }
 
-pub(crate) type Settled = (Decision, Result<Done, Failed>);
+pub type Settled = (Decision, Result<Done, Failed>);
+
+/// A job of the engine task that ended: an action, or a lifecycle step.
+pub enum Finished {
+    Action(Settled),
+    Hook(super::hooks::HookDone),
+}
 
 impl<A: Actuator> Runner<A> {
     /// A runner whose time origin is `start` (the engine's t = 0).
@@ -255,7 +263,7 @@ impl<A: Actuator> Runner<A> {
         driver::drive(self, shutdown).await.engine
     }
 
-    fn on_event(&mut self, ev: Event, in_flight: &mut JoinSet<Settled>) {
+    fn on_event(&mut self, ev: Event, in_flight: &mut JoinSet<Finished>) {
         match ev {
             Event::Sample {
                 vm,
@@ -305,7 +313,7 @@ impl<A: Actuator> Runner<A> {
         }
     }
 
-    fn step(&mut self, now: Timestamp, input: Input, in_flight: &mut JoinSet<Settled>) {
+    fn step(&mut self, now: Timestamp, input: Input, in_flight: &mut JoinSet<Finished>) {
         self.step_keep(now, input, in_flight, None);
     }
 
@@ -314,7 +322,7 @@ impl<A: Actuator> Runner<A> {
         &mut self,
         now: Timestamp,
         input: Input,
-        in_flight: &mut JoinSet<Settled>,
+        in_flight: &mut JoinSet<Finished>,
         mut keep: Option<&mut Vec<Output>>,
     ) {
         let mut out = Vec::new();
@@ -350,10 +358,18 @@ impl<A: Actuator> Runner<A> {
             } = &o
             {
                 match answer {
-                    Answer::Approved { .. } => self.carry_out(now, decision, in_flight),
+                    // A draining scale-down is destroyed on `Drained` instead.
+                    Answer::Approved { .. } if !decision.drain => {
+                        self.carry_out(now, decision, in_flight);
+                    }
                     Answer::Expired => self.expired(now, decision),
                     _ => {}
                 }
+            }
+            match &o {
+                Output::Drained { decision, .. } => self.carry_out(now, decision, in_flight),
+                Output::Lifecycle(h) => self.lifecycle(now, h, in_flight),
+                _ => {}
             }
             if let Output::Evaluation(e) = &o {
                 let why_not = match &e.verdict {
@@ -382,7 +398,7 @@ impl<A: Actuator> Runner<A> {
 
 impl<A: Actuator> Reconciler for Runner<A> {
     type Event = Event;
-    type Done = Settled;
+    type Done = Finished;
 
     async fn recv(&mut self) -> Option<Event> {
         match &mut self.events {
@@ -391,7 +407,7 @@ impl<A: Actuator> Reconciler for Runner<A> {
         }
     }
 
-    async fn event(&mut self, ev: Event, jobs: &mut JoinSet<Settled>) {
+    async fn event(&mut self, ev: Event, jobs: &mut JoinSet<Finished>) {
         self.on_event(ev, jobs);
     }
 
@@ -399,13 +415,16 @@ impl<A: Actuator> Reconciler for Runner<A> {
         self.engine.next_deadline().map(|t| self.clock.instant(t))
     }
 
-    fn tick(&mut self, jobs: &mut JoinSet<Settled>) {
+    fn tick(&mut self, jobs: &mut JoinSet<Finished>) {
         let now = self.stamp(Instant::now());
         self.step(now, Input::Tick, jobs);
     }
 
-    fn settle(&mut self, done: Settled, jobs: &mut JoinSet<Settled>) {
-        Runner::settle(self, done, jobs);
+    fn settle(&mut self, done: Finished, jobs: &mut JoinSet<Finished>) {
+        match done {
+            Finished::Action(s) => Runner::settle(self, s, jobs),
+            Finished::Hook(h) => self.hook_done(h, jobs),
+        }
     }
 
     fn stop(&mut self) {

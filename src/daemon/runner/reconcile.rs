@@ -4,7 +4,7 @@
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::{Actuator, Runner, Settled};
+use super::{Actuator, Finished, Runner};
 use crate::core::Input;
 use crate::daemon::ownership::Listed;
 use crate::name::Name;
@@ -14,7 +14,7 @@ impl<A: Actuator> Runner<A> {
         &mut self,
         group: Name,
         running: Vec<(Name, Option<i64>)>,
-        in_flight: &mut JoinSet<Settled>,
+        in_flight: &mut JoinSet<Finished>,
     ) {
         let now = self.stamp(Instant::now());
         let g = group.to_string();

@@ -1,0 +1,230 @@
+//! The lifecycle keys: `health_check = "tcp:PORT"`, `health_check_timeout`, and
+//! the hooks `on_ready`, `on_draining`, `on_removed`, each a table
+//! `{ exec = ["/usr/local/bin/lb", "add"], notify = "lb", timeout = "30s" }`
+//! (a program and its arguments, never a shell string; and/or a `[[notify]]`
+//! sink). A section's key replaces `[policy]`'s.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::core::Policy;
+use crate::core::lifecycle::{Event, HookCommand, Hooks};
+use crate::core::policy::ClonePool;
+
+/// A section's hook keys, raw.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Keys<'a> {
+    pub health_check: Option<&'a str>,
+    pub health_check_timeout: Option<Duration>,
+    pub on_ready: Option<&'a toml::Value>,
+    pub on_draining: Option<&'a toml::Value>,
+    pub on_removed: Option<&'a toml::Value>,
+}
+
+impl<'a> Keys<'a> {
+    fn any(&self) -> bool {
+        self.health_check.is_some()
+            || self.health_check_timeout.is_some()
+            || self.on_ready.is_some()
+            || self.on_draining.is_some()
+            || self.on_removed.is_some()
+    }
+
+    fn hooks(&self) -> [(Event, Option<&'a toml::Value>); 3] {
+        [
+            (Event::Ready, self.on_ready),
+            (Event::Draining, self.on_draining),
+            (Event::Removed, self.on_removed),
+        ]
+    }
+}
+
+/// The config key of the hook for `event`.
+pub fn key(event: Event) -> &'static str {
+    match event {
+        Event::Ready => "on_ready",
+        Event::Draining => "on_draining",
+        Event::Removed => "on_removed",
+    }
+}
+
+/// `health_check`: `Some(None)` for `"none"` (turns an inherited check off).
+fn health_check(v: &str) -> Result<Option<u16>, String> {
+    if v == "none" {
+        return Ok(None);
+    }
+    let port = v.strip_prefix("tcp:").ok_or_else(|| {
+        format!("health_check: {v:?} is not \"tcp:PORT\" (a TCP connect to the clone's address) or \"none\"")
+    })?;
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(Some(p)),
+        _ => Err(format!(
+            "health_check: {port:?} is not a port (1..=65535) in {v:?}"
+        )),
+    }
+}
+
+/// One hook table; errors name the key (`on_ready.exec: ...`).
+fn command(key: &str, v: &toml::Value) -> Result<HookCommand, String> {
+    let toml::Value::Table(t) = v else {
+        return Err(format!(
+            "{key}: must be a table such as {{ exec = [\"/usr/local/bin/lb\", \"add\"] }} or {{ notify = \"lb\" }}"
+        ));
+    };
+    for k in t.keys() {
+        if !["exec", "notify", "timeout"].contains(&k.as_str()) {
+            return Err(format!(
+                "{key}.{k}: unknown key (a hook takes exec, notify and timeout)"
+            ));
+        }
+    }
+    let exec = match t.get("exec") {
+        None => None,
+        Some(toml::Value::Array(a)) => {
+            let argv = a
+                .iter()
+                .enumerate()
+                .map(|(i, x)| {
+                    x.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| format!("{key}.exec[{i}]: must be a string"))
+                })
+                .collect::<Result<Vec<String>, String>>()?;
+            if argv.first().is_none_or(|p| p.is_empty()) {
+                return Err(format!(
+                    "{key}.exec: must name a program first, e.g. [\"/usr/local/bin/lb\", \"add\"]"
+                ));
+            }
+            Some(argv)
+        }
+        Some(toml::Value::String(s)) => {
+            return Err(format!(
+                "{key}.exec: {s:?} is a string; give the program and its arguments as an array (it is run directly, never by a shell), e.g. exec = [\"/usr/local/bin/lb\", \"add\"]"
+            ));
+        }
+        Some(_) => return Err(format!("{key}.exec: must be an array of strings")),
+    };
+    let notify = match t.get("notify") {
+        None => None,
+        Some(toml::Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(_) => {
+            return Err(format!(
+                "{key}.notify: must be the name of a [[notify]] sink"
+            ));
+        }
+    };
+    let timeout = match t.get("timeout") {
+        None => HookCommand::TIMEOUT,
+        Some(toml::Value::String(s)) => match humantime::parse_duration(s) {
+            Ok(d) if d >= Duration::from_secs(1) => d,
+            Ok(_) => return Err(format!("{key}.timeout: must be at least 1s")),
+            Err(e) => return Err(format!("{key}.timeout: {s:?}: {e}")),
+        },
+        Some(_) => {
+            return Err(format!("{key}.timeout: must be a duration such as \"30s\""));
+        }
+    };
+    if exec.is_none() && notify.is_none() {
+        return Err(format!(
+            "{key}: needs exec (a program to run) and/or notify (a [[notify]] sink)"
+        ));
+    }
+    Ok(HookCommand {
+        exec,
+        notify,
+        timeout,
+    })
+}
+
+/// Apply a section's hook keys over the inherited ones (bad values are left out:
+/// [`check`] reports them). Sections without hook keys share `[policy]`'s copy.
+pub(super) fn merge(p: &mut Policy, keys: &Keys<'_>) {
+    if keys.any() {
+        let mut h = p.hooks.as_deref().cloned().unwrap_or(Hooks {
+            health_check_timeout: Hooks::CHECK_TIMEOUT,
+            ..Hooks::default()
+        });
+        if let Some(Ok(port)) = keys.health_check.map(health_check) {
+            h.health_check = port;
+        }
+        if let Some(t) = keys.health_check_timeout {
+            h.health_check_timeout = t;
+        }
+        for (event, v) in keys.hooks() {
+            if let Some(Ok(c)) = v.map(|v| command(key(event), v)) {
+                match event {
+                    Event::Ready => h.on_ready = Some(c),
+                    Event::Draining => h.on_draining = Some(c),
+                    Event::Removed => h.on_removed = Some(c),
+                }
+            }
+        }
+        p.hooks = Some(Arc::new(h));
+    }
+    let (ready, drain) = (p.lifecycle.ready_timeout, p.lifecycle.drain_period);
+    p.lifecycle = match &p.hooks {
+        Some(h) => h.lifecycle(ready, drain),
+        None => Hooks::default().lifecycle(ready, drain),
+    };
+}
+
+/// Report bad hook keys of a section, and a health check with no address to
+/// connect to.
+pub(super) fn check(p: &Policy, keys: &Keys<'_>, report: &mut impl FnMut(bool, String)) {
+    if let Some(Err(e)) = keys.health_check.map(health_check) {
+        report(true, e);
+    }
+    for (event, v) in keys.hooks() {
+        if let Some(Err(e)) = v.map(|v| command(key(event), v)) {
+            report(true, e);
+        }
+    }
+    let checked = p.hooks.as_ref().is_some_and(|h| h.health_check.is_some());
+    if checked && !matches!(p.clone_ipv4, Some(ClonePool::Range { .. })) {
+        report(
+            keys.health_check.is_some(),
+            "health_check: needs clone_ipv4 = \"<first>-<last>\": a clone's address is known from its pool only (with DHCP the daemon never learns it)".into(),
+        );
+    }
+}
+
+/// The `[[notify]]` sinks named by hooks that do not exist, as problems.
+pub(super) fn check_sinks<'a>(
+    sections: impl Iterator<Item = (String, &'a Policy)>,
+    sinks: &[String],
+    problems: &mut Vec<String>,
+) {
+    let mut seen: Vec<*const Hooks> = Vec::new();
+    for (at, p) in sections {
+        let Some(h) = p.hooks.as_ref() else { continue };
+        // Sections that inherit [policy]'s hooks share its copy: reported once.
+        if seen.contains(&Arc::as_ptr(h)) {
+            continue;
+        }
+        seen.push(Arc::as_ptr(h));
+        for event in [Event::Ready, Event::Draining, Event::Removed] {
+            let Some(name) = h.command(event).and_then(|c| c.notify.as_deref()) else {
+                continue;
+            };
+            if !sinks.iter().any(|s| s == name) {
+                problems.push(format!(
+                    "{at}.{}.notify: no [[notify]] sink is named {name:?} (known: {sinks:?})",
+                    key(event)
+                ));
+            }
+        }
+    }
+}
+
+/// The hook tables of `section` as a recording keeps them: present (the
+/// engine's behaviour depends on it), without their programs or sinks.
+pub(super) fn redact(section: &mut toml::Table) {
+    for event in [Event::Ready, Event::Draining, Event::Removed] {
+        if let Some(v) = section.get_mut(key(event)) {
+            *v = toml::Value::Table(toml::Table::from_iter([(
+                "exec".to_string(),
+                toml::Value::Array(vec!["(recorded)".into()]),
+            )]));
+        }
+    }
+}
