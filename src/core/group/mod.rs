@@ -27,6 +27,7 @@ use crate::name::Name;
 mod control;
 mod decide;
 mod predictive;
+mod target;
 
 /// An input to a group.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,6 +189,8 @@ pub struct Group {
     /// Whether the orchestrator allows a CPU other than the primary's (`None`:
     /// not known): a clone pinned to the primary's adds no CPU.
     other_cpus: Option<bool>,
+    /// Target tracking's desired counts and burst (`rule = "target"`).
+    target: target::TargetState,
 }
 
 impl Group {
@@ -244,6 +247,7 @@ impl Group {
             cost_room: None,
             refusal: None,
             other_cpus: None,
+            target: target::TargetState::default(),
         };
         g.refile_eval();
         g
@@ -321,7 +325,8 @@ impl Group {
     /// Apply a new policy (config reload). Counters, cooldowns, the budget spent
     /// and members are kept; the new bounds apply from the next evaluation.
     pub fn set_policy(&mut self, policy: Policy) {
-        self.policy = policy;
+        let old = std::mem::replace(&mut self.policy, policy);
+        self.target_reload(&old);
         if self.policy.vcpus_fixed {
             let v = self.policy.vcpus.max(1);
             for i in 0..self.members.len() {
