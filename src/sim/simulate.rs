@@ -153,6 +153,20 @@ enum Cmd {
 /// Simulate `trace` for group `primary` under `policy` (bounds, vCPUs, cadence,
 /// boot time, clone names), scaled by `spec`.
 pub fn run(trace: &Trace, primary: &Name, policy: &Policy, spec: &Spec, seed: u64) -> Run {
+    run_from(trace, primary, policy, spec, seed, 0)
+}
+
+/// [`run`] over the whole trace, measured (metrics, series, events) from
+/// `from_ms` on only: the controller starts from the state the earlier part left
+/// (out-of-sample figures of `tune`). Series times count from `from_ms`.
+pub fn run_from(
+    trace: &Trace,
+    primary: &Name,
+    policy: &Policy,
+    spec: &Spec,
+    seed: u64,
+    from_ms: u64,
+) -> Run {
     let interval = crate::core::time::duration_ms(policy.sample_interval).max(1);
     let boot = crate::core::time::duration_ms(policy.boot_time);
     let dt = gcd(gcd(trace.step_ms(), interval), boot).max(1);
@@ -167,7 +181,7 @@ pub fn run(trace: &Trace, primary: &Name, policy: &Policy, spec: &Spec, seed: u6
         cpu_us: 0.0,
     }];
     let (mut meter, mut events, mut series) = (Meter::default(), Vec::new(), Vec::new());
-    let bucket = (end / dt).div_ceil(MAX_POINTS).max(1);
+    let bucket = (end.saturating_sub(from_ms) / dt).div_ceil(MAX_POINTS).max(1);
     let (mut acc, mut acc_n) = ((0.0, 0.0), 0u64);
     let (mut cursor, mut cmds) = (0usize, Vec::new());
     let mut t = 0u64;
@@ -211,6 +225,9 @@ pub fn run(trace: &Trace, primary: &Name, policy: &Policy, spec: &Spec, seed: u6
                     (false, name, reason)
                 }
             };
+            if t < from_ms {
+                continue;
+            }
             meter.action(up, 1);
             events.push(Event {
                 t_ms: t,
@@ -230,13 +247,17 @@ pub fn run(trace: &Trace, primary: &Name, policy: &Policy, spec: &Spec, seed: u6
                 i.cpu_us += per * dt as f64 * 1000.0;
             }
         }
+        if t < from_ms {
+            t += dt;
+            continue;
+        }
         meter.step(dt, demand, supply, capacity, insts.len() as u32);
         acc.0 += demand;
         acc.1 += supply;
         acc_n += 1;
         if acc_n == bucket {
             series.push(Point {
-                t_s: t as f64 / 1000.0,
+                t_s: (t - from_ms) as f64 / 1000.0,
                 demand: acc.0 / acc_n as f64,
                 supply: acc.1 / acc_n as f64,
             });

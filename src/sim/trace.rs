@@ -64,6 +64,15 @@ impl Trace {
             .max(if self.t_ms.len() < 2 { 1_000 } else { 1 })
     }
 
+    /// The rows before `t_ms` (the training part of `tune`).
+    pub fn head(&self, t_ms: u64) -> Trace {
+        let n = self.t_ms.partition_point(|t| *t < t_ms);
+        Trace {
+            t_ms: self.t_ms[..n].to_vec(),
+            demand: self.demand[..n].to_vec(),
+        }
+    }
+
     /// The CSV form, as `load` reads it.
     pub fn to_csv(&self) -> String {
         let mut s = String::from("time_s,demand\n");
