@@ -39,6 +39,9 @@ pub struct Args {
     /// Seed of the sample and of the clones' sample phases.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Search one rule only (default: both).
+    #[arg(long, value_parser = ["thresholds", "target"])]
+    pub rule: Option<String>,
     /// Threads (default: the CPUs available).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub jobs: Option<u64>,
@@ -82,7 +85,8 @@ fn parse_percent(s: &str) -> Result<f64, String> {
 
 /// Run `tune`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let (primary, current) = super::simulate::group_of(args.config.as_deref(), args.group.as_ref())?;
+    let (primary, current) =
+        super::simulate::group_of(args.config.as_deref(), args.group.as_ref())?;
     let trace = trace::load(&args.trace, current.sample_interval)?;
     let split = (trace.duration_ms() as f64 * args.train).round() as u64;
     if trace.head(split).t_ms.len() < 2 || trace.t_ms.len() - trace.head(split).t_ms.len() < 2 {
@@ -98,6 +102,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         max_under: args.max_under,
         samples: usize::try_from(args.samples).unwrap_or(usize::MAX),
         seed: args.seed,
+        rule: args.rule.as_deref().map(|r| match r {
+            "target" => crate::core::Rule::Target,
+            _ => crate::core::Rule::Thresholds,
+        }),
         jobs: args.jobs.map_or_else(
             || std::thread::available_parallelism().map_or(1, usize::from),
             |j| usize::try_from(j).unwrap_or(1),
@@ -105,7 +113,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let terminal = std::io::stderr().is_terminal();
     let progress = |done: usize, total: usize| {
-        if terminal && (done % 10 == 0 || done == total) {
+        if terminal && (done.is_multiple_of(10) || done == total) {
             let _ = write!(std::io::stderr(), "\rtune: {done}/{total} simulated");
             if done == total {
                 let _ = writeln!(std::io::stderr());
@@ -192,7 +200,9 @@ fn target_section(config: Option<&Path>, group: Option<&Name>) -> anyhow::Result
         Some(g) => Some(g.clone()),
         None => c.groups.first().map(|g| g.primary.clone()),
     };
-    Ok(g.map_or("[policy]".into(), |g| format!("[[group]] primary = \"{g}\"")))
+    Ok(g.map_or("[policy]".into(), |g| {
+        format!("[[group]] primary = \"{g}\"")
+    }))
 }
 
 /// The configuration text with the tuned keys set: in the group's table (the

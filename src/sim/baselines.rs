@@ -32,8 +32,8 @@ impl View {
 
 /// mollymawk's autoscaler as it runs at its HEAD (robur-coop/mollymawk
 /// `src/core/autoscaler.ml`): every 5-minute poll, the group average of every
-/// member's share over the last poll (a member not measured yet counts 0 %),
-/// > 90 % for 3 consecutive polls ⇒ one clone more, < 40 % for 5 ⇒ one clone less
+/// member's share over the last poll (a member not measured yet counts 0 %);
+/// above 90 % for 3 consecutive polls ⇒ one clone more, < 40 % for 5 ⇒ one clone less
 /// (the newest), one 600 s cooldown after any action that also resets both
 /// counters. Its 900 s death timeout never fires in the simulator (nothing dies).
 /// The shares are exact here; HEAD divides whole seconds by whole seconds.

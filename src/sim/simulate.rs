@@ -32,7 +32,10 @@ pub enum Kind {
     Mollymawk,
     /// HPA aiming at `target` utilisation percent, with this scale-down
     /// stabilization window.
-    Hpa { target: u32, window: Duration },
+    Hpa {
+        target: u32,
+        window: Duration,
+    },
 }
 
 /// A named controller.
@@ -181,7 +184,9 @@ pub fn run_from(
         cpu_us: 0.0,
     }];
     let (mut meter, mut events, mut series) = (Meter::default(), Vec::new(), Vec::new());
-    let bucket = (end.saturating_sub(from_ms) / dt).div_ceil(MAX_POINTS).max(1);
+    let bucket = (end.saturating_sub(from_ms) / dt)
+        .div_ceil(MAX_POINTS)
+        .max(1);
     let (mut acc, mut acc_n) = ((0.0, 0.0), 0u64);
     let (mut cursor, mut cmds) = (0usize, Vec::new());
     let mut t = 0u64;

@@ -29,6 +29,8 @@ pub struct Settings {
     pub seed: u64,
     /// Threads.
     pub jobs: usize,
+    /// Search this rule only (`None`: both).
+    pub rule: Option<Rule>,
 }
 
 /// One candidate and its figures on the training part.
@@ -171,9 +173,11 @@ pub fn grid(base: &Policy) -> Vec<Policy> {
     out
 }
 
-/// `n` policies of the grid, chosen by `seed` (all of it if smaller), in grid order.
-pub fn sample(base: &Policy, n: usize, seed: u64) -> Vec<Policy> {
+/// `n` policies of the grid (of `rule` only, if given), chosen by `seed` (all of
+/// it if smaller), in grid order.
+pub fn sample(base: &Policy, n: usize, seed: u64, rule: Option<Rule>) -> Vec<Policy> {
     let mut all = grid(base);
+    all.retain(|p| rule.is_none_or(|r| p.rule == r));
     if n >= all.len() {
         return all;
     }
@@ -234,13 +238,22 @@ fn run_all(
 /// under-provisioned. Ties: fewer actions, then the earlier.
 fn pick(ms: &[Metrics], max_under: f64, ok: impl Fn(usize) -> bool) -> (usize, bool) {
     let key = |i: usize| (ms[i].slack, ms[i].actions_per_hour, i);
-    let feasible = (0..ms.len()).filter(|&i| ms[i].under_provisioned_timeshare <= max_under && ok(i));
-    if let Some(i) = feasible.min_by(|&a, &b| key(a).partial_cmp(&key(b)).unwrap_or(std::cmp::Ordering::Equal)) {
+    let feasible =
+        (0..ms.len()).filter(|&i| ms[i].under_provisioned_timeshare <= max_under && ok(i));
+    if let Some(i) = feasible.min_by(|&a, &b| {
+        key(a)
+            .partial_cmp(&key(b))
+            .unwrap_or(std::cmp::Ordering::Equal)
+    }) {
         return (i, true);
     }
     let under = |i: usize| (ms[i].under_provisioned_timeshare, ms[i].slack, i);
     let i = (0..ms.len())
-        .min_by(|&a, &b| under(a).partial_cmp(&under(b)).unwrap_or(std::cmp::Ordering::Equal))
+        .min_by(|&a, &b| {
+            under(a)
+                .partial_cmp(&under(b))
+                .unwrap_or(std::cmp::Ordering::Equal)
+        })
         .unwrap_or(0);
     (i, false)
 }
@@ -259,7 +272,7 @@ pub fn tune(
     let split_ms = (trace.duration_ms() as f64 * s.train).round() as u64;
     let head = trace.head(split_ms);
     let mut policies = vec![current.clone()];
-    policies.extend(sample(current, s.samples, s.seed));
+    policies.extend(sample(current, s.samples, s.seed, s.rule));
     let engine = |p: &Policy| Spec {
         name: "candidate".into(),
         kind: Kind::Engine(Box::new(p.clone())),
@@ -328,12 +341,7 @@ pub fn tune(
 /// Indexes of the candidates no other beats on both under-provisioned time and
 /// slack (training figures), by under-provisioned time.
 pub fn pareto(c: &[Candidate]) -> Vec<usize> {
-    let m = |i: usize| {
-        (
-            c[i].train.under_provisioned_timeshare,
-            c[i].train.slack,
-        )
-    };
+    let m = |i: usize| (c[i].train.under_provisioned_timeshare, c[i].train.slack);
     let mut front: Vec<usize> = (0..c.len())
         .filter(|&i| {
             let (u, s) = m(i);
