@@ -31,6 +31,9 @@ enum Command {
     Replay(cli::replay::Args),
     /// Serve a load trace with the engine and the classic rules; report elasticity metrics.
     Simulate(cli::simulate::Args),
+    /// Search a group's policy on a trace: the least idle capacity within an
+    /// under-provisioning bound, fitted on one part and measured on the rest.
+    Tune(cli::tune::Args),
     /// Read the metrics history back: `history export` prints a group's demand.
     History(cli::history::Args),
     /// Decode albatross frames, DER messages or certificates to JSON.
@@ -60,6 +63,7 @@ fn main() -> ExitCode {
         Command::Check(args) => cli::check::run(args),
         Command::Replay(args) => cli::replay::run(args),
         Command::Simulate(args) => cli::simulate::run(args),
+        Command::Tune(args) => cli::tune::run(args),
         Command::Decode(args) => cli::decode::run(args),
         Command::History(args) => cli::history::run(args),
         Command::Completions(args) => cli::completions::completions(args, Cli::command()),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use albatross_autoscale::core::group::Input;
 use albatross_autoscale::core::{
-    Action, Group, MemberState, Output, Policy, PrimaryDeath, Role, Timestamp,
+    Action, Group, MemberState, Output, Policy, PrimaryDeath, Role, Rule, Timestamp,
 };
 use albatross_autoscale::name::Name;
 use proptest::prelude::*;
@@ -37,10 +37,24 @@ fn policy() -> impl Strategy<Value = Policy> {
         (1u32..=3, 1u32..=6, 0u32..=3),
         (50u32..=95, 1u32..=4, 5u32..=45, 1u32..=4),
         (0u64..=120, 0u64..=600, 20u64..=200),
-        (1u32..=6, 0usize..3),
+        (1u32..=6, 0usize..3, any::<bool>(), 10u32..=95),
     )
         .prop_map(
-            |((min, extra, budget), (up, upt, down, downt), (upc, downc, death), (_, pd))| Policy {
+            |(
+                (min, extra, budget),
+                (up, upt, down, downt),
+                (upc, downc, death),
+                (step, pd, target, pct),
+            )| Policy {
+                // Both rules keep the same invariants (bursts of `step` included).
+                rule: if target {
+                    Rule::Target
+                } else {
+                    Rule::Thresholds
+                },
+                target_cpu_percent: pct,
+                max_step_up: step,
+                scale_down_stabilization: Duration::from_secs(downc / 2),
                 min_instances: min,
                 max_instances: min + extra,
                 max_actions_per_hour: budget + 1,

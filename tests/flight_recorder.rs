@@ -1,7 +1,8 @@
 //! The flight recorder: a daemon run against the embedded endpoint (paused clock)
 //! with scaling, a policy refusal, an operator pause and resume and an albatrossd
 //! restart is recorded with `--record`; `replay --inputs` (the real binary) of the
-//! recording prints the decision log's decisions and failures, byte for byte.
+//! recording prints the decision log's decisions and failures, byte for byte; so
+//! does a target-tracking run whose scale-ups come in bursts (`rule = "target"`).
 
 use std::time::Duration;
 
@@ -121,4 +122,45 @@ fn a_recording_without_its_start_says_so() {
         "{err}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_target_tracking_run_with_bursts_replays_to_the_same_decisions() {
+    let w = world::world(
+        &TestPki::default_policy(),
+        StatsBody::V27,
+        Duration::from_secs(1),
+        Duration::ZERO,
+    )
+    .await;
+    let rec = w.dir.join("inputs.jsonl");
+    let policy = "sample_interval = \"1s\"\nrule = \"target\"\ntarget_cpu_percent = 50\nmax_step_up = 2\n\
+        scale_down_stabilization = \"5s\"\nscale_up_cooldown = \"3s\"\nscale_down_cooldown = \"2s\"\n\
+        death_timeout = \"10s\"\nmax_instances = 4\nmax_actions_per_hour = 1000\n";
+    let config = w.config(policy, "reconnect_min = \"500ms\"\n");
+    let opts = ServiceOptions {
+        record: Some(rec.clone()),
+        ..ServiceOptions::default()
+    };
+    let d = Service::start(config, opts).await.unwrap();
+    let mut rx = d.subscribe().unwrap();
+    w.load.set(3.0);
+    assert!(run_for(&mut rx, 40, Action::ScaleUp).await >= 2);
+    w.load.set(0.05);
+    assert!(run_for(&mut rx, 60, Action::ScaleDown).await >= 1);
+    d.stop().await.unwrap();
+
+    let logged = recording::decision_lines(&w.decision_log());
+    // The runner and the actuator carried out a burst (two scale-ups of one step).
+    assert!(
+        logged.iter().any(|l| l.contains("scale-up 2 of 2")),
+        "{logged:#?}"
+    );
+    assert!(
+        logged
+            .iter()
+            .any(|l| l.contains("every desired count of the last 5s")),
+        "{logged:#?}"
+    );
+    assert_eq!(recording::replayed(&rec), logged);
 }

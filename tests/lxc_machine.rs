@@ -1,6 +1,7 @@
 //! The LXC machine on its own (explicit `now`, no server): a resize held for
 //! approval on a resize-only container expires at the machine's own deadline, and
-//! a `vcpus` meant for albatross groups does not rescale container shares.
+//! a `vcpus` meant for albatross groups does not rescale container shares, and a
+//! horizontal group tracks a target (`rule = "target"`).
 
 use std::path::Path;
 use std::time::Duration;
@@ -114,5 +115,29 @@ fn a_policy_vcpus_does_not_rescale_container_shares() {
     assert!(
         !shares.is_empty() && shares.iter().all(|p| (*p - 95.0).abs() < 0.5),
         "{shares:?}"
+    );
+}
+
+#[test]
+fn a_horizontal_container_group_tracks_a_target() {
+    // 95 % of a container at a 50 % target: desired 2, on the first evaluation
+    // with a share (no tick streak).
+    let mut m = machine(
+        "[[lxc]]\nvmid = 101\nname = \"web\"\nmode = \"horizontal\"\nmax_instances = 3\nrule = \"target\"\ntarget_cpu_percent = 50\n",
+    );
+    let decision = |out: &[Output]| {
+        out.iter().find_map(|o| match o {
+            Output::Engine(albatross_autoscale::core::Output::Decision(d)) => Some(d.clone()),
+            _ => None,
+        })
+    };
+    let (out, _) = run(&mut m, 0.95, |o| decision(o).is_some());
+    let d = decision(&out).expect("a scale-up");
+    assert_eq!(d.action, albatross_autoscale::core::Action::ScaleUp);
+    assert!(
+        d.reason_text()
+            .starts_with("desired 2 = ceil(0.95 vCPU / (50 % × 1 vCPU)) > 1 instance(s)"),
+        "{}",
+        d.reason_text()
     );
 }

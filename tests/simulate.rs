@@ -64,6 +64,14 @@ fn the_shipped_traces_are_the_generators_output() {
         let text = std::fs::read_to_string(fixture(file)).unwrap();
         assert_eq!(trace::generate(shape, hours, 7).to_csv(), text, "{file}");
     }
+    // `cargo run --example weekly_trace` prints trace::weekly(7).
+    let weekly = trace::weekly(7);
+    let text = std::fs::read_to_string(fixture("weekly.csv")).unwrap();
+    assert_eq!(weekly.to_csv(), text);
+    assert_eq!(weekly.t_ms.len(), 14 * 288);
+    // Weekdays are busier than the weekend: mean of Monday vs Saturday.
+    let day = |d: usize| weekly.demand[d * 288..(d + 1) * 288].iter().sum::<f64>() / 288.0;
+    assert!(day(0) > 1.5 * day(5), "{} vs {}", day(0), day(5));
     assert_ne!(
         trace::generate(Shape::Diurnal, 1.0, 7),
         trace::generate(Shape::Diurnal, 1.0, 8)

@@ -12,6 +12,7 @@ pub mod notify_test;
 pub mod replay;
 pub mod run;
 pub mod simulate;
+pub mod tune;
 pub mod validate;
 
 use anyhow::Context;

@@ -36,10 +36,18 @@ pub struct Args {
     #[arg(long)]
     pub group: Option<Name>,
     /// Policies to compare: engine (as configured), reactive (without forecast and
-    /// anomaly guard), predictive (with both), mollymawk, hpa. Repeatable;
-    /// default: engine, mollymawk, hpa.
+    /// anomaly guard), predictive (with both), thresholds / target (with that
+    /// rule), mollymawk (as at its HEAD), hpa. Repeatable; default: engine,
+    /// mollymawk, hpa.
     #[arg(long = "policy", value_parser = clap::builder::PossibleValuesParser::new(simulate::NAMES))]
     pub policies: Vec<String>,
+    /// The HPA baseline's target utilisation, percent (Kubernetes' default: 80).
+    #[arg(long, default_value_t = crate::sim::baselines::Hpa::TARGET_PERCENT,
+        value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub hpa_target: u32,
+    /// The HPA baseline's scale-down stabilization window (Kubernetes' default: 5m).
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub hpa_stabilization: std::time::Duration,
     #[arg(long, value_enum, default_value = "table")]
     pub report: Report,
     /// Draw demand, supply and actions per policy into this SVG file.
@@ -79,7 +87,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let mut runs = Vec::new();
     for name in &names {
-        let spec = Spec::named(name, &policy).context("unknown policy")?;
+        let spec = Spec::named_with(name, &policy, args.hpa_target, args.hpa_stabilization)
+            .context("unknown policy")?;
         runs.push(simulate::run(&trace, &primary, &policy, &spec, args.seed));
     }
     if args.explain {
@@ -131,12 +140,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// The group simulated and its policy: `--group`, else the first [[group]], else
 /// `[policy]` (or the defaults) for a group named `sim:app`.
 fn group_policy(args: &Args) -> anyhow::Result<(Name, Policy)> {
+    group_of(args.config.as_deref(), args.group.as_ref())
+}
+
+/// The group of `config` named `group`, else its first [[group]], else `[policy]`
+/// (or the defaults) for a group named `sim:app` (shared with `tune`).
+pub fn group_of(
+    config: Option<&std::path::Path>,
+    group: Option<&Name>,
+) -> anyhow::Result<(Name, Policy)> {
     let fallback = || Name::parse("sim:app").expect("a valid name");
-    let Some(path) = &args.config else {
+    let Some(path) = config else {
         return Ok((fallback(), Policy::default()));
     };
     let config = Config::load(path)?;
-    if let Some(want) = &args.group {
+    if let Some(want) = group {
         let g = config
             .groups
             .iter()

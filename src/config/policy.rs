@@ -9,7 +9,7 @@ use super::GROUP_KEYS;
 use crate::core::naming;
 use crate::core::policy::ClonePool;
 use crate::core::schedule::Schedule;
-use crate::core::{CloneCpus, Policy, PrimaryDeath, RequireApproval};
+use crate::core::{CloneCpus, Policy, PrimaryDeath, RequireApproval, Rule};
 use crate::name::{self, Name};
 
 /// The policy keys, all optional: `[policy]` and every `[[group]]` may set them.
@@ -76,6 +76,13 @@ pub(super) struct PolicyFile {
     schedule: Option<toml::Value>,
     #[serde(skip)]
     pub(super) windows: Option<Schedule>,
+    /// Raw, checked by hand (`thresholds` or `target`).
+    pub(super) rule: Option<String>,
+    target_cpu_percent: Option<i64>,
+    tolerance: Option<f64>,
+    max_step_up: Option<i64>,
+    #[serde(default, with = "humantime_serde")]
+    scale_down_stabilization: Option<Duration>,
 }
 
 /// `require_approval`, read by hand so that every mistake names the key: `"all"`, one
@@ -258,6 +265,18 @@ pub(super) fn merge(mut p: Policy, f: &PolicyFile) -> Policy {
     set(&mut p.lifecycle.ready_timeout, f.ready_timeout);
     set(&mut p.lifecycle.drain_period, f.drain_period);
     super::hooks::merge(&mut p, &f.hook_keys());
+    match f.rule.as_deref() {
+        Some("thresholds") => p.rule = Rule::Thresholds,
+        Some("target") => p.rule = Rule::Target,
+        _ => {}
+    }
+    set_u32(&mut p.target_cpu_percent, f.target_cpu_percent);
+    if let Some(t) = f.tolerance.filter(|t| t.is_finite()) {
+        // Per mille keeps Policy `Eq`; check() reports values out of range.
+        p.tolerance_pm = (t.clamp(0.0, 1.0) * 1000.0).round() as u32;
+    }
+    set_u32(&mut p.max_step_up, f.max_step_up);
+    set(&mut p.scale_down_stabilization, f.scale_down_stabilization);
     p
 }
 
@@ -314,7 +333,32 @@ pub(super) fn check(
     if let Some(Err(e)) = here.clone_ipv4.as_deref().map(ClonePool::parse) {
         report(true, format!("clone_ipv4: {e}"));
     }
-    let ranges: [(&str, Option<i64>, i64, i64); 10] = [
+    if let Some(v) = here
+        .rule
+        .as_deref()
+        .filter(|v| !["thresholds", "target"].contains(v))
+    {
+        report(
+            true,
+            format!(
+                "rule: {v:?} is not \"thresholds\" (streaks over scale_up_threshold / scale_down_threshold, the default) or \"target\" (target tracking at target_cpu_percent)"
+            ),
+        );
+    }
+    if let Some(t) = here
+        .tolerance
+        .filter(|t| !(t.is_finite() && (0.0..1.0).contains(t)))
+    {
+        report(
+            true,
+            format!(
+                "tolerance: {t} is out of range 0.0..1.0 (a share of target_cpu_percent; 0.1 = ±10 %)"
+            ),
+        );
+    }
+    let ranges: [(&str, Option<i64>, i64, i64); 12] = [
+        ("target_cpu_percent", here.target_cpu_percent, 1, 100),
+        ("max_step_up", here.max_step_up, 1, 10_000),
         ("scale_up_threshold", here.scale_up_threshold, 0, 100),
         ("scale_down_threshold", here.scale_down_threshold, 0, 100),
         ("scale_up_ticks", here.scale_up_ticks, 1, 1_000_000),

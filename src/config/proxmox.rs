@@ -444,6 +444,11 @@ pub(super) fn lxcs(
         let policy = merge(defaults.clone(), &pf);
         check(&policy, &pf, &at, Some(&name), problems);
         let mode = f.mode.unwrap_or(Mode::Vertical);
+        if mode == Mode::Vertical && pf.rule.as_deref() == Some("target") {
+            problems.push(format!(
+                "{at}.rule: \"target\" applies to horizontal modes (mode = \"horizontal\" or \"vertical-then-horizontal\"); vertical sizing keeps its thresholds"
+            ));
+        }
         let pair = |key: &str,
                     v: Option<[i64; 2]>,
                     lo: i64,

@@ -33,7 +33,7 @@ pub use group::{Group, Member, MemberState, Role};
 pub use lxc::Lxc;
 pub use machine::Machine;
 pub use output::{Action, ActionId, Decision, Evaluation, Output, SampleReport, Verdict};
-pub use policy::{CloneCpus, Policy, PrimaryDeath, RequireApproval};
+pub use policy::{CloneCpus, Policy, PrimaryDeath, RequireApproval, Rule};
 pub use reason::Reason;
 pub use time::Timestamp;
 pub use why::{Ceiling, WhyNot};

@@ -104,6 +104,39 @@ pub struct Policy {
     pub lifecycle: Lifecycle,
     /// What the shell runs for the lifecycle (shared: one copy per config).
     pub hooks: Option<std::sync::Arc<Hooks>>,
+    /// How the group average becomes a decision: threshold streaks (the default) or
+    /// target tracking (see [`Rule`]).
+    pub rule: Rule,
+    /// `rule = "target"`: the utilisation aimed at, percent of the instances' vCPUs.
+    pub target_cpu_percent: u32,
+    /// `rule = "target"`: no change while the average is within this share of the
+    /// target, in per mille (100 = ±10 %, HPA's default).
+    pub tolerance_pm: u32,
+    /// `rule = "target"`: scale-ups of one burst towards the desired count.
+    pub max_step_up: u32,
+    /// `rule = "target"`: a scale-down needs every desired count of this window to
+    /// be lower than the instances staying (HPA's stabilization window).
+    pub scale_down_stabilization: Duration,
+}
+
+/// `rule`: how a group decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Rule {
+    /// Scale by one after `scale_up_ticks` above / `scale_down_ticks` below the thresholds.
+    #[default]
+    Thresholds,
+    /// desired = ceil(demand / (target × vCPUs per instance)), as the HPA.
+    Target,
+}
+
+impl Rule {
+    /// The config value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Thresholds => "thresholds",
+            Self::Target => "target",
+        }
+    }
 }
 
 /// `clone_cpus`: where a clone's vCPU is pinned.
@@ -222,6 +255,11 @@ impl Default for Policy {
             schedule: Schedule::default(),
             lifecycle: Lifecycle::default(),
             hooks: None,
+            rule: Rule::Thresholds,
+            target_cpu_percent: 75,
+            tolerance_pm: 100,
+            max_step_up: 2,
+            scale_down_stabilization: Duration::from_secs(300),
         }
     }
 }

@@ -23,9 +23,37 @@ pub struct Predicted {
     pub mean_error: Option<Bp>,
 }
 
+/// Target tracking's arithmetic (`rule = "target"`): `desired` =
+/// ceil(`demand` / (`target` % × `vcpus`)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tracking {
+    pub desired: u32,
+    /// Demand of the fresh members, in basis points of one vCPU (10 000 = 1 vCPU).
+    pub demand: u64,
+    /// `target_cpu_percent`.
+    pub target: u32,
+    /// vCPUs per instance.
+    pub vcpus: u32,
+    /// Instances before the action (up: all counted; down: those staying).
+    pub instances: u32,
+    pub step: TrackingStep,
+}
+
+/// Which way target tracking moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrackingStep {
+    /// Scale-up `k` of a burst of `step` (at most `max_step_up`).
+    Up { k: u32, step: u32 },
+    /// Every desired count of the last `window` was at most `highest`, below the
+    /// instances staying.
+    Down { highest: u32, window: Duration },
+}
+
 /// Why a decision was taken.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reason {
+    /// `rule = "target"`: the desired count differs from the instances.
+    Target(Tracking),
     /// The group average stayed above (`up`) or below the threshold for `ticks`.
     Streak {
         up: bool,
@@ -78,6 +106,10 @@ impl Reason {
         match self {
             Self::Streak { up: true, .. } | Self::Emergency { .. } => "cpu_high",
             Self::Streak { up: false, .. } => "cpu_low",
+            Self::Target(t) => match t.step {
+                TrackingStep::Up { .. } => "cpu_high",
+                TrackingStep::Down { .. } => "cpu_low",
+            },
             Self::BelowMin { .. } => "below_min",
             Self::Window { bound, .. } => match bound.side {
                 Side::Min => "cpu_high",
@@ -104,9 +136,36 @@ impl fmt::Display for Predicted {
     }
 }
 
+impl fmt::Display for Tracking {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "desired {} = ceil({:.2} vCPU / ({} % × {} vCPU))",
+            self.desired,
+            self.demand as f64 / f64::from(cpu::FULL),
+            self.target,
+            self.vcpus
+        )?;
+        match self.step {
+            TrackingStep::Up { k, step } => write!(
+                f,
+                " > {} instance(s): scale-up {k} of {step}",
+                self.instances
+            ),
+            TrackingStep::Down { highest, window } => write!(
+                f,
+                "; every desired count of the last {} at most {highest} < {} instance(s)",
+                fmt_dur(window),
+                self.instances
+            ),
+        }
+    }
+}
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Self::Target(t) => write!(f, "{t}"),
             Self::Streak {
                 up,
                 avg,

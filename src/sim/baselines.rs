@@ -30,11 +30,13 @@ impl View {
     }
 }
 
-/// mollymawk's autoscaler (PR #250, robur-coop/mollymawk `autoscaler.ml`): group
-/// average of the members' last values, > 90 % for 3 consecutive evaluations ⇒ one
-/// clone more, < 40 % for 5 ⇒ one clone less (the newest), one 600 s cooldown
-/// after any action that also resets both counters. Evaluated on every sample of
-/// the primary.
+/// mollymawk's autoscaler as it runs at its HEAD (robur-coop/mollymawk
+/// `src/core/autoscaler.ml`): every 5-minute poll, the group average of every
+/// member's share over the last poll (a member not measured yet counts 0 %);
+/// above 90 % for 3 consecutive polls ⇒ one clone more, < 40 % for 5 ⇒ one clone less
+/// (the newest), one 600 s cooldown after any action that also resets both
+/// counters. Its 900 s death timeout never fires in the simulator (nothing dies).
+/// The shares are exact here; HEAD divides whole seconds by whole seconds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Mollymawk {
     high: u32,
@@ -48,12 +50,16 @@ impl Mollymawk {
     pub const DOWN_PERCENT: u64 = 40;
     pub const DOWN_TICKS: u32 = 5;
     pub const COOLDOWN: Duration = Duration::from_secs(600);
+    pub const POLL: Duration = Duration::from_secs(300);
+    pub const DEATH_TIMEOUT: Duration = Duration::from_secs(900);
 
     /// Instances wanted after this evaluation.
     pub fn evaluate(&mut self, v: &View) -> u32 {
-        let Some(avg) = v.avg_bp() else {
+        if v.measured == 0 {
             return v.instances;
-        };
+        }
+        // Over every instance, as HEAD: the unmeasured ones at 0 %.
+        let avg = v.sum_bp / u64::from(v.instances.max(1));
         let cooldown = self
             .last_action
             .is_some_and(|t| v.now < t.plus(Self::COOLDOWN));
@@ -86,11 +92,14 @@ impl Mollymawk {
 /// `desired = ceil(current × utilisation / target)`, nothing within 10 % of the
 /// target; instances without a share count as 0 % on the way up and as 100 % of
 /// the target on the way down; scale-down takes the highest recommendation of the
-/// last 300 s; scale-up is immediate, at most max(double, +4) per period.
+/// stabilization window (default 300 s); scale-up is immediate, at most
+/// max(double, +4) per period.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hpa {
     /// Target utilisation, basis points.
     pub target_bp: u64,
+    /// Scale-down stabilization window.
+    pub window: Duration,
     /// Recommendations of the stabilisation window: (time, instances).
     recent: VecDeque<(Timestamp, u32)>,
 }
@@ -99,12 +108,21 @@ impl Hpa {
     pub const PERIOD: Duration = Duration::from_secs(15);
     /// Tolerance, per mille.
     pub const TOLERANCE_PM: u64 = 100;
+    /// Kubernetes' default scale-down stabilization window.
     pub const DOWN_WINDOW: Duration = Duration::from_secs(300);
+    /// The target `kubectl autoscale` sets without `--cpu-percent`.
+    pub const TARGET_PERCENT: u32 = 80;
 
-    /// An HPA aiming at `target_percent` utilisation.
+    /// An HPA aiming at `target_percent` utilisation, Kubernetes' window.
     pub fn new(target_percent: u32) -> Self {
+        Self::with_window(target_percent, Self::DOWN_WINDOW)
+    }
+
+    /// An HPA aiming at `target_percent` with a scale-down window of `window`.
+    pub fn with_window(target_percent: u32, window: Duration) -> Self {
         Self {
             target_bp: u64::from(target_percent.max(1)) * 100,
+            window,
             recent: VecDeque::new(),
         }
     }
@@ -117,7 +135,7 @@ impl Hpa {
         while self
             .recent
             .front()
-            .is_some_and(|(t, _)| t.plus(Self::DOWN_WINDOW) <= v.now)
+            .is_some_and(|(t, _)| t.plus(self.window) <= v.now)
         {
             self.recent.pop_front();
         }
@@ -193,6 +211,15 @@ mod tests {
     }
 
     #[test]
+    fn mollymawk_counts_an_unmeasured_clone_at_zero() {
+        // 2 instances, only one measured at 100 %: average 50 %, not high.
+        let mut m = Mollymawk::default();
+        for s in 1..=5 {
+            assert_eq!(m.evaluate(&view(s * 300, 2, &[10_000])), 2);
+        }
+    }
+
+    #[test]
     fn hpa_follows_the_ratio_with_tolerance_and_a_down_window() {
         let mut h = Hpa::new(50);
         // 2 at 90 % of a 50 % target: ceil(2 × 1.8) = 4.
@@ -204,6 +231,11 @@ mod tests {
         // The last 4 (t = 30 s, within tolerance) leaves the window at 330 s.
         assert_eq!(h.evaluate(&view(320, 4, &[2_000; 4])), 4);
         assert_eq!(h.evaluate(&view(331, 4, &[2_000; 4])), 2);
+        // A 60 s window: the same drop is followed after 60 s.
+        let mut h = Hpa::with_window(50, Duration::from_secs(60));
+        assert_eq!(h.evaluate(&view(15, 4, &[5_000; 4])), 4);
+        assert_eq!(h.evaluate(&view(30, 4, &[2_000; 4])), 4);
+        assert_eq!(h.evaluate(&view(76, 4, &[2_000; 4])), 2);
         // Rate limit: 1 at 100 % of a 10 % target wants 10, gets max(2, 1+4) = 5.
         let mut h = Hpa::new(10);
         assert_eq!(h.evaluate(&view(15, 1, &[10_000])), 5);

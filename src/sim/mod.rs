@@ -9,3 +9,4 @@ pub mod recording;
 pub mod replay;
 pub mod simulate;
 pub mod trace;
+pub mod tune;

@@ -13,6 +13,7 @@
 //! No clock, no OS randomness: a run is a function of (trace, policy, seed).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::core::cpu::{self, Bp, Delta, Reading};
 use crate::core::naming;
@@ -29,8 +30,12 @@ pub enum Kind {
     /// The engine with this policy.
     Engine(Box<Policy>),
     Mollymawk,
-    /// HPA aiming at this utilisation percent.
-    Hpa(u32),
+    /// HPA aiming at `target` utilisation percent, with this scale-down
+    /// stabilization window.
+    Hpa {
+        target: u32,
+        window: Duration,
+    },
 }
 
 /// A named controller.
@@ -41,14 +46,40 @@ pub struct Spec {
 }
 
 /// Policy names `simulate --policy` accepts.
-pub const NAMES: &[&str] = &["engine", "reactive", "predictive", "mollymawk", "hpa"];
+pub const NAMES: &[&str] = &[
+    "engine",
+    "reactive",
+    "predictive",
+    "thresholds",
+    "target",
+    "mollymawk",
+    "hpa",
+];
 
 impl Spec {
     /// `engine` (the configured policy), `reactive` (it without forecast and guard),
-    /// `predictive` (it with both), `mollymawk`, `hpa` (target: midway between the
-    /// policy's thresholds).
+    /// `predictive` (it with both), `thresholds` / `target` (it with that `rule`),
+    /// `mollymawk` (as at its HEAD), `hpa` (Kubernetes' defaults: 80 %, 300 s).
     pub fn named(name: &str, base: &Policy) -> Option<Self> {
+        Self::named_with(name, base, Hpa::TARGET_PERCENT, Hpa::DOWN_WINDOW)
+    }
+
+    /// [`Spec::named`] with the HPA's target and stabilization window.
+    pub fn named_with(
+        name: &str,
+        base: &Policy,
+        hpa_target: u32,
+        hpa_window: Duration,
+    ) -> Option<Self> {
         let kind = match name {
+            "thresholds" => Kind::Engine(Box::new(Policy {
+                rule: crate::core::Rule::Thresholds,
+                ..base.clone()
+            })),
+            "target" => Kind::Engine(Box::new(Policy {
+                rule: crate::core::Rule::Target,
+                ..base.clone()
+            })),
             "engine" => Kind::Engine(Box::new(base.clone())),
             "reactive" => Kind::Engine(Box::new(Policy {
                 predictive: false,
@@ -61,7 +92,10 @@ impl Spec {
                 ..base.clone()
             })),
             "mollymawk" => Kind::Mollymawk,
-            "hpa" => Kind::Hpa((base.scale_up_threshold + base.scale_down_threshold) / 2),
+            "hpa" => Kind::Hpa {
+                target: hpa_target,
+                window: hpa_window,
+            },
             _ => return None,
         };
         Some(Self {
@@ -110,7 +144,6 @@ struct Inst {
 /// Which instance a sample is from.
 #[derive(Clone, Copy)]
 struct Who {
-    primary: bool,
     /// Booted (serving).
     ready: bool,
 }
@@ -123,6 +156,20 @@ enum Cmd {
 /// Simulate `trace` for group `primary` under `policy` (bounds, vCPUs, cadence,
 /// boot time, clone names), scaled by `spec`.
 pub fn run(trace: &Trace, primary: &Name, policy: &Policy, spec: &Spec, seed: u64) -> Run {
+    run_from(trace, primary, policy, spec, seed, 0)
+}
+
+/// [`run`] over the whole trace, measured (metrics, series, events) from
+/// `from_ms` on only: the controller starts from the state the earlier part left
+/// (out-of-sample figures of `tune`). Series times count from `from_ms`.
+pub fn run_from(
+    trace: &Trace,
+    primary: &Name,
+    policy: &Policy,
+    spec: &Spec,
+    seed: u64,
+    from_ms: u64,
+) -> Run {
     let interval = crate::core::time::duration_ms(policy.sample_interval).max(1);
     let boot = crate::core::time::duration_ms(policy.boot_time);
     let dt = gcd(gcd(trace.step_ms(), interval), boot).max(1);
@@ -137,7 +184,9 @@ pub fn run(trace: &Trace, primary: &Name, policy: &Policy, spec: &Spec, seed: u6
         cpu_us: 0.0,
     }];
     let (mut meter, mut events, mut series) = (Meter::default(), Vec::new(), Vec::new());
-    let bucket = (end / dt).div_ceil(MAX_POINTS).max(1);
+    let bucket = (end.saturating_sub(from_ms) / dt)
+        .div_ceil(MAX_POINTS)
+        .max(1);
     let (mut acc, mut acc_n) = ((0.0, 0.0), 0u64);
     let (mut cursor, mut cmds) = (0usize, Vec::new());
     let mut t = 0u64;
@@ -153,7 +202,6 @@ pub fn run(trace: &Trace, primary: &Name, policy: &Policy, spec: &Spec, seed: u6
                 inst.next_sample = t + interval;
                 let (name, cpu_us) = (inst.name.clone(), inst.cpu_us as u64);
                 let who = Who {
-                    primary: i == 0,
                     ready: inst.ready_at <= t,
                 };
                 ctl.sample(now, &name, cpu_us, vcpus, who, &mut cmds);
@@ -182,6 +230,9 @@ pub fn run(trace: &Trace, primary: &Name, policy: &Policy, spec: &Spec, seed: u6
                     (false, name, reason)
                 }
             };
+            if t < from_ms {
+                continue;
+            }
             meter.action(up, 1);
             events.push(Event {
                 t_ms: t,
@@ -201,13 +252,17 @@ pub fn run(trace: &Trace, primary: &Name, policy: &Policy, spec: &Spec, seed: u6
                 i.cpu_us += per * dt as f64 * 1000.0;
             }
         }
+        if t < from_ms {
+            t += dt;
+            continue;
+        }
         meter.step(dt, demand, supply, capacity, insts.len() as u32);
         acc.0 += demand;
         acc.1 += supply;
         acc_n += 1;
         if acc_n == bucket {
             series.push(Point {
-                t_s: t as f64 / 1000.0,
+                t_s: (t - from_ms) as f64 / 1000.0,
                 demand: acc.0 / acc_n as f64,
                 supply: acc.1 / acc_n as f64,
             });
@@ -243,11 +298,14 @@ pub fn run(trace: &Trace, primary: &Name, policy: &Policy, spec: &Spec, seed: u6
 struct Meter1 {
     name: Arc<Name>,
     reading: Option<Reading>,
+    /// The newest reading (mollymawk measures from poll to poll).
+    latest: Option<Reading>,
     bp: Option<Bp>,
 }
 
+/// A baseline rule and the time of its next evaluation (ms).
 enum Rule {
-    Mollymawk(Mollymawk),
+    Mollymawk(Mollymawk, u64),
     Hpa(Hpa, u64),
 }
 
@@ -281,8 +339,8 @@ impl Controller {
                     out: Vec::new(),
                 };
             }
-            Kind::Mollymawk => Rule::Mollymawk(Mollymawk::default()),
-            Kind::Hpa(target) => Rule::Hpa(Hpa::new(*target), 0),
+            Kind::Mollymawk => Rule::Mollymawk(Mollymawk::default(), 0),
+            Kind::Hpa { target, window } => Rule::Hpa(Hpa::with_window(*target, *window), 0),
         };
         let primary = Arc::new(primary.clone());
         Self::Baseline {
@@ -290,6 +348,7 @@ impl Controller {
             members: vec![Meter1 {
                 name: primary.clone(),
                 reading: None,
+                latest: None,
                 bp: None,
             }],
             primary,
@@ -318,29 +377,16 @@ impl Controller {
             Self::Baseline { members, rule, .. } => {
                 // Kubernetes knows readiness: HPA leaves unready pods out (it
                 // counts them at 0 % on the way up); mollymawk averages them.
-                let skip = !who.ready && matches!(rule, Rule::Hpa(..));
+                let hpa = matches!(rule, Rule::Hpa(..));
+                let skip = !who.ready && hpa;
                 if let Some(m) = members.iter_mut().find(|m| m.name == *vm && !skip) {
                     let next = Reading { at: now, cpu_us };
-                    if let Some(Delta::Share { bp, .. }) =
-                        m.reading.map(|p| cpu::delta(p, next, vcpus))
-                    {
-                        m.bp = Some(bp.min(cpu::FULL));
+                    m.latest = Some(next);
+                    if hpa {
+                        m.measure(vcpus);
                     }
-                    m.reading = Some(next);
                 }
-                // mollymawk evaluates the group on each sample of the primary.
             }
-        }
-        if who.primary
-            && matches!(
-                self,
-                Self::Baseline {
-                    rule: Rule::Mollymawk(_),
-                    ..
-                }
-            )
-        {
-            self.evaluate(now, cmds);
         }
     }
 
@@ -357,15 +403,25 @@ impl Controller {
                 }
             }
             Self::Baseline {
-                rule: Rule::Hpa(_, next),
+                rule,
+                members,
+                policy,
                 ..
             } => {
+                let (next, period) = match rule {
+                    Rule::Hpa(_, next) => (next, Hpa::PERIOD),
+                    Rule::Mollymawk(_, next) => (next, Mollymawk::POLL),
+                };
                 if now.as_millis() >= *next {
-                    *next = now.as_millis() + crate::core::time::duration_ms(Hpa::PERIOD);
+                    *next = now.as_millis() + crate::core::time::duration_ms(period);
+                    if matches!(rule, Rule::Mollymawk(..)) {
+                        // Its poll: each share over the time since the last poll.
+                        let vcpus = policy.vcpus.max(1);
+                        members.iter_mut().for_each(|m| m.measure(vcpus));
+                    }
                     self.evaluate(now, cmds);
                 }
             }
-            Self::Baseline { .. } => {}
         }
     }
 
@@ -387,7 +443,7 @@ impl Controller {
             sum_bp: members.iter().filter_map(|m| m.bp).map(u64::from).sum(),
         };
         let (want, who) = match rule {
-            Rule::Mollymawk(m) => (m.evaluate(&view), "mollymawk"),
+            Rule::Mollymawk(m, _) => (m.evaluate(&view), "mollymawk"),
             Rule::Hpa(h, _) => (h.evaluate(&view), "hpa"),
         };
         let want = want.clamp(policy.min_instances.max(1), policy.max_instances.max(1));
@@ -405,6 +461,7 @@ impl Controller {
             members.push(Meter1 {
                 name: name.clone(),
                 reading: None,
+                latest: None,
                 bp: None,
             });
             cmds.push(Cmd::Create(name, reason.clone()));
@@ -417,6 +474,17 @@ impl Controller {
                 cmds.push(Cmd::Destroy(m.name, reason.clone()));
             }
         }
+    }
+}
+
+impl Meter1 {
+    /// The share from the previous measured reading to the newest one.
+    fn measure(&mut self, vcpus: u32) {
+        let Some(next) = self.latest else { return };
+        if let Some(Delta::Share { bp, .. }) = self.reading.map(|p| cpu::delta(p, next, vcpus)) {
+            self.bp = Some(bp.min(cpu::FULL));
+        }
+        self.reading = Some(next);
     }
 }
 

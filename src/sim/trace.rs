@@ -64,6 +64,15 @@ impl Trace {
             .max(if self.t_ms.len() < 2 { 1_000 } else { 1 })
     }
 
+    /// The rows before `t_ms` (the training part of `tune`).
+    pub fn head(&self, t_ms: u64) -> Trace {
+        let n = self.t_ms.partition_point(|t| *t < t_ms);
+        Trace {
+            t_ms: self.t_ms[..n].to_vec(),
+            demand: self.demand[..n].to_vec(),
+        }
+    }
+
     /// The CSV form, as `load` reads it.
     pub fn to_csv(&self) -> String {
         let mut s = String::from("time_s,demand\n");
@@ -329,5 +338,38 @@ pub fn generate(shape: Shape, hours: f64, seed: u64) -> Trace {
     Trace {
         t_ms: (0..n).map(|i| i * STEP_MS).collect(),
         demand,
+    }
+}
+
+/// The shipped weekly trace (`fixtures/traces/weekly.csv`, printed by
+/// `cargo run --example weekly_trace`): 14 days of 5-minute rows from a Monday
+/// 00:00. Weekdays: 1.5 vCPUs at night, a 1-hour rise from 08:00 to ~7 (a lunch
+/// dip, an afternoon peak), a 3-hour fall from 18:00, Fridays at 85 %. Saturday
+/// and Sunday: 1.2 at night, a midday hump to ~3. The second week is 10 % busier
+/// (growth); 5 % Gaussian noise per row.
+pub fn weekly(seed: u64) -> Trace {
+    const STEP_S: u64 = 300;
+    let level = |t_s: u64| {
+        let day = t_s / 86_400;
+        let h = (t_s % 86_400) as f64 / 3600.0;
+        let growth = if day >= 7 { 1.1 } else { 1.0 };
+        let d = if day % 7 < 5 {
+            let open = smoothstep(h - 8.0) * (1.0 - smoothstep((h - 18.0) / 3.0));
+            let lunch = 0.8 * (-((h - 12.5) / 0.6).powi(2)).exp();
+            let afternoon = (std::f64::consts::TAU * (h - 8.0) / 20.0).sin().max(0.0);
+            let friday = if day % 7 == 4 { 0.85 } else { 1.0 };
+            1.5 + open * (5.0 - lunch + afternoon) * friday
+        } else {
+            1.2 + 1.8 * (-((h - 14.0) / 3.0).powi(2)).exp()
+        };
+        d * growth
+    };
+    let mut rng = Rng::new(seed);
+    let n = 14 * 86_400 / STEP_S;
+    Trace {
+        t_ms: (0..n).map(|i| i * STEP_S * 1000).collect(),
+        demand: (0..n)
+            .map(|i| (level(i * STEP_S) * (1.0 + 0.05 * rng.normal())).max(0.0))
+            .collect(),
     }
 }

@@ -21,6 +21,7 @@ impl Group {
         // and flag a forecast breach; a no-op unless the policy enables it.
         let (avg, predicted) = self.guard_and_forecast(now, avg);
         self.last_avg = avg;
+        self.track(now, avg);
         match avg {
             Some(bp) if bp > self.policy.scale_up_threshold * 100 => {
                 self.high += 1;
@@ -75,15 +76,19 @@ impl Group {
         })
     }
 
+    /// Running, past its grace, and heard from within `death_timeout`.
+    pub(super) fn is_fresh(&self, m: &Member, now: Timestamp) -> bool {
+        m.state == MemberState::Running
+            && now >= m.grace_until
+            && m.last_seen
+                .is_some_and(|t| t.plus(self.policy.death_timeout) > now)
+    }
+
     /// vCPU-weighted average share of the fresh members, and how many there were.
     pub(super) fn average(&self, now: Timestamp) -> (Option<Bp>, u32) {
         let (mut sum, mut weight, mut n) = (0u64, 0u64, 0u32);
         for m in self.members.values() {
-            let fresh = m.state == MemberState::Running
-                && now >= m.grace_until
-                && m.last_seen
-                    .is_some_and(|t| t.plus(self.policy.death_timeout) > now);
-            if let (true, Some(bp)) = (fresh, m.bp) {
+            if let (true, Some(bp)) = (self.is_fresh(m, now), m.bp) {
                 // A share above 100 % is measurement jitter; it must not outvote others.
                 sum += u64::from(bp.min(cpu::FULL)) * u64::from(m.vcpus);
                 weight += u64::from(m.vcpus);
@@ -165,6 +170,9 @@ impl Group {
         let staying = self.staying();
         let below_min = staying < min.value;
         let emergency = self.emergency_left > 0 && !below_min;
+        let tracking = p.rule == crate::core::Rule::Target;
+        // A later scale-up of a target burst skips the up-cooldown.
+        let mut burst = false;
         let (want, reason) = if below_min {
             let reason = match min.by {
                 None => Reason::BelowMin {
@@ -191,6 +199,14 @@ impl Group {
                     avg,
                 },
             )
+        } else if tracking {
+            match self.target_want(now) {
+                Some((want, reason, later)) => {
+                    burst = later;
+                    (want, reason)
+                }
+                None => return Verdict::Hold,
+            }
         } else if self.high >= p.scale_up_ticks {
             (
                 Action::ScaleUp,
@@ -217,7 +233,7 @@ impl Group {
             return Verdict::Hold;
         };
         // Emergency skips the up-cooldown; every other rule of blocker() applies.
-        let verdict = match self.blocker(now, want, !below_min && !emergency) {
+        let verdict = match self.blocker(now, want, !below_min && !emergency && !burst) {
             Some(why_not) => Verdict::Blocked {
                 wanted: want,
                 why_not,
@@ -231,6 +247,9 @@ impl Group {
                 },
             },
             None => {
+                if tracking && want == Action::ScaleUp && !emergency {
+                    self.target_acted(&reason);
+                }
                 let verdict = self.act(now, want, reason, avg, emergency, out);
                 if emergency && matches!(verdict, Verdict::Acted(_)) {
                     self.emergency_left -= 1;
@@ -238,6 +257,9 @@ impl Group {
                 return verdict;
             }
         };
+        if tracking {
+            self.target_blocked();
+        }
         // A burst waits only for the action in flight; any other block ends it (the
         // next evaluation at the threshold starts a new one).
         if emergency && self.in_flight.is_none() {
@@ -539,6 +561,10 @@ impl Group {
                     Action::ScaleUp => self.boot(now),
                     _ => MemberState::Running,
                 };
+                if f.action == Action::ScaleUp && self.target_burst_left() {
+                    // The next scale-up of a target burst: decide again now.
+                    self.redecide_at = Some(now);
+                }
                 if let Some(m) = self.members.get_mut(&f.instance) {
                     // Boot starts now: grace and the death clock run from here.
                     m.state = state;

@@ -30,6 +30,7 @@ mod control;
 mod decide;
 mod life;
 mod predictive;
+mod target;
 
 use life::Drain;
 
@@ -213,6 +214,8 @@ pub struct Group {
     drain: Option<Box<Drain>>,
     /// The next readiness deadline, readiness retry or drain end.
     life_at: Option<Timestamp>,
+    /// Target tracking's desired counts and burst (`rule = "target"`).
+    target: target::TargetState,
 }
 
 impl Group {
@@ -272,6 +275,7 @@ impl Group {
             other_cpus: None,
             drain: None,
             life_at: None,
+            target: target::TargetState::default(),
         };
         g.refile_eval();
         g
@@ -349,7 +353,8 @@ impl Group {
     /// Apply a new policy (config reload). Counters, cooldowns, the budget spent
     /// and members are kept; the new bounds apply from the next evaluation.
     pub fn set_policy(&mut self, policy: Policy) {
-        self.policy = policy;
+        let old = std::mem::replace(&mut self.policy, policy);
+        self.target_reload(&old);
         if self.policy.vcpus_fixed {
             let v = self.policy.vcpus.max(1);
             for i in 0..self.members.len() {

@@ -1,0 +1,358 @@
+//! `tune`: search a group's policy for the least slack whose under-provisioned
+//! timeshare stays at most `max_under` and whose actions per hour stay within the
+//! budget, on the first part of a trace; report the choice, the current policy,
+//! the HPA at its own best target and mollymawk on the rest (out of sample).
+//!
+//! The search is a seeded random sample of a fixed grid over both rules (plus the
+//! current policy), so a seed gives the same answer everywhere. Candidates are
+//! simulated independently: `jobs` threads split them, results keep their order.
+
+use std::time::Duration;
+
+use crate::core::{Policy, Rule};
+use crate::name::Name;
+
+use super::baselines::Hpa;
+use super::metrics::Metrics;
+use super::simulate::{self, Kind, Run, Spec};
+use super::trace::{Rng, Trace};
+
+/// What to search for.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Share of the trace's duration fitted on (the rest measures).
+    pub train: f64,
+    /// Most under-provisioned timeshare allowed (0.01 = 1 %).
+    pub max_under: f64,
+    /// Candidates simulated (besides the current policy); the grid if smaller.
+    pub samples: usize,
+    pub seed: u64,
+    /// Threads.
+    pub jobs: usize,
+    /// Search this rule only (`None`: both).
+    pub rule: Option<Rule>,
+}
+
+/// One candidate and its figures on the training part.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub policy: Policy,
+    pub train: Metrics,
+}
+
+impl Candidate {
+    /// Within `max_under` and the policy's action budget.
+    pub fn feasible(&self, max_under: f64) -> bool {
+        self.train.under_provisioned_timeshare <= max_under
+            && self.train.actions_per_hour <= f64::from(self.policy.max_actions_per_hour)
+    }
+}
+
+/// The outcome of a search.
+#[derive(Debug, Clone)]
+pub struct Tuned {
+    /// Every candidate, the current policy first.
+    pub candidates: Vec<Candidate>,
+    /// Index of the recommendation in `candidates`.
+    pub best: usize,
+    /// Whether the recommendation met `max_under` and the budget on training.
+    pub feasible: bool,
+    /// The HPA's best target on training.
+    pub hpa_target: u32,
+    /// Out of sample: current, recommended, HPA at its best target, mollymawk.
+    pub test: Vec<Run>,
+    /// Where the test part starts, ms.
+    pub split_ms: u64,
+}
+
+/// The tuned keys of `p`, as `(key, TOML value)` in the order written.
+pub fn keys(p: &Policy) -> Vec<(&'static str, toml::Value)> {
+    let dur = |d: Duration| toml::Value::String(humantime::format_duration(d).to_string());
+    let int = |v: u32| toml::Value::Integer(i64::from(v));
+    let mut k = vec![("rule", toml::Value::String(p.rule.as_str().into()))];
+    match p.rule {
+        Rule::Thresholds => k.extend([
+            ("scale_up_threshold", int(p.scale_up_threshold)),
+            ("scale_up_ticks", int(p.scale_up_ticks)),
+            ("scale_down_threshold", int(p.scale_down_threshold)),
+            ("scale_down_ticks", int(p.scale_down_ticks)),
+        ]),
+        Rule::Target => k.extend([
+            ("target_cpu_percent", int(p.target_cpu_percent)),
+            (
+                "tolerance",
+                toml::Value::Float(f64::from(p.tolerance_pm) / 1000.0),
+            ),
+            ("max_step_up", int(p.max_step_up)),
+            ("scale_down_stabilization", dur(p.scale_down_stabilization)),
+        ]),
+    }
+    k.extend([
+        ("scale_up_cooldown", dur(p.scale_up_cooldown)),
+        ("scale_down_cooldown", dur(p.scale_down_cooldown)),
+    ]);
+    k
+}
+
+/// The keys in one line (`rule=target target_cpu_percent=80 ...`), for tables.
+pub fn summary(p: &Policy) -> String {
+    keys(p)
+        .iter()
+        .filter(|(k, _)| *k != "rule")
+        .map(|(k, v)| match v {
+            toml::Value::String(s) => format!("{}={s}", short(k)),
+            v => format!("{}={v}", short(k)),
+        })
+        .fold(p.rule.as_str().to_string(), |a, b| a + " " + &b)
+}
+
+fn short(key: &str) -> &str {
+    match key {
+        "scale_up_threshold" => "up",
+        "scale_up_ticks" => "up_ticks",
+        "scale_down_threshold" => "down",
+        "scale_down_ticks" => "down_ticks",
+        "target_cpu_percent" => "target",
+        "tolerance" => "tol",
+        "max_step_up" => "step",
+        "scale_down_stabilization" => "stab",
+        "scale_up_cooldown" => "up_cd",
+        "scale_down_cooldown" => "down_cd",
+        k => k,
+    }
+}
+
+/// The grid: both rules, every combination, in a fixed order.
+pub fn grid(base: &Policy) -> Vec<Policy> {
+    let s = Duration::from_secs;
+    let mut out = Vec::new();
+    for up in [70, 75, 80, 85, 90] {
+        for gap in [10, 20, 30] {
+            for up_ticks in [1, 2, 3] {
+                for down_ticks in [3, 6, 12] {
+                    for down_cd in [s(60), s(120), s(300), s(600)] {
+                        for up_cd in [s(30), s(60)] {
+                            out.push(Policy {
+                                rule: Rule::Thresholds,
+                                scale_up_threshold: up,
+                                scale_down_threshold: up - gap,
+                                scale_up_ticks: up_ticks,
+                                scale_down_ticks: down_ticks,
+                                scale_up_cooldown: up_cd,
+                                scale_down_cooldown: down_cd,
+                                ..base.clone()
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for target in (50..=90).step_by(5) {
+        for tolerance_pm in [50, 100] {
+            for step in [1, 2, 4] {
+                for stab in [s(60), s(120), s(300), s(600)] {
+                    for down_cd in [s(30), s(60), s(120), s(300)] {
+                        for up_cd in [s(10), s(30), s(60)] {
+                            out.push(Policy {
+                                rule: Rule::Target,
+                                target_cpu_percent: target,
+                                tolerance_pm,
+                                max_step_up: step,
+                                scale_down_stabilization: stab,
+                                scale_up_cooldown: up_cd,
+                                scale_down_cooldown: down_cd,
+                                ..base.clone()
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `n` policies of the grid (of `rule` only, if given), chosen by `seed` (all of
+/// it if smaller), in grid order.
+pub fn sample(base: &Policy, n: usize, seed: u64, rule: Option<Rule>) -> Vec<Policy> {
+    let mut all = grid(base);
+    all.retain(|p| rule.is_none_or(|r| p.rule == r));
+    if n >= all.len() {
+        return all;
+    }
+    // Partial Fisher-Yates: the first n of a seeded shuffle.
+    let mut rng = Rng::new(seed);
+    let mut idx: Vec<usize> = (0..all.len()).collect();
+    for i in 0..n {
+        let j = i + (rng.next_u64() % (all.len() - i) as u64) as usize;
+        idx.swap(i, j);
+    }
+    let mut pick = idx[..n].to_vec();
+    pick.sort_unstable();
+    pick.into_iter()
+        .map(|i| std::mem::take(&mut all[i]))
+        .collect()
+}
+
+/// Run `specs` over `trace` on `jobs` threads; results in order. `done` is called
+/// after each (for a progress line).
+fn run_all(
+    trace: &Trace,
+    primary: &Name,
+    base: &Policy,
+    specs: &[Spec],
+    seed: u64,
+    jobs: usize,
+    done: &(dyn Fn() + Sync),
+) -> Vec<Metrics> {
+    let jobs = jobs.clamp(1, specs.len().max(1));
+    let chunk = specs.len().div_ceil(jobs).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = specs
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|spec| {
+                            let policy = match &spec.kind {
+                                Kind::Engine(p) => p,
+                                _ => base,
+                            };
+                            let m = simulate::run(trace, primary, policy, spec, seed).metrics;
+                            done();
+                            m
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    })
+}
+
+/// The least slack among `ms` meeting `max_under` (and `ok`); else the least
+/// under-provisioned. Ties: fewer actions, then the earlier.
+fn pick(ms: &[Metrics], max_under: f64, ok: impl Fn(usize) -> bool) -> (usize, bool) {
+    let key = |i: usize| (ms[i].slack, ms[i].actions_per_hour, i);
+    let feasible =
+        (0..ms.len()).filter(|&i| ms[i].under_provisioned_timeshare <= max_under && ok(i));
+    if let Some(i) = feasible.min_by(|&a, &b| {
+        key(a)
+            .partial_cmp(&key(b))
+            .unwrap_or(std::cmp::Ordering::Equal)
+    }) {
+        return (i, true);
+    }
+    let under = |i: usize| (ms[i].under_provisioned_timeshare, ms[i].slack, i);
+    let i = (0..ms.len())
+        .min_by(|&a, &b| {
+            under(a)
+                .partial_cmp(&under(b))
+                .unwrap_or(std::cmp::Ordering::Equal)
+        })
+        .unwrap_or(0);
+    (i, false)
+}
+
+/// HPA targets tried for its best.
+pub const HPA_TARGETS: [u32; 14] = [30, 35, 40, 45, 50, 55, 60, 65, 70, 75, 80, 85, 90, 95];
+
+/// Search. `progress(done, total)` is called as candidates finish.
+pub fn tune(
+    trace: &Trace,
+    primary: &Name,
+    current: &Policy,
+    s: &Settings,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Tuned {
+    let split_ms = (trace.duration_ms() as f64 * s.train).round() as u64;
+    let head = trace.head(split_ms);
+    let mut policies = vec![current.clone()];
+    policies.extend(sample(current, s.samples, s.seed, s.rule));
+    let engine = |p: &Policy| Spec {
+        name: "candidate".into(),
+        kind: Kind::Engine(Box::new(p.clone())),
+    };
+    let mut specs: Vec<Spec> = policies.iter().map(engine).collect();
+    specs.extend(HPA_TARGETS.iter().map(|&t| Spec {
+        name: format!("hpa {t}%"),
+        kind: Kind::Hpa {
+            target: t,
+            window: Hpa::DOWN_WINDOW,
+        },
+    }));
+    let total = specs.len();
+    let count = std::sync::atomic::AtomicUsize::new(0);
+    let done = || {
+        let n = count.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        progress(n, total);
+    };
+    let mut ms = run_all(&head, primary, current, &specs, s.seed, s.jobs, &done);
+    let hpa_ms = ms.split_off(policies.len());
+    let budget = |i: usize| ms[i].actions_per_hour <= f64::from(policies[i].max_actions_per_hour);
+    let (best, feasible) = pick(&ms, s.max_under, budget);
+    let (h, _) = pick(&hpa_ms, s.max_under, |_| true);
+    let hpa_target = HPA_TARGETS[h];
+    let named = |name: &str, kind: Kind| Spec {
+        name: name.into(),
+        kind,
+    };
+    let test_specs = [
+        named("current", Kind::Engine(Box::new(current.clone()))),
+        named("tuned", Kind::Engine(Box::new(policies[best].clone()))),
+        named(
+            &format!("hpa {hpa_target}%"),
+            Kind::Hpa {
+                target: hpa_target,
+                window: Hpa::DOWN_WINDOW,
+            },
+        ),
+        named("mollymawk", Kind::Mollymawk),
+    ];
+    let test = test_specs
+        .iter()
+        .map(|spec| {
+            let policy = match &spec.kind {
+                Kind::Engine(p) => p,
+                _ => current,
+            };
+            simulate::run_from(trace, primary, policy, spec, s.seed, split_ms)
+        })
+        .collect();
+    let candidates = policies
+        .into_iter()
+        .zip(ms)
+        .map(|(policy, train)| Candidate { policy, train })
+        .collect();
+    Tuned {
+        candidates,
+        best,
+        feasible,
+        hpa_target,
+        test,
+        split_ms,
+    }
+}
+
+/// Indexes of the candidates no other beats on both under-provisioned time and
+/// slack (training figures), by under-provisioned time.
+pub fn pareto(c: &[Candidate]) -> Vec<usize> {
+    let m = |i: usize| (c[i].train.under_provisioned_timeshare, c[i].train.slack);
+    let mut front: Vec<usize> = (0..c.len())
+        .filter(|&i| {
+            let (u, s) = m(i);
+            !(0..c.len()).any(|j| {
+                let (uj, sj) = m(j);
+                uj <= u && sj <= s && (uj < u || sj < s)
+            })
+        })
+        .collect();
+    front.sort_by(|&a, &b| m(a).partial_cmp(&m(b)).unwrap_or(std::cmp::Ordering::Equal));
+    // Equal points: keep the first.
+    front.dedup_by(|a, b| m(*a) == m(*b));
+    front
+}

@@ -1,0 +1,230 @@
+//! `tune`: the search (deterministic for a seed, whatever the threads), its
+//! choice against the bound, the Pareto front, the written configuration loaded
+//! back with the real loader, and bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use albatross_autoscale::config::Config;
+use albatross_autoscale::core::{Policy, Rule};
+use albatross_autoscale::name::Name;
+use albatross_autoscale::sim::trace::{self, Trace};
+use albatross_autoscale::sim::tune::{self, Settings};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/traces")
+        .join(name)
+}
+
+fn policy() -> Policy {
+    Config::load(&fixture("engine.toml")).unwrap().groups[0]
+        .policy
+        .clone()
+}
+
+fn step() -> Trace {
+    trace::load(&fixture("step.csv"), std::time::Duration::from_secs(10)).unwrap()
+}
+
+fn settings(jobs: usize, seed: u64) -> Settings {
+    Settings {
+        train: 0.5,
+        max_under: 0.05,
+        samples: 40,
+        seed,
+        jobs,
+        rule: None,
+    }
+}
+
+fn tune_cli(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_albatross-autoscale"))
+        .arg("tune")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_seed_gives_one_answer_whatever_the_threads() {
+    let (t, p, name) = (step(), policy(), Name::parse("sim:app").unwrap());
+    let a = tune::tune(&t, &name, &p, &settings(1, 3), &|_, _| {});
+    let b = tune::tune(&t, &name, &p, &settings(2, 3), &|_, _| {});
+    assert_eq!(a.candidates.len(), 41);
+    assert_eq!(a.best, b.best);
+    assert_eq!(a.candidates[a.best].policy, b.candidates[b.best].policy);
+    let slack =
+        |x: &tune::Tuned| -> Vec<f64> { x.candidates.iter().map(|c| c.train.slack).collect() };
+    assert_eq!(slack(&a), slack(&b));
+    // Another seed samples other candidates.
+    let c = tune::sample(&p, 40, 4, None);
+    assert_ne!(tune::sample(&p, 40, 3, None), c);
+    assert_eq!(tune::sample(&p, 40, 4, None), c);
+    // --rule keeps the search to one rule.
+    let only = tune::sample(&p, 40, 4, Some(Rule::Target));
+    assert_eq!(only.len(), 40);
+    assert!(only.iter().all(|x| x.rule == Rule::Target));
+}
+
+#[test]
+fn the_choice_is_the_least_slack_within_the_bound_and_on_the_front() {
+    let (t, p, name) = (step(), policy(), Name::parse("sim:app").unwrap());
+    let s = settings(2, 1);
+    let r = tune::tune(&t, &name, &p, &s, &|_, _| {});
+    assert!(r.feasible);
+    let best = &r.candidates[r.best];
+    assert!(best.feasible(s.max_under), "{:?}", best.train);
+    for c in r.candidates.iter().filter(|c| c.feasible(s.max_under)) {
+        assert!(best.train.slack <= c.train.slack);
+    }
+    // The front: nothing dominates a member, and the choice is on it.
+    let front = tune::pareto(&r.candidates);
+    assert!(
+        front.contains(&r.best) || {
+            // or ties a member exactly
+            front.iter().any(|&i| {
+                let (a, b) = (&r.candidates[i].train, &best.train);
+                a.slack == b.slack && a.under_provisioned_timeshare == b.under_provisioned_timeshare
+            })
+        }
+    );
+    for &i in &front {
+        let m = &r.candidates[i].train;
+        assert!(!r.candidates.iter().any(|c| {
+            c.train.under_provisioned_timeshare <= m.under_provisioned_timeshare
+                && c.train.slack < m.slack
+        }));
+    }
+    // Out of sample: current, tuned, the HPA at its best target, mollymawk.
+    let names: Vec<&str> = r.test.iter().map(|x| x.name.as_str()).collect();
+    assert_eq!(names[..2], ["current", "tuned"]);
+    assert_eq!(names[2], format!("hpa {}%", r.hpa_target));
+    assert_eq!(names[3], "mollymawk");
+    // Measured on the second half only.
+    for run in &r.test {
+        assert!(
+            (run.metrics.hours - 0.5).abs() < 0.01,
+            "{}",
+            run.metrics.hours
+        );
+    }
+}
+
+#[test]
+fn the_written_config_loads_and_simulates_unchanged() {
+    let dir = std::env::temp_dir().join(format!("tune-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("in.toml");
+    // Two groups; the second is tuned, the first keeps its keys.
+    std::fs::write(
+        &config,
+        "[policy]\nmax_instances = 12\nmax_actions_per_hour = 12\n\
+         [[group]]\nprimary = \"a:one\"\nscale_up_threshold = 95\nscale_down_threshold = 10\n\
+         [[group]]\nprimary = \"a:two\"\n",
+    )
+    .unwrap();
+    let out_path = dir.join("tuned.toml");
+    let svg = dir.join("tune.svg");
+    let out = tune_cli(&[
+        "--trace",
+        fixture("step.csv").to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--group",
+        "a:two",
+        "--samples",
+        "20",
+        "--max-under",
+        "5%",
+        "--output",
+        out_path.to_str().unwrap(),
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("## Pareto front"), "{stdout}");
+    assert!(stdout.contains("[[group]] primary = \"a:two\""), "{stdout}");
+    let tuned = Config::load(&out_path).unwrap();
+    let before = Config::load(&config).unwrap();
+    assert_eq!(tuned.groups[0].policy, before.groups[0].policy);
+    let p = &tuned.groups[1].policy;
+    // The printed keys are the written ones.
+    let rule = match p.rule {
+        Rule::Thresholds => "rule = \"thresholds\"",
+        Rule::Target => "rule = \"target\"",
+    };
+    assert!(stdout.contains(rule), "{stdout}");
+    for (k, v) in tune::keys(p) {
+        assert!(
+            stdout.contains(&format!("{k} = {v}")),
+            "{k} = {v} in {stdout}"
+        );
+    }
+    assert_ne!(*p, before.groups[1].policy);
+    let sim = Command::new(env!("CARGO_BIN_EXE_albatross-autoscale"))
+        .args(["simulate", "--group", "a:two", "--trace"])
+        .arg(fixture("step.csv"))
+        .arg("--config")
+        .arg(&out_path)
+        .output()
+        .unwrap();
+    assert!(
+        sim.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sim.stderr)
+    );
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn bad_input_is_named() {
+    let step = fixture("step.csv");
+    let step = step.to_str().unwrap();
+    let engine = fixture("engine.toml");
+    let engine = engine.to_str().unwrap();
+    for (args, want) in [
+        (
+            vec!["--trace", "/nonexistent/trace.csv"],
+            "/nonexistent/trace.csv: cannot read",
+        ),
+        (vec!["--trace", step, "--train", "1.5"], "--train"),
+        (
+            vec!["--trace", step, "--train", "0"],
+            "must be above 0 and below 1",
+        ),
+        (vec!["--trace", step, "--train", "half"], "is not a number"),
+        (
+            vec!["--trace", step, "--max-under", "150%"],
+            "between 0% and 100%",
+        ),
+        (
+            vec!["--trace", step, "--config", engine, "--group", "sim:nope"],
+            "--group sim:nope: no [[group]] with that primary (groups: sim:app)",
+        ),
+    ] {
+        let out = tune_cli(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(err.contains(want), "{args:?}: {err} lacks {want:?}");
+    }
+    // Too short to split.
+    let dir = std::env::temp_dir().join(format!("tune-short-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let short = dir.join("short.csv");
+    std::fs::write(&short, "time_s,demand\n0,1\n10,2\n").unwrap();
+    let out = tune_cli(&["--trace", short.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("too few to fit"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
