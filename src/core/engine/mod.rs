@@ -77,6 +77,12 @@ pub enum Input {
     /// primary's (albatross: the policy's cpuids), so a scale-up's reason can say
     /// when a clone adds no CPU.
     CpuRoom { group: Name, other_cpus: bool },
+    /// A seasonal forecast of `group`'s demand, fitted off the hot path (the
+    /// daemon's refit task, the simulator); the group only reads it.
+    Forecast {
+        group: Name,
+        forecast: Arc<super::seasonal::Forecast>,
+    },
 }
 
 /// How the engine treats instances it has not been told about.
@@ -354,6 +360,9 @@ impl Engine {
             Input::Resume { group } => self.control(now, &group, group::Input::Resume, out),
             Input::Scale { group, target } => {
                 self.control(now, &group, group::Input::Scale { target }, out);
+            }
+            Input::Forecast { group, forecast } => {
+                self.control(now, &group, group::Input::Forecast(forecast), out);
             }
             Input::Approve { group, id, by } => self.answer(now, &group, id, true, by, out),
             Input::Reject { group, id, by } => self.answer(now, &group, id, false, by, out),

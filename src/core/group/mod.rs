@@ -66,6 +66,8 @@ pub enum Input {
     /// min..=max_instances). Acted on even when paused (it is the operator's own
     /// order); cooldowns do not apply, the budget and one-action-at-a-time do.
     Scale { target: u32 },
+    /// A seasonal forecast of the group's demand (see `core::seasonal`).
+    Forecast(Arc<super::seasonal::Forecast>),
 }
 
 /// Operator overrides of a group, set through [`Input::Pause`], [`Input::Resume`]
@@ -159,6 +161,8 @@ pub struct Group {
     last_avg: Option<Bp>,
     /// Anomaly guard and forecaster state (inert unless the policy enables them).
     signal: predict::Signal,
+    /// The latest seasonal forecast handed over, and the shadow mode's state.
+    seasonal: predictive::Seasonal,
     last_up: Option<Timestamp>,
     last_action: Option<Timestamp>,
     budget: Budget,
@@ -227,6 +231,7 @@ impl Group {
             eval_delay: 0,
             last_avg: None,
             signal: predict::Signal::default(),
+            seasonal: predictive::Seasonal::default(),
             last_up: None,
             last_action: None,
             budget: Budget::default(),
@@ -427,6 +432,7 @@ impl Group {
         match input {
             Input::Sample { vm, cpu_us, vcpus } => self.on_sample(now, &vm, cpu_us, vcpus, out),
             Input::Tick => self.on_tick(now, out),
+            Input::Forecast(f) => self.seasonal.forecast = Some(f),
             Input::ActionResult { id, outcome } => self.on_result(now, id, outcome, out),
             Input::Adopt { vm } => self.adopt(now, vm),
             Input::Foreign { vm } => {
@@ -543,7 +549,7 @@ impl Group {
         // One tick per interval, on the primary's sample: more clones must not make
         // the counters run faster.
         if is_primary && now >= self.last_eval.plus(self.policy.sample_interval / 2) {
-            self.evaluate(now, out);
+            self.evaluate_noting(now, out);
         } else if now >= self.death_check_at {
             self.check_deaths(now, out);
         }
@@ -552,7 +558,7 @@ impl Group {
     fn on_tick(&mut self, now: Timestamp, out: &mut Vec<Output>) {
         if now >= self.eval_at {
             // The primary is silent: evaluate on the timer.
-            self.evaluate(now, out);
+            self.evaluate_noting(now, out);
             return;
         }
         if now >= self.death_check_at {
