@@ -186,3 +186,130 @@ impl Group {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::core::seasonal::{Forecast, MIN_HISTORY_MS};
+    use crate::core::{Action, Engine, Input, Options, Output, Policy, Timestamp};
+    use crate::name::Name;
+
+    const MIN: u64 = 60_000;
+
+    fn policy(predictive: bool, shadow: bool) -> Policy {
+        Policy {
+            predictive,
+            predictive_shadow: shadow,
+            boot_time: Duration::from_secs(60),
+            forecast_margin: Duration::from_secs(240),
+            max_instances: 4,
+            scale_up_cooldown: Duration::from_secs(10),
+            scale_down_cooldown: Duration::from_secs(10),
+            ..Policy::default()
+        }
+    }
+
+    /// 5-minute steps from t = 0: `low` vCPUs for the first half hour, `high` after.
+    fn curve(low: f64, high: f64, mape_hundredths: u32) -> Input {
+        let v = |x: f64| (x * 10_000.0) as u64;
+        Input::Forecast {
+            group: Name::parse("a:web").unwrap(),
+            forecast: std::sync::Arc::new(Forecast {
+                fitted_at_ms: 0,
+                history_ms: 2 * MIN_HISTORY_MS,
+                model: "test".into(),
+                start_ms: 0,
+                step_ms: 5 * MIN,
+                points: (0..24).map(|i| if i < 6 { v(low) } else { v(high) }).collect(),
+                mape_hundredths: Some(mape_hundredths),
+            }),
+        }
+    }
+
+    /// Run an hour with the group's members at `share` (percent) each, a clone
+    /// adopted first; the outputs with their times.
+    fn hour(p: Policy, forecast: Input, share: u64) -> Vec<(u64, Output)> {
+        let web = Name::parse("a:web").unwrap();
+        let clone = Name::parse("a:web-clone-1").unwrap();
+        let mut e = Engine::new(vec![(web.clone(), p)], Options::default(), Timestamp::ZERO);
+        let mut log = Vec::new();
+        let mut step = |e: &mut Engine, t: u64, i: Input| {
+            let mut out = Vec::new();
+            e.step(Timestamp::from_millis(t), i, &mut out);
+            log.extend(out.into_iter().map(|o| (t, o)));
+        };
+        step(&mut e, 0, Input::Adopt { group: web.clone(), vm: clone.clone() });
+        step(&mut e, 0, forecast);
+        for k in 0..360u64 {
+            let t = k * 10_000;
+            for vm in [&clone, &web] {
+                let cpu_us = k * 100_000 * share;
+                step(&mut e, t, Input::Sample { vm: vm.clone(), cpu_us, vcpus: Some(1) });
+            }
+            step(&mut e, t, Input::Tick);
+        }
+        // Decisions are acknowledged by nobody: the first one stays in flight,
+        // which is all these tests look at.
+        log
+    }
+
+    fn decisions(log: &[(u64, Output)]) -> Vec<(u64, Action, String)> {
+        log.iter()
+            .filter_map(|(t, o)| match o {
+                Output::Decision(d) => Some((*t, d.action, d.reason.to_string())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn true_scales_out_ahead_of_the_peak_by_boot_time_and_margin() {
+        // 2 instances at 50 %: no reactive reason; 3 vCPU forecast from 30 min on,
+        // 150 % of the 2 planned vCPUs.
+        let log = hour(policy(true, false), curve(1.0, 3.0, 500), 50);
+        let d = decisions(&log);
+        assert_eq!(d.len(), 1, "{d:?}");
+        let (t, action, reason) = &d[0];
+        assert_eq!(*action, Action::ScaleUp);
+        // The peak enters the lead (5 min) at 25 min; three high ticks later.
+        assert!((25 * MIN..=25 * MIN + 40_000).contains(t), "{t}");
+        assert!(reason.contains("seasonal forecast peaks at 150.00%"), "{reason}");
+        assert!(reason.contains("error over the last day 5.00 %"), "{reason}");
+    }
+
+    #[test]
+    fn shadow_never_acts_and_notes_what_it_would_have_done_once() {
+        let log = hour(policy(false, true), curve(1.0, 3.0, 500), 50);
+        assert_eq!(decisions(&log), vec![]);
+        let notes: Vec<_> = log
+            .iter()
+            .filter_map(|(t, o)| match o {
+                Output::Shadow(n) => Some((*t, n.to_string())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert_eq!(notes[0].0, 25 * MIN);
+        assert!(notes[0].1.starts_with("shadow: would scale_up now"), "{notes:?}");
+    }
+
+    #[test]
+    fn an_untrusted_forecast_is_not_acted_on() {
+        // 25 % error over the last day, above forecast_max_error (10).
+        let log = hour(policy(true, false), curve(1.0, 3.0, 2_500), 50);
+        assert_eq!(decisions(&log), vec![]);
+    }
+
+    #[test]
+    fn a_low_forecast_never_scales_in() {
+        // 2 instances at 50 %: above scale_down_threshold (40); a forecast of
+        // nothing at all does not take one away...
+        let log = hour(policy(true, false), curve(0.0, 0.0, 100), 50);
+        assert_eq!(decisions(&log), vec![]);
+        // ...while the measured average below the threshold does (the rule works).
+        let log = hour(policy(true, false), curve(0.0, 0.0, 100), 30);
+        let d = decisions(&log);
+        assert_eq!(d.first().map(|d| d.1), Some(Action::ScaleDown), "{d:?}");
+    }
+}
