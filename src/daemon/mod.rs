@@ -7,6 +7,7 @@ pub mod approvals;
 pub mod cost;
 pub mod decision_log;
 pub mod driver;
+pub mod forecast;
 pub mod ownership;
 pub mod recorder;
 pub mod runner;

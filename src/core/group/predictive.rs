@@ -221,7 +221,9 @@ mod tests {
                 model: "test".into(),
                 start_ms: 0,
                 step_ms: 5 * MIN,
-                points: (0..24).map(|i| if i < 6 { v(low) } else { v(high) }).collect(),
+                points: (0..24)
+                    .map(|i| if i < 6 { v(low) } else { v(high) })
+                    .collect(),
                 mape_hundredths: Some(mape_hundredths),
             }),
         }
@@ -239,13 +241,28 @@ mod tests {
             e.step(Timestamp::from_millis(t), i, &mut out);
             log.extend(out.into_iter().map(|o| (t, o)));
         };
-        step(&mut e, 0, Input::Adopt { group: web.clone(), vm: clone.clone() });
+        step(
+            &mut e,
+            0,
+            Input::Adopt {
+                group: web.clone(),
+                vm: clone.clone(),
+            },
+        );
         step(&mut e, 0, forecast);
         for k in 0..360u64 {
             let t = k * 10_000;
             for vm in [&clone, &web] {
                 let cpu_us = k * 100_000 * share;
-                step(&mut e, t, Input::Sample { vm: vm.clone(), cpu_us, vcpus: Some(1) });
+                step(
+                    &mut e,
+                    t,
+                    Input::Sample {
+                        vm: vm.clone(),
+                        cpu_us,
+                        vcpus: Some(1),
+                    },
+                );
             }
             step(&mut e, t, Input::Tick);
         }
@@ -274,8 +291,14 @@ mod tests {
         assert_eq!(*action, Action::ScaleUp);
         // The peak enters the lead (5 min) at 25 min; three high ticks later.
         assert!((25 * MIN..=25 * MIN + 40_000).contains(t), "{t}");
-        assert!(reason.contains("seasonal forecast peaks at 150.00%"), "{reason}");
-        assert!(reason.contains("error over the last day 5.00 %"), "{reason}");
+        assert!(
+            reason.contains("seasonal forecast peaks at 150.00%"),
+            "{reason}"
+        );
+        assert!(
+            reason.contains("error over the last day 5.00 %"),
+            "{reason}"
+        );
     }
 
     #[test]
@@ -291,7 +314,10 @@ mod tests {
             .collect();
         assert_eq!(notes.len(), 1, "{notes:?}");
         assert_eq!(notes[0].0, 25 * MIN);
-        assert!(notes[0].1.starts_with("shadow: would scale_up now"), "{notes:?}");
+        assert!(
+            notes[0].1.starts_with("shadow: would scale_up now"),
+            "{notes:?}"
+        );
     }
 
     #[test]
