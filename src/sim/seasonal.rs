@@ -67,3 +67,39 @@ impl Refit {
         (!self.mapes.is_empty()).then(|| self.mapes.iter().sum::<f64>() / self.mapes.len() as f64)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_are_five_minute_means_and_fits_come_every_refit() {
+        let p = Policy {
+            predictive_shadow: true,
+            ..Policy::default()
+        };
+        assert!(Refit::new(&Policy::default()).is_none());
+        let mut r = Refit::new(&p).unwrap();
+        // 10 s steps: 1 vCPU for the first 2.5 minutes of each 5, 3 after: mean 2.
+        let mut fits = Vec::new();
+        for k in 0..(3 * 8_640u64) {
+            let t = k * 10_000;
+            if let Some(f) = r.due(t) {
+                fits.push((t, f));
+            }
+            r.observe(t, 10_000, if t % 300_000 < 150_000 { 1.0 } else { 3.0 });
+        }
+        assert_eq!(r.series.len(), 3 * 288);
+        assert!(r.series.iter().all(|v| (v - 2.0).abs() < 1e-9));
+        // One fit per hour of the three days, each on the complete steps before it.
+        assert_eq!(fits.len(), 72);
+        assert!(fits[0].1.points.is_empty());
+        let (t, last) = &fits[71];
+        assert_eq!(*t, 71 * 3_600_000);
+        assert_eq!(last.start_ms, *t as i64);
+        assert!(last.points[0].abs_diff(20_000) <= 1, "{}", last.points[0]);
+        // Measured once there are two days: the fits of the third day.
+        assert_eq!(r.mapes.len(), 24);
+        assert!(r.mean_mape().unwrap() < 0.01);
+    }
+}
