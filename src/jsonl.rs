@@ -104,6 +104,17 @@ pub fn line(out: &Output, explain: bool) -> Option<Value> {
                 "why": why,
             })
         }
+        Output::Shadow(n) => json!({
+            "event": "forecast_shadow",
+            "t_ms": n.t.as_millis(),
+            "group": n.group,
+            "would": n.would,
+            "peak_demand_vcpus": n.peak as f64 / 10_000.0,
+            "planned_vcpus": n.planned_vcpus,
+            "lead_ms": u64::try_from(n.lead.as_millis()).unwrap_or(u64::MAX),
+            "mape_percent": f64::from(n.mape_hundredths) / 100.0,
+            "reason": n.to_string(),
+        }),
         Output::Evaluation(e) if explain => {
             let (verdict, wanted, why_not) = match &e.verdict {
                 Verdict::Hold => ("hold", None, None),
@@ -129,10 +140,13 @@ pub fn line(out: &Output, explain: bool) -> Option<Value> {
     })
 }
 
-/// The decision log's line for `out`, if it keeps one: decisions and failed
-/// actions (`dry_run` marks them). `run` writes these; `replay --inputs` prints them.
+/// The decision log's line for `out`, if it keeps one: decisions, failed
+/// actions and shadow forecasts (`dry_run` marks them). `run` writes these; `replay --inputs` prints them.
 pub fn decision_line(out: &Output, dry_run: bool) -> Option<Value> {
-    if !matches!(out, Output::Decision(_) | Output::ActionFailed { .. }) {
+    if !matches!(
+        out,
+        Output::Decision(_) | Output::ActionFailed { .. } | Output::Shadow(_)
+    ) {
         return None;
     }
     let mut v = line(out, false)?;

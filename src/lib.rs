@@ -65,6 +65,7 @@ pub mod cli;
 pub mod config;
 pub mod core;
 pub mod daemon;
+pub mod forecast;
 pub mod history;
 pub mod http;
 pub mod jsonl;

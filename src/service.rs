@@ -167,6 +167,16 @@ impl Service {
             }
             _ => None,
         };
+        // Seasonal forecasts (`predictive` true or "shadow") are refitted from the
+        // history off the engine's path; the task ends with the daemon.
+        if let (Some(path), Some(d)) = (&config.history.path, &albatross) {
+            let stop = shutdown.child_token();
+            tokio::spawn(crate::daemon::forecast::refit(
+                path.clone(),
+                d.handle(),
+                stop,
+            ));
+        }
         let api = match config.http.listen {
             None => None,
             Some(listen) => {

@@ -44,10 +44,15 @@ pub(super) struct PolicyFile {
     retry_backoff: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     retry_backoff_max: Option<Duration>,
-    predictive: Option<bool>,
+    /// Raw, checked by `predictive_mode` (`true`, `false` or `"shadow"`).
+    predictive: Option<toml::Value>,
     #[serde(default, with = "humantime_serde")]
     forecast_horizon: Option<Duration>,
     forecast_max_error: Option<i64>,
+    #[serde(default, with = "humantime_serde")]
+    forecast_margin: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    forecast_refit: Option<Duration>,
     anomaly_guard: Option<bool>,
     anomaly_z: Option<f64>,
     #[serde(default, with = "humantime_serde")]
@@ -147,6 +152,28 @@ fn approvals(v: &toml::Value) -> Result<RequireApproval, String> {
     Ok(set)
 }
 
+/// `predictive`: `true` (act on forecasts), `false`, or `"shadow"` (forecast, score
+/// and log, never act). Returns (predictive, shadow).
+fn predictive_mode(v: &toml::Value) -> Result<(bool, bool), String> {
+    match v {
+        toml::Value::Boolean(b) => Ok((*b, false)),
+        toml::Value::String(s) if s == "shadow" => Ok((false, true)),
+        toml::Value::String(s) => Err(format!(
+            "predictive: {s:?} is not true, false or \"shadow\" (forecast and log without acting)"
+        )),
+        other => Err(format!(
+            "predictive: expected true, false or \"shadow\", got {}",
+            kind(other)
+        )),
+    }
+}
+
+/// Bounds of `forecast_refit`: a fit costs a fraction of a second per group.
+const REFIT_MIN: Duration = Duration::from_secs(300);
+const REFIT_MAX: Duration = Duration::from_secs(7 * 86_400);
+/// Upper bound of `forecast_margin`.
+const MARGIN_MAX: Duration = Duration::from_secs(86_400);
+
 /// A TOML value's type with its article, for messages.
 fn kind(v: &toml::Value) -> &'static str {
     match v {
@@ -233,9 +260,14 @@ pub(super) fn merge(mut p: Policy, f: &PolicyFile) -> Policy {
     }
     set(&mut p.retry_backoff, f.retry_backoff);
     set(&mut p.retry_backoff_max, f.retry_backoff_max);
-    set(&mut p.predictive, f.predictive);
+    if let Some(Ok((on, shadow))) = f.predictive.as_ref().map(predictive_mode) {
+        p.predictive = on;
+        p.predictive_shadow = shadow;
+    }
     set(&mut p.forecast_horizon, f.forecast_horizon);
     set_u32(&mut p.forecast_max_error, f.forecast_max_error);
+    set(&mut p.forecast_margin, f.forecast_margin);
+    set(&mut p.forecast_refit, f.forecast_refit);
     set(&mut p.anomaly_guard, f.anomaly_guard);
     if let Some(z) = f.anomaly_z.filter(|z| z.is_finite()) {
         // Hundredths keep Policy `Eq`; check() reports values out of range.
@@ -441,6 +473,30 @@ pub(super) fn check(
     }
     if let Some(Err(e)) = here.require_approval.as_ref().map(approvals) {
         report(true, e);
+    }
+    if let Some(Err(e)) = here.predictive.as_ref().map(predictive_mode) {
+        report(true, e);
+    }
+    if let Some(r) = here
+        .forecast_refit
+        .filter(|r| !(REFIT_MIN..=REFIT_MAX).contains(r))
+    {
+        report(
+            true,
+            format!(
+                "forecast_refit: {} is out of range 5m..=7days",
+                humantime::format_duration(r)
+            ),
+        );
+    }
+    if let Some(m) = here.forecast_margin.filter(|m| *m > MARGIN_MAX) {
+        report(
+            true,
+            format!(
+                "forecast_margin: {} is above 1day",
+                humantime::format_duration(m)
+            ),
+        );
     }
     if p.approval_timeout < Duration::from_secs(1) {
         report(
@@ -720,5 +776,59 @@ mod approval_tests {
         let all = RequireApproval::ALL;
         assert!(all.covers(ReplacePrimary, false));
         assert!(!all.covers(CloneLost, false) && !all.covers(Promote, false));
+    }
+}
+
+#[cfg(test)]
+mod forecast_tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use crate::config::{Config, problems};
+
+    #[test]
+    fn predictive_takes_true_false_or_shadow_and_the_forecast_keys_are_checked() {
+        let c = Config::parse(
+            "[policy]\npredictive = \"shadow\"\nforecast_margin = \"2m\"\nforecast_refit = \"30m\"\n\
+             [[group]]\nprimary = \"a:web\"\npredictive = true\n\
+             [[group]]\nprimary = \"a:db\"\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let p = |i: usize| &c.groups[i].policy;
+        assert!(p(0).predictive && !p(0).predictive_shadow);
+        assert!(!p(1).predictive && p(1).predictive_shadow);
+        assert_eq!(p(1).forecast_margin, Duration::from_secs(120));
+        assert_eq!(p(1).forecast_refit, Duration::from_secs(1800));
+        let d = Config::parse("", Path::new("t.toml")).unwrap().policy;
+        assert!(!d.predictive && !d.predictive_shadow);
+        for (text, want) in [
+            (
+                "[policy]\npredictive = \"yes\"\n",
+                "policy.predictive: \"yes\" is not true, false or \"shadow\"",
+            ),
+            (
+                "[[group]]\nprimary = \"a:b\"\npredictive = 1\n",
+                "group[0] (a:b).predictive: expected true, false or \"shadow\", got an integer",
+            ),
+            (
+                "[policy]\nforecast_max_error = 101\n",
+                "policy.forecast_max_error: 101 is out of range 0..=100",
+            ),
+            (
+                "[policy]\nforecast_refit = \"1m\"\n",
+                "policy.forecast_refit: 1m is out of range 5m..=7days",
+            ),
+            (
+                "[policy]\nforecast_margin = \"2days\"\n",
+                "policy.forecast_margin: 2days is above 1day",
+            ),
+        ] {
+            let got = problems(text);
+            assert!(
+                got.iter().any(|p| p.contains(want)),
+                "{text:?}: {got:?} lacks {want:?}"
+            );
+        }
     }
 }

@@ -23,6 +23,7 @@ pub mod policy;
 pub mod predict;
 pub mod reason;
 pub mod schedule;
+pub mod seasonal;
 pub mod status;
 pub mod time;
 pub mod vertical;

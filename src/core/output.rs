@@ -35,6 +35,9 @@ pub enum Output {
         error: String,
         retry_in: std::time::Duration,
     },
+    /// `predictive = "shadow"`: what the seasonal forecast would have done (a
+    /// scale-out ahead of its peak); nothing is acted on.
+    Shadow(Box<super::seasonal::Shadow>),
     /// A decision held for approval was answered or expired; only an
     /// [`Answer::Approved`] one is carried out (the others fail for their group).
     Answered {

@@ -65,14 +65,24 @@ pub struct Policy {
     pub retry_backoff: Duration,
     /// Cap of the retry delay.
     pub retry_backoff_max: Duration,
-    /// Count a tick as high ahead of a forecast breach (see `core::predict`), while
-    /// the recent forecast error is at most `forecast_max_error`.
+    /// Count a tick as high ahead of a forecast breach (see `core::predict`, and the
+    /// seasonal forecast of `core::seasonal`), while the recent forecast error is at
+    /// most `forecast_max_error`. Forecasts only ever add high ticks: never a scale-in.
     pub predictive: bool,
     /// How far ahead the forecast looks.
     pub forecast_horizon: Duration,
     /// Percentage points of the group average: above this mean absolute error the
-    /// forecast is ignored and the group is purely reactive.
+    /// forecast is ignored and the group is purely reactive. For the seasonal
+    /// forecast: percent, its MAPE over the last day.
     pub forecast_max_error: u32,
+    /// `predictive = "shadow"`: the seasonal forecast is fitted, scored and logged
+    /// (what it would have done) but never counts a tick; `predictive` is false then.
+    pub predictive_shadow: bool,
+    /// Added to `boot_time`: how far ahead of a seasonal forecast's peak a
+    /// scale-out starts.
+    pub forecast_margin: Duration,
+    /// How often the seasonal forecast is fitted again (daemon and simulator).
+    pub forecast_refit: Duration,
     /// Replace a lone outlier tick (robust z-score over recent ticks) by the median.
     pub anomaly_guard: bool,
     /// Robust z-score threshold of the anomaly guard, in hundredths (350 = 3.5).
@@ -243,6 +253,9 @@ impl Default for Policy {
             predictive: false,
             forecast_horizon: Duration::from_secs(60),
             forecast_max_error: 10,
+            predictive_shadow: false,
+            forecast_margin: Duration::from_secs(300),
+            forecast_refit: Duration::from_secs(3600),
             anomaly_guard: false,
             anomaly_z_hundredths: 350,
             boot_time: Duration::from_secs(2),

@@ -72,6 +72,10 @@ pub struct Stats {
     pub trusted: u64,
     /// Ticks counted high on a forecast alone.
     pub predicted_high: u64,
+    /// Of those, ticks counted high on the seasonal forecast alone.
+    pub seasonal_high: u64,
+    /// Shadow mode: breaches of the seasonal forecast it would have acted on.
+    pub shadow_notes: u64,
 }
 
 impl Stats {

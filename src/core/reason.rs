@@ -21,6 +21,10 @@ pub struct Predicted {
     pub forecast: Bp,
     pub horizon: Duration,
     pub mean_error: Option<Bp>,
+    /// The seasonal forecast made the last predicted tick: its MAPE over the last
+    /// day, hundredths of a percent (`horizon` is then `boot_time` +
+    /// `forecast_margin`).
+    pub seasonal_mape: Option<u32>,
 }
 
 /// Target tracking's arithmetic (`rule = "target"`): `desired` =
@@ -125,6 +129,16 @@ impl Reason {
 
 impl fmt::Display for Predicted {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(m) = self.seasonal_mape {
+            return write!(
+                f,
+                " ({} predicted: seasonal forecast peaks at {:.2}% within {}, error over the last day {:.2} %)",
+                self.ticks,
+                cpu::percent(self.forecast),
+                fmt_dur(self.horizon),
+                f64::from(m) / 100.0
+            );
+        }
         write!(
             f,
             " ({} predicted: forecast {:.2}% in {}, mean forecast error {:.2} points)",

@@ -44,6 +44,9 @@ pub struct GroupStatus {
     pub owned_clones: Vec<String>,
     pub pending: Option<Pending>,
     pub members: Vec<MemberStatus>,
+    /// The seasonal forecast; absent unless `predictive` is true or `"shadow"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forecast: Option<ForecastStatus>,
 }
 
 /// The action in flight.
@@ -70,6 +73,34 @@ pub struct MemberStatus {
     pub cpu_percent: Option<f64>,
     /// Time since its last sample.
     pub sample_age_ms: Option<u64>,
+}
+
+/// A group's seasonal forecast (`predictive = true` or `"shadow"`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ForecastStatus {
+    /// `"true"` (acts on it) or `"shadow"` (forecasts and logs only).
+    pub mode: &'static str,
+    /// `trusted`, `needs_history`, `unmeasured`, `error_too_high`, `stale`,
+    /// `not_fitted`.
+    pub status: &'static str,
+    /// The status in words ("needs 1 day of history, has 3h").
+    pub message: String,
+    /// Measured error: MAPE of the forecast of the last day, percent.
+    pub mape_percent: Option<f64>,
+    /// `forecast_max_error`: acted on only at or under it.
+    pub max_error_percent: u32,
+    /// `boot_time` + `forecast_margin`: how far ahead of a peak it scales out.
+    pub lead_ms: u64,
+    pub model: Option<String>,
+    /// `forecast_refit`: how often the daemon fits it again, ms.
+    pub refit_ms: u64,
+    /// Unix ms of the fit; `None` before the first.
+    pub fitted_at_ms: Option<i64>,
+    /// History the fit saw, ms.
+    pub history_ms: u64,
+    /// The curve (for `/v1/groups/{name}/forecast`; not in the group listing).
+    #[serde(skip)]
+    pub curve: Option<std::sync::Arc<super::seasonal::Forecast>>,
 }
 
 impl Status {
@@ -147,6 +178,7 @@ impl Status {
                         instance: i.to_string(),
                     }),
                     members,
+                    forecast: forecast_status(c, now),
                 }
             })
             .collect();
@@ -160,4 +192,34 @@ impl Status {
     pub fn group(&self, name: &str) -> Option<&GroupStatus> {
         self.groups.iter().find(|g| g.name == name)
     }
+}
+
+fn forecast_status(c: &super::Group, now: Timestamp) -> Option<ForecastStatus> {
+    let p = c.policy();
+    let mode = match (p.predictive, p.predictive_shadow) {
+        (true, _) => "true",
+        (false, true) => "shadow",
+        (false, false) => return None,
+    };
+    let standing = c.seasonal_standing(now);
+    let curve = c.seasonal_forecast().cloned();
+    Some(ForecastStatus {
+        mode,
+        status: standing.name(),
+        message: standing.to_string(),
+        mape_percent: curve
+            .as_ref()
+            .and_then(|f| f.mape_hundredths)
+            .map(|m| f64::from(m) / 100.0),
+        max_error_percent: p.forecast_max_error,
+        lead_ms: super::time::duration_ms(c.seasonal_lead()),
+        refit_ms: super::time::duration_ms(p.forecast_refit),
+        model: curve
+            .as_ref()
+            .filter(|f| !f.model.is_empty())
+            .map(|f| f.model.clone()),
+        fitted_at_ms: curve.as_ref().map(|f| f.fitted_at_ms),
+        history_ms: curve.as_ref().map_or(0, |f| f.history_ms),
+        curve,
+    })
 }

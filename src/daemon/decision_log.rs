@@ -34,6 +34,9 @@ impl DecisionLog {
     /// Log an engine output worth keeping: decisions and failures (not samples or
     /// evaluations, which are in the metrics and the debug log).
     pub fn output(&mut self, o: &Output, dry_run: bool) {
+        if let Output::Shadow(n) = o {
+            tracing::info!(group = %n.group, "{n}");
+        }
         if let Some(v) = jsonl::decision_line(o, dry_run) {
             self.write(&v);
         }

@@ -8,6 +8,7 @@ pub mod cost;
 pub mod decision_log;
 pub mod driver;
 pub mod hooks;
+pub mod forecast;
 pub mod ownership;
 pub mod recorder;
 pub mod runner;

@@ -128,6 +128,12 @@ pub enum Line {
         t_ms: u64,
         origin_ms: i64,
     },
+    /// A seasonal forecast handed to a group (fitted by the refit task).
+    Forecast {
+        t_ms: u64,
+        group: String,
+        forecast: crate::core::seasonal::Forecast,
+    },
     /// How the LXC machine was built (the first line of the Proxmox loop).
     LxcStart {
         t_ms: u64,
@@ -279,6 +285,11 @@ impl Line {
             Input::WallOrigin { origin_ms } => Self::WallOrigin {
                 t_ms,
                 origin_ms: *origin_ms,
+            },
+            Input::Forecast { group, forecast } => Self::Forecast {
+                t_ms,
+                group: s(group),
+                forecast: (**forecast).clone(),
             },
         }
     }
@@ -532,6 +543,17 @@ impl Line {
                 }),
             ),
             Self::WallOrigin { t_ms, origin_ms } => (t_ms, Some(Input::WallOrigin { origin_ms })),
+            Self::Forecast {
+                t_ms,
+                group,
+                forecast,
+            } => (
+                t_ms,
+                Some(Input::Forecast {
+                    group: n(&group)?,
+                    forecast: std::sync::Arc::new(forecast),
+                }),
+            ),
             Self::LxcStart { .. }
             | Self::Poll { .. }
             | Self::Size { .. }

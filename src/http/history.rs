@@ -195,15 +195,35 @@ pub(super) async fn forecast(
         )));
     }
     let since = time(&q.since, now - 7 * 86_400_000, now, "since")?;
-    let (points, _) = read(path, name.clone(), (since, now + 1, step), false).await?;
-    let series: Vec<(i64, f64)> = points.iter().map(|p| (p.t_ms, p.mean)).collect();
-    let f = forecast::forecast(&series, step_ms, steps).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "no_history",
-            format!("no demand recorded for {name:?} since {}", rfc3339(since)),
-        )
-    })?;
+    let seasonal = seasonal(&api, &name, now, horizon).await;
+    let holt = match read(path, name.clone(), (since, now + 1, step), false).await {
+        Ok((points, _)) => {
+            let series: Vec<(i64, f64)> = points.iter().map(|p| (p.t_ms, p.mean)).collect();
+            forecast::forecast(&series, step_ms, steps)
+        }
+        // The seasonal status says what history is missing.
+        Err(e) if e.status == StatusCode::NOT_FOUND && seasonal.is_some() => None,
+        Err(e) => return Err(e),
+    };
+    let Some(f) = holt else {
+        if seasonal.is_none() {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no_history",
+                format!("no demand recorded for {name:?} since {}", rfc3339(since)),
+            ));
+        }
+        return Ok(Json(json!({
+            "group": name,
+            "step": step.label(),
+            "horizon": humantime::format_duration(horizon).to_string(),
+            "since": rfc3339(since),
+            "units": {"demand": "vCPUs"},
+            "history_points": 0,
+            "points": [],
+            "seasonal": seasonal,
+        })));
+    };
     Ok(Json(json!({
         "group": name,
         "step": step.label(),
@@ -221,5 +241,44 @@ pub(super) async fn forecast(
         "last": {"time": rfc3339(f.last_t_ms), "t_ms": f.last_t_ms, "demand": f.last_demand},
         "mean_abs_error": f.mean_abs_error,
         "points": f.points,
+        "seasonal": seasonal,
     })))
+}
+
+/// The engine's seasonal forecast of group `name` (`predictive` true or
+/// "shadow"): its status, measured error and the curve from `now` over `horizon`.
+async fn seasonal(api: &Api, name: &str, now: i64, horizon: Duration) -> Option<Value> {
+    let status = api.engine.as_ref()?.status().await?;
+    let f = status.group(name)?.forecast.clone()?;
+    let end = now.saturating_add(ms(horizon));
+    let points: Vec<Value> = f
+        .curve
+        .as_ref()
+        .map(|c| {
+            (0..c.points.len())
+                .map(|i| (c.start_ms + c.step_ms as i64 * i as i64, c.points[i]))
+                .filter(|(t, _)| *t + c.step_ms as i64 > now && *t < end)
+                .map(|(t, d)| json!({"time": rfc3339(t), "t_ms": t, "demand": d as f64 / 10_000.0}))
+                .collect()
+        })
+        .unwrap_or_default();
+    let span =
+        |ms: u64| humantime::format_duration(Duration::from_secs(ms / 60_000 * 60)).to_string();
+    Some(json!({
+        "mode": f.mode,
+        "status": f.status,
+        "message": f.message,
+        "model": f.model,
+        "fitted_at": f.fitted_at_ms.map(rfc3339),
+        "fitted_at_ms": f.fitted_at_ms,
+        "history_span": span(f.history_ms),
+        "history_ms": f.history_ms,
+        "mape_percent": f.mape_percent,
+        "max_error_percent": f.max_error_percent,
+        "lead": span(f.lead_ms),
+        "step": "5m",
+        "horizon": humantime::format_duration(horizon).to_string(),
+        "units": {"demand": "vCPUs"},
+        "points": points,
+    }))
 }

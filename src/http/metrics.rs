@@ -96,6 +96,8 @@ pub const SERIES: &[&str] = &[
     "group_cpu_percent",
     "group_paused",
     "group_budget_left_actions",
+    "forecast_mape_percent",
+    "forecast_trusted",
     "decisions_total",
     "actuation_failures_total",
     "stats_stream_up",
@@ -361,6 +363,14 @@ impl Metrics {
             if let Some(c) = g.cpu_percent {
                 sc.cpu.get_or_create(&l).set(c);
             }
+            if let Some(f) = &g.forecast {
+                if let Some(m) = f.mape_percent {
+                    sc.mape.get_or_create(&l).set(m);
+                }
+                sc.trusted
+                    .get_or_create(&l)
+                    .set(i64::from(f.status == "trusted"));
+            }
             for m in &g.members {
                 if let Some(age) = m.sample_age_ms {
                     sc.sample_age
@@ -536,6 +546,8 @@ struct Scrape {
     paused: Family<GroupL, Gauge>,
     budget: Family<GroupL, Gauge>,
     sample_age: Family<InstanceL, FGauge>,
+    mape: Family<GroupL, FGauge>,
+    trusted: Family<GroupL, Gauge>,
 }
 
 /// Encodes the current [`Scrape`] under the registry's prefix.
@@ -588,6 +600,20 @@ impl Collector for GroupGauges {
             "Actions left in the sliding hour (max_actions_per_hour)",
             None,
             &s.budget,
+        )?;
+        one(
+            &mut e,
+            "forecast_mape_percent",
+            "Measured error of the group's seasonal forecast: MAPE of its forecast of the last day of history (fitted without it), in percent",
+            None,
+            &s.mape,
+        )?;
+        one(
+            &mut e,
+            "forecast_trusted",
+            "1 while the seasonal forecast is acted on (predictive = true) or would be (shadow): a day of history and its error at most forecast_max_error",
+            None,
+            &s.trusted,
         )?;
         one(
             &mut e,

@@ -23,7 +23,7 @@ use crate::name::Name;
 /// An API error: status, stable machine code, human message.
 #[derive(Debug)]
 pub struct ApiError {
-    status: StatusCode,
+    pub(super) status: StatusCode,
     code: &'static str,
     message: String,
 }

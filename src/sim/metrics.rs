@@ -41,6 +41,11 @@ pub struct Metrics {
     pub predicted_ticks: Option<u64>,
     /// Lone outliers the anomaly guard replaced.
     pub outliers_filtered: Option<u64>,
+    /// Mean over the seasonal refits of their measured error (MAPE over the last
+    /// day, percent); `None` without seasonal forecasts or before two days.
+    pub forecast_mape_percent: Option<f64>,
+    /// Ticks counted high on the seasonal forecast alone (shadow: breaches noted).
+    pub seasonal_ticks: Option<u64>,
 }
 
 /// Accumulates one run.
@@ -119,6 +124,8 @@ impl Meter {
             forecast_error_points: None,
             predicted_ticks: None,
             outliers_filtered: None,
+            forecast_mape_percent: None,
+            seasonal_ticks: None,
         }
     }
 }
@@ -126,7 +133,7 @@ impl Meter {
 /// A fixed-width text table, one row per policy.
 pub fn table(runs: &[(String, Metrics)]) -> String {
     let mut s = format!(
-        "{:<12} {:>8} {:>8} {:>7} {:>9} {:>9} {:>8} {:>9} {:>7} {:>9} {:>9}\n",
+        "{:<12} {:>8} {:>8} {:>7} {:>9} {:>9} {:>8} {:>9} {:>7} {:>9} {:>9} {:>8}\n",
         "policy",
         "under%",
         "unmet%",
@@ -137,14 +144,15 @@ pub fn table(runs: &[(String, Metrics)]) -> String {
         "ttc_mean",
         "inst",
         "cost/h",
-        "fc_err"
+        "fc_err",
+        "fc_mape"
     );
     for (name, m) in runs {
         let fc = m
             .forecast_error_points
             .map_or("-".to_string(), |e| format!("{e:.2}pt"));
         s.push_str(&format!(
-            "{:<12} {:>8.2} {:>8.2} {:>7.1} {:>9.2} {:>9.2} {:>7.0}s {:>8.0}s {:>7.2} {:>9.2} {:>9}\n",
+            "{:<12} {:>8.2} {:>8.2} {:>7.1} {:>9.2} {:>9.2} {:>7.0}s {:>8.0}s {:>7.2} {:>9.2} {:>9} {:>8}\n",
             name,
             m.under_provisioned_timeshare * 100.0,
             m.under_provisioning_accuracy * 100.0,
@@ -155,7 +163,9 @@ pub fn table(runs: &[(String, Metrics)]) -> String {
             m.mean_time_to_capacity_s,
             m.mean_instances,
             m.cost_per_hour,
-            fc
+            fc,
+            m.forecast_mape_percent
+                .map_or("-".to_string(), |e| format!("{e:.1}%"))
         ));
     }
     s

@@ -7,6 +7,7 @@ pub mod metrics;
 pub mod plot;
 pub mod recording;
 pub mod replay;
+pub mod seasonal;
 pub mod simulate;
 pub mod trace;
 pub mod tune;

@@ -190,8 +190,16 @@ pub fn run_from(
     let (mut acc, mut acc_n) = ((0.0, 0.0), 0u64);
     let (mut cursor, mut cmds) = (0usize, Vec::new());
     let mut t = 0u64;
+    // The seasonal forecast, refitted from the trace's past (engine policies only).
+    let mut refit = match &spec.kind {
+        Kind::Engine(p) => super::seasonal::Refit::new(p),
+        _ => None,
+    };
     while t < end {
         let now = Timestamp::from_millis(t);
+        if let Some(forecast) = refit.as_mut().and_then(|r| r.due(t)) {
+            ctl.forecast(now, primary, forecast, &mut cmds);
+        }
         // Samples due now; the primary last, so its evaluation sees fresh clones.
         for i in (0..insts.len()).rev() {
             let inst = &mut insts[i];
@@ -243,6 +251,9 @@ pub fn run_from(
         }
         // Serve [t, t + dt).
         let demand = trace.at(t, &mut cursor);
+        if let Some(r) = refit.as_mut() {
+            r.observe(t, dt, demand);
+        }
         let serving = insts.iter().filter(|i| i.ready_at <= t).count() as u32;
         let capacity = f64::from(serving * vcpus);
         let supply = f64::from(insts.len() as u32 * vcpus);
@@ -284,6 +295,10 @@ pub fn run_from(
         }
         if p.anomaly_guard {
             metrics.outliers_filtered = Some(s.outliers);
+        }
+        if let Some(r) = &refit {
+            metrics.forecast_mape_percent = r.mean_mape();
+            metrics.seasonal_ticks = Some(s.seasonal_high + s.shadow_notes);
         }
     }
     Run {
@@ -387,6 +402,23 @@ impl Controller {
                     }
                 }
             }
+        }
+    }
+
+    /// A seasonal forecast for the engine (baselines do not forecast).
+    fn forecast(
+        &mut self,
+        now: Timestamp,
+        group: &Name,
+        forecast: Arc<crate::core::seasonal::Forecast>,
+        cmds: &mut Vec<Cmd>,
+    ) {
+        if let Self::Engine { engine, out } = self {
+            let input = Input::Forecast {
+                group: group.clone(),
+                forecast,
+            };
+            engine_step(engine, now, input, out, cmds);
         }
     }
 

@@ -85,6 +85,12 @@ pub enum Input {
         event: crate::core::lifecycle::Event,
         outcome: Result<(), String>,
     },
+    /// A seasonal forecast of `group`'s demand, fitted off the hot path (the
+    /// daemon's refit task, the simulator); the group only reads it.
+    Forecast {
+        group: Name,
+        forecast: Arc<super::seasonal::Forecast>,
+    },
 }
 
 /// How the engine treats instances it has not been told about.
@@ -379,6 +385,9 @@ impl Engine {
                     let input = group::Input::Lifecycle { vm, event, outcome };
                     self.step_cluster(i, now, input, out);
                 }
+            }
+            Input::Forecast { group, forecast } => {
+                self.control(now, &group, group::Input::Forecast(forecast), out);
             }
             Input::Approve { group, id, by } => self.answer(now, &group, id, true, by, out),
             Input::Reject { group, id, by } => self.answer(now, &group, id, false, by, out),

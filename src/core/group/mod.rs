@@ -81,6 +81,8 @@ pub enum Input {
     /// Scale-down `id` may go ahead (not held for approval, or approved): its
     /// clone starts draining. From the engine, which holds the gate.
     Release { id: ActionId },
+    /// A seasonal forecast of the group's demand (see `core::seasonal`).
+    Forecast(Arc<super::seasonal::Forecast>),
 }
 
 /// Operator overrides of a group, set through [`Input::Pause`], [`Input::Resume`]
@@ -181,6 +183,8 @@ pub struct Group {
     last_avg: Option<Bp>,
     /// Anomaly guard and forecaster state (inert unless the policy enables them).
     signal: predict::Signal,
+    /// The latest seasonal forecast handed over, and the shadow mode's state.
+    seasonal: predictive::Seasonal,
     last_up: Option<Timestamp>,
     last_action: Option<Timestamp>,
     budget: Budget,
@@ -256,6 +260,7 @@ impl Group {
             eval_delay: 0,
             last_avg: None,
             signal: predict::Signal::default(),
+            seasonal: predictive::Seasonal::default(),
             last_up: None,
             last_action: None,
             budget: Budget::default(),
@@ -463,6 +468,7 @@ impl Group {
         match input {
             Input::Sample { vm, cpu_us, vcpus } => self.on_sample(now, &vm, cpu_us, vcpus, out),
             Input::Tick => self.on_tick(now, out),
+            Input::Forecast(f) => self.seasonal.forecast = Some(f),
             Input::ActionResult { id, outcome } => self.on_result(now, id, outcome, out),
             Input::Adopt { vm } => self.adopt(now, vm),
             Input::Foreign { vm } => {
@@ -588,7 +594,7 @@ impl Group {
         // One tick per interval, on the primary's sample: more clones must not make
         // the counters run faster.
         if is_primary && now >= self.last_eval.plus(self.policy.sample_interval / 2) {
-            self.evaluate(now, out);
+            self.evaluate_noting(now, out);
         } else if now >= self.death_check_at {
             self.check_deaths(now, out);
         }
@@ -597,7 +603,7 @@ impl Group {
     fn on_tick(&mut self, now: Timestamp, out: &mut Vec<Output>) {
         if now >= self.eval_at {
             // The primary is silent: evaluate on the timer.
-            self.evaluate(now, out);
+            self.evaluate_noting(now, out);
             return;
         }
         if now >= self.death_check_at {

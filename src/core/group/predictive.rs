@@ -1,14 +1,78 @@
-//! Predictive policy and anomaly guard (see `core::predict`). Kept apart from the
-//! reactive rule in `decide`: `evaluate` calls `guard_and_forecast` once per tick and
-//! counts a predicted breach as a high tick; `decide` adds `predicted` to its reason.
+//! Predictive policy and anomaly guard (see `core::predict`), and the seasonal
+//! forecast (`core::seasonal`). Kept apart from the reactive rule in `decide`:
+//! `evaluate` calls `guard_and_forecast` once per tick and counts a predicted breach
+//! as a high tick; `decide` adds `predicted` to its reason. Forecasts only ever add
+//! high ticks, so a group never scales in on a forecast.
 
 use super::*;
 use crate::core::reason::Predicted;
+use crate::core::seasonal::{self, Shadow, Standing};
+
+/// A group's seasonal forecast and what shadow mode remembers between ticks.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(super) struct Seasonal {
+    pub(super) forecast: Option<Arc<seasonal::Forecast>>,
+    /// The trusted forecast breached on the last evaluation (a shadow note is
+    /// written when a breach starts, not on every tick of it).
+    breach: bool,
+    /// A shadow note for the evaluation under way.
+    note: Option<Box<Shadow>>,
+    /// (peak, MAPE) when the last tick was counted high on the seasonal forecast.
+    last: Option<(u64, u32)>,
+}
 
 impl Group {
     /// Totals of the guard and the forecaster (for the simulator's report).
     pub fn forecast_stats(&self) -> predict::Stats {
         self.signal.stats
+    }
+
+    /// The seasonal forecast last handed over, if any.
+    pub fn seasonal_forecast(&self) -> Option<&Arc<seasonal::Forecast>> {
+        self.seasonal.forecast.as_ref()
+    }
+
+    /// Where the seasonal forecast stands at `now` under the policy's
+    /// `forecast_max_error`.
+    pub fn seasonal_standing(&self, now: Timestamp) -> Standing {
+        match &self.seasonal.forecast {
+            None => Standing::NotFitted,
+            Some(f) => f.standing(self.wall_ms(now), self.policy.forecast_max_error),
+        }
+    }
+
+    /// `boot_time` + `forecast_margin`: how far ahead of a peak a scale-out starts.
+    pub fn seasonal_lead(&self) -> Duration {
+        self.policy.boot_time + self.policy.forecast_margin
+    }
+
+    fn wall_ms(&self, now: Timestamp) -> i64 {
+        self.sched
+            .origin
+            .saturating_add(i64::try_from(now.0).unwrap_or(i64::MAX))
+    }
+
+    /// One evaluation, then the shadow note it produced, if any.
+    pub(super) fn evaluate_noting(&mut self, now: Timestamp, out: &mut Vec<Output>) {
+        self.evaluate(now, out);
+        if let Some(n) = self.seasonal.note.take() {
+            out.push(Output::Shadow(n));
+        }
+    }
+
+    /// The trusted seasonal forecast's peak over the lead and its MAPE, if that peak
+    /// over the `planned` vCPUs is above `scale_up_threshold`.
+    fn seasonal_breach(&self, now: Timestamp, planned: u32) -> Option<(u64, u32)> {
+        let f = self.seasonal.forecast.as_ref()?;
+        let at = self.wall_ms(now);
+        let Standing::Trusted { mape_hundredths } = f.standing(at, self.policy.forecast_max_error)
+        else {
+            return None;
+        };
+        let lead = i64::try_from(duration_ms(self.seasonal_lead())).unwrap_or(i64::MAX);
+        let peak = f.peak(at, at.saturating_add(lead))?;
+        let up = u64::from(self.policy.scale_up_threshold) * 100;
+        (peak / u64::from(planned.max(1)) > up).then_some((peak, mape_hundredths))
     }
 
     /// The average to count (a lone outlier replaced by the recent median) and
@@ -19,8 +83,11 @@ impl Group {
         now: Timestamp,
         avg: Option<Bp>,
     ) -> (Option<Bp>, bool) {
+        self.seasonal.last = None;
         let p = &self.policy;
-        let Some(bp) = avg.filter(|_| p.predictive || p.anomaly_guard) else {
+        let seasonal_on = (p.predictive || p.predictive_shadow) && self.seasonal.forecast.is_some();
+        let Some(bp) = avg.filter(|_| p.predictive || p.anomaly_guard || seasonal_on) else {
+            self.seasonal.breach = false;
             return (avg, false);
         };
         // Same freshness rule as `average`: demand is average × fresh vCPUs, so
@@ -59,9 +126,36 @@ impl Group {
             .observe(u64::from(bp) * u64::from(fresh_w), fresh_w, &settings);
         let filtered = Bp::try_from(o.demand / u64::from(fresh_w)).unwrap_or(cpu::FULL);
         let up = u64::from(p.scale_up_threshold) * 100;
-        let predicted = o
+        let mut predicted = o
             .forecast
             .is_some_and(|f| f / u64::from(planned_w.max(1)) > up);
+        let breach = if seasonal_on {
+            self.seasonal_breach(now, planned_w)
+        } else {
+            None
+        };
+        if let Some((peak, mape)) = breach {
+            // High on the forecast alone: neither the average nor Holt say so.
+            let alone = u64::from(filtered) <= up && !predicted;
+            if self.policy.predictive {
+                predicted = true;
+                self.seasonal.last = Some((peak, mape));
+                self.signal.stats.seasonal_high += u64::from(alone);
+            } else if alone && !self.seasonal.breach {
+                self.signal.stats.shadow_notes += 1;
+                self.seasonal.note = Some(Box::new(Shadow {
+                    t: now,
+                    group: self.group.clone(),
+                    would: Action::ScaleUp,
+                    peak,
+                    planned_vcpus: planned_w,
+                    lead: self.seasonal_lead(),
+                    threshold: self.policy.scale_up_threshold,
+                    mape_hundredths: mape,
+                }));
+            }
+        }
+        self.seasonal.breach = breach.is_some();
         (Some(filtered), predicted)
     }
 
@@ -82,12 +176,174 @@ impl Group {
             })
             .map(|m| m.vcpus)
             .sum();
-        let f = self.signal.predicted_forecast().unwrap_or(0) / u64::from(planned.max(1));
+        let (demand, horizon, seasonal_mape) = match self.seasonal.last {
+            Some((peak, mape)) => (peak, self.seasonal_lead(), Some(mape)),
+            None => (
+                self.signal.predicted_forecast().unwrap_or(0),
+                self.policy.forecast_horizon,
+                None,
+            ),
+        };
+        let f = demand / u64::from(planned.max(1));
         Some(Box::new(Predicted {
             ticks: n,
             forecast: Bp::try_from(f).unwrap_or(Bp::MAX),
-            horizon: self.policy.forecast_horizon,
+            horizon,
             mean_error: self.signal.mean_error_bp(),
+            seasonal_mape,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::core::seasonal::{Forecast, MIN_HISTORY_MS};
+    use crate::core::{Action, Engine, Input, Options, Output, Policy, Timestamp};
+    use crate::name::Name;
+
+    const MIN: u64 = 60_000;
+
+    fn policy(predictive: bool, shadow: bool) -> Policy {
+        Policy {
+            predictive,
+            predictive_shadow: shadow,
+            boot_time: Duration::from_secs(60),
+            forecast_margin: Duration::from_secs(240),
+            max_instances: 4,
+            scale_up_cooldown: Duration::from_secs(10),
+            scale_down_cooldown: Duration::from_secs(10),
+            ..Policy::default()
+        }
+    }
+
+    /// 5-minute steps from t = 0: `low` vCPUs for the first half hour, `high` after.
+    fn curve(low: f64, high: f64, mape_hundredths: u32) -> Input {
+        let v = |x: f64| (x * 10_000.0) as u64;
+        Input::Forecast {
+            group: Name::parse("a:web").unwrap(),
+            forecast: std::sync::Arc::new(Forecast {
+                fitted_at_ms: 0,
+                history_ms: 2 * MIN_HISTORY_MS,
+                model: "test".into(),
+                start_ms: 0,
+                step_ms: 5 * MIN,
+                points: (0..24)
+                    .map(|i| if i < 6 { v(low) } else { v(high) })
+                    .collect(),
+                mape_hundredths: Some(mape_hundredths),
+            }),
+        }
+    }
+
+    /// Run an hour with the group's members at `share` (percent) each, a clone
+    /// adopted first; the outputs with their times.
+    fn hour(p: Policy, forecast: Input, share: u64) -> Vec<(u64, Output)> {
+        let web = Name::parse("a:web").unwrap();
+        let clone = Name::parse("a:web-clone-1").unwrap();
+        let mut e = Engine::new(vec![(web.clone(), p)], Options::default(), Timestamp::ZERO);
+        let mut log = Vec::new();
+        let mut step = |e: &mut Engine, t: u64, i: Input| {
+            let mut out = Vec::new();
+            e.step(Timestamp::from_millis(t), i, &mut out);
+            log.extend(out.into_iter().map(|o| (t, o)));
+        };
+        step(
+            &mut e,
+            0,
+            Input::Adopt {
+                group: web.clone(),
+                vm: clone.clone(),
+            },
+        );
+        step(&mut e, 0, forecast);
+        for k in 0..360u64 {
+            let t = k * 10_000;
+            for vm in [&clone, &web] {
+                let cpu_us = k * 100_000 * share;
+                step(
+                    &mut e,
+                    t,
+                    Input::Sample {
+                        vm: vm.clone(),
+                        cpu_us,
+                        vcpus: Some(1),
+                    },
+                );
+            }
+            step(&mut e, t, Input::Tick);
+        }
+        // Decisions are acknowledged by nobody: the first one stays in flight,
+        // which is all these tests look at.
+        log
+    }
+
+    fn decisions(log: &[(u64, Output)]) -> Vec<(u64, Action, String)> {
+        log.iter()
+            .filter_map(|(t, o)| match o {
+                Output::Decision(d) => Some((*t, d.action, d.reason.to_string())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn true_scales_out_ahead_of_the_peak_by_boot_time_and_margin() {
+        // 2 instances at 50 %: no reactive reason; 3 vCPU forecast from 30 min on,
+        // 150 % of the 2 planned vCPUs.
+        let log = hour(policy(true, false), curve(1.0, 3.0, 500), 50);
+        let d = decisions(&log);
+        assert_eq!(d.len(), 1, "{d:?}");
+        let (t, action, reason) = &d[0];
+        assert_eq!(*action, Action::ScaleUp);
+        // The peak enters the lead (5 min) at 25 min; three high ticks later.
+        assert!((25 * MIN..=25 * MIN + 40_000).contains(t), "{t}");
+        assert!(
+            reason.contains("seasonal forecast peaks at 150.00%"),
+            "{reason}"
+        );
+        assert!(
+            reason.contains("error over the last day 5.00 %"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn shadow_never_acts_and_notes_what_it_would_have_done_once() {
+        let log = hour(policy(false, true), curve(1.0, 3.0, 500), 50);
+        assert_eq!(decisions(&log), vec![]);
+        let notes: Vec<_> = log
+            .iter()
+            .filter_map(|(t, o)| match o {
+                Output::Shadow(n) => Some((*t, n.to_string())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert_eq!(notes[0].0, 25 * MIN);
+        assert!(
+            notes[0].1.starts_with("shadow: would scale_up now"),
+            "{notes:?}"
+        );
+    }
+
+    #[test]
+    fn an_untrusted_forecast_is_not_acted_on() {
+        // 25 % error over the last day, above forecast_max_error (10).
+        let log = hour(policy(true, false), curve(1.0, 3.0, 2_500), 50);
+        assert_eq!(decisions(&log), vec![]);
+    }
+
+    #[test]
+    fn a_low_forecast_never_scales_in() {
+        // 2 instances at 50 %: above scale_down_threshold (40); a forecast of
+        // nothing at all does not take one away...
+        let log = hour(policy(true, false), curve(0.0, 0.0, 100), 50);
+        assert_eq!(decisions(&log), vec![]);
+        // ...while the measured average below the threshold does (the rule works).
+        let log = hour(policy(true, false), curve(0.0, 0.0, 100), 30);
+        let d = decisions(&log);
+        assert_eq!(d.first().map(|d| d.1), Some(Action::ScaleDown), "{d:?}");
     }
 }

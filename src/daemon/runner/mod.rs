@@ -106,6 +106,11 @@ impl EngineHandle {
         self.events.send(Event::Approval(cmd)).await.is_ok()
     }
 
+    /// Hand the engine a core input (a refitted forecast); `false` once it stopped.
+    pub async fn input(&self, input: Input) -> bool {
+        self.events.send(Event::Input(input)).await.is_ok()
+    }
+
     /// Apply an operator command; `None` once the engine task stopped.
     pub async fn control(&self, input: Input) -> Option<Vec<Output>> {
         let (reply, rx) = oneshot::channel();
