@@ -40,6 +40,9 @@ pub trait Actuator: Send + Sync + 'static {
     fn address(&self, _vm: &crate::name::Name) -> Option<std::net::IpAddr> {
         None
     }
+
+    /// Instance `vm` is gone and announced so: its address is not needed any more.
+    fn forget_address(&self, _vm: &crate::name::Name) {}
 }
 
 /// How an action ended well.

@@ -447,13 +447,8 @@ impl Actuator for AlbatrossActuator {
     async fn execute(&self, d: Decision) -> Result<Done, Failed> {
         match d.action {
             Action::ScaleUp => self.scale_up(&d).await,
-            Action::ScaleDown | Action::CloneLost => {
-                let r = self.destroy(&d).await;
-                if r.is_ok() {
-                    lock(&self.addresses).remove(&*d.instance);
-                }
-                r
-            }
+            // The address stays known for `on_removed` (forgotten after it).
+            Action::ScaleDown | Action::CloneLost => self.destroy(&d).await,
             Action::ReplacePrimary => self.recreate(&d).await,
             Action::Promote => Ok(Done::Executed),
         }
@@ -467,6 +462,10 @@ impl Actuator for AlbatrossActuator {
 
     fn address(&self, vm: &Name) -> Option<std::net::IpAddr> {
         lock(&self.addresses).get(vm).map(|&a| a.into())
+    }
+
+    fn forget_address(&self, vm: &Name) {
+        lock(&self.addresses).remove(vm);
     }
 }
 

@@ -60,6 +60,48 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(code))
 }
 
+/// Each hook program (`on_ready`, `on_draining`, `on_removed`): it exists and
+/// is executable, once per program.
+fn hook_programs(config: &Config) -> Vec<Finding> {
+    use crate::core::lifecycle::Event;
+    use std::os::unix::fs::PermissionsExt;
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for g in &config.groups {
+        let Some(h) = &g.policy.hooks else { continue };
+        for event in [Event::Ready, Event::Draining, Event::Removed] {
+            let Some(program) = h
+                .command(event)
+                .and_then(|c| c.exec.as_ref())
+                .and_then(|a| a.first())
+            else {
+                continue;
+            };
+            if !seen.insert(program.clone()) {
+                continue;
+            }
+            let about = format!("{} {}", crate::config::hooks::key(event), program);
+            if !program.contains('/') {
+                out.push(Finding::new(
+                    Level::Warn,
+                    about,
+                    "not a path: looked up in the daemon's PATH when run; an absolute path is safer",
+                ));
+                continue;
+            }
+            let f = match std::fs::metadata(program) {
+                Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => {
+                    Finding::new(Level::Ok, about, "exists and is executable")
+                }
+                Ok(_) => Finding::new(Level::Fail, about, "not an executable file"),
+                Err(e) => Finding::new(Level::Fail, about, format!("cannot be run: {e}")),
+            };
+            out.push(f);
+        }
+    }
+    out
+}
+
 /// Every check of `config`, endpoints first.
 pub async fn check(config: &Config, wait: Duration) -> Vec<Finding> {
     let mut out = Vec::new();
@@ -69,6 +111,7 @@ pub async fn check(config: &Config, wait: Duration) -> Vec<Finding> {
     for ep in &config.endpoints {
         out.extend(albatross(config, ep, wait).await);
     }
+    out.extend(hook_programs(config));
     if let Some(pve) = &config.proxmox {
         out.extend(proxmox(config, pve, wait).await);
     }

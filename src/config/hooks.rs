@@ -228,3 +228,121 @@ pub(super) fn redact(section: &mut toml::Table) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::Config;
+
+    fn problems(text: &str) -> String {
+        match Config::parse(text, Path::new("t.toml")) {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    const GROUP: &str = "[[group]]\nprimary = \"a:web\"\nclone_ipv4 = \"10.0.0.10-10.0.0.20\"\n";
+
+    #[test]
+    fn hooks_parse_into_the_policy_and_its_lifecycle() {
+        let text = format!(
+            "{GROUP}health_check = \"tcp:8080\"\nready_timeout = \"1m\"\ndrain_period = \"30s\"\n\
+             on_ready = {{ exec = [\"/usr/local/bin/lb\", \"add\"], timeout = \"5s\" }}\non_removed = {{ notify = \"dns\" }}\n\
+             [[notify]]\nkind = \"webhook\"\nname = \"dns\"\nurl = \"http://127.0.0.1:9/\"\n"
+        );
+        let c = Config::parse(&text, Path::new("t.toml")).unwrap();
+        let p = &c.groups[0].policy;
+        let h = p.hooks.as_ref().unwrap();
+        assert_eq!(h.health_check, Some(8080));
+        let ready = h.on_ready.as_ref().unwrap();
+        assert_eq!(
+            ready.exec.as_deref(),
+            Some(&["/usr/local/bin/lb".to_string(), "add".to_string()][..])
+        );
+        assert_eq!(ready.timeout, std::time::Duration::from_secs(5));
+        assert_eq!(
+            h.on_removed.as_ref().unwrap().notify.as_deref(),
+            Some("dns")
+        );
+        assert!(p.lifecycle.check_ready && p.lifecycle.on_removed && !p.lifecycle.on_draining);
+        assert_eq!(
+            p.lifecycle.ready_timeout,
+            std::time::Duration::from_secs(60)
+        );
+        assert_eq!(p.lifecycle.drain_period, std::time::Duration::from_secs(30));
+        // The recording keeps that hooks exist, not what they run.
+        assert!(
+            !c.policy_source.contains("/usr/local/bin/lb"),
+            "{}",
+            c.policy_source
+        );
+        let replayed = crate::config::source::groups_of(&c.policy_source).unwrap();
+        assert_eq!(replayed[0].1.lifecycle, p.lifecycle);
+    }
+
+    #[test]
+    fn bad_hook_keys_are_named() {
+        let cases = [
+            (
+                "on_ready = { exec = \"/usr/local/bin/lb add\" }",
+                "on_ready.exec: \"/usr/local/bin/lb add\" is a string",
+            ),
+            (
+                "on_ready = { exec = [] }",
+                "on_ready.exec: must name a program",
+            ),
+            (
+                "on_draining = { timeout = \"5s\" }",
+                "on_draining: needs exec",
+            ),
+            (
+                "on_removed = { exec = [\"/x\"], shell = true }",
+                "on_removed.shell: unknown key",
+            ),
+            (
+                "on_ready = { exec = [\"/x\"], timeout = \"0s\" }",
+                "on_ready.timeout: must be at least 1s",
+            ),
+            ("on_ready = \"/x\"", "on_ready: must be a table"),
+            (
+                "health_check = \"http:80\"",
+                "health_check: \"http:80\" is not \"tcp:PORT\"",
+            ),
+            (
+                "health_check = \"tcp:0\"",
+                "health_check: \"0\" is not a port",
+            ),
+            (
+                "ready_timeout = \"0s\"",
+                "ready_timeout: must be at least 1s",
+            ),
+            (
+                "on_ready = { notify = \"nope\" }",
+                "on_ready.notify: no [[notify]] sink is named \"nope\"",
+            ),
+        ];
+        for (line, want) in cases {
+            let p = problems(&format!("{GROUP}{line}\n"));
+            assert!(p.contains(want), "{line}: {p}");
+            assert!(
+                p.contains("group[0] (a:web)") || p.contains("group (a:web)"),
+                "{line}: {p}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_health_check_needs_a_pool_and_lxc_sections_reject_lifecycle_keys() {
+        let p = problems("[[group]]\nprimary = \"a:web\"\nhealth_check = \"tcp:80\"\n");
+        assert!(p.contains("health_check: needs clone_ipv4"), "{p}");
+        let p = problems(
+            "[[group]]\nprimary = \"a:web\"\nclone_ipv4 = \"keep\"\nhealth_check = \"tcp:80\"\n",
+        );
+        assert!(p.contains("health_check: needs clone_ipv4"), "{p}");
+        let lxc = "[proxmox]\nurl = \"https://127.0.0.1:8006\"\ntoken_id = \"a@pve!b\"\ntoken_secret_env = \"X\"\nfingerprint = \"00\"\n\
+                   [[lxc]]\nvmid = 101\nmode = \"horizontal\"\nmax_instances = 2\ndrain_period = \"10s\"\n";
+        let p = problems(lxc);
+        assert!(p.contains("lxc[0] (101).drain_period: readiness checks, drain and lifecycle hooks apply to albatross [[group]]s"), "{p}");
+    }
+}

@@ -154,6 +154,18 @@ impl Config {
             }
         }
         pools::warnings(&self.groups, &mut w);
+        for g in &self.groups {
+            let p = &g.policy;
+            let first_check = p.sample_interval * 2;
+            if p.lifecycle.check_ready && p.lifecycle.ready_timeout <= first_check {
+                w.push(format!(
+                    "group {}: ready_timeout ({}) is not above two sample_intervals ({}): a clone is checked at its first sample, so most clones would be given up before they could pass",
+                    g.primary,
+                    humantime::format_duration(p.lifecycle.ready_timeout),
+                    humantime::format_duration(first_check)
+                ));
+            }
+        }
         w
     }
 

@@ -313,6 +313,22 @@ pub(super) fn merge(mut p: Policy, f: &PolicyFile) -> Policy {
 }
 
 impl PolicyFile {
+    /// The first lifecycle key this section sets, if any.
+    pub(super) fn lifecycle_key(&self) -> Option<&'static str> {
+        let k = self.hook_keys();
+        [
+            ("health_check", k.health_check.is_some()),
+            ("health_check_timeout", k.health_check_timeout.is_some()),
+            ("ready_timeout", self.ready_timeout.is_some()),
+            ("drain_period", self.drain_period.is_some()),
+            ("on_ready", k.on_ready.is_some()),
+            ("on_draining", k.on_draining.is_some()),
+            ("on_removed", k.on_removed.is_some()),
+        ]
+        .into_iter()
+        .find_map(|(key, set)| set.then_some(key))
+    }
+
     /// The lifecycle hook keys of this section, raw.
     pub(super) fn hook_keys(&self) -> super::hooks::Keys<'_> {
         super::hooks::Keys {

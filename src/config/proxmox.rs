@@ -441,8 +441,16 @@ pub(super) fn lxcs(
         let Some(pf) = policy_file(t, &at, problems) else {
             continue;
         };
-        let policy = merge(defaults.clone(), &pf);
+        let mut policy = merge(defaults.clone(), &pf);
         check(&policy, &pf, &at, Some(&name), problems);
+        if let Some(key) = pf.lifecycle_key() {
+            problems.push(format!(
+                "{at}.{key}: readiness checks, drain and lifecycle hooks apply to albatross [[group]]s; [[lxc]] clones count from their first poll and are destroyed at once"
+            ));
+        }
+        // Inherited from [policy]: not for containers (the controller runs no hooks).
+        policy.lifecycle = crate::core::lifecycle::Lifecycle::default();
+        policy.hooks = None;
         let mode = f.mode.unwrap_or(Mode::Vertical);
         if mode == Mode::Vertical && pf.rule.as_deref() == Some("target") {
             problems.push(format!(

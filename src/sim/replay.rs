@@ -2,6 +2,7 @@
 //! timers in between, and acknowledge every decision as executed (the recording
 //! is the record of what ran; nothing is actuated).
 
+use crate::core::lifecycle::Event;
 use crate::core::{Engine, Input, Output, Timestamp};
 
 use super::recording::Record;
@@ -42,8 +43,9 @@ fn fire_timers(
 }
 
 /// Feed `input`, hand every output to `each`, and acknowledge every decision that
-/// needs a result as executed at once; acknowledgements may produce outputs of
-/// their own, which are handled the same way.
+/// needs a result as executed at once (a draining one when drained) and every
+/// lifecycle step as passed; acknowledgements may produce outputs of their own,
+/// which are handled the same way.
 pub(crate) fn step_acked(
     engine: &mut Engine,
     now: Timestamp,
@@ -51,21 +53,58 @@ pub(crate) fn step_acked(
     out: &mut Vec<Output>,
     mut each: impl FnMut(&Output),
 ) {
+    step_answered(engine, now, input, out, false, &mut each);
+}
+
+/// [`step_acked`]; with `checks_itself` readiness checks are left to the caller
+/// (the simulator answers them from its boot model).
+pub(crate) fn step_answered(
+    engine: &mut Engine,
+    now: Timestamp,
+    input: Input,
+    out: &mut Vec<Output>,
+    checks_itself: bool,
+    each: &mut impl FnMut(&Output),
+) {
     out.clear();
     engine.step(now, input, out);
     let mut i = 0;
     while i < out.len() {
         each(&out[i]);
-        if let Output::Decision(d) = &out[i]
-            && d.action.needs_result()
-        {
-            let ack = Input::ActionResult {
+        let answer = match &out[i] {
+            // A draining scale-down is carried out when drained.
+            Output::Decision(d) if d.action.needs_result() && !d.drain => {
+                Some(Input::ActionResult {
+                    group: (*d.group).clone(),
+                    id: d.id,
+                    outcome: Ok(()),
+                })
+            }
+            Output::Drained { decision: d, .. } => Some(Input::ActionResult {
                 group: (*d.group).clone(),
                 id: d.id,
                 outcome: Ok(()),
-            };
+            }),
+            // Hooks ran and passed (the simulator answers readiness itself).
+            Output::Lifecycle(h) if h.event != Event::Removed && !checks_itself => {
+                Some(Input::Lifecycle {
+                    group: (*h.group).clone(),
+                    vm: (*h.vm).clone(),
+                    event: h.event,
+                    outcome: Ok(()),
+                })
+            }
+            Output::Lifecycle(h) if h.event == Event::Draining => Some(Input::Lifecycle {
+                group: (*h.group).clone(),
+                vm: (*h.vm).clone(),
+                event: h.event,
+                outcome: Ok(()),
+            }),
+            _ => None,
+        };
+        if let Some(answer) = answer {
             let mut more = Vec::new();
-            engine.step(now, ack, &mut more);
+            engine.step(now, answer, &mut more);
             out.extend(more);
         }
         i += 1;

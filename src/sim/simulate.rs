@@ -136,6 +136,7 @@ const MAX_POINTS: u64 = 2_000;
 
 struct Inst {
     name: Arc<Name>,
+    /// Serves from then on (`boot_time` after its create) until it drains.
     ready_at: u64,
     next_sample: u64,
     cpu_us: f64,
@@ -151,6 +152,10 @@ struct Who {
 enum Cmd {
     Create(Arc<Name>, String),
     Destroy(Arc<Name>, String),
+    /// A readiness check: it passes once the instance serves (`boot_time`).
+    Check(Arc<Name>),
+    /// Draining: still running (and paid for), no longer serving.
+    Drain(Arc<Name>),
 }
 
 /// Simulate `trace` for group `primary` under `policy` (bounds, vCPUs, cadence,
@@ -216,8 +221,20 @@ pub fn run_from(
             }
         }
         ctl.tick(now, &mut cmds);
-        for cmd in cmds.drain(..) {
+        let mut checks = Vec::new();
+        for cmd in std::mem::take(&mut cmds) {
             let (up, name, reason) = match cmd {
+                Cmd::Check(name) => {
+                    let ok = insts.iter().any(|i| i.name == name && i.ready_at <= t);
+                    checks.push((name, ok));
+                    continue;
+                }
+                Cmd::Drain(name) => {
+                    if let Some(i) = insts.iter_mut().find(|i| i.name == name) {
+                        i.ready_at = u64::MAX;
+                    }
+                    continue;
+                }
                 Cmd::Create(name, reason) => {
                     // A seeded phase: clones do not all report in the primary's step.
                     let phase = (rng.next_u64() % (interval / dt).max(1)) * dt;
@@ -248,6 +265,10 @@ pub fn run_from(
                 instance: name.to_string(),
                 reason,
             });
+        }
+        // Answered after the step's commands (what they cause runs next step).
+        for (name, ok) in checks {
+            ctl.checked(now, primary, &name, ok, &mut cmds);
         }
         // Serve [t, t + dt).
         let demand = trace.at(t, &mut cursor);
@@ -405,6 +426,19 @@ impl Controller {
         }
     }
 
+    /// The answer to a readiness check of `vm` (engine only).
+    fn checked(&mut self, now: Timestamp, group: &Name, vm: &Name, ok: bool, cmds: &mut Vec<Cmd>) {
+        if let Self::Engine { engine, out } = self {
+            let input = Input::Lifecycle {
+                group: group.clone(),
+                vm: vm.clone(),
+                event: crate::core::lifecycle::Event::Ready,
+                outcome: if ok { Ok(()) } else { Err("booting".into()) },
+            };
+            engine_step(engine, now, input, out, cmds);
+        }
+    }
+
     /// A seasonal forecast for the engine (baselines do not forecast).
     fn forecast(
         &mut self,
@@ -528,15 +562,22 @@ fn engine_step(
     out: &mut Vec<Output>,
     cmds: &mut Vec<Cmd>,
 ) {
-    super::replay::step_acked(engine, now, input, out, |o| {
-        if let Output::Decision(d) = o {
-            match d.action {
-                Action::ScaleUp => cmds.push(Cmd::Create(d.instance.clone(), d.reason.to_string())),
-                Action::ScaleDown | Action::CloneLost => {
-                    cmds.push(Cmd::Destroy(d.instance.clone(), d.reason.to_string()));
-                }
-                Action::ReplacePrimary | Action::Promote => {}
+    super::replay::step_answered(engine, now, input, out, true, &mut |o| match o {
+        Output::Decision(d) => match d.action {
+            Action::ScaleUp => cmds.push(Cmd::Create(d.instance.clone(), d.reason.to_string())),
+            // Out of the load balancer now; destroyed when drained.
+            Action::ScaleDown if d.drain => cmds.push(Cmd::Drain(d.instance.clone())),
+            Action::ScaleDown | Action::CloneLost => {
+                cmds.push(Cmd::Destroy(d.instance.clone(), d.reason.to_string()));
             }
+            Action::ReplacePrimary | Action::Promote => {}
+        },
+        Output::Drained { decision: d, .. } => {
+            cmds.push(Cmd::Destroy(d.instance.clone(), d.reason.to_string()));
         }
+        Output::Lifecycle(h) if h.event == crate::core::lifecycle::Event::Ready => {
+            cmds.push(Cmd::Check(h.vm.clone()));
+        }
+        _ => {}
     });
 }

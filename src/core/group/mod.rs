@@ -474,10 +474,10 @@ impl Group {
             Input::Foreign { vm } => {
                 // A clone believed ours turned out not to be (a create that got no
                 // reply, of a name someone else holds): it leaves, never touched.
-                let disowned = self
-                    .members
-                    .get(&vm)
-                    .is_some_and(|m| m.role == Role::Clone && m.state == MemberState::Running);
+                let disowned = self.members.get(&vm).is_some_and(|m| {
+                    m.role == Role::Clone
+                        && matches!(m.state, MemberState::Running | MemberState::Booting(_))
+                });
                 if disowned {
                     self.members.remove(&vm);
                     self.membership += 1;

@@ -22,10 +22,14 @@ impl<A: Actuator> Runner<A> {
         let (Some(hooks), false) = (hooks, self.settings.dry_run) else {
             return self.answer_hook(now, done(Ok(())), jobs);
         };
+        let address = self.actuator.address(&h.vm);
+        if h.event == Event::Removed {
+            self.actuator.forget_address(&h.vm);
+        }
         let job = HookJob {
             hook: h.clone(),
             hooks,
-            address: self.actuator.address(&h.vm),
+            address,
             notices: self.notices.clone(),
         };
         jobs.spawn(async move { Finished::Hook(hooks::run(job).await) });
