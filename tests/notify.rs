@@ -901,3 +901,56 @@ async fn an_email_goes_over_starttls_to_a_server_of_a_private_ca() {
         "{problems}"
     );
 }
+
+/// A lifecycle hook's `notify` goes to the sink it names, whatever that sink's
+/// `events`, and to no other sink.
+#[tokio::test]
+async fn a_lifecycle_notice_goes_to_its_sink_only() {
+    let (url, mut got) = receiver().await;
+    let d = dir("lifecycle");
+    let c = config(
+        &d,
+        &format!(
+            "[[notify]]\nkind = \"webhook\"\nname = \"lb\"\nurl = \"{url}/lb\"\nevents = [\"action_failed\"]\n\
+             [[notify]]\nkind = \"webhook\"\nname = \"all\"\nurl = \"{url}/all\"\n"
+        ),
+    );
+    let notices = Notices::default();
+    let dispatcher = Dispatcher::start(
+        Sink::open_all(&c.notify).unwrap(),
+        notices.subscribe(),
+        Counters::default(),
+    );
+    notices.publish(Notice::Lifecycle {
+        lifecycle: "clone_ready".into(),
+        group: "alice:web".into(),
+        instance: "alice:web-clone-1".into(),
+        address: Some("10.0.42.10".into()),
+        sink: "lb".into(),
+    });
+    notices.publish(Notice::Test {
+        reason: "after".into(),
+    });
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let (path, _, body) = next(&mut got).await;
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        seen.push((path, v));
+    }
+    seen.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(seen[0].0, "/all");
+    assert_eq!(
+        seen[0].1["event"], "test",
+        "the other sink gets no lifecycle notice"
+    );
+    assert_eq!(seen[1].0, "/lb");
+    assert_eq!(seen[1].1["event"], "lifecycle");
+    assert_eq!(seen[1].1["lifecycle"], "clone_ready");
+    assert_eq!(seen[1].1["instance"], "alice:web-clone-1");
+    assert_eq!(seen[1].1["address"], "10.0.42.10");
+    assert!(
+        seen[1].1.get("sink").is_none(),
+        "routing stays out of the body"
+    );
+    dispatcher.finish(Duration::from_secs(1)).await;
+}

@@ -472,3 +472,72 @@ fn a_reader_that_stops_early_is_not_an_error() {
     assert!(out.status.success(), "{:?}: {stderr}", out.status);
     assert!(stderr.is_empty(), "{stderr}");
 }
+
+/// Readiness and drain in the simulator (issue 16): a check passes once a clone
+/// has booted, so a `ready_timeout` under `boot_time` gives every clone up
+/// (never serving: the load goes unmet); a drain keeps paying for a clone that
+/// no longer serves.
+#[test]
+fn ready_timeout_under_boot_time_gives_clones_up_and_a_drain_costs_instances() {
+    use albatross_autoscale::core::lifecycle::Lifecycle;
+    use std::time::Duration;
+    // 0.5 vCPU for 10 min, 1.8 for an hour, 0.3 for an hour: one clone is needed.
+    let t = trace(&[(0, 0.5), (600, 1.8), (4200, 0.3), (7800, 0.3)]);
+    let base = Policy {
+        boot_time: Duration::from_secs(60),
+        max_instances: 2,
+        lifecycle: Lifecycle {
+            check_ready: true,
+            ..Lifecycle::default()
+        },
+        ..policy()
+    };
+    let ok = run(&t, &base, "engine");
+    assert!(ok.events.iter().any(|e| e.up), "{:?}", ok.events);
+    assert!(
+        !ok.events.iter().any(|e| e.reason.contains("not ready")),
+        "{:?}",
+        ok.events
+    );
+    let tight = Policy {
+        lifecycle: Lifecycle {
+            ready_timeout: Duration::from_secs(30),
+            ..base.lifecycle
+        },
+        ..base.clone()
+    };
+    let given_up = run(&t, &tight, "engine");
+    let not_ready = given_up
+        .events
+        .iter()
+        .filter(|e| !e.up && e.reason.contains("not ready"))
+        .count();
+    assert!(not_ready >= 2, "{:?}", given_up.events);
+    // Never served: an hour at 1.8 vCPU on one instance, 0.8 unmet for an hour
+    // of two hours and ten minutes.
+    assert!(
+        given_up.metrics.under_provisioned_timeshare > ok.metrics.under_provisioned_timeshare + 0.3,
+        "{} vs {}",
+        given_up.metrics.under_provisioned_timeshare,
+        ok.metrics.under_provisioned_timeshare
+    );
+    let drained = Policy {
+        lifecycle: Lifecycle {
+            drain_period: Duration::from_secs(600),
+            ..base.lifecycle
+        },
+        ..base.clone()
+    };
+    let d = run(&t, &drained, "engine");
+    // The same decisions, the destroy 10 min later: 10 min more of one instance
+    // over the run (the trace's last row lasts a step too).
+    assert_eq!(d.events.len(), ok.events.len());
+    let (a, b) = (ok.metrics.mean_instances, d.metrics.mean_instances);
+    let extra = 600.0 / (ok.metrics.hours * 3600.0);
+    assert!(
+        (b - a - extra).abs() < 0.005,
+        "{a} → {b}, expected +{extra}: {:?} {:?}",
+        ok.events,
+        d.events
+    );
+}

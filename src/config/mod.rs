@@ -157,6 +157,17 @@ impl Config {
         for g in &self.groups {
             let p = &g.policy;
             let first_check = p.sample_interval * 2;
+            if p.lifecycle.check_ready
+                && !p.boot_time.is_zero()
+                && p.lifecycle.ready_timeout <= p.boot_time
+            {
+                w.push(format!(
+                    "group {}: ready_timeout ({}) is not above boot_time ({}): every clone would be given up before it serves",
+                    g.primary,
+                    humantime::format_duration(p.lifecycle.ready_timeout),
+                    humantime::format_duration(p.boot_time)
+                ));
+            }
             if p.lifecycle.check_ready && p.lifecycle.ready_timeout <= first_check {
                 w.push(format!(
                     "group {}: ready_timeout ({}) is not above two sample_intervals ({}): a clone is checked at its first sample, so most clones would be given up before they could pass",
