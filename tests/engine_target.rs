@@ -56,6 +56,7 @@ fn the_reason_names_the_arithmetic() {
             vcpus: 1,
             instances: 1,
             step: TrackingStep::Up { k: 1, step: 1 },
+            forecast_mape: None,
         })
     );
     assert_eq!(

@@ -342,3 +342,67 @@ async fn a_hanging_on_draining_is_killed_at_its_timeout_and_the_destroy_goes_ahe
     .expect("destroyed after the hook timed out");
     d.stop().await;
 }
+
+/// A health check that never answers (a listener whose accept queue is full:
+/// the kernel drops further SYNs) fails at `health_check_timeout`, naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_health_check_that_never_answers_fails_at_its_timeout() {
+    use albatross_autoscale::core::Timestamp;
+    use albatross_autoscale::core::lifecycle::{Hook, Hooks};
+    use albatross_autoscale::daemon::hooks::{self, HookJob};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let to = listener.local_addr().unwrap();
+    // Fill the accept queue (never accepted) until a connect gets no answer.
+    let mut held = Vec::new();
+    let mut full = false;
+    for _ in 0..64 {
+        match tokio::time::timeout(
+            Duration::from_millis(300),
+            tokio::net::TcpStream::connect(to),
+        )
+        .await
+        {
+            Ok(Ok(s)) => held.push(s),
+            Ok(Err(e)) => panic!("connect: {e}"),
+            Err(_) => {
+                full = true;
+                break;
+            }
+        }
+    }
+    assert!(
+        full,
+        "the kernel kept accepting connections into a full queue"
+    );
+    let hooks = Hooks {
+        health_check: Some(to.port()),
+        health_check_timeout: Duration::from_secs(1),
+        ..Hooks::default()
+    };
+    let job = HookJob {
+        hook: Hook {
+            t: Timestamp(0),
+            group: Arc::new(Name::parse("demo:web").unwrap()),
+            vm: Arc::new(Name::parse(CLONE).unwrap()),
+            event: Event::Ready,
+            attempt: 1,
+        },
+        hooks: Arc::new(hooks),
+        address: Some(to.ip()),
+        notices: Default::default(),
+    };
+    let started = tokio::time::Instant::now();
+    let done = hooks::run(job).await;
+    let took = started.elapsed();
+    let err = done.outcome.unwrap_err();
+    assert!(err.contains("no answer within 1s"), "{err}");
+    assert!(
+        took >= Duration::from_millis(950) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    assert_eq!(done.runs[0]["run"], "health_check");
+    assert_eq!(done.runs[0]["ok"], false);
+    drop(held);
+}

@@ -41,6 +41,9 @@ pub struct Tracking {
     /// Instances before the action (up: all counted; down: those staying).
     pub instances: u32,
     pub step: TrackingStep,
+    /// The demand is the seasonal forecast's peak (`predictive = true`): its
+    /// error over the last day, in hundredths of a percent.
+    pub forecast_mape: Option<u32>,
 }
 
 /// Which way target tracking moves.
@@ -160,6 +163,13 @@ impl fmt::Display for Tracking {
             self.target,
             self.vcpus
         )?;
+        if let Some(m) = self.forecast_mape {
+            write!(
+                f,
+                " (the seasonal forecast's peak, error over the last day {:.2} %)",
+                f64::from(m) / 100.0
+            )?;
+        }
         match self.step {
             TrackingStep::Up { k, step } => write!(
                 f,

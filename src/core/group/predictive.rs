@@ -63,6 +63,14 @@ impl Group {
     /// The trusted seasonal forecast's peak over the lead and its MAPE, if that peak
     /// over the `planned` vCPUs is above `scale_up_threshold`.
     fn seasonal_breach(&self, now: Timestamp, planned: u32) -> Option<(u64, u32)> {
+        let (peak, mape) = self.seasonal_peak(now)?;
+        let up = u64::from(self.policy.scale_up_threshold) * 100;
+        (peak / u64::from(planned.max(1)) > up).then_some((peak, mape))
+    }
+
+    /// The trusted seasonal forecast's peak demand (bp of one vCPU) within
+    /// `boot_time` + `forecast_margin`, with its error (hundredths of a percent).
+    pub(super) fn seasonal_peak(&self, now: Timestamp) -> Option<(u64, u32)> {
         let f = self.seasonal.forecast.as_ref()?;
         let at = self.wall_ms(now);
         let Standing::Trusted { mape_hundredths } = f.standing(at, self.policy.forecast_max_error)
@@ -70,9 +78,7 @@ impl Group {
             return None;
         };
         let lead = i64::try_from(duration_ms(self.seasonal_lead())).unwrap_or(i64::MAX);
-        let peak = f.peak(at, at.saturating_add(lead))?;
-        let up = u64::from(self.policy.scale_up_threshold) * 100;
-        (peak / u64::from(planned.max(1)) > up).then_some((peak, mape_hundredths))
+        Some((f.peak(at, at.saturating_add(lead))?, mape_hundredths))
     }
 
     /// The average to count (a lone outlier replaced by the recent median) and
@@ -306,6 +312,37 @@ mod tests {
         assert!(
             reason.contains("error over the last day 5.00 %"),
             "{reason}"
+        );
+    }
+
+    #[test]
+    fn target_tracking_scales_out_to_the_forecast_peak_never_in() {
+        use crate::core::policy::Rule;
+        let target = |predictive| Policy {
+            rule: Rule::Target,
+            target_cpu_percent: 75,
+            ..policy(predictive, false)
+        };
+        // 2 instances at 50 % (1 vCPU of demand, desired 2 within... below
+        // target: no reactive change); the 3-vCPU peak from 30 min on wants
+        // ceil(3 / 0.75) = 4 instances, from 25 min (boot + margin ahead).
+        let log = hour(target(true), curve(1.0, 3.0, 500), 50);
+        let d = decisions(&log);
+        let ups: Vec<_> = d.iter().filter(|x| x.1 == Action::ScaleUp).collect();
+        assert!(!ups.is_empty(), "{d:?}");
+        let (t, _, reason) = ups[0];
+        assert!((25 * MIN..=25 * MIN + 10_000).contains(t), "{t}");
+        assert!(
+            reason.starts_with("desired 4 = ceil(3.00 vCPU / (75 % × 1 vCPU)) (the seasonal forecast's peak, error over the last day 5.00 %)"),
+            "{reason}"
+        );
+        assert!(!d.iter().any(|x| x.1 == Action::ScaleDown), "{d:?}");
+        // Without predictive the same hour does nothing but (perhaps) scale in.
+        let log = hour(target(false), curve(1.0, 3.0, 500), 50);
+        assert!(
+            !decisions(&log).iter().any(|x| x.1 == Action::ScaleUp),
+            "{:?}",
+            decisions(&log)
         );
     }
 

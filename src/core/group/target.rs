@@ -17,8 +17,9 @@ use crate::core::reason::{Tracking, TrackingStep};
 /// What target tracking computed at the last evaluation, and its window.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(super) struct TargetState {
-    /// desired, demand (bp of one vCPU), vCPUs per instance.
-    last: Option<(u32, u64, u32)>,
+    /// desired, demand (bp of one vCPU), vCPUs per instance, and the forecast's
+    /// error when the demand is its peak.
+    last: Option<(u32, u64, u32, Option<u32>)>,
     /// Desired counts of the stabilization window (time, count), oldest first; the
     /// first may predate the window (the count in force when it opened).
     recent: VecDeque<(Timestamp, u32)>,
@@ -57,12 +58,24 @@ impl Group {
         let target_bp = u64::from(p.target_cpu_percent.max(1)) * 100;
         let within =
             u64::from(avg).abs_diff(target_bp) * 1000 <= u64::from(p.tolerance_pm) * target_bp;
-        let desired = if within {
+        let per = target_bp * u64::from(vcpus);
+        let mut desired = if within {
             self.staying()
         } else {
-            u32::try_from(demand.div_ceil(target_bp * u64::from(vcpus))).unwrap_or(u32::MAX)
+            u32::try_from(demand.div_ceil(per)).unwrap_or(u32::MAX)
         };
-        self.target.last = Some((desired, demand, vcpus));
+        // Ahead of a trusted seasonal peak (`predictive = true`): out, never in.
+        let mut last = (desired, demand, vcpus, None);
+        if p.predictive
+            && let Some((peak, mape)) = self.seasonal_peak(now)
+        {
+            let ahead = u32::try_from(peak.div_ceil(per)).unwrap_or(u32::MAX);
+            if ahead > desired {
+                desired = ahead;
+                last = (desired, peak, vcpus, Some(mape));
+            }
+        }
+        self.target.last = Some(last);
         let window = p.scale_down_stabilization;
         let recent = &mut self.target.recent;
         recent.push_back((now, desired));
@@ -74,7 +87,7 @@ impl Group {
     /// The action target tracking wants now, its reason, and whether it is a
     /// later scale-up of a burst (no up-cooldown). `None`: hold.
     pub(super) fn target_want(&mut self, now: Timestamp) -> Option<(Action, Reason, bool)> {
-        let Some((desired, demand, vcpus)) = self.target.last else {
+        let Some((desired, demand, vcpus, forecast_mape)) = self.target.last else {
             self.target.left = 0;
             return None;
         };
@@ -88,6 +101,7 @@ impl Group {
                 vcpus,
                 instances,
                 step,
+                forecast_mape,
             })
         };
         let count = self.count();
@@ -163,6 +177,6 @@ impl Group {
 
     /// The desired count of the last evaluation (`rule = "target"`).
     pub fn desired(&self) -> Option<u32> {
-        self.target.last.map(|(d, _, _)| d)
+        self.target.last.map(|(d, _, _, _)| d)
     }
 }
