@@ -157,10 +157,10 @@ fn group_policy(args: &Args) -> anyhow::Result<(Name, Policy)> {
                     }
                 )
             })?;
-        return Ok((g.primary.clone(), g.policy.clone()));
+        return Ok((g.primary.clone(), Policy::clone(&g.policy)));
     }
     Ok(match config.groups.first() {
-        Some(g) => (g.primary.clone(), g.policy.clone()),
+        Some(g) => (g.primary.clone(), Policy::clone(&g.policy)),
         None => (fallback(), config.policy),
     })
 }

@@ -17,6 +17,7 @@ pub use daemon::{DaemonConfig, Endpoint};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::core::Policy;
 use crate::name::Name;
@@ -56,7 +57,8 @@ pub struct Config {
 pub struct Group {
     /// Albatross name of the primary, e.g. `alice:web`.
     pub primary: Name,
-    pub policy: Policy,
+    /// Shared by the groups with an equal policy (most have the `[policy]` defaults).
+    pub policy: Arc<Policy>,
     /// The albatross endpoint that runs it (`endpoint = "name"`; the only one if
     /// there is one). `None` when the config has no endpoints.
     pub endpoint: Option<String>,
@@ -245,7 +247,8 @@ fn build(mut table: toml::Table, base: &Path, problems: &mut Vec<String>) -> Opt
     };
     let endpoint_names: std::collections::HashSet<&str> =
         endpoints.iter().map(|x| x.name.as_str()).collect();
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(groups.len());
+    let mut policies = crate::core::policy::Interner::default();
     for (i, g) in groups.into_iter().enumerate() {
         let at = format!("group[{i}]");
         let toml::Value::Table(mut g) = g else {
@@ -311,7 +314,7 @@ fn build(mut table: toml::Table, base: &Path, problems: &mut Vec<String>) -> Opt
         if let Some(primary) = primary {
             out.push(Group {
                 primary,
-                policy,
+                policy: policies.intern(policy),
                 endpoint,
             });
         }

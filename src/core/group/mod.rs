@@ -139,7 +139,8 @@ impl InFlight {
 pub struct Group {
     group: Arc<Name>,
     primary: Arc<Name>,
-    policy: Policy,
+    /// Shared by the groups with an equal policy (the engine interns them).
+    policy: Arc<Policy>,
     members: Members,
     foreign: Vec<Arc<Name>>,
     /// Clones this group destroyed (most recent last, bounded): late samples from
@@ -193,7 +194,8 @@ pub struct Group {
 impl Group {
     /// A group whose primary is `primary`, created at `now` (the primary's death
     /// clock starts now).
-    pub fn new(primary: Name, policy: Policy, now: Timestamp) -> Self {
+    pub fn new(primary: Name, policy: impl Into<Arc<Policy>>, now: Timestamp) -> Self {
+        let policy = policy.into();
         let primary = Arc::new(primary);
         let policy_schedule = policy.schedule.clone();
         let mut members = Members::default();
@@ -315,13 +317,15 @@ impl Group {
 
     /// Change the cost of one instance (LXC: priced by its current size).
     pub fn set_instance_cost(&mut self, micros: u64) {
-        self.policy.instance_cost_micros = micros;
+        if self.policy.instance_cost_micros != micros {
+            Arc::make_mut(&mut self.policy).instance_cost_micros = micros;
+        }
     }
 
     /// Apply a new policy (config reload). Counters, cooldowns, the budget spent
     /// and members are kept; the new bounds apply from the next evaluation.
-    pub fn set_policy(&mut self, policy: Policy) {
-        self.policy = policy;
+    pub fn set_policy(&mut self, policy: impl Into<Arc<Policy>>) {
+        self.policy = policy.into();
         if self.policy.vcpus_fixed {
             let v = self.policy.vcpus.max(1);
             for i in 0..self.members.len() {
