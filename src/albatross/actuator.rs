@@ -35,8 +35,9 @@ pub struct ImageFetch {
 
 /// The albatross actuator: one client per group.
 pub struct AlbatrossActuator {
-    /// Group → client; replaced as a whole on a configuration reload.
-    clients: std::sync::RwLock<HashMap<Name, Client>>,
+    /// Group → client (one `Arc` per endpoint); replaced as a whole on a
+    /// configuration reload.
+    clients: std::sync::RwLock<HashMap<Name, Arc<Client>>>,
     /// Each primary's configurations, newest first: the last one listed, and the
     /// one before if its image differs (a re-create pairs a configuration with the
     /// image stored for it, not a new configuration with an old image).
@@ -61,7 +62,11 @@ type InFlight = (Vec<i64>, Option<std::net::Ipv4Addr>);
 impl AlbatrossActuator {
     /// `clients`: group name → the client of the endpoint that runs it.
     /// `images`: where primaries' images are kept for re-creates and clones.
-    pub fn new(clients: HashMap<Name, Client>, vcpus: VcpuMap, images: Arc<ImageStore>) -> Self {
+    pub fn new(
+        clients: HashMap<Name, Arc<Client>>,
+        vcpus: VcpuMap,
+        images: Arc<ImageStore>,
+    ) -> Self {
         Self {
             clients: std::sync::RwLock::new(clients),
             specs: Mutex::new(HashMap::new()),
@@ -91,7 +96,7 @@ impl AlbatrossActuator {
     }
 
     /// Use these clients from now on (configuration reload).
-    pub fn set_clients(&self, clients: HashMap<Name, Client>) {
+    pub fn set_clients(&self, clients: HashMap<Name, Arc<Client>>) {
         *self
             .clients
             .write()
@@ -103,7 +108,7 @@ impl AlbatrossActuator {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(group)
-            .cloned()
+            .map(|c| Client::clone(c))
             .ok_or_else(|| format!("no albatross endpoint configured for group {group}"))
     }
 

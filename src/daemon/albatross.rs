@@ -121,11 +121,16 @@ type Groups = Arc<std::sync::Mutex<Vec<Name>>>;
 fn placement(
     config: &Config,
     clients: &HashMap<String, Client>,
-) -> anyhow::Result<HashMap<Name, Client>> {
+) -> anyhow::Result<HashMap<Name, Arc<Client>>> {
+    // One copy of each endpoint's client, not one per group.
+    let shared: HashMap<&str, Arc<Client>> = clients
+        .iter()
+        .map(|(ep, c)| (ep.as_str(), Arc::new(c.clone())))
+        .collect();
     let mut by_group = HashMap::with_capacity(config.groups.len());
     for g in &config.groups {
         let ep = g.endpoint.as_deref().unwrap_or("default");
-        let client = clients
+        let client = shared
             .get(ep)
             .with_context(|| format!("group {}: no endpoint {ep:?}", g.primary))?;
         client.label_of(&g.primary).with_context(|| {

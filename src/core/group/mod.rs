@@ -159,7 +159,7 @@ pub struct Group {
     eval_delay: u64,
     last_avg: Option<Bp>,
     /// Anomaly guard and forecaster state (inert unless the policy enables them).
-    signal: predict::Signal,
+    signal: predict::LazySignal,
     last_up: Option<Timestamp>,
     last_action: Option<Timestamp>,
     budget: Budget,
@@ -228,7 +228,7 @@ impl Group {
             eval_at: now,
             eval_delay: 0,
             last_avg: None,
-            signal: predict::Signal::default(),
+            signal: predict::LazySignal::default(),
             last_up: None,
             last_action: None,
             budget: Budget::default(),

@@ -8,7 +8,7 @@ use crate::core::reason::Predicted;
 impl Group {
     /// Totals of the guard and the forecaster (for the simulator's report).
     pub fn forecast_stats(&self) -> predict::Stats {
-        self.signal.stats
+        self.signal.stats()
     }
 
     /// The average to count (a lone outlier replaced by the recent median) and
