@@ -385,6 +385,38 @@ mod tests {
     }
 
     #[test]
+    fn groups_with_equal_policies_share_one_copy() {
+        let c = Config::parse(
+            "[policy]\nmax_instances = 3\n[[group]]\nprimary = \"a:web\"\n[[group]]\nprimary = \"a:db\"\nmax_instances = 5\n[[group]]\nprimary = \"a:kv\"\n[[group]]\nprimary = \"a:mq\"\nmax_instances = 5\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let p: Vec<&Arc<Policy>> = c.groups.iter().map(|g| &g.policy).collect();
+        assert!(Arc::ptr_eq(p[0], p[2]) && Arc::ptr_eq(p[1], p[3]));
+        assert!(!Arc::ptr_eq(p[0], p[1]));
+        assert_eq!((p[0].max_instances, p[1].max_instances), (3, 5));
+        // The engine shares them too, and a change to one group's copy (LXC prices
+        // by size) does not reach the others.
+        let groups = c
+            .groups
+            .iter()
+            .map(|g| (g.primary.clone(), Policy::clone(&g.policy)))
+            .collect();
+        let e = crate::core::Engine::new(
+            groups,
+            crate::core::Options::default(),
+            crate::core::Timestamp::ZERO,
+        );
+        let (web, kv) = (&e.groups()[0], &e.groups()[2]);
+        assert!(std::ptr::eq(web.policy(), kv.policy()));
+        assert!(!std::ptr::eq(web.policy(), e.groups()[1].policy()));
+        let mut web = web.clone();
+        web.set_instance_cost(7);
+        assert_eq!(web.policy().instance_cost_micros, 7);
+        assert_eq!(kv.policy().instance_cost_micros, 0);
+    }
+
+    #[test]
     fn defaults_and_overrides_merge() {
         let c = Config::parse(
             "[policy]\nscale_up_threshold = 80\nscale_down_cooldown = \"5m\"\n[[group]]\nprimary = \"alice:web\"\nmax_instances = 3\n",

@@ -663,12 +663,15 @@ async fn fetch_images(
 /// Large blocks (a 10 000-group table, a `/metrics` text, a listing) straight
 /// from the operating system and back to it when freed. glibc raises this
 /// threshold each time such a block is freed, after which the next ones are cut
-/// from the heap and leave holes it cannot return (issue 18). Call once, early.
+/// from the heap and leave holes it cannot return (issue 18). Call once, early;
+/// glibc's own `MALLOC_MMAP_THRESHOLD_`, if set, is left to decide.
 pub fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets glibc's tunables; the value is in range.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
+        // SAFETY: mallopt only sets glibc's tunables; the value is in range.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+        }
     }
 }
 
