@@ -84,7 +84,7 @@ impl Service {
         let mut approving = config
             .groups
             .iter()
-            .map(|g| &g.policy)
+            .map(|g| &*g.policy)
             .chain(config.lxc.iter().map(|l| &l.policy));
         if config.http.listen.is_none()
             && approving.any(|p| p.require_approval != Default::default())

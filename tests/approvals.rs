@@ -326,7 +326,7 @@ async fn albatross_runner_holds_rechecks_and_expires() {
     let groups = config
         .groups
         .iter()
-        .map(|g| (g.primary.clone(), g.policy.clone()))
+        .map(|g| (g.primary.clone(), (*g.policy).clone()))
         .collect();
     let engine = Engine::new(groups, Options::default(), Timestamp::ZERO);
     let (tx, mut done) = mpsc::unbounded_channel();

@@ -328,7 +328,7 @@ mod config {
         let text = "[policy]\nrule = \"target\"\ntarget_cpu_percent = 65\ntolerance = 0.2\nmax_step_up = 3\nscale_down_stabilization = \"2m\"\n[[group]]\nprimary = \"a:web\"\n";
         let live = Config::parse(text, Path::new("t.toml")).unwrap();
         let replayed = groups_of(&policy_tables(text)).unwrap();
-        assert_eq!(replayed[0].1, live.groups[0].policy);
+        assert_eq!(replayed[0].1, *live.groups[0].policy);
         assert_eq!(replayed[0].1.tolerance_pm, 200);
     }
 }

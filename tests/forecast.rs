@@ -112,7 +112,7 @@ async fn a_fit_from_history_reaches_the_api_with_its_measured_error() {
     let groups = config
         .groups
         .iter()
-        .map(|g| (g.primary.clone(), g.policy.clone()))
+        .map(|g| (g.primary.clone(), (*g.policy).clone()))
         .collect();
     let origin = now - 60_000;
     let mut engine =

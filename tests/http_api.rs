@@ -74,7 +74,7 @@ fn rig(name: &str, extra_http: &str) -> Rig {
     let groups = config
         .groups
         .iter()
-        .map(|g| (g.primary.clone(), g.policy.clone()))
+        .map(|g| (g.primary.clone(), (*g.policy).clone()))
         .collect();
     let engine = Engine::new(groups, Options::default(), Timestamp::ZERO);
     let (tx, done) = mpsc::unbounded_channel();

@@ -19,9 +19,7 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn policy() -> Policy {
-    Config::load(&fixture("engine.toml")).unwrap().groups[0]
-        .policy
-        .clone()
+    Policy::clone(&Config::load(&fixture("engine.toml")).unwrap().groups[0].policy)
 }
 
 fn primary() -> Name {

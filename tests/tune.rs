@@ -18,9 +18,7 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn policy() -> Policy {
-    Config::load(&fixture("engine.toml")).unwrap().groups[0]
-        .policy
-        .clone()
+    (*Config::load(&fixture("engine.toml")).unwrap().groups[0].policy).clone()
 }
 
 fn step() -> Trace {

@@ -35,10 +35,9 @@ pub struct ImageFetch {
 
 /// The albatross actuator: one client per group.
 pub struct AlbatrossActuator {
-    /// Group → client; replaced as a whole on a configuration reload.
-    clients: std::sync::RwLock<HashMap<Name, Client>>,
-    /// Each primary's configuration as last listed (its image is in `images`);
-    /// boxed, so that 10 000 slots of the map stay small.
+    /// Group → client (one `Arc` per endpoint); replaced as a whole on a
+    /// configuration reload.
+    clients: std::sync::RwLock<HashMap<Name, Arc<Client>>>,
     /// Each primary's configurations, newest first: the last one listed, and the
     /// one before if its image differs (a re-create pairs a configuration with the
     /// image stored for it, not a new configuration with an old image).
@@ -57,13 +56,20 @@ pub struct AlbatrossActuator {
 /// How a group's clones are placed and addressed.
 pub type CloneRules = (CloneCpus, Option<ClonePool>);
 
+/// The rules of a group [`AlbatrossActuator::set_clone_rules`] did not name.
+pub const DEFAULT_RULES: CloneRules = (CloneCpus::Spread, None);
+
 /// A clone being created: its CPUs and its address.
 type InFlight = (Vec<i64>, Option<std::net::Ipv4Addr>);
 
 impl AlbatrossActuator {
     /// `clients`: group name → the client of the endpoint that runs it.
     /// `images`: where primaries' images are kept for re-creates and clones.
-    pub fn new(clients: HashMap<Name, Client>, vcpus: VcpuMap, images: Arc<ImageStore>) -> Self {
+    pub fn new(
+        clients: HashMap<Name, Arc<Client>>,
+        vcpus: VcpuMap,
+        images: Arc<ImageStore>,
+    ) -> Self {
         Self {
             clients: std::sync::RwLock::new(clients),
             specs: Mutex::new(HashMap::new()),
@@ -75,7 +81,8 @@ impl AlbatrossActuator {
         }
     }
 
-    /// Each group's `clone_cpus` and `clone_ipv4`; set at start and on every reload.
+    /// Each group's `clone_cpus` and `clone_ipv4`; set at start and on every
+    /// reload. A group not in `rules` has [`DEFAULT_RULES`].
     pub fn set_clone_rules(&self, rules: HashMap<Name, CloneRules>) {
         *self
             .rules
@@ -89,11 +96,11 @@ impl AlbatrossActuator {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(group)
             .copied()
-            .unwrap_or((CloneCpus::Spread, None))
+            .unwrap_or(DEFAULT_RULES)
     }
 
     /// Use these clients from now on (configuration reload).
-    pub fn set_clients(&self, clients: HashMap<Name, Client>) {
+    pub fn set_clients(&self, clients: HashMap<Name, Arc<Client>>) {
         *self
             .clients
             .write()
@@ -105,7 +112,7 @@ impl AlbatrossActuator {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(group)
-            .cloned()
+            .map(|c| Client::clone(c))
             .ok_or_else(|| format!("no albatross endpoint configured for group {group}"))
     }
 
@@ -137,10 +144,22 @@ impl AlbatrossActuator {
         let reported = hex(&info.digest);
         {
             let mut specs = lock(&self.specs);
-            let seen = specs.entry(primary.clone()).or_default();
-            seen.retain(|i| i.digest != info.digest);
-            seen.insert(0, info);
-            seen.truncate(2);
+            match specs.get_mut(primary) {
+                // Listed as before (every reconcile): nothing to do.
+                Some(seen) if seen.first() == Some(&info) => {}
+                Some(seen) => {
+                    // Exactly as many slots as kept (a `Vec` grows to 4 at once:
+                    // 10 000 primaries held three unused configurations each).
+                    let before = seen.drain(..).find(|i| i.digest != info.digest);
+                    let mut kept = Vec::with_capacity(1 + usize::from(before.is_some()));
+                    kept.push(info);
+                    kept.extend(before);
+                    *seen = kept;
+                }
+                None => {
+                    specs.insert(primary.clone(), vec![info]);
+                }
+            }
         }
         self.missing_image(primary, &reported, primary)
     }

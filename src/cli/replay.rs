@@ -74,7 +74,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(c) => (
             c.groups
                 .iter()
-                .map(|g| (g.primary.clone(), g.policy.clone()))
+                .map(|g| (g.primary.clone(), Policy::clone(&g.policy)))
                 .collect(),
             None,
         ),

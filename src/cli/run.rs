@@ -49,6 +49,7 @@ pub fn init_tracing() {
 /// Run `run`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     init_tracing();
+    crate::daemon::albatross::tune_allocator();
     let config = Config::load(&args.config)?;
     let rt = tokio::runtime::Runtime::new()?;
     if args.once {

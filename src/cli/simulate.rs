@@ -175,10 +175,10 @@ pub fn group_of(
                     }
                 )
             })?;
-        return Ok((g.primary.clone(), g.policy.clone()));
+        return Ok((g.primary.clone(), Policy::clone(&g.policy)));
     }
     Ok(match config.groups.first() {
-        Some(g) => (g.primary.clone(), g.policy.clone()),
+        Some(g) => (g.primary.clone(), Policy::clone(&g.policy)),
         None => (fallback(), config.policy),
     })
 }

@@ -164,10 +164,10 @@ mod tests {
     fn group(primary: &str, template: &str) -> Group {
         Group {
             primary: Name::parse(primary).unwrap(),
-            policy: Policy {
+            policy: std::sync::Arc::new(Policy {
                 clone_name: template.to_string(),
                 ..Policy::default()
-            },
+            }),
             endpoint: None,
         }
     }

@@ -18,6 +18,7 @@ pub use daemon::{DaemonConfig, Endpoint};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::core::Policy;
 use crate::name::Name;
@@ -57,7 +58,8 @@ pub struct Config {
 pub struct Group {
     /// Albatross name of the primary, e.g. `alice:web`.
     pub primary: Name,
-    pub policy: Policy,
+    /// Shared by the groups with an equal policy (most have the `[policy]` defaults).
+    pub policy: Arc<Policy>,
     /// The albatross endpoint that runs it (`endpoint = "name"`; the only one if
     /// there is one). `None` when the config has no endpoints.
     pub endpoint: Option<String>,
@@ -269,7 +271,8 @@ fn build(mut table: toml::Table, base: &Path, problems: &mut Vec<String>) -> Opt
     };
     let endpoint_names: std::collections::HashSet<&str> =
         endpoints.iter().map(|x| x.name.as_str()).collect();
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(groups.len());
+    let mut policies = crate::core::policy::Interner::default();
     for (i, g) in groups.into_iter().enumerate() {
         let at = format!("group[{i}]");
         let toml::Value::Table(mut g) = g else {
@@ -335,7 +338,7 @@ fn build(mut table: toml::Table, base: &Path, problems: &mut Vec<String>) -> Opt
         if let Some(primary) = primary {
             out.push(Group {
                 primary,
-                policy,
+                policy: policies.intern(policy),
                 endpoint,
             });
         }
@@ -346,7 +349,7 @@ fn build(mut table: toml::Table, base: &Path, problems: &mut Vec<String>) -> Opt
     hooks::check_sinks(
         std::iter::once(("policy".to_string(), &defaults)).chain(
             out.iter()
-                .map(|g| (format!("group ({})", g.primary), &g.policy)),
+                .map(|g| (format!("group ({})", g.primary), &*g.policy)),
         ),
         &sinks,
         problems,
@@ -412,6 +415,38 @@ mod tests {
         assert!(web.vcpus_fixed && db.vcpus_fixed && db.vcpus == 2);
         let c = Config::parse("[[group]]\nprimary = \"a:web\"\n", Path::new("t.toml")).unwrap();
         assert!(!c.groups[0].policy.vcpus_fixed);
+    }
+
+    #[test]
+    fn groups_with_equal_policies_share_one_copy() {
+        let c = Config::parse(
+            "[policy]\nmax_instances = 3\n[[group]]\nprimary = \"a:web\"\n[[group]]\nprimary = \"a:db\"\nmax_instances = 5\n[[group]]\nprimary = \"a:kv\"\n[[group]]\nprimary = \"a:mq\"\nmax_instances = 5\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let p: Vec<&Arc<Policy>> = c.groups.iter().map(|g| &g.policy).collect();
+        assert!(Arc::ptr_eq(p[0], p[2]) && Arc::ptr_eq(p[1], p[3]));
+        assert!(!Arc::ptr_eq(p[0], p[1]));
+        assert_eq!((p[0].max_instances, p[1].max_instances), (3, 5));
+        // The engine shares them too, and a change to one group's copy (LXC prices
+        // by size) does not reach the others.
+        let groups = c
+            .groups
+            .iter()
+            .map(|g| (g.primary.clone(), Policy::clone(&g.policy)))
+            .collect();
+        let e = crate::core::Engine::new(
+            groups,
+            crate::core::Options::default(),
+            crate::core::Timestamp::ZERO,
+        );
+        let (web, kv) = (&e.groups()[0], &e.groups()[2]);
+        assert!(std::ptr::eq(web.policy(), kv.policy()));
+        assert!(!std::ptr::eq(web.policy(), e.groups()[1].policy()));
+        let mut web = web.clone();
+        web.set_instance_cost(7);
+        assert_eq!(web.policy().instance_cost_micros, 7);
+        assert_eq!(kv.policy().instance_cost_micros, 0);
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub fn groups_of(config: &str) -> Result<Vec<(Name, Policy)>, String> {
         super::Config::parse(config, Path::new("(recorded config)")).map_err(|e| e.to_string())?;
     Ok(c.groups
         .into_iter()
-        .map(|g| (g.primary, g.policy))
+        .map(|g| (g.primary, Policy::clone(&g.policy)))
         .collect())
 }
 

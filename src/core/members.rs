@@ -89,6 +89,9 @@ impl Members {
         match self.index.get(&m.name) {
             Some(&i) => self.list[i] = m,
             None => {
+                // One slot for the first member (most groups are a lone primary;
+                // a `Vec` would take four), doubling from there.
+                self.list.reserve_exact(usize::from(self.list.is_empty()));
                 self.index.insert(m.name.clone(), self.list.len());
                 self.list.push(m);
             }

@@ -1,5 +1,6 @@
 //! The engine's view of a group's policy: already validated, in plain units.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::lifecycle::{Hooks, Lifecycle};
@@ -338,5 +339,27 @@ impl RequireApproval {
             Action::ReplacePrimary => self.replace_primary,
             Action::Promote | Action::CloneLost => false,
         }
+    }
+}
+
+/// Equal policies share one allocation: the groups of a large fleet mostly have
+/// the `[policy]` defaults (≈ 400 bytes per group and copy otherwise; issue 18).
+#[derive(Debug, Default)]
+pub struct Interner(Vec<Arc<Policy>>);
+
+impl Interner {
+    /// Distinct policies remembered: a bound on the compares per group.
+    const KEEP: usize = 16;
+
+    /// `p`, shared with an equal policy interned before if there is one.
+    pub fn intern(&mut self, p: Policy) -> Arc<Policy> {
+        if let Some(a) = self.0.iter().find(|a| ***a == p) {
+            return a.clone();
+        }
+        let a = Arc::new(p);
+        if self.0.len() < Self::KEEP {
+            self.0.push(a.clone());
+        }
+        a
     }
 }

@@ -105,6 +105,52 @@ pub struct Signal {
     pub stats: Stats,
 }
 
+/// A [`Signal`] allocated on its first observation: most groups enable neither
+/// the guard nor the forecaster, and 10 000 signals inline were 2 MB (issue 18).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LazySignal(Option<Box<Signal>>);
+
+impl LazySignal {
+    /// [`Signal::observe`].
+    pub fn observe(&mut self, raw: u64, weight: u32, s: &ForecastSettings) -> Observed {
+        self.0.get_or_insert_default().observe(raw, weight, s)
+    }
+
+    /// [`Signal::note_streak`]: nothing to note for a signal never observed
+    /// unless a tick was predicted.
+    pub fn note_streak(&mut self, high: u32, predicted: bool) {
+        match &mut self.0 {
+            Some(s) => s.note_streak(high, predicted),
+            None if predicted => self.0.get_or_insert_default().note_streak(high, predicted),
+            None => {}
+        }
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.0.as_ref().map(|s| s.stats).unwrap_or_default()
+    }
+
+    /// The counters, to add to (allocates the signal if it never observed).
+    pub fn stats_mut(&mut self) -> &mut Stats {
+        &mut self.0.get_or_insert_default().stats
+    }
+
+    /// [`Signal::streak_predicted`].
+    pub fn streak_predicted(&self) -> u32 {
+        self.0.as_ref().map_or(0, |s| s.streak_predicted())
+    }
+
+    /// [`Signal::predicted_forecast`].
+    pub fn predicted_forecast(&self) -> Option<u64> {
+        self.0.as_ref().and_then(|s| s.predicted_forecast())
+    }
+
+    /// [`Signal::mean_error_bp`].
+    pub fn mean_error_bp(&self) -> Option<u32> {
+        self.0.as_ref().and_then(|s| s.mean_error_bp())
+    }
+}
+
 impl Signal {
     /// Feed one tick's demand (bp × vCPUs: 10 000 = one busy vCPU) measured over
     /// `weight` fresh vCPUs.

@@ -18,8 +18,8 @@ use super::cost::CostLedger;
 use super::decision_log::DecisionLog;
 use super::ownership::Ownership;
 use super::recorder::Recorder;
-use super::runner::{EngineHandle, Event, Runner, RunnerSettings};
-use crate::albatross::actuator::{AlbatrossActuator, ImageFetch, VcpuMap};
+use super::runner::{EngineHandle, Event, Listing, Runner, RunnerSettings};
+use crate::albatross::actuator::{AlbatrossActuator, DEFAULT_RULES, ImageFetch, VcpuMap};
 use crate::albatross::client::{Client, ClientError};
 use crate::albatross::stats::{self, Backoff, StreamHealth, StreamSettings};
 use crate::config::{Config, Endpoint};
@@ -82,8 +82,6 @@ pub struct Daemon {
     streams: HashMap<String, Stream>,
     actuator: Arc<AlbatrossActuator>,
     vcpus: VcpuMap,
-    /// Group → endpoint name, as last applied.
-    placement: HashMap<Name, String>,
     /// Where streams publish `unreachable` notices.
     notices: Notices,
     /// Bounds on first listings and on image fetches.
@@ -118,16 +116,21 @@ struct Stream {
 /// The groups of one endpoint, shared with its task.
 type Groups = Arc<std::sync::Mutex<Vec<Name>>>;
 
-/// Clients per endpoint and the client of each group, checked: every group's
-/// primary must be addressable with its endpoint's certificate.
+/// The client of each group, checked: every group's primary must be addressable
+/// with its endpoint's certificate.
 fn placement(
     config: &Config,
     clients: &HashMap<String, Client>,
-) -> anyhow::Result<(HashMap<Name, Client>, HashMap<Name, String>)> {
-    let (mut by_group, mut place) = (HashMap::new(), HashMap::new());
+) -> anyhow::Result<HashMap<Name, Arc<Client>>> {
+    // One copy of each endpoint's client, not one per group.
+    let shared: HashMap<&str, Arc<Client>> = clients
+        .iter()
+        .map(|(ep, c)| (ep.as_str(), Arc::new(c.clone())))
+        .collect();
+    let mut by_group = HashMap::with_capacity(config.groups.len());
     for g in &config.groups {
         let ep = g.endpoint.as_deref().unwrap_or("default");
-        let client = clients
+        let client = shared
             .get(ep)
             .with_context(|| format!("group {}: no endpoint {ep:?}", g.primary))?;
         client.label_of(&g.primary).with_context(|| {
@@ -137,22 +140,19 @@ fn placement(
             )
         })?;
         by_group.insert(g.primary.clone(), client.clone());
-        place.insert(g.primary.clone(), ep.to_string());
     }
-    Ok((by_group, place))
+    Ok(by_group)
 }
 
-/// Each group's `clone_cpus` and `clone_ipv4`, for the actuator.
+/// Each group's `clone_cpus` and `clone_ipv4`, for the actuator: only the groups
+/// that do not have the defaults (the actuator's answer for any other).
 fn clone_rules(config: &Config) -> HashMap<Name, crate::albatross::actuator::CloneRules> {
     config
         .groups
         .iter()
-        .map(|g| {
-            (
-                g.primary.clone(),
-                (g.policy.clone_cpus, g.policy.clone_ipv4),
-            )
-        })
+        .map(|g| (g, (g.policy.clone_cpus, g.policy.clone_ipv4)))
+        .filter(|(_, rules)| *rules != DEFAULT_RULES)
+        .map(|(g, rules)| (g.primary.clone(), rules))
         .collect()
 }
 
@@ -160,7 +160,7 @@ fn engine_groups(config: &Config) -> Vec<(Name, Policy)> {
     config
         .groups
         .iter()
-        .map(|g| (g.primary.clone(), g.policy.clone()))
+        .map(|g| (g.primary.clone(), Policy::clone(&g.policy)))
         .collect()
 }
 
@@ -180,7 +180,7 @@ impl Daemon {
                 .with_context(|| format!("albatross endpoint {:?}", ep.name))?;
             clients.insert(ep.name.clone(), client);
         }
-        let (by_group, place) = placement(&config, &clients)?;
+        let by_group = placement(&config, &clients)?;
         // Before reading the state: a second daemon must not touch it at all.
         let lock = match opts.state_lock.clone() {
             Some(l) => l,
@@ -243,7 +243,6 @@ impl Daemon {
             streams: HashMap::new(),
             actuator,
             vcpus,
-            placement: place,
             notices: opts.notices.clone(),
             limits: Limits {
                 starting: Arc::new(tokio::sync::Semaphore::new(STARTING_AT_ONCE)),
@@ -350,11 +349,11 @@ impl Daemon {
             };
             clients.insert(ep.name.clone(), client);
         }
-        let (by_group, place) = placement(config, &clients)?;
+        let by_group = placement(config, &clients)?;
+        // Images of primaries no longer configured go.
+        self.actuator.images().retain(|p| by_group.contains_key(p));
         self.actuator.set_clients(by_group);
         self.actuator.set_clone_rules(clone_rules(config));
-        // Images of primaries no longer configured go.
-        self.actuator.images().retain(|p| place.contains_key(p));
         let _ = self
             .events
             .send(Event::Reconfigure(
@@ -399,7 +398,6 @@ impl Daemon {
                 st.client.request_reconcile();
             }
         }
-        self.placement = place;
         Ok(())
     }
 
@@ -583,16 +581,18 @@ async fn reconcile(shell: &Shell) -> Result<bool, ClientError> {
             }
         }
     }
-    let names: Vec<(Name, Option<i64>)> = running
-        .iter()
-        .map(|u| {
-            let started = u
-                .info
-                .started
-                .map(|t| t.unix_seconds().saturating_mul(1000));
-            (u.name.clone(), started)
-        })
-        .collect();
+    let names = Arc::new(Listing::new(
+        running
+            .iter()
+            .map(|u| {
+                let started = u
+                    .info
+                    .started
+                    .map(|t| t.unix_seconds().saturating_mul(1000));
+                (u.name.clone(), started)
+            })
+            .collect(),
+    ));
     // Images are fetched after the listing, in the background: the stats stream
     // does not wait for them (issue 18: a `get` per group made start-up grow
     // faster than the fleet).
@@ -662,6 +662,21 @@ async fn fetch_images(
     tokio::select! {
         () = stop.cancelled() => {}
         () = all => {}
+    }
+}
+
+/// Large blocks (a 10 000-group table, a `/metrics` text, a listing) straight
+/// from the operating system and back to it when freed. glibc raises this
+/// threshold each time such a block is freed, after which the next ones are cut
+/// from the heap and leave holes it cannot return (issue 18). Call once, early;
+/// glibc's own `MALLOC_MMAP_THRESHOLD_`, if set, is left to decide.
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
+        // SAFETY: mallopt only sets glibc's tunables; the value is in range.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+        }
     }
 }
 

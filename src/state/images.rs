@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::file::{StateError, write_atomic};
 use crate::name::Name;
@@ -40,10 +40,11 @@ pub struct ImageStore {
 
 #[derive(Default)]
 struct Inner {
-    /// Primary → the content digest (hex) of its image.
-    claims: HashMap<Name, String>,
+    /// Primary → the content digest (hex) of its image: one copy per digest
+    /// (the key in `refs`), not one per primary.
+    claims: HashMap<Name, Arc<str>>,
     /// Content digest → primaries claiming it.
-    refs: HashMap<String, usize>,
+    refs: HashMap<Arc<str>, usize>,
     /// Files present (as far as this process knows).
     stored: HashSet<String>,
     /// albatross' reported digest → content digest, when they differ.
@@ -130,18 +131,22 @@ impl ImageStore {
 
     /// The content digest `primary` claims, if any.
     pub fn claim_of(&self, primary: &Name) -> Option<String> {
-        self.lock().claims.get(primary).cloned()
+        self.lock().claims.get(primary).map(|d| d.to_string())
     }
 
     /// `primary` runs the image of content digest `digest` (stored): keep it while
     /// it does; an image it ran before is removed if no other primary claims it.
     pub fn claim(&self, primary: &Name, digest: &str) {
         let mut i = self.lock();
-        if i.claims.get(primary).is_some_and(|d| d == digest) {
+        if i.claims.get(primary).is_some_and(|d| **d == *digest) {
             return;
         }
-        *i.refs.entry(digest.to_string()).or_default() += 1;
-        if let Some(old) = i.claims.insert(primary.clone(), digest.to_string()) {
+        let shared = match i.refs.get_key_value(digest) {
+            Some((d, _)) => d.clone(),
+            None => Arc::from(digest),
+        };
+        *i.refs.entry(shared.clone()).or_default() += 1;
+        if let Some(old) = i.claims.insert(primary.clone(), shared) {
             self.unref(&mut i, &old);
         }
     }
@@ -158,9 +163,11 @@ impl ImageStore {
     }
 
     fn unref(&self, i: &mut Inner, digest: &str) {
-        let n = i.refs.entry(digest.to_string()).or_default();
-        *n = n.saturating_sub(1);
-        if *n == 0 {
+        let left = i.refs.get_mut(digest).map_or(0, |n| {
+            *n = n.saturating_sub(1);
+            *n
+        });
+        if left == 0 {
             i.refs.remove(digest);
             i.stored.remove(digest);
             i.alias.retain(|_, d| d != digest);
@@ -178,7 +185,7 @@ impl ImageStore {
         let unclaimed: Vec<String> = i
             .stored
             .iter()
-            .filter(|d| !i.refs.contains_key(*d))
+            .filter(|d| !i.refs.contains_key(d.as_str()))
             .cloned()
             .collect();
         for d in unclaimed {

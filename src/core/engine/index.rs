@@ -84,7 +84,7 @@ impl Engine {
     /// File the members of group `i` in `routes` (noting a name two groups claim);
     /// their names.
     fn file_members(&mut self, i: usize) -> Vec<Arc<Name>> {
-        let mut names = Vec::new();
+        let mut names = Vec::with_capacity(self.clusters[i].members().count());
         for (j, m) in self.clusters[i].members().enumerate() {
             let prev = self.routes.insert(m.name.clone(), (i, j));
             self.shared |= prev.is_some_and(|(k, _)| k != i);

@@ -9,7 +9,7 @@ use super::gate::{Answer, Gate};
 use super::group::{self, Group};
 use super::members::FxMap;
 use super::output::{Action, ActionId, Decision, Output, SampleReport};
-use super::policy::Policy;
+use super::policy::{Interner, Policy};
 use super::time::Timestamp;
 use crate::name::Name;
 
@@ -144,9 +144,10 @@ pub struct Engine {
 impl Engine {
     /// Groups given as (primary, policy), all created at `now`.
     pub fn new(groups: Vec<(Name, Policy)>, options: Options, now: Timestamp) -> Self {
+        let mut policies = Interner::default();
         let clusters = groups
             .into_iter()
-            .map(|(primary, policy)| Self::fresh(primary, policy, now))
+            .map(|(primary, policy)| Self::fresh(primary, policies.intern(policy), now))
             .collect();
         let mut e = Self {
             clusters,
@@ -168,7 +169,7 @@ impl Engine {
     }
 
     /// A group created at `now`, its first timer evaluation at its own phase.
-    fn fresh(primary: Name, policy: Policy, now: Timestamp) -> Group {
+    fn fresh(primary: Name, policy: Arc<Policy>, now: Timestamp) -> Group {
         let phase = due::phase(&primary, policy.sample_interval);
         Group::new(primary, policy, now).with_phase(phase)
     }
@@ -207,7 +208,7 @@ impl Engine {
         self.cost_ceiling
     }
 
-    fn new_cluster(&self, primary: Name, policy: Policy, now: Timestamp) -> Group {
+    fn new_cluster(&self, primary: Name, policy: Arc<Policy>, now: Timestamp) -> Group {
         let mut c = Self::fresh(primary, policy, now);
         if self.wall_origin != 0 {
             c.set_wall_origin(self.wall_origin);
@@ -273,6 +274,11 @@ impl Engine {
         &self.clusters
     }
 
+    /// The group named `name`: O(1).
+    pub fn group(&self, name: &Name) -> Option<&Group> {
+        self.cluster(name)
+    }
+
     /// Replace the set of groups ([`Input::Reconfigure`]).
     fn reconfigure(&mut self, groups: Vec<(Name, Policy)>, now: Timestamp) {
         // New groups may claim instances that were in none.
@@ -283,7 +289,9 @@ impl Engine {
         for c in std::mem::take(&mut self.clusters).into_iter().rev() {
             old.entry(c.group().clone()).or_default().push(c);
         }
+        let mut policies = Interner::default();
         for (primary, policy) in groups {
+            let policy = policies.intern(policy);
             match old.get_mut(&primary).and_then(Vec::pop) {
                 Some(mut c) => {
                     c.set_policy(policy);
@@ -491,7 +499,7 @@ impl Engine {
                 return self.step_cluster(i, now, group::Input::Sample { vm, cpu_us, vcpus }, out);
             }
         } else if let Some(policy) = self.options.auto_group.as_ref().filter(|_| !known) {
-            let c = self.new_cluster((*vm).clone(), policy.clone(), now);
+            let c = self.new_cluster((*vm).clone(), Arc::new(policy.clone()), now);
             let i = self.clusters.len();
             self.index.entry(c.group().clone()).or_insert(i);
             self.queue.set(i, c.next_deadline());

@@ -163,7 +163,8 @@ impl InFlight {
 pub struct Group {
     group: Arc<Name>,
     primary: Arc<Name>,
-    policy: Policy,
+    /// Shared by the groups with an equal policy (the engine interns them).
+    policy: Arc<Policy>,
     members: Members,
     foreign: Vec<Arc<Name>>,
     /// Clones this group destroyed (most recent last, bounded): late samples from
@@ -182,7 +183,7 @@ pub struct Group {
     eval_delay: u64,
     last_avg: Option<Bp>,
     /// Anomaly guard and forecaster state (inert unless the policy enables them).
-    signal: predict::Signal,
+    signal: predict::LazySignal,
     /// The latest seasonal forecast handed over, and the shadow mode's state.
     seasonal: predictive::Seasonal,
     last_up: Option<Timestamp>,
@@ -225,7 +226,8 @@ pub struct Group {
 impl Group {
     /// A group whose primary is `primary`, created at `now` (the primary's death
     /// clock starts now).
-    pub fn new(primary: Name, policy: Policy, now: Timestamp) -> Self {
+    pub fn new(primary: Name, policy: impl Into<Arc<Policy>>, now: Timestamp) -> Self {
+        let policy = policy.into();
         let primary = Arc::new(primary);
         let policy_schedule = policy.schedule.clone();
         let mut members = Members::default();
@@ -259,7 +261,7 @@ impl Group {
             eval_at: now,
             eval_delay: 0,
             last_avg: None,
-            signal: predict::Signal::default(),
+            signal: predict::LazySignal::default(),
             seasonal: predictive::Seasonal::default(),
             last_up: None,
             last_action: None,
@@ -352,13 +354,15 @@ impl Group {
 
     /// Change the cost of one instance (LXC: priced by its current size).
     pub fn set_instance_cost(&mut self, micros: u64) {
-        self.policy.instance_cost_micros = micros;
+        if self.policy.instance_cost_micros != micros {
+            Arc::make_mut(&mut self.policy).instance_cost_micros = micros;
+        }
     }
 
     /// Apply a new policy (config reload). Counters, cooldowns, the budget spent
     /// and members are kept; the new bounds apply from the next evaluation.
-    pub fn set_policy(&mut self, policy: Policy) {
-        let old = std::mem::replace(&mut self.policy, policy);
+    pub fn set_policy(&mut self, policy: impl Into<Arc<Policy>>) {
+        let old = std::mem::replace(&mut self.policy, policy.into());
         self.target_reload(&old);
         if self.policy.vcpus_fixed {
             let v = self.policy.vcpus.max(1);

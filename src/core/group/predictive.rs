@@ -24,7 +24,7 @@ pub(super) struct Seasonal {
 impl Group {
     /// Totals of the guard and the forecaster (for the simulator's report).
     pub fn forecast_stats(&self) -> predict::Stats {
-        self.signal.stats
+        self.signal.stats()
     }
 
     /// The seasonal forecast last handed over, if any.
@@ -146,9 +146,9 @@ impl Group {
             if self.policy.predictive {
                 predicted = true;
                 self.seasonal.last = Some((peak, mape));
-                self.signal.stats.seasonal_high += u64::from(alone);
+                self.signal.stats_mut().seasonal_high += u64::from(alone);
             } else if alone && !self.seasonal.breach {
-                self.signal.stats.shadow_notes += 1;
+                self.signal.stats_mut().shadow_notes += 1;
                 self.seasonal.note = Some(Box::new(Shadow {
                     t: now,
                     group: self.group.clone(),

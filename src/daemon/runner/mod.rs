@@ -18,6 +18,8 @@ mod approval;
 mod life;
 mod reconcile;
 
+pub use reconcile::Listing;
+
 use super::approvals::{self, At, Command, Owner, SharedBook};
 use super::cost::CostLedger;
 use super::decision_log::DecisionLog;
@@ -55,8 +57,8 @@ pub enum Event {
     /// not, and mark others named like clones as foreign.
     Reconciled {
         group: Name,
-        /// Names with when they started (Unix ms), if albatross says.
-        running: Vec<(Name, Option<i64>)>,
+        /// The endpoint's listing, shared by its groups' events.
+        running: Arc<Listing>,
     },
     /// Operator command (HTTP API: pause, resume, scale); the reply gets the
     /// outputs it caused (decisions, and the evaluation that explains them).

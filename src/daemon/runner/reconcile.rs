@@ -1,6 +1,8 @@
 //! Reconcile: what `unikernel info` lists against the ownership record and the
 //! engine's groups (adopt, forget, disown, foreign).
 
+use std::sync::Arc;
+
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -9,24 +11,41 @@ use crate::core::Input;
 use crate::daemon::ownership::Listed;
 use crate::name::Name;
 
-impl<A: Actuator> Runner<A> {
-    pub(super) fn reconcile(
-        &mut self,
-        group: Name,
-        running: Vec<(Name, Option<i64>)>,
-        in_flight: &mut JoinSet<Finished>,
-    ) {
-        let now = self.stamp(Instant::now());
-        let g = group.to_string();
-        let listed: Vec<Listed> = running
+/// One endpoint's `unikernel info`, built once per listing and shared by the
+/// events of all the groups on it (issue 18: a copy per group made the start-up
+/// of 10 000 groups hold a million names at once).
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub running: Vec<Name>,
+    pub listed: Vec<Listed>,
+}
+
+impl Listing {
+    /// Names with when they started (Unix ms), if albatross says.
+    pub fn new(running: Vec<(Name, Option<i64>)>) -> Self {
+        let listed = running
             .iter()
             .map(|(n, started_ms)| Listed {
                 name: n.to_string(),
                 started_ms: *started_ms,
             })
             .collect();
-        let running: Vec<Name> = running.into_iter().map(|(n, _)| n).collect();
-        let found = self.keeper.reconcile(&g, &listed);
+        let running = running.into_iter().map(|(n, _)| n).collect();
+        Self { running, listed }
+    }
+}
+
+impl<A: Actuator> Runner<A> {
+    pub(super) fn reconcile(
+        &mut self,
+        group: Name,
+        listing: Arc<Listing>,
+        in_flight: &mut JoinSet<Finished>,
+    ) {
+        let now = self.stamp(Instant::now());
+        let g = group.to_string();
+        let running = &listing.running;
+        let found = self.keeper.reconcile(&g, &listing.listed);
         for name in &found.disowned {
             tracing::warn!(group = %g, instance = %name, "a create of this name was recorded but never confirmed, and an instance of that name ran before it was decided: not ours, never touched");
             if let Ok(vm) = Name::parse(name) {
@@ -54,11 +73,7 @@ impl<A: Actuator> Runner<A> {
             let Some(vm) = running.iter().find(|r| r.to_string() == name) else {
                 continue;
             };
-            let known = self
-                .engine
-                .groups()
-                .iter()
-                .any(|c| **c.group() == group && c.has_member(vm));
+            let known = self.engine.group(&group).is_some_and(|c| c.has_member(vm));
             if !known {
                 tracing::info!(group = %g, instance = %name, "adopting an owned clone that still runs");
             }
@@ -68,7 +83,7 @@ impl<A: Actuator> Runner<A> {
             };
             self.step(now, input, in_flight);
         }
-        let Some(c) = self.engine.groups().iter().find(|c| **c.group() == group) else {
+        let Some(c) = self.engine.group(&group) else {
             return;
         };
         let foreign: Vec<Name> = running
