@@ -332,3 +332,33 @@ mod config {
         assert_eq!(replayed[0].1.tolerance_pm, 200);
     }
 }
+
+/// `/v1/groups` shows the rule and, under target tracking, the desired count.
+#[test]
+fn the_status_shows_the_rule_and_the_desired_count() {
+    use albatross_autoscale::core::{Engine, Input as EInput, Options, Timestamp};
+    let web = albatross_autoscale::name::Name::parse("alice:web").unwrap();
+    let mut e = Engine::new(
+        vec![(web.clone(), policy(50))],
+        Options::default(),
+        Timestamp::ZERO,
+    );
+    let mut out = Vec::new();
+    for (t, cpu_us) in [(0u64, 0u64), (10_000, 10_000_000)] {
+        let input = EInput::Sample {
+            vm: web.clone(),
+            cpu_us,
+            vcpus: Some(1),
+        };
+        e.step(Timestamp(t), input, &mut out);
+    }
+    let s = e.status(Timestamp(10_000));
+    let g = &s.groups[0];
+    assert_eq!(g.rule, "target");
+    assert_eq!(g.target_cpu_percent, Some(50));
+    // 100 % of one vCPU at a 50 % target: 2 wanted.
+    assert_eq!(g.desired_instances, Some(2));
+    let v = serde_json::to_value(g).unwrap();
+    assert_eq!(v["rule"], "target");
+    assert_eq!(v["desired_instances"], 2);
+}

@@ -35,6 +35,14 @@ pub struct GroupStatus {
     pub cpu_percent: Option<f64>,
     pub scale_up_threshold: u32,
     pub scale_down_threshold: u32,
+    /// `thresholds` or `target` (the `rule` key).
+    pub rule: &'static str,
+    /// `rule = "target"`: `target_cpu_percent`, and the desired count of the last
+    /// evaluation (absent with nothing measured).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_cpu_percent: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub desired_instances: Option<u32>,
     pub high_ticks: u32,
     pub low_ticks: u32,
     pub scale_up_cooldown_left_ms: u64,
@@ -161,6 +169,10 @@ impl Status {
                     cpu_percent: avg,
                     scale_up_threshold: p.scale_up_threshold,
                     scale_down_threshold: p.scale_down_threshold,
+                    rule: p.rule.as_str(),
+                    target_cpu_percent: (p.rule == crate::core::policy::Rule::Target)
+                        .then_some(p.target_cpu_percent),
+                    desired_instances: c.desired(),
                     high_ticks: high,
                     low_ticks: low,
                     scale_up_cooldown_left_ms: up.as_millis() as u64,
