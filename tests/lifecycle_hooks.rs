@@ -6,140 +6,118 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use albatross_autoscale::config::Config;
 use albatross_autoscale::core::lifecycle::Event;
 use albatross_autoscale::core::{Action, Output, Reason};
 use albatross_autoscale::daemon::albatross::{Daemon, RunOptions};
 use albatross_autoscale::name::Name;
-use albatross_autoscale::sandbox::{Endpoint, EndpointConfig, PkiFiles, TestPki};
+use albatross_autoscale::sandbox::{StatsBody, TestPki};
 use tokio::sync::broadcast::Receiver;
+
+mod world;
+
+use world::World;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-struct World {
-    endpoint: Endpoint,
-    files: PkiFiles,
-    dir: PathBuf,
-    load: Arc<AtomicU64>,
-}
-
+/// `demo:web` with a static address (clones get theirs from the pool, with its
+/// prefix), reporting every 100 ms.
 async fn world() -> World {
-    let pki = TestPki::generate_with_policy("demo", &TestPki::default_policy()).unwrap();
-    let files = pki.write_to_temp().unwrap();
-    let dir = files.ca.parent().unwrap().to_path_buf();
-    let load = Arc::new(AtomicU64::new(0));
-    let l = load.clone();
-    let mut cfg = EndpointConfig::from_pki(&pki).unwrap();
-    cfg.stats_interval = Duration::from_millis(100);
-    cfg.boot_delay = Duration::from_millis(50);
-    cfg.load = Arc::new(move |g, _| {
-        if g == "demo:web" {
-            l.load(Ordering::Relaxed) as f64 / 1000.0
-        } else {
-            0.0
-        }
-    });
-    let endpoint = Endpoint::start(cfg).await.unwrap();
-    let mut c = albatross_autoscale::sandbox::small_unikernel();
-    c.image = b"\x7fELF test image".repeat(100);
-    c.bridges[0].host_device = None;
-    // A static address: clones get theirs from the pool, with this prefix.
+    let w = world::world(
+        &TestPki::default_policy(),
+        StatsBody::V27,
+        Duration::from_millis(100),
+        Duration::from_millis(50),
+    )
+    .await;
+    let mut c = world::primary();
     c.argv = vec![
         "--ipv4=10.0.42.2/8".into(),
         "--ipv4-gateway=10.0.42.1".into(),
     ];
-    endpoint.add(Name::parse("demo:web").unwrap(), c);
-    World {
-        endpoint,
-        files,
-        dir,
-        load,
-    }
+    w.endpoint.add(world::name("demo:web"), c);
+    w
 }
 
 fn q(p: &Path) -> String {
     format!("{:?}", p.display().to_string())
 }
 
-impl World {
-    fn set_load(&self, vcpus: f64) {
-        self.load.store((vcpus * 1000.0) as u64, Ordering::Relaxed);
-    }
+/// A hook program: appends `$AA_EVENT $AA_INSTANCE $AA_ADDRESS $AA_GROUP $1`
+/// to `hooks.log`, then runs `tail` (shell code of the test, not of the config:
+/// the config names the program and its arguments).
+fn script(w: &World, name: &str, tail: &str) -> PathBuf {
+    let log = w.dir.join("hooks.log");
+    let path = w.dir.join(name);
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\necho \"$AA_EVENT $AA_INSTANCE $AA_ADDRESS $AA_GROUP $1\" >> {}\n{tail}\n",
+            q(&log)
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
 
-    /// A hook program: appends `$AA_EVENT $AA_INSTANCE $AA_ADDRESS $AA_GROUP $1`
-    /// to `hooks.log`, then runs `tail` (shell code of the test, not of the
-    /// config: the config names the program and its arguments).
-    fn script(&self, name: &str, tail: &str) -> PathBuf {
-        let log = self.dir.join("hooks.log");
-        let path = self.dir.join(name);
-        std::fs::write(
-            &path,
-            format!(
-                "#!/bin/sh\necho \"$AA_EVENT $AA_INSTANCE $AA_ADDRESS $AA_GROUP $1\" >> {}\n{tail}\n",
-                q(&log)
-            ),
-        )
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        path
-    }
+fn hook_lines(w: &World) -> Vec<String> {
+    std::fs::read_to_string(w.dir.join("hooks.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
 
-    fn hook_lines(&self) -> Vec<String> {
-        std::fs::read_to_string(self.dir.join("hooks.log"))
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string)
-            .collect()
-    }
+/// The daemon with the test's policy plus `extra`; the one clone address is
+/// 127.0.0.1, where the health checks connect.
+async fn daemon(w: &World, extra: &str) -> (Daemon, Receiver<Output>) {
+    let policy = format!(
+        "sample_interval = \"100ms\"\nscale_up_threshold = 75\nscale_up_ticks = 2\nscale_down_threshold = 30\nscale_down_ticks = 3\n\
+         scale_up_cooldown = \"300ms\"\nscale_down_cooldown = \"300ms\"\ndeath_timeout = \"3s\"\nmax_instances = 2\nmax_actions_per_hour = 100\n\
+         retry_backoff = \"2s\"\nretry_backoff_max = \"4s\"\n{extra}"
+    );
+    let config = w.config_with(
+        &policy,
+        "reconnect_min = \"50ms\"\nreconnect_max = \"200ms\"",
+        "clone_ipv4 = \"127.0.0.1-127.0.0.1\"",
+    );
+    let opts = RunOptions {
+        shutdown_grace: Duration::from_secs(10),
+        ..RunOptions::default()
+    };
+    let d = Daemon::start(config, opts).await.unwrap();
+    let rx = d.subscribe();
+    (d, rx)
+}
 
-    fn config(&self, extra: &str) -> Config {
-        let text = format!(
-            "[policy]\nsample_interval = \"100ms\"\nscale_up_threshold = 75\nscale_up_ticks = 2\nscale_down_threshold = 30\nscale_down_ticks = 3\n\
-             scale_up_cooldown = \"300ms\"\nscale_down_cooldown = \"300ms\"\ndeath_timeout = \"3s\"\nmax_instances = 2\nmax_actions_per_hour = 100\n\
-             retry_backoff = \"2s\"\nretry_backoff_max = \"4s\"\nclone_ipv4 = \"127.0.0.1-127.0.0.1\"\n{extra}\n\
-             [albatross]\nendpoint = \"{}\"\nca = {}\ncert = {}\nkey = {}\nreconnect_min = \"50ms\"\nreconnect_max = \"200ms\"\n\
-             [daemon]\ndecision_log = \"decisions.jsonl\"\nstate_file = \"state.json\"\n\
-             [[group]]\nprimary = \"demo:web\"\n",
-            self.endpoint.addr(),
-            q(&self.files.ca),
-            q(&self.files.subca),
-            q(&self.files.subca_key),
-        );
-        let path = self.dir.join("test.toml");
-        std::fs::write(&path, text).unwrap();
-        Config::load(&path).unwrap()
-    }
-
-    async fn daemon(&self, extra: &str) -> (Daemon, Receiver<Output>) {
-        let opts = RunOptions {
-            dry_run: false,
-            shutdown_grace: Duration::from_secs(10),
-            ..RunOptions::default()
-        };
-        let d = Daemon::start(self.config(extra), opts).await.unwrap();
-        let rx = d.subscribe();
-        (d, rx)
-    }
-
-    /// Wait until `hooks.log` has `n` lines.
-    async fn hooks_ran(&self, n: usize) -> Vec<String> {
-        tokio::time::timeout(WAIT, async {
-            let mut tick = tokio::time::interval(Duration::from_millis(20));
-            loop {
-                let l = self.hook_lines();
-                if l.len() >= n {
-                    return l;
-                }
-                tick.tick().await;
+/// Wait until `hooks.log` has `n` lines.
+async fn hooks_ran(w: &World, n: usize) -> Vec<String> {
+    tokio::time::timeout(WAIT, async {
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        loop {
+            let l = hook_lines(w);
+            if l.len() >= n {
+                return l;
             }
-        })
-        .await
-        .unwrap_or_else(|_| panic!("hooks ran: {:?}", self.hook_lines()))
-    }
+            tick.tick().await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("hooks ran: {:?}", hook_lines(w)))
+}
+
+/// Wait for a decision of `action`; its instance and reason.
+async fn decided(rx: &mut Receiver<Output>, action: Action) -> (String, Reason, u64) {
+    until(rx, |o| match o {
+        Output::Decision(d) if d.action == action => {
+            Some((d.instance.to_string(), d.reason.clone(), d.t.0))
+        }
+        _ => None,
+    })
+    .await
 }
 
 async fn until<T>(rx: &mut Receiver<Output>, mut f: impl FnMut(&Output) -> Option<T>) -> T {
@@ -176,9 +154,9 @@ async fn a_clone_joins_after_its_health_check_and_on_ready_and_leaves_after_drai
     let w = world().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let ready = w.script("lb-add", "");
-    let draining = w.script("lb-remove", "");
-    let removed = w.script("dns-remove", "");
+    let ready = script(&w, "lb-add", "");
+    let draining = script(&w, "lb-remove", "");
+    let removed = script(&w, "dns-remove", "");
     let extra = format!(
         "health_check = \"tcp:{port}\"\nready_timeout = \"20s\"\ndrain_period = \"500ms\"\n\
          on_ready = {{ exec = [{}, \"add\"] }}\non_draining = {{ exec = [{}, \"remove\"], timeout = \"5s\" }}\non_removed = {{ exec = [{}] }}\n",
@@ -186,15 +164,11 @@ async fn a_clone_joins_after_its_health_check_and_on_ready_and_leaves_after_drai
         q(&draining),
         q(&removed)
     );
-    let (d, mut rx) = w.daemon(&extra).await;
-    w.set_load(1.8);
-    until(&mut rx, |o| match o {
-        Output::Decision(d) if d.action == Action::ScaleUp => Some(()),
-        _ => None,
-    })
-    .await;
+    let (d, mut rx) = daemon(&w, &extra).await;
+    w.load.set(1.8);
+    decided(&mut rx, Action::ScaleUp).await;
     // The check runs at the clone's first sample; on_ready once it passed.
-    let lines = w.hooks_ran(1).await;
+    let lines = hooks_ran(&w, 1).await;
     assert_eq!(lines[0], format!("ready {CLONE} 127.0.0.1 demo:web add"));
     assert_eq!(member_state(&d, CLONE).await, "ready");
     // The decision log has the hook run with what ran.
@@ -211,13 +185,9 @@ async fn a_clone_joins_after_its_health_check_and_on_ready_and_leaves_after_drai
     assert_eq!(hook["runs"][1]["run"], "exec");
 
     // Scale-down: on_draining first, the destroy after drain_period, on_removed last.
-    w.set_load(0.1);
-    let down = until(&mut rx, |o| match o {
-        Output::Decision(d) if d.action == Action::ScaleDown => Some(d.t),
-        _ => None,
-    })
-    .await;
-    let lines = w.hooks_ran(2).await;
+    w.load.set(0.1);
+    let (_, _, down) = decided(&mut rx, Action::ScaleDown).await;
+    let lines = hooks_ran(&w, 2).await;
     assert_eq!(
         lines[1],
         format!("draining {CLONE} 127.0.0.1 demo:web remove")
@@ -233,8 +203,8 @@ async fn a_clone_joins_after_its_health_check_and_on_ready_and_leaves_after_drai
         _ => None,
     })
     .await;
-    assert!(drained.0 >= down.0 + 500, "{drained:?} {down:?}");
-    let lines = w.hooks_ran(3).await;
+    assert!(drained.0 >= down + 500, "{drained:?} {down:?}");
+    let lines = hooks_ran(&w, 3).await;
     assert_eq!(lines[2], format!("removed {CLONE} 127.0.0.1 demo:web "));
     assert!(
         !w.endpoint
@@ -254,21 +224,15 @@ async fn a_health_check_that_never_passes_destroys_the_clone_and_backs_off() {
         l.local_addr().unwrap().port()
     };
     let extra = format!("health_check = \"tcp:{port}\"\nready_timeout = \"1s\"\n");
-    let (d, mut rx) = w.daemon(&extra).await;
-    w.set_load(1.8);
+    let (d, mut rx) = daemon(&w, &extra).await;
+    w.load.set(1.8);
     let failed_check = until(&mut rx, |o| match o {
         Output::Lifecycle(h) if h.event == Event::Ready => Some(h.attempt),
         _ => None,
     })
     .await;
     assert_eq!(failed_check, 1);
-    let (instance, reason) = until(&mut rx, |o| match o {
-        Output::Decision(d) if d.action == Action::CloneLost => {
-            Some((d.instance.to_string(), d.reason.clone()))
-        }
-        _ => None,
-    })
-    .await;
+    let (instance, reason, _) = decided(&mut rx, Action::CloneLost).await;
     assert_eq!(instance, CLONE);
     assert!(
         matches!(reason, Reason::NotReady { checks, .. } if checks >= 1),
@@ -276,11 +240,7 @@ async fn a_health_check_that_never_passes_destroys_the_clone_and_backs_off() {
     );
     // Destroyed on the endpoint; the next scale-up waits for the backoff (2 s).
     let given_up = tokio::time::Instant::now();
-    until(&mut rx, |o| match o {
-        Output::Decision(d) if d.action == Action::ScaleUp => Some(()),
-        _ => None,
-    })
-    .await;
+    decided(&mut rx, Action::ScaleUp).await;
     assert!(
         given_up.elapsed() >= Duration::from_millis(1500),
         "retried after {:?}",
@@ -297,24 +257,16 @@ async fn a_health_check_that_never_passes_destroys_the_clone_and_backs_off() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_on_draining_is_killed_at_its_timeout_and_the_destroy_goes_ahead() {
     let w = world().await;
-    let hang = w.script("hang", "exec sleep 600");
+    let hang = script(&w, "hang", "exec sleep 600");
     let extra = format!(
         "on_draining = {{ exec = [{}], timeout = \"1s\" }}\n",
         q(&hang)
     );
-    let (d, mut rx) = w.daemon(&extra).await;
-    w.set_load(1.8);
-    until(&mut rx, |o| match o {
-        Output::Decision(d) if d.action == Action::ScaleUp => Some(()),
-        _ => None,
-    })
-    .await;
-    w.set_load(0.1);
-    until(&mut rx, |o| match o {
-        Output::Decision(d) if d.action == Action::ScaleDown => Some(()),
-        _ => None,
-    })
-    .await;
+    let (d, mut rx) = daemon(&w, &extra).await;
+    w.load.set(1.8);
+    decided(&mut rx, Action::ScaleUp).await;
+    w.load.set(0.1);
+    decided(&mut rx, Action::ScaleDown).await;
     let started = tokio::time::Instant::now();
     until(&mut rx, |o| match o {
         Output::Drained { .. } => Some(()),

@@ -170,7 +170,12 @@ pub(super) fn merge(p: &mut Policy, keys: &Keys<'_>) {
 
 /// Report bad hook keys of a section, and a health check with no address to
 /// connect to.
-pub(super) fn check(p: &Policy, keys: &Keys<'_>, report: &mut impl FnMut(bool, String)) {
+pub(super) fn check(
+    p: &Policy,
+    keys: &Keys<'_>,
+    is_policy: bool,
+    report: &mut impl FnMut(bool, String),
+) {
     if let Some(Err(e)) = keys.health_check.map(health_check) {
         report(true, e);
     }
@@ -179,10 +184,12 @@ pub(super) fn check(p: &Policy, keys: &Keys<'_>, report: &mut impl FnMut(bool, S
             report(true, e);
         }
     }
+    // Per group: pools are per group (they must not overlap), so [policy]'s
+    // health check is checked against each group's pool, not its own.
     let checked = p.hooks.as_ref().is_some_and(|h| h.health_check.is_some());
-    if checked && !matches!(p.clone_ipv4, Some(ClonePool::Range { .. })) {
+    if !is_policy && checked && !matches!(p.clone_ipv4, Some(ClonePool::Range { .. })) {
         report(
-            keys.health_check.is_some(),
+            true,
             "health_check: needs clone_ipv4 = \"<first>-<last>\": a clone's address is known from its pool only (with DHCP the daemon never learns it)".into(),
         );
     }
@@ -340,6 +347,19 @@ mod tests {
             "[[group]]\nprimary = \"a:web\"\nclone_ipv4 = \"keep\"\nhealth_check = \"tcp:80\"\n",
         );
         assert!(p.contains("health_check: needs clone_ipv4"), "{p}");
+        // [policy]'s check with each group's own pool: fine; a group without: named.
+        let p = problems(
+            "[policy]\nhealth_check = \"tcp:80\"\n[[group]]\nprimary = \"a:web\"\nclone_ipv4 = \"10.0.0.10-10.0.0.20\"\n",
+        );
+        assert_eq!(p, "");
+        let p = problems(
+            "[policy]\nhealth_check = \"tcp:80\"\n[[group]]\nprimary = \"a:web\"\nclone_ipv4 = \"10.0.0.10-10.0.0.20\"\n[[group]]\nprimary = \"a:db\"\n",
+        );
+        assert!(
+            p.contains("group[1] (a:db).health_check: needs clone_ipv4"),
+            "{p}"
+        );
+        assert!(!p.contains("a:web"), "{p}");
         let lxc = "[proxmox]\nurl = \"https://127.0.0.1:8006\"\ntoken_id = \"a@pve!b\"\ntoken_secret_env = \"X\"\nfingerprint = \"00\"\n\
                    [[lxc]]\nvmid = 101\nmode = \"horizontal\"\nmax_instances = 2\ndrain_period = \"10s\"\n";
         let p = problems(lxc);

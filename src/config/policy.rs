@@ -530,7 +530,7 @@ pub(super) fn check(
         );
     }
     check_windows(p, here, &mut report);
-    super::hooks::check(p, &here.hook_keys(), &mut report);
+    super::hooks::check(p, &here.hook_keys(), is_policy, &mut report);
     for (key, v) in [
         ("ready_timeout", here.ready_timeout),
         ("health_check_timeout", here.health_check_timeout),

@@ -84,12 +84,17 @@ impl World {
     /// A config of one group `demo:web`: `policy` is the whole `[policy]` body,
     /// `albatross` extra `[albatross]` keys.
     pub fn config(&self, policy: &str, albatross: &str) -> Config {
+        self.config_with(policy, albatross, "clone_ipv4 = \"10.0.42.10-10.0.42.50\"")
+    }
+
+    /// [`World::config`] with `group` as the `[[group]]`'s own keys.
+    pub fn config_with(&self, policy: &str, albatross: &str, group: &str) -> Config {
         let q = |p: &std::path::Path| format!("{:?}", p.display().to_string());
         let text = format!(
             "[policy]\n{policy}\n\
              [albatross]\nendpoint = \"{}\"\nca = {}\ncert = {}\nkey = {}\n{albatross}\n\
              [daemon]\ndecision_log = \"decisions.jsonl\"\nstate_file = \"state.json\"\n\
-             [[group]]\nprimary = \"demo:web\"\nclone_ipv4 = \"10.0.42.10-10.0.42.50\"\n",
+             [[group]]\nprimary = \"demo:web\"\n{group}\n",
             self.endpoint.addr(),
             q(&self.files.ca),
             q(&self.files.subca),

@@ -542,6 +542,18 @@ impl Group {
         id
     }
 
+    /// One more failure: the next action waits for the backoff (decided again
+    /// when it ends). Returns the delay.
+    pub(super) fn back_off(&mut self, now: Timestamp) -> Duration {
+        self.failures += 1;
+        let p = &self.policy;
+        let delay = budget::backoff(p.retry_backoff, p.retry_backoff_max, self.failures);
+        let at = now.plus(delay);
+        self.retry_at = Some(at);
+        self.redecide_at = Some(self.redecide_at.map_or(at, |r| r.min(at)));
+        delay
+    }
+
     pub(super) fn on_result(
         &mut self,
         now: Timestamp,
@@ -602,12 +614,7 @@ impl Group {
             self.lifecycle_due(now, out);
             return;
         }
-        self.failures += 1;
-        let p = &self.policy;
-        let delay = budget::backoff(p.retry_backoff, p.retry_backoff_max, self.failures);
-        let at = now.plus(delay);
-        self.retry_at = Some(at);
-        self.redecide_at = Some(self.redecide_at.map_or(at, |r| r.min(at)));
+        let delay = self.back_off(now);
         out.push(Output::ActionFailed {
             id,
             t: now,

@@ -204,12 +204,7 @@ impl Group {
             m.state = MemberState::Leaving(id);
             m.bp = None;
         }
-        self.failures += 1;
-        let p = &self.policy;
-        let delay = budget::backoff(p.retry_backoff, p.retry_backoff_max, self.failures);
-        let at = now.plus(delay);
-        self.retry_at = Some(at);
-        self.redecide_at = Some(self.redecide_at.map_or(at, |r| r.min(at)));
+        self.back_off(now);
     }
 
     /// An owned clone leaves the group (destroyed, or gone); `on_removed` is
