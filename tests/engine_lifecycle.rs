@@ -407,3 +407,49 @@ fn a_drain_waiting_for_approval_starts_when_approved_and_a_rejection_keeps_the_c
     let out = h.at(approved + 20_000);
     assert_eq!(drained(&out).len(), 1, "{out:?}");
 }
+
+#[test]
+fn a_paused_group_gives_no_clone_up_until_resumed() {
+    let life = Lifecycle {
+        check_ready: true,
+        ready_timeout: Duration::from_secs(30),
+        ..Lifecycle::default()
+    };
+    let mut h = H::new(
+        Policy {
+            max_instances: 2,
+            ..policy(life)
+        },
+        false,
+    );
+    h.scaled_up();
+    let created = h.now;
+    h.input(Input::Pause {
+        group: n("alice:web"),
+    });
+    // Long past ready_timeout, reporting, every check failing: recommend-only,
+    // nothing destroyed, no busy loop.
+    while h.now < created + 120_000 {
+        h.round(&["alice:web", CLONE], 50);
+        if hooks(&h.log).iter().any(|k| k.event == Event::Ready) {
+            h.answer(CLONE, Event::Ready, false);
+        }
+    }
+    assert!(
+        !decisions(&h.log)
+            .iter()
+            .any(|d| d.action == Action::CloneLost),
+        "{:?}",
+        decisions(&h.log)
+    );
+    assert_eq!(h.state(CLONE), "booting");
+    let out = h.input(Input::Resume {
+        group: n("alice:web"),
+    });
+    let lost: Vec<Decision> = decisions(&out)
+        .into_iter()
+        .filter(|d| d.action == Action::CloneLost)
+        .collect();
+    assert_eq!(lost.len(), 1, "{out:?}");
+    assert!(matches!(lost[0].reason, Reason::NotReady { .. }));
+}

@@ -166,8 +166,9 @@ impl Group {
         }
         let mut late = Vec::new();
         let mut retry = Vec::new();
-        // Given up only with no other action in flight; checked meanwhile.
-        let can_give_up = self.in_flight.is_none();
+        // Given up only with no other action in flight and not paused (then
+        // only recommended); checked meanwhile.
+        let can_give_up = self.may_give_up();
         for (i, m) in self.members.values().enumerate() {
             if let MemberState::Booting(b) = m.state {
                 if b.ready_by <= now && can_give_up {
@@ -236,9 +237,10 @@ impl Group {
             .as_ref()
             .filter(|d| !d.hook_pending)
             .and_then(|d| d.until);
-        // A clone late while another action is in flight is given up once that
-        // one is answered (`on_result` looks again), not at a tick.
-        let late_ok = self.in_flight.is_none();
+        // A clone late while another action is in flight (or the group paused)
+        // is given up once that one is answered or the group resumed (both look
+        // again), not at a tick.
+        let late_ok = self.may_give_up();
         for m in self.members.values() {
             if let MemberState::Booting(b) = m.state {
                 let retry = b.retry_at.filter(|_| !b.checking);
@@ -249,6 +251,10 @@ impl Group {
             }
         }
         self.life_at = at;
+    }
+
+    fn may_give_up(&self) -> bool {
+        self.in_flight.is_none() && !self.control.paused
     }
 
     /// A booting state for a clone created at `now`.

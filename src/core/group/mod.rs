@@ -509,10 +509,15 @@ impl Group {
                 }
             }
             Input::CpuRoom { other_cpus } => self.other_cpus = Some(other_cpus),
-            Input::Pause => self.control.paused = true,
+            Input::Pause => {
+                self.control.paused = true;
+                self.refile_life();
+            }
             Input::Resume => {
                 self.control = Control::default();
                 self.decide_now(now, out);
+                // Clones that became late while paused.
+                self.lifecycle_due(now, out);
             }
             Input::Scale { target } => self.set_target(now, target, out),
             Input::Lifecycle { vm, event, outcome } => {
