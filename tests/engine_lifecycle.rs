@@ -453,3 +453,80 @@ fn a_paused_group_gives_no_clone_up_until_resumed() {
     assert_eq!(lost.len(), 1, "{out:?}");
     assert!(matches!(lost[0].reason, Reason::NotReady { .. }));
 }
+
+#[test]
+fn a_lost_on_draining_answer_does_not_hold_the_group_forever() {
+    let life = Lifecycle {
+        on_draining: true,
+        ..Lifecycle::default()
+    };
+    let mut h = H::new(policy(life), false);
+    let d = scaled_down(&mut h);
+    // Never answered: the destroy goes ahead after the hook's timeout (30 s by
+    // default, no hooks configured here) and the core's margin (30 s).
+    assert!(drained(&h.at(d.t.0 + 59_999)).is_empty());
+    let out = h.at(d.t.0 + 60_000);
+    assert_eq!(drained(&out).len(), 1, "{out:?}");
+}
+
+#[test]
+fn a_failed_destroy_after_on_draining_checks_the_clone_again() {
+    let life = Lifecycle {
+        on_draining: true,
+        check_ready: true,
+        on_removed: true,
+        ..Lifecycle::default()
+    };
+    let mut h = H::new(policy(life), false);
+    h.scaled_up();
+    h.round(&["alice:web", CLONE], 50);
+    h.answer(CLONE, Event::Ready, true);
+    assert_eq!(h.state(CLONE), "ready");
+    let d = loop {
+        let ds = decisions(&h.round(&["alice:web", CLONE], 5));
+        if let Some(d) = ds.into_iter().find(|d| d.action == Action::ScaleDown) {
+            break d;
+        }
+    };
+    let out = h.answer(CLONE, Event::Draining, true);
+    assert_eq!(drained(&out).len(), 1);
+    // The destroy fails: the clone was taken out of the load balancer, so it is
+    // booting again (checked, on_ready again), not counted.
+    h.result(d.id, false);
+    assert_eq!(h.state(CLONE), "booting");
+    let out = h.round(&["alice:web", CLONE], 50);
+    assert!(
+        hooks(&out).iter().any(|k| k.event == Event::Ready),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_ready_answer_for_a_clone_gone_meanwhile_takes_it_back_with_on_removed() {
+    let life = Lifecycle {
+        check_ready: true,
+        on_removed: true,
+        ready_timeout: Duration::from_secs(30),
+        ..Lifecycle::default()
+    };
+    let mut h = H::new(
+        Policy {
+            max_instances: 2,
+            ..policy(life)
+        },
+        false,
+    );
+    h.scaled_up();
+    let created = h.now;
+    h.round(&["alice:web", CLONE], 50); // check asked, not answered yet
+    let out = h.at(created + 30_000);
+    let lost = decisions(&out);
+    assert_eq!(lost.len(), 1, "{out:?}");
+    h.result(lost[0].id, true);
+    assert_eq!(h.state(CLONE), "absent");
+    // The check (on_ready) ends well after all: the clone was announced.
+    let out = h.answer(CLONE, Event::Ready, true);
+    let back: Vec<Hook> = hooks(&out);
+    assert_eq!(back.len(), 1, "{out:?}");
+    assert_eq!(back[0].event, Event::Removed);
+}

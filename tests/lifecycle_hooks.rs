@@ -358,3 +358,81 @@ async fn a_health_check_that_never_answers_fails_at_its_timeout() {
     assert_eq!(done.runs[0]["ok"], false);
     drop(held);
 }
+
+fn ready_job(
+    w: &World,
+    argv: Vec<String>,
+    notify: Option<&str>,
+) -> albatross_autoscale::daemon::hooks::HookJob {
+    use albatross_autoscale::core::Timestamp;
+    use albatross_autoscale::core::lifecycle::{Hook, HookCommand, Hooks};
+    let _ = w;
+    albatross_autoscale::daemon::hooks::HookJob {
+        hook: Hook {
+            t: Timestamp(0),
+            group: Arc::new(Name::parse("demo:web").unwrap()),
+            vm: Arc::new(Name::parse(CLONE).unwrap()),
+            event: Event::Ready,
+            attempt: 1,
+        },
+        hooks: Arc::new(Hooks {
+            on_ready: Some(HookCommand {
+                exec: Some(argv),
+                notify: notify.map(str::to_string),
+                timeout: Duration::from_secs(10),
+            }),
+            ..Hooks::default()
+        }),
+        address: Some("127.0.0.1".parse().unwrap()),
+        notices: Default::default(),
+    }
+}
+
+/// A hook that writes much to stderr is not killed by a closed pipe; one that
+/// fails keeps the tail of its stderr in the error, and its sink hears nothing;
+/// the daemon's environment does not reach it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hooks_run_with_their_own_environment_and_stderr_is_bounded() {
+    use albatross_autoscale::daemon::hooks;
+    let w = world().await;
+    let chatty = script(
+        &w,
+        "chatty",
+        "head -c 200000 /dev/zero | tr '\\\\0' x >&2\nexit 0",
+    );
+    let done = hooks::run(ready_job(&w, vec![chatty.display().to_string()], None)).await;
+    assert_eq!(done.outcome, Ok(()), "{:?}", done.runs);
+
+    let failing = script(
+        &w,
+        "failing",
+        "echo \"no backend for $AA_INSTANCE\" >&2\nexit 3",
+    );
+    let job = ready_job(&w, vec![failing.display().to_string()], Some("lb"));
+    let mut heard = job.notices.subscribe();
+    let done = hooks::run(job).await;
+    let err = done.outcome.unwrap_err();
+    assert!(err.contains("exit status: 3"), "{err}");
+    assert!(err.contains(&format!("no backend for {CLONE}")), "{err}");
+    assert!(
+        heard.try_recv().is_err(),
+        "a failed on_ready is not announced"
+    );
+
+    // What the test process has (cargo sets these) the hook does not get.
+    let ours: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("CARGO") || k == "HOME")
+        .collect();
+    assert!(!ours.is_empty());
+    let env = script(&w, "env", &format!("env > {}", q(&w.dir.join("env.txt"))));
+    let done = hooks::run(ready_job(&w, vec![env.display().to_string()], None)).await;
+    assert_eq!(done.outcome, Ok(()));
+    let seen = std::fs::read_to_string(w.dir.join("env.txt")).unwrap();
+    for (k, v) in &ours {
+        assert!(!seen.contains(&format!("{k}={v}")), "{k} leaked: {seen}");
+    }
+    assert!(
+        seen.contains("AA_EVENT=ready") && seen.contains("AA_ADDRESS=127.0.0.1"),
+        "{seen}"
+    );
+}

@@ -138,7 +138,8 @@ async fn command(
         }));
         outcome = r.map_err(|e| format!("{key}: {e}"));
     }
-    if let Some(sink) = &cmd.notify {
+    // A failed program is not announced: the sink would keep what never joined.
+    if let Some(sink) = cmd.notify.as_ref().filter(|_| outcome.is_ok()) {
         notices.publish(Notice::Lifecycle {
             lifecycle: format!("clone_{}", hook.event.as_str()),
             group: hook.group.to_string(),
@@ -159,8 +160,12 @@ async fn exec(
     timeout: Duration,
 ) -> Result<(), String> {
     let (program, args) = argv.split_first().ok_or("exec: empty")?;
+    // Only PATH and the hook's own variables: the daemon's environment may hold
+    // secrets (`token_secret_env`).
     let mut child = tokio::process::Command::new(program)
         .args(args)
+        .env_clear()
+        .envs(std::env::var_os("PATH").map(|p| ("PATH", p)))
         .env("AA_GROUP", hook.group.to_string())
         .env("AA_INSTANCE", hook.vm.to_string())
         .env(
@@ -174,24 +179,32 @@ async fn exec(
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("cannot run {program}: {e}"))?;
+    // Read all of stderr (a closed pipe would kill a chatty hook), keep its
+    // first 4 KiB (bounded memory).
     let stderr = child.stderr.take();
-    let tail = async move {
+    let mut tail = tokio::spawn(async move {
         use tokio::io::AsyncReadExt;
-        let mut buf = Vec::new();
+        let (mut kept, mut chunk) = (Vec::new(), [0u8; 1024]);
         if let Some(mut s) = stderr {
-            // Bounded: a chatty hook must not fill the memory.
-            let _ = (&mut s).take(4096).read_to_end(&mut buf).await;
+            while let Ok(n @ 1..) = s.read(&mut chunk).await {
+                let room = 4096usize.saturating_sub(kept.len());
+                kept.extend_from_slice(&chunk[..n.min(room)]);
+            }
         }
-        String::from_utf8_lossy(&buf).trim().to_string()
+        String::from_utf8_lossy(&kept).trim().to_string()
+    });
+    let waited = tokio::time::timeout(timeout, child.wait()).await;
+    // A background process may hold stderr open: a short grace, then without.
+    let err = match tokio::time::timeout(Duration::from_millis(200), &mut tail).await {
+        Ok(Ok(e)) => e,
+        _ => {
+            tail.abort();
+            String::new()
+        }
     };
-    let waited = tokio::time::timeout(timeout, async {
-        let (status, err) = tokio::join!(child.wait(), tail);
-        (status, err)
-    })
-    .await;
     match waited {
-        Ok((Ok(s), _)) if s.success() => Ok(()),
-        Ok((Ok(s), err)) => {
+        Ok(Ok(s)) if s.success() => Ok(()),
+        Ok(Ok(s)) => {
             let err = if err.is_empty() {
                 String::new()
             } else {
@@ -199,7 +212,7 @@ async fn exec(
             };
             Err(format!("{program} exited with {s}{err}"))
         }
-        Ok((Err(e), _)) => Err(format!("{program}: {e}")),
+        Ok(Err(e)) => Err(format!("{program}: {e}")),
         Err(_) => {
             let _ = child.start_kill();
             let _ = child.wait().await;

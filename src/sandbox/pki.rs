@@ -207,8 +207,12 @@ impl TestPki {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
+        // A counter too: worlds made at the same time in one process (parallel
+        // tests) must not share a directory (nor its daemon lock).
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!(
-            "albatross-autoscale-demo-{}-{nanos}",
+            "albatross-autoscale-demo-{}-{nanos}-{n}",
             std::process::id()
         ));
         self.write_to(&dir)

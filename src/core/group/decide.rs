@@ -452,10 +452,12 @@ impl Group {
         }
         self.budget.spend(now);
         self.last_action = Some(now);
+        let prior = self.members.get(&instance).map(|m| m.state);
         self.in_flight = Some(InFlight {
             id,
             action,
             instance: instance.clone(),
+            prior,
         });
         self.high = 0;
         self.low = 0;
@@ -595,8 +597,9 @@ impl Group {
             }
             (Action::ScaleDown, true) => self.remove_clone(now, &f.instance, true, out),
             (Action::ScaleDown, false) => {
+                let state = self.kept_state(now, id, f.prior);
                 if let Some(m) = self.members.get_mut(&f.instance) {
-                    m.state = MemberState::Running;
+                    m.state = state;
                 }
                 self.end_drain(id);
             }

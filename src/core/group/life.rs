@@ -4,6 +4,9 @@
 use super::*;
 use crate::core::lifecycle::Hook;
 
+/// How long past a hook's own timeout the core waits for its answer.
+const HOOK_MARGIN: Duration = Duration::from_secs(30);
+
 /// A scale-down whose clone drains before its destroy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Drain {
@@ -13,6 +16,9 @@ pub(super) struct Drain {
     until: Option<Timestamp>,
     /// `on_draining` asked for and not answered yet.
     hook_pending: bool,
+    /// Given up on that answer then (the hook's timeout and a margin): a lost
+    /// answer must not hold the group's one action forever.
+    hook_by: Option<Timestamp>,
 }
 
 impl Group {
@@ -71,8 +77,14 @@ impl Group {
         match event {
             Event::Ready => {
                 let retry = now.plus(self.policy.sample_interval);
+                let removed = self.policy.lifecycle.on_removed;
                 let Some(m) = self.members.get_mut(vm) else {
-                    return; // gone meanwhile
+                    // Gone while `on_ready` ran: if it announced the clone,
+                    // `on_removed` takes it back now.
+                    if outcome.is_ok() && removed {
+                        self.hook(now, Arc::new(vm.clone()), Event::Removed, 1, out);
+                    }
+                    return;
                 };
                 let MemberState::Booting(mut b) = m.state else {
                     // Chosen by a scale-down while its check ran: if `on_ready`
@@ -119,6 +131,13 @@ impl Group {
         }
         d.until = Some(now.plus(life.drain_period));
         d.hook_pending = life.on_draining;
+        let timeout = self
+            .policy
+            .hooks
+            .as_ref()
+            .and_then(|h| h.on_draining.as_ref())
+            .map_or(crate::core::lifecycle::HookCommand::TIMEOUT, |c| c.timeout);
+        d.hook_by = Some(now.plus(timeout + HOOK_MARGIN));
         let vm = d.decision.instance.clone();
         if life.on_draining {
             self.hook(now, vm, Event::Draining, 1, out);
@@ -136,7 +155,38 @@ impl Group {
             decision: Box::new(d.clone()),
             until: None,
             hook_pending: false,
+            hook_by: None,
         }));
+    }
+
+    /// What the clone of a failed, rejected or expired scale-down `id` goes back
+    /// to: booting as it was; booting anew if `on_draining` already announced it
+    /// gone (readiness and `on_ready` run again); else ready.
+    pub(super) fn kept_state(
+        &self,
+        now: Timestamp,
+        id: ActionId,
+        prior: Option<MemberState>,
+    ) -> MemberState {
+        if let Some(MemberState::Booting(mut b)) = prior {
+            b.checking = false;
+            return MemberState::Booting(b);
+        }
+        let started = self
+            .drain
+            .as_ref()
+            .is_some_and(|d| d.decision.id == id && d.until.is_some());
+        // Drained already: the drain is over and the clone waits for its destroy.
+        let drained = self.policy.lifecycle.drains()
+            && self
+                .members
+                .values()
+                .any(|m| m.state == MemberState::Leaving(id));
+        if self.policy.lifecycle.on_draining && (started || drained) {
+            self.boot(now)
+        } else {
+            MemberState::Running
+        }
     }
 
     /// The drain of scale-down `id` ended without a destroy (rejected, expired,
@@ -151,6 +201,12 @@ impl Group {
     /// Act on what came due: drains that ended, checks to retry, clones not
     /// ready in time.
     pub(super) fn lifecycle_due(&mut self, now: Timestamp, out: &mut Vec<Output>) {
+        if let Some(d) = self.drain.as_mut()
+            && d.hook_pending
+            && d.hook_by.is_some_and(|t| t <= now)
+        {
+            d.hook_pending = false; // no answer: the destroy goes ahead
+        }
         let drained = self
             .drain
             .as_ref()
@@ -235,8 +291,7 @@ impl Group {
         let mut at = self
             .drain
             .as_ref()
-            .filter(|d| !d.hook_pending)
-            .and_then(|d| d.until);
+            .and_then(|d| if d.hook_pending { d.hook_by } else { d.until });
         // A clone late while another action is in flight (or the group paused)
         // is given up once that one is answered or the group resumed (both look
         // again), not at a tick.

@@ -148,6 +148,8 @@ struct InFlight {
     id: ActionId,
     action: Action,
     instance: Arc<Name>,
+    /// The instance's state before the action (a failed scale-down restores it).
+    prior: Option<MemberState>,
 }
 
 impl InFlight {
@@ -614,6 +616,9 @@ impl Group {
         if now >= self.eval_at {
             // The primary is silent: evaluate on the timer.
             self.evaluate_noting(now, out);
+            if self.life_at.is_some_and(|t| t <= now) {
+                self.lifecycle_due(now, out);
+            }
             return;
         }
         if now >= self.death_check_at {
@@ -640,7 +645,14 @@ impl Group {
             return;
         }
         self.foreign.retain(|f| *f != vm);
-        let member = self.new_clone(now, vm, MemberState::Running);
+        // After a restart its readiness is not known: checked again (so
+        // `on_ready` runs again: hooks must be idempotent).
+        let state = if self.policy.lifecycle.check_ready {
+            self.boot(now)
+        } else {
+            MemberState::Running
+        };
+        let member = self.new_clone(now, vm, state);
         self.members.insert(member);
         self.death_check_at = self.death_check_at.min(now.plus(self.policy.death_timeout));
         self.membership += 1;

@@ -132,6 +132,7 @@ impl<A: Actuator> Runner<A> {
         if let (Action::CloneLost, Err(e)) = (d.action, &r) {
             tracing::warn!(%group, action = d.action.as_str(), %instance, error = %e, "cleanup failed; the instance stays in the ownership record");
         }
+        let ok_destroy = r.is_ok() && matches!(d.action, Action::ScaleDown | Action::CloneLost);
         if d.action.needs_result() {
             // The engine logs failures itself (action_failed) with the retry delay.
             let result = Input::ActionResult {
@@ -140,6 +141,11 @@ impl<A: Actuator> Runner<A> {
                 outcome: r,
             };
             self.step(now, result, in_flight);
+        }
+        // Destroyed: its address is not needed past its `on_removed` (which the
+        // result above started, with the address).
+        if ok_destroy {
+            self.actuator.forget_address(&d.instance);
         }
         // After the result: the failed create has left, the hold counts from here.
         if let Some(hold) = hold {

@@ -23,9 +23,6 @@ impl<A: Actuator> Runner<A> {
             return self.answer_hook(now, done(Ok(())), jobs);
         };
         let address = self.actuator.address(&h.vm);
-        if h.event == Event::Removed {
-            self.actuator.forget_address(&h.vm);
-        }
         let job = HookJob {
             hook: h.clone(),
             hooks,
