@@ -17,7 +17,9 @@ use albatross_autoscale::sandbox::{Endpoint, EndpointConfig, PkiFiles, TestPki};
 use albatross_autoscale::wire::{BlockSpec, UnikernelConfig};
 use tokio::sync::broadcast::Receiver;
 
-const WAIT: Duration = Duration::from_secs(30);
+mod world;
+
+use world::{WAIT, until};
 
 /// The demand of `demo:web` in milli-vCPUs, changed by the tests.
 #[derive(Clone, Default)]
@@ -125,25 +127,6 @@ impl World {
         v.sort();
         v
     }
-}
-
-/// Wait for an output matching `f`, returning what it maps to.
-async fn until<T>(rx: &mut Receiver<Output>, mut f: impl FnMut(&Output) -> Option<T>) -> T {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            match rx.recv().await {
-                Ok(o) => {
-                    if let Some(t) = f(&o) {
-                        return t;
-                    }
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(e) => panic!("outputs closed: {e}"),
-            }
-        }
-    })
-    .await
-    .expect("the expected output did not come in time")
 }
 
 fn decision(action: Action) -> impl FnMut(&Output) -> Option<String> {

@@ -170,6 +170,28 @@ fn policy(lifecycle: Lifecycle) -> Policy {
 
 const CLONE: &str = "alice:web-clone-1";
 
+/// A group with room for one clone (nothing else in flight when it is given up).
+fn one_clone(life: Lifecycle) -> H {
+    H::new(
+        Policy {
+            max_instances: 2,
+            ..policy(life)
+        },
+        false,
+    )
+}
+
+/// Cool rounds with the clone reporting until a scale-down is decided.
+fn next_scale_down(h: &mut H) -> Decision {
+    for _ in 0..10 {
+        let d = decisions(&h.round(&["alice:web", CLONE], 5));
+        if let Some(d) = d.into_iter().find(|d| d.action == Action::ScaleDown) {
+            return d;
+        }
+    }
+    panic!("no scale-down");
+}
+
 #[test]
 fn without_checks_a_clone_is_ready_at_its_first_sample() {
     let mut h = H::new(policy(Lifecycle::default()), false);
@@ -232,14 +254,7 @@ fn a_clone_not_ready_in_time_is_destroyed_and_the_scale_up_backs_off() {
         ready_timeout: Duration::from_secs(60),
         ..Lifecycle::default()
     };
-    // Room for one clone: nothing else is in flight when it is given up.
-    let mut h = H::new(
-        Policy {
-            max_instances: 2,
-            ..policy(life)
-        },
-        false,
-    );
+    let mut h = one_clone(life);
     let up = h.scaled_up();
     let created = h.now;
     // It samples, every check fails.
@@ -292,13 +307,7 @@ fn scaled_down(h: &mut H) -> Decision {
     h.scaled_up();
     h.round(&["alice:web", CLONE], 50);
     assert_eq!(h.state(CLONE), "ready");
-    for _ in 0..10 {
-        let d = decisions(&h.round(&["alice:web", CLONE], 5));
-        if let Some(d) = d.into_iter().find(|d| d.action == Action::ScaleDown) {
-            return d;
-        }
-    }
-    panic!("no scale-down");
+    next_scale_down(h)
 }
 
 #[test]
@@ -388,12 +397,7 @@ fn a_drain_waiting_for_approval_starts_when_approved_and_a_rejection_keeps_the_c
     assert_eq!(h.state(CLONE), "ready");
 
     // The next one is approved: the drain starts at the approval.
-    let d = loop {
-        let ds = decisions(&h.round(&["alice:web", CLONE], 5));
-        if let Some(d) = ds.into_iter().find(|d| d.action == Action::ScaleDown) {
-            break d;
-        }
-    };
+    let d = next_scale_down(&mut h);
     h.at(h.now + 5_000);
     let approved = h.now;
     let out = h.input(Input::Approve {
@@ -415,13 +419,7 @@ fn a_paused_group_gives_no_clone_up_until_resumed() {
         ready_timeout: Duration::from_secs(30),
         ..Lifecycle::default()
     };
-    let mut h = H::new(
-        Policy {
-            max_instances: 2,
-            ..policy(life)
-        },
-        false,
-    );
+    let mut h = one_clone(life);
     h.scaled_up();
     let created = h.now;
     h.input(Input::Pause {
@@ -482,12 +480,7 @@ fn a_failed_destroy_after_on_draining_checks_the_clone_again() {
     h.round(&["alice:web", CLONE], 50);
     h.answer(CLONE, Event::Ready, true);
     assert_eq!(h.state(CLONE), "ready");
-    let d = loop {
-        let ds = decisions(&h.round(&["alice:web", CLONE], 5));
-        if let Some(d) = ds.into_iter().find(|d| d.action == Action::ScaleDown) {
-            break d;
-        }
-    };
+    let d = next_scale_down(&mut h);
     let out = h.answer(CLONE, Event::Draining, true);
     assert_eq!(drained(&out).len(), 1);
     // The destroy fails: the clone was taken out of the load balancer, so it is
@@ -509,13 +502,7 @@ fn a_ready_answer_for_a_clone_gone_meanwhile_takes_it_back_with_on_removed() {
         ready_timeout: Duration::from_secs(30),
         ..Lifecycle::default()
     };
-    let mut h = H::new(
-        Policy {
-            max_instances: 2,
-            ..policy(life)
-        },
-        false,
-    );
+    let mut h = one_clone(life);
     h.scaled_up();
     let created = h.now;
     h.round(&["alice:web", CLONE], 50); // check asked, not answered yet

@@ -17,9 +17,7 @@ use tokio::sync::broadcast::Receiver;
 
 mod world;
 
-use world::World;
-
-const WAIT: Duration = Duration::from_secs(30);
+use world::{WAIT, World, until};
 
 /// `demo:web` with a static address (clones get theirs from the pool, with its
 /// prefix), reporting every 100 ms.
@@ -118,24 +116,6 @@ async fn decided(rx: &mut Receiver<Output>, action: Action) -> (String, Reason, 
         _ => None,
     })
     .await
-}
-
-async fn until<T>(rx: &mut Receiver<Output>, mut f: impl FnMut(&Output) -> Option<T>) -> T {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            match rx.recv().await {
-                Ok(o) => {
-                    if let Some(t) = f(&o) {
-                        return t;
-                    }
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(e) => panic!("outputs closed: {e}"),
-            }
-        }
-    })
-    .await
-    .expect("the expected output did not come in time")
 }
 
 async fn member_state(d: &Daemon, vm: &str) -> String {

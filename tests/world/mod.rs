@@ -126,3 +126,26 @@ impl World {
         std::fs::read_to_string(self.dir.join("decisions.jsonl")).unwrap_or_default()
     }
 }
+
+/// How long a test waits for what it expects before it fails (never waited on
+/// when things work: every wait ends on the awaited output).
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// Wait for an output matching `f`, returning what it maps to.
+pub async fn until<T>(rx: &mut Receiver<Output>, mut f: impl FnMut(&Output) -> Option<T>) -> T {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match rx.recv().await {
+                Ok(o) => {
+                    if let Some(t) = f(&o) {
+                        return t;
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => panic!("outputs closed: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("the expected output did not come in time")
+}
