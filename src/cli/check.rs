@@ -69,7 +69,7 @@ fn hook_programs(config: &Config) -> Vec<Finding> {
     let mut out = Vec::new();
     for g in &config.groups {
         let Some(h) = &g.policy.hooks else { continue };
-        for event in [Event::Ready, Event::Draining, Event::Removed] {
+        for event in Event::ALL {
             let Some(program) = h
                 .command(event)
                 .and_then(|c| c.exec.as_ref())

@@ -152,11 +152,7 @@ pub(super) fn merge(p: &mut Policy, keys: &Keys<'_>) {
         }
         for (event, v) in keys.hooks() {
             if let Some(Ok(c)) = v.map(|v| command(key(event), v)) {
-                match event {
-                    Event::Ready => h.on_ready = Some(c),
-                    Event::Draining => h.on_draining = Some(c),
-                    Event::Removed => h.on_removed = Some(c),
-                }
+                *h.slot(event) = Some(c);
             }
         }
         p.hooks = Some(Arc::new(h));
@@ -209,7 +205,7 @@ pub(super) fn check_sinks<'a>(
             continue;
         }
         seen.push(Arc::as_ptr(h));
-        for event in [Event::Ready, Event::Draining, Event::Removed] {
+        for event in Event::ALL {
             let Some(name) = h.command(event).and_then(|c| c.notify.as_deref()) else {
                 continue;
             };
@@ -226,7 +222,7 @@ pub(super) fn check_sinks<'a>(
 /// The hook tables of `section` as a recording keeps them: present (the
 /// engine's behaviour depends on it), without their programs or sinks.
 pub(super) fn redact(section: &mut toml::Table) {
-    for event in [Event::Ready, Event::Draining, Event::Removed] {
+    for event in Event::ALL {
         if let Some(v) = section.get_mut(key(event)) {
             *v = toml::Value::Table(toml::Table::from_iter([(
                 "exec".to_string(),

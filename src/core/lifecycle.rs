@@ -24,21 +24,14 @@ pub enum Event {
 }
 
 impl Event {
+    /// Every step, in the order of a clone's life.
+    pub const ALL: [Self; 3] = [Self::Ready, Self::Draining, Self::Removed];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Ready => "ready",
             Self::Draining => "draining",
             Self::Removed => "removed",
-        }
-    }
-
-    /// From [`Event::as_str`] (recordings).
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "ready" => Some(Self::Ready),
-            "draining" => Some(Self::Draining),
-            "removed" => Some(Self::Removed),
-            _ => None,
         }
     }
 }
@@ -131,6 +124,15 @@ impl Hooks {
             Event::Ready => self.on_ready.as_ref(),
             Event::Draining => self.on_draining.as_ref(),
             Event::Removed => self.on_removed.as_ref(),
+        }
+    }
+
+    /// Where the command for `event` is kept (config merge).
+    pub fn slot(&mut self, event: Event) -> &mut Option<HookCommand> {
+        match event {
+            Event::Ready => &mut self.on_ready,
+            Event::Draining => &mut self.on_draining,
+            Event::Removed => &mut self.on_removed,
         }
     }
 

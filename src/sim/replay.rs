@@ -86,7 +86,9 @@ pub(crate) fn step_answered(
                 outcome: Ok(()),
             }),
             // Hooks ran and passed (the simulator answers readiness itself).
-            Output::Lifecycle(h) if h.event != Event::Removed && !checks_itself => {
+            Output::Lifecycle(h)
+                if h.event == Event::Draining || (h.event == Event::Ready && !checks_itself) =>
+            {
                 Some(Input::Lifecycle {
                     group: (*h.group).clone(),
                     vm: (*h.vm).clone(),
@@ -94,12 +96,6 @@ pub(crate) fn step_answered(
                     outcome: Ok(()),
                 })
             }
-            Output::Lifecycle(h) if h.event == Event::Draining => Some(Input::Lifecycle {
-                group: (*h.group).clone(),
-                vm: (*h.vm).clone(),
-                event: h.event,
-                outcome: Ok(()),
-            }),
             _ => None,
         };
         if let Some(answer) = answer {

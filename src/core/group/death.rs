@@ -12,7 +12,7 @@ impl Group {
         let mut dead = Vec::new();
         for m in self.members.values() {
             // A booting clone reports like any other (albatross lists it).
-            if !matches!(m.state, MemberState::Running | MemberState::Booting(_)) {
+            if !m.state.is_live() {
                 continue;
             }
             let deadline = m.last_seen.unwrap_or(m.since).plus(timeout);

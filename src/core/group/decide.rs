@@ -406,11 +406,7 @@ impl Group {
     pub(super) fn victim(&self) -> Option<Arc<Name>> {
         self.members
             .values()
-            .filter(|m| {
-                m.role == Role::Clone
-                    && m.owned
-                    && matches!(m.state, MemberState::Running | MemberState::Booting(_))
-            })
+            .filter(|m| m.role == Role::Clone && m.owned && m.state.is_live())
             .max_by_key(|m| m.seq)
             .map(|m| m.name.clone())
     }

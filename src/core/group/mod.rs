@@ -121,6 +121,14 @@ pub enum MemberState {
     Dead,
 }
 
+impl MemberState {
+    /// A process that runs and reports (ready or booting): not being created,
+    /// drained, destroyed, and not dead.
+    pub fn is_live(self) -> bool {
+        matches!(self, Self::Running | Self::Booting(_))
+    }
+}
+
 /// One instance of the group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
@@ -481,10 +489,10 @@ impl Group {
             Input::Foreign { vm } => {
                 // A clone believed ours turned out not to be (a create that got no
                 // reply, of a name someone else holds): it leaves, never touched.
-                let disowned = self.members.get(&vm).is_some_and(|m| {
-                    m.role == Role::Clone
-                        && matches!(m.state, MemberState::Running | MemberState::Booting(_))
-                });
+                let disowned = self
+                    .members
+                    .get(&vm)
+                    .is_some_and(|m| m.role == Role::Clone && m.state.is_live());
                 if disowned {
                     self.members.remove(&vm);
                     self.membership += 1;
@@ -494,11 +502,10 @@ impl Group {
                 }
             }
             Input::Gone { vm } => {
-                let running_clone = self.members.get(&vm).is_some_and(|m| {
-                    m.role == Role::Clone
-                        && m.owned
-                        && matches!(m.state, MemberState::Running | MemberState::Booting(_))
-                });
+                let running_clone = self
+                    .members
+                    .get(&vm)
+                    .is_some_and(|m| m.role == Role::Clone && m.owned && m.state.is_live());
                 if running_clone {
                     self.remove_clone(now, &vm, false, out);
                 }
