@@ -28,7 +28,7 @@ fn step() -> Trace {
 fn settings(jobs: usize, seed: u64) -> Settings {
     Settings {
         train: 0.5,
-        max_under: 0.05,
+        max_under: tune::Bound::Share(0.05),
         samples: 40,
         seed,
         jobs,
@@ -49,7 +49,12 @@ fn a_seed_gives_one_answer_whatever_the_threads() {
     let (t, p, name) = (step(), policy(), Name::parse("sim:app").unwrap());
     let a = tune::tune(&t, &name, &p, &settings(1, 3), &|_, _| {});
     let b = tune::tune(&t, &name, &p, &settings(2, 3), &|_, _| {});
-    assert_eq!(a.candidates.len(), 41);
+    // The current policy and 40 of the grid, then the front forecasting.
+    assert_eq!(
+        a.candidates.iter().filter(|c| !c.policy.predictive).count(),
+        41
+    );
+    assert_eq!(a.candidates.len(), b.candidates.len());
     assert_eq!(a.best, b.best);
     assert_eq!(a.candidates[a.best].policy, b.candidates[b.best].policy);
     let slack =
@@ -72,8 +77,9 @@ fn the_choice_is_the_least_slack_within_the_bound_and_on_the_front() {
     let r = tune::tune(&t, &name, &p, &s, &|_, _| {});
     assert!(r.feasible);
     let best = &r.candidates[r.best];
-    assert!(best.feasible(s.max_under), "{:?}", best.train);
-    for c in r.candidates.iter().filter(|c| c.feasible(s.max_under)) {
+    assert_eq!(r.max_under, 0.05);
+    assert!(best.feasible(r.max_under), "{:?}", best.train);
+    for c in r.candidates.iter().filter(|c| c.feasible(r.max_under)) {
         assert!(best.train.slack <= c.train.slack);
     }
     // The front: nothing dominates a member, and the choice is on it.
@@ -94,11 +100,37 @@ fn the_choice_is_the_least_slack_within_the_bound_and_on_the_front() {
                 && c.train.slack < m.slack
         }));
     }
-    // Out of sample: current, tuned, the HPA at its best target, mollymawk.
+    // Out of sample: current, tuned, tuned with the forecast the other way, the
+    // HPA at its best target, mollymawk, the clairvoyant floor.
     let names: Vec<&str> = r.test.iter().map(|x| x.name.as_str()).collect();
     assert_eq!(names[..2], ["current", "tuned"]);
-    assert_eq!(names[2], format!("hpa {}%", r.hpa_target));
-    assert_eq!(names[3], "mollymawk");
+    let other = if r.forecast {
+        "tuned-forecast"
+    } else {
+        "tuned+forecast"
+    };
+    assert_eq!(names[2], other);
+    assert_eq!(names[3], format!("hpa {}%", r.hpa_target));
+    assert_eq!(names[4..], ["mollymawk", "oracle"]);
+    assert_eq!(r.recommended(), best.policy);
+    assert_eq!(best.policy.predictive, r.forecast);
+    // The forecast was tried on the training front, and competed on its terms.
+    assert!(r.candidates.iter().any(|c| c.policy.predictive));
+    // Nothing that never under-provisions runs with less slack than the floor.
+    let floor = &r.test[5].metrics;
+    assert_eq!(floor.under_provisioned_timeshare, 0.0);
+    for run in r
+        .test
+        .iter()
+        .filter(|x| x.metrics.under_provisioned_timeshare == 0.0)
+    {
+        assert!(
+            floor.slack <= run.metrics.slack + 1e-9,
+            "{}: {:?}",
+            run.name,
+            run.metrics
+        );
+    }
     // Measured on the second half only.
     for run in &r.test {
         assert!(
@@ -117,9 +149,9 @@ fn the_written_config_loads_and_simulates_unchanged() {
     // Two groups; the second is tuned, the first keeps its keys.
     std::fs::write(
         &config,
-        "[policy]\nmax_instances = 12\nmax_actions_per_hour = 12\n\
+        "# the operator's notes\n[policy]\nmax_instances = 12\nmax_actions_per_hour = 12\n\
          [[group]]\nprimary = \"a:one\"\nscale_up_threshold = 95\nscale_down_threshold = 10\n\
-         [[group]]\nprimary = \"a:two\"\n",
+         [[group]]\nprimary = \"a:two\"\nscale_up_ticks = 3 # why three\n",
     )
     .unwrap();
     let out_path = dir.join("tuned.toml");
@@ -148,6 +180,14 @@ fn the_written_config_loads_and_simulates_unchanged() {
     );
     assert!(stdout.contains("## Pareto front"), "{stdout}");
     assert!(stdout.contains("[[group]] primary = \"a:two\""), "{stdout}");
+    // The file is the operator's, keys set in place: comments and order kept.
+    let text = std::fs::read_to_string(&out_path).unwrap();
+    assert!(text.contains("# the operator's notes\n[policy]"), "{text}");
+    assert!(text.contains("# why three"), "{text}");
+    assert!(
+        text.find("primary = \"a:one\"").unwrap() < text.find("primary = \"a:two\"").unwrap(),
+        "{text}"
+    );
     let tuned = Config::load(&out_path).unwrap();
     let before = Config::load(&config).unwrap();
     assert_eq!(tuned.groups[0].policy, before.groups[0].policy);
@@ -204,7 +244,7 @@ fn bad_input_is_named() {
         ),
         (
             vec!["--trace", step, "--config", engine, "--group", "sim:nope"],
-            "--group sim:nope: no [[group]] with that primary (groups: sim:app)",
+            "--group sim:nope: no [[group]] with that primary and no [[lxc]] with that name or vmid (groups: sim:app)",
         ),
     ] {
         let out = tune_cli(&args);
@@ -224,5 +264,133 @@ fn bad_input_is_named() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A configuration with a vertical and a horizontal container, in `dir`.
+fn lxc_config(dir: &Path) -> PathBuf {
+    std::fs::write(dir.join("token"), "secret\n").unwrap();
+    let path = dir.join("lxc.toml");
+    std::fs::write(
+        &path,
+        r#"[policy]
+sample_interval = "10s"
+max_actions_per_hour = 12
+
+[proxmox]
+url = "https://127.0.0.1:8006"
+token_id = "autoscale@pve!scaler"
+token_secret_file = "token"
+fingerprint = "AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99"
+state_file = "state.json"
+
+[[lxc]]
+vmid = 101
+mode = "vertical"
+cores = [1, 8]
+memory_mib = [512, 8192]
+
+[[lxc]]
+vmid = 102
+name = "web"
+mode = "horizontal"
+max_instances = 12
+# containers boot slowly
+boot_time = "30s"
+"#,
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn a_horizontal_container_group_is_tuned_in_its_own_table() {
+    let dir = std::env::temp_dir().join(format!("tune-lxc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = lxc_config(&dir);
+    let out_path = dir.join("tuned.toml");
+    let trace = fixture("step.csv");
+    // By name, by label, by vmid: the same group.
+    for group in ["lxc:web", "web", "102"] {
+        let out = tune_cli(&[
+            "--trace",
+            trace.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--group",
+            group,
+            "--samples",
+            "10",
+            "--max-under",
+            "5%",
+            "--output",
+            out_path.to_str().unwrap(),
+        ]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{group}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains("## recommended keys ([[lxc]] vmid = 102)"),
+            "{stdout}"
+        );
+    }
+    let before = Config::load(&config).unwrap();
+    let tuned = Config::load(&out_path).unwrap();
+    // The vertical container is untouched; the horizontal one has the tuned keys
+    // (and keeps its own, such as its boot time and its comment).
+    assert_eq!(tuned.lxc[0], before.lxc[0]);
+    assert_ne!(tuned.lxc[1].policy, before.lxc[1].policy);
+    assert_eq!(
+        tuned.lxc[1].policy.boot_time,
+        std::time::Duration::from_secs(30)
+    );
+    assert!(
+        std::fs::read_to_string(&out_path)
+            .unwrap()
+            .contains("# containers boot slowly")
+    );
+    // The machine measures a container as a share of its cores: one unit each.
+    let sim = Command::new(env!("CARGO_BIN_EXE_albatross-autoscale"))
+        .args([
+            "simulate", "--group", "web", "--policy", "engine", "--trace",
+        ])
+        .arg(&trace)
+        .arg("--config")
+        .arg(&out_path)
+        .output()
+        .unwrap();
+    assert!(
+        sim.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sim.stderr)
+    );
+    // A vertical container has no clones to model.
+    let out = tune_cli(&[
+        "--trace",
+        trace.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--group",
+        "101",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("--group 101: [[lxc]] vmid 101 is vertical (mode = \"vertical\")"),
+        "{err}"
+    );
+    // Without --group and without [[group]]: the first horizontal container.
+    let out = tune_cli(&[
+        "--trace",
+        trace.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--samples",
+        "4",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("[[lxc]] vmid = 102"));
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -9,6 +9,7 @@ pub mod demo;
 pub mod history;
 pub mod info;
 pub mod notify_test;
+pub mod pick;
 pub mod replay;
 pub mod run;
 pub mod simulate;

@@ -29,12 +29,14 @@ pub struct Args {
     /// recording (demand = CPU time used by all its instances).
     #[arg(long, required_unless_present = "generate")]
     pub trace: Option<PathBuf>,
-    /// Configuration: the policy of the first [[group]] (else [policy]) is simulated.
+    /// Configuration: the policy of the first [[group]] (else the first horizontal
+    /// [[lxc]], else [policy]) is simulated.
     #[arg(long, short)]
     pub config: Option<PathBuf>,
-    /// The [[group]] whose policy to use (its primary's name).
+    /// The group whose policy to use: a [[group]]'s primary, or a horizontal
+    /// [[lxc]]'s name (`lxc:web` or `web`) or vmid.
     #[arg(long)]
-    pub group: Option<Name>,
+    pub group: Option<String>,
     /// Policies to compare: engine (as configured), reactive (without forecast and
     /// anomaly guard), predictive (with both), thresholds / target (with that
     /// rule), mollymawk (as at its HEAD), hpa. Repeatable; default: engine,
@@ -138,47 +140,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// The group simulated and its policy: `--group`, else the first [[group]], else
-/// `[policy]` (or the defaults) for a group named `sim:app`.
+/// the first horizontal [[lxc]], else `[policy]` (or the defaults) for `sim:app`.
 fn group_policy(args: &Args) -> anyhow::Result<(Name, Policy)> {
-    group_of(args.config.as_deref(), args.group.as_ref())
+    group_of(args.config.as_deref(), args.group.as_deref())
 }
 
-/// The group of `config` named `group`, else its first [[group]], else `[policy]`
-/// (or the defaults) for a group named `sim:app` (shared with `tune`).
+/// The group of `config` named `group` and its policy (shared with `tune`).
 pub fn group_of(
     config: Option<&std::path::Path>,
-    group: Option<&Name>,
+    group: Option<&str>,
 ) -> anyhow::Result<(Name, Policy)> {
-    let fallback = || Name::parse("sim:app").expect("a valid name");
-    let Some(path) = config else {
-        return Ok((fallback(), Policy::default()));
-    };
-    let config = Config::load(path)?;
-    if let Some(want) = group {
-        let g = config
-            .groups
-            .iter()
-            .find(|g| g.primary == *want)
-            .with_context(|| {
-                let known: Vec<String> = config
-                    .groups
-                    .iter()
-                    .map(|g| g.primary.to_string())
-                    .collect();
-                format!(
-                    "{}: --group {want}: no [[group]] with that primary (groups: {})",
-                    path.display(),
-                    if known.is_empty() {
-                        "none".into()
-                    } else {
-                        known.join(", ")
-                    }
-                )
-            })?;
-        return Ok((g.primary.clone(), Policy::clone(&g.policy)));
-    }
-    Ok(match config.groups.first() {
-        Some(g) => (g.primary.clone(), Policy::clone(&g.policy)),
-        None => (fallback(), config.policy),
-    })
+    let loaded = config.map(Config::load).transpose()?;
+    let p = super::pick::pick(config.zip(loaded.as_ref()), group)?;
+    Ok((p.name, p.policy))
 }

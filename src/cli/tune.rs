@@ -9,10 +9,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 
+use super::pick::{Section, pick};
 use crate::config::Config;
 use crate::core::Policy;
-use crate::name::Name;
-use crate::sim::tune::{self, Settings};
+use crate::sim::tune::{self, Bound, Settings};
 use crate::sim::{metrics, plot, trace};
 
 /// Arguments of `tune`.
@@ -24,15 +24,18 @@ pub struct Args {
     /// The operator's configuration to start from (its group's policy is "current").
     #[arg(long, short)]
     pub config: Option<PathBuf>,
-    /// The [[group]] to tune (its primary's name); default: the first.
+    /// The group to tune: a [[group]]'s primary, or a horizontal [[lxc]]'s name
+    /// (`lxc:web` or `web`) or vmid; default: the first [[group]], else the first
+    /// horizontal [[lxc]].
     #[arg(long)]
-    pub group: Option<Name>,
+    pub group: Option<String>,
     /// Share of the trace fitted on (`0.5` or `50%`); the rest measures.
     #[arg(long, default_value = "0.5", value_parser = parse_train)]
     pub train: f64,
-    /// Most under-provisioned time allowed on the training part (`1%` or `1`).
-    #[arg(long, default_value = "1%", value_parser = parse_percent)]
-    pub max_under: f64,
+    /// Most under-provisioned time allowed on the training part: `1%` (or `1`),
+    /// or `current` (no more than the current configuration there).
+    #[arg(long, default_value = "1%", value_parser = parse_bound)]
+    pub max_under: Bound,
     /// Candidates simulated (a seeded sample of the grid), besides the current policy.
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub samples: u64,
@@ -68,7 +71,15 @@ fn parse_train(s: &str) -> Result<f64, String> {
     Ok(v)
 }
 
-/// `--max-under`: percent, with or without `%`, 0..=100; as a share.
+/// `--max-under`: `current`, or a percentage.
+fn parse_bound(s: &str) -> Result<Bound, String> {
+    if s.trim() == "current" {
+        return Ok(Bound::Current);
+    }
+    parse_percent(s).map(Bound::Share)
+}
+
+/// A percentage, with or without `%`, 0..=100; as a share.
 fn parse_percent(s: &str) -> Result<f64, String> {
     let t = s.trim();
     let v: f64 = t
@@ -76,7 +87,7 @@ fn parse_percent(s: &str) -> Result<f64, String> {
         .unwrap_or(t)
         .trim()
         .parse()
-        .map_err(|_| format!("{s:?} is not a percentage such as 1%"))?;
+        .map_err(|_| format!("{s:?} is not a percentage such as 1%, nor current"))?;
     if !(v.is_finite() && (0.0..=100.0).contains(&v)) {
         return Err(format!("{s}: must be between 0% and 100%"));
     }
@@ -85,8 +96,12 @@ fn parse_percent(s: &str) -> Result<f64, String> {
 
 /// Run `tune`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let (primary, current) =
-        super::simulate::group_of(args.config.as_deref(), args.group.as_ref())?;
+    let loaded = args.config.as_deref().map(Config::load).transpose()?;
+    let picked = pick(
+        args.config.as_deref().zip(loaded.as_ref()),
+        args.group.as_deref(),
+    )?;
+    let (primary, current) = (picked.name.clone(), picked.policy.clone());
     let trace = trace::load(&args.trace, current.sample_interval)?;
     let split = (trace.duration_ms() as f64 * args.train).round() as u64;
     if trace.head(split).t_ms.len() < 2 || trace.t_ms.len() - trace.head(split).t_ms.len() < 2 {
@@ -131,10 +146,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         args.seed,
         t.split_ms as f64 / 3_600_000.0
     ));
+    if args.max_under == Bound::Current {
+        out.push_str(&format!(
+            "# --max-under current: at most {:.2}% under-provisioned time on the training part (the current configuration's)\n",
+            t.max_under * 100.0
+        ));
+    }
     if !t.feasible {
         out.push_str(&format!(
             "# no candidate kept under-provisioned time within {:.2}% and actions within max_actions_per_hour on the training part; the least under-provisioned is shown\n",
-            args.max_under * 100.0
+            t.max_under * 100.0
         ));
     }
     out.push_str("\n## out of sample\n");
@@ -144,11 +165,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .map(|r| (r.name.clone(), r.metrics.clone()))
         .collect();
     out.push_str(&metrics::table(&rows));
+    let recommended = t.recommended();
     out.push_str(&format!(
         "\ncurrent: {}\ntuned:   {}\n",
         tune::summary(&current),
-        tune::summary(&best.policy)
+        tune::summary(&recommended)
     ));
+    out.push_str(&verdict(&t, &best.train));
     out.push_str("\n## Pareto front (training part)\n");
     out.push_str(&format!(
         "{:>8} {:>7} {:>9}  {}\n",
@@ -165,14 +188,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             tune::summary(&c.policy)
         ));
     }
-    let section = target_section(args.config.as_deref(), args.group.as_ref())?;
+    let section = picked.header(loaded.as_ref());
     out.push_str(&format!("\n## recommended keys ({section})\n"));
-    for (k, v) in tune::keys(&best.policy) {
+    for (k, v) in tune::keys(&recommended) {
         out.push_str(&format!("{k} = {v}\n"));
     }
     super::stdout_result(std::io::stdout().lock().write_all(out.as_bytes()))?;
     if let Some(path) = &args.output {
-        let text = config_with(args.config.as_deref(), args.group.as_ref(), &best.policy)?;
+        let text = config_with(args.config.as_deref(), picked.section, &recommended)?;
         // It must load as written: the real loader, relative paths from its place.
         Config::parse(&text, path).with_context(|| {
             format!("{}: the tuned configuration does not load", path.display())
@@ -190,65 +213,115 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Where the keys go: `[[group]] <name>` or `[policy]`.
-fn target_section(config: Option<&Path>, group: Option<&Name>) -> anyhow::Result<String> {
-    let Some(path) = config else {
-        return Ok("[policy]".into());
+/// What the out-of-sample rows say, in words: the tuned keys against the current
+/// ones, whether the forecast was kept, and the clairvoyant floor.
+fn verdict(t: &tune::Tuned, train: &metrics::Metrics) -> String {
+    let pct = |m: &metrics::Metrics| {
+        (
+            m.slack * 100.0,
+            m.under_provisioned_timeshare * 100.0,
+            m.actions_per_hour,
+        )
     };
-    let c = Config::load(path)?;
-    let g = match group {
-        Some(g) => Some(g.clone()),
-        None => c.groups.first().map(|g| g.primary.clone()),
-    };
-    Ok(g.map_or("[policy]".into(), |g| {
-        format!("[[group]] primary = \"{g}\"")
-    }))
+    let mut s = String::from("\n");
+    if let (Some(cur), Some(tuned)) = (t.test_run("current"), t.test_run("tuned")) {
+        let ((s0, u0, _), (s1, u1, _)) = (pct(&cur.metrics), pct(&tuned.metrics));
+        let idle = if (s0 - s1).abs() < 0.05 {
+            "as much".to_string()
+        } else if s0 > 0.0 {
+            format!(
+                "{:.0}% {}",
+                ((s0 - s1) / s0 * 100.0).abs(),
+                if s1 <= s0 { "less" } else { "more" }
+            )
+        } else {
+            "no change in".into()
+        };
+        s.push_str(&format!(
+            "tuned vs current, out of sample: {idle} idle capacity (slack {s0:.1}% -> {s1:.1}%), under-provisioned time {u0:.2}% -> {u1:.2}% ({:+.2} points)\n",
+            u1 - u0
+        ));
+    }
+    let (os, ou, _) = pct(&t.forecast_train);
+    let (ts, tu, _) = pct(train);
+    let tried = t.candidates.iter().filter(|c| c.policy.predictive).count();
+    s.push_str(&if t.forecast {
+        format!(
+            "forecast: the choice forecasts (predictive = true): on the training part {tu:.2}% under-provisioned at {ts:.1}% slack, {ou:.2}% at {os:.1}% without\n"
+        )
+    } else {
+        format!(
+            "forecast: tried on {tried} candidates of the training front, none did better; the choice with it: {ou:.2}% under-provisioned at {os:.1}% slack on the training part ({tu:.2}% at {ts:.1}% without)\n"
+        )
+    });
+    if let Some(o) = t.test_run("oracle") {
+        let (os, ou, oa) = pct(&o.metrics);
+        s.push_str(&format!(
+            "oracle (clairvoyant, no budget): {os:.1}% slack at {ou:.2}% under-provisioned and {oa:.2} actions/h is the floor no policy beats on this part\n"
+        ));
+    }
+    s
 }
 
-/// The configuration text with the tuned keys set: in the group's table (the
-/// `--group` one, else the first), else in `[policy]`. Without `--config`, a
-/// `[policy]` of the keys alone. Comments of the original are not kept.
+/// The configuration text with the tuned keys set in `section` (the picked
+/// group's table, else `[policy]`); everything else of the file (comments, order)
+/// is kept. Without `--config`, a `[policy]` of the keys alone.
 pub fn config_with(
     config: Option<&Path>,
-    group: Option<&Name>,
+    section: Section,
     policy: &Policy,
 ) -> anyhow::Result<String> {
-    let mut table = match config {
+    use toml_edit::{DocumentMut, Item, Table};
+    let mut doc = match config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("{}: cannot read", path.display()))?;
-            text.parse::<toml::Table>()
+            text.parse::<DocumentMut>()
                 .with_context(|| format!("{}: not TOML", path.display()))?
         }
-        None => toml::Table::new(),
+        None => DocumentMut::new(),
     };
-    let loaded = match config {
-        Some(path) => Some(Config::load(path)?),
-        None => None,
+    let (key, index) = match section {
+        Section::Group(i) => ("group", Some(i)),
+        Section::Lxc(i) => ("lxc", Some(i)),
+        Section::Policy => ("policy", None),
     };
-    let index = loaded.as_ref().and_then(|c| match group {
-        Some(g) => c.groups.iter().position(|x| x.primary == *g),
-        None => (!c.groups.is_empty()).then_some(0),
-    });
-    let section = match (index, table.get_mut("group")) {
-        (Some(i), Some(toml::Value::Array(groups))) => match groups.get_mut(i) {
-            Some(toml::Value::Table(t)) => t,
-            _ => bail!("[[group]] {i} is not a table"),
-        },
-        _ => match table
+    let table: &mut Table = match index {
+        Some(i) => doc
+            .get_mut(key)
+            .and_then(Item::as_array_of_tables_mut)
+            .and_then(|a| a.get_mut(i))
+            .with_context(|| {
+                format!("[[{key}]] {i}: not a table of an array of tables ([[{key}]]) in the file")
+            })?,
+        None => doc
             .entry("policy")
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
-        {
-            toml::Value::Table(t) => t,
-            _ => bail!("[policy] is not a table"),
-        },
+            .or_insert_with(|| Item::Table(Table::new()))
+            .as_table_mut()
+            .context("[policy] is not a table")?,
     };
     for (k, v) in tune::keys(policy) {
-        section.insert(k.to_string(), v);
+        let v: toml_edit::Value = match v {
+            toml::Value::String(s) => s.into(),
+            toml::Value::Integer(n) => n.into(),
+            toml::Value::Float(f) => f.into(),
+            toml::Value::Boolean(b) => b.into(),
+            other => bail!("{k}: cannot write {other}"),
+        };
+        match table.get_mut(k).and_then(Item::as_value_mut) {
+            // Keep the key's place and its comments.
+            Some(old) => {
+                let decor = old.decor().clone();
+                *old = v;
+                *old.decor_mut() = decor;
+            }
+            None => {
+                table.insert(k, toml_edit::value(v));
+            }
+        }
     }
     Ok(format!(
-        "# Tuned by `albatross-autoscale tune` ({}).\n{}",
+        "# Tuned by `albatross-autoscale tune` ({}).\n{doc}",
         tune::summary(policy),
-        toml::to_string(&table)?
     ))
 }

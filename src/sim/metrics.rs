@@ -133,7 +133,7 @@ impl Meter {
 /// A fixed-width text table, one row per policy.
 pub fn table(runs: &[(String, Metrics)]) -> String {
     let mut s = format!(
-        "{:<12} {:>8} {:>8} {:>7} {:>9} {:>9} {:>8} {:>9} {:>7} {:>9} {:>9} {:>8}\n",
+        "{:<14} {:>8} {:>8} {:>7} {:>9} {:>9} {:>8} {:>9} {:>7} {:>9} {:>9} {:>8}\n",
         "policy",
         "under%",
         "unmet%",
@@ -152,7 +152,7 @@ pub fn table(runs: &[(String, Metrics)]) -> String {
             .forecast_error_points
             .map_or("-".to_string(), |e| format!("{e:.2}pt"));
         s.push_str(&format!(
-            "{:<12} {:>8.2} {:>8.2} {:>7.1} {:>9.2} {:>9.2} {:>7.0}s {:>8.0}s {:>7.2} {:>9.2} {:>9} {:>8}\n",
+            "{:<14} {:>8.2} {:>8.2} {:>7.1} {:>9.2} {:>9.2} {:>7.0}s {:>8.0}s {:>7.2} {:>9.2} {:>9} {:>8}\n",
             name,
             m.under_provisioned_timeshare * 100.0,
             m.under_provisioning_accuracy * 100.0,

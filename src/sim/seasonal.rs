@@ -17,8 +17,8 @@ pub struct Refit {
     series: Vec<f64>,
     /// Demand × ms in the current step.
     acc: f64,
-    /// Measured MAPEs of the fits (percent), for the report.
-    pub mapes: Vec<f64>,
+    /// Measured MAPEs of the fits (when, percent), for the report.
+    pub mapes: Vec<(u64, f64)>,
 }
 
 impl Refit {
@@ -57,14 +57,143 @@ impl Refit {
         let end = self.series.len() as i64 * STEP_MS;
         let f = forecast::fit(&self.series, end);
         if let Some(m) = f.mape_hundredths {
-            self.mapes.push(f64::from(m) / 100.0);
+            self.mapes.push((t, f64::from(m) / 100.0));
         }
         Some(Arc::new(f))
     }
+}
 
-    /// Mean of the measured MAPEs (percent).
-    pub fn mean_mape(&self) -> Option<f64> {
-        (!self.mapes.is_empty()).then(|| self.mapes.iter().sum::<f64>() / self.mapes.len() as f64)
+/// The fits a run would make, made once: a fit depends on the trace's past
+/// only, not on the policy, so `tune`'s candidates share them (a month's refits
+/// cost more than all of its candidates' runs).
+#[derive(Debug, Clone)]
+pub struct Fits {
+    /// When each fit is handed over (ms) and the fit.
+    fits: Vec<(u64, Arc<Forecast>)>,
+}
+
+impl Fits {
+    /// The fits of `policy`'s refit schedule over `trace` on a `dt` grid, made on
+    /// `jobs` threads; `None` if the policy does not forecast seasonally.
+    pub fn new(
+        trace: &super::trace::Trace,
+        policy: &Policy,
+        dt: u64,
+        jobs: usize,
+        done: &(dyn Fn() + Sync),
+    ) -> Option<Self> {
+        let mut r = Refit::new(&Policy {
+            predictive: true,
+            ..policy.clone()
+        })?;
+        // The schedule: when a fit is due and how many steps it sees.
+        let (mut due, mut cursor, mut t) = (Vec::new(), 0, 0);
+        while t < trace.duration_ms() {
+            if t >= r.next_ms {
+                r.next_ms = t - t % r.every_ms + r.every_ms;
+                due.push((t, r.series.len()));
+            }
+            r.observe(t, dt.max(1), trace.at(t, &mut cursor));
+            t += dt.max(1);
+        }
+        let series = &r.series;
+        let jobs = jobs.clamp(1, due.len().max(1));
+        let chunk = due.len().div_ceil(jobs).max(1);
+        let fits = std::thread::scope(|scope| {
+            let handles: Vec<_> = due
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .map(|&(t, n)| {
+                                let f = forecast::fit(&series[..n], n as i64 * STEP_MS);
+                                done();
+                                (t, Arc::new(f))
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect()
+        });
+        Some(Self { fits })
+    }
+
+    /// Fits made.
+    pub fn len(&self) -> usize {
+        self.fits.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.fits.is_empty()
+    }
+}
+
+/// Where a run's seasonal fits come from: made as it goes, or shared.
+#[derive(Debug)]
+pub enum Source<'a> {
+    Live(Refit),
+    Shared {
+        fits: &'a Fits,
+        next: usize,
+        mapes: Vec<(u64, f64)>,
+    },
+}
+
+impl<'a> Source<'a> {
+    /// For a run of `policy`: `None` unless it forecasts seasonally.
+    pub fn new(policy: &Policy, shared: Option<&'a Fits>) -> Option<Self> {
+        let live = Refit::new(policy)?;
+        Some(match shared {
+            Some(fits) => Self::Shared {
+                fits,
+                next: 0,
+                mapes: Vec::new(),
+            },
+            None => Self::Live(live),
+        })
+    }
+
+    /// See [`Refit::observe`] (shared fits need nothing).
+    pub fn observe(&mut self, t: u64, dt: u64, demand: f64) {
+        if let Self::Live(r) = self {
+            r.observe(t, dt, demand);
+        }
+    }
+
+    /// See [`Refit::due`].
+    pub fn due(&mut self, t: u64) -> Option<Arc<Forecast>> {
+        match self {
+            Self::Live(r) => r.due(t),
+            Self::Shared { fits, next, mapes } => {
+                let (at, f) = fits.fits.get(*next)?;
+                if *at > t {
+                    return None;
+                }
+                *next += 1;
+                if let Some(m) = f.mape_hundredths {
+                    mapes.push((t, f64::from(m) / 100.0));
+                }
+                Some(f.clone())
+            }
+        }
+    }
+
+    /// Mean of the measured MAPEs (percent) of the fits from `from_ms` on.
+    pub fn mean_mape(&self, from_ms: u64) -> Option<f64> {
+        let m = match self {
+            Self::Live(r) => &r.mapes,
+            Self::Shared { mapes, .. } => mapes,
+        };
+        let m: Vec<f64> = m
+            .iter()
+            .filter(|(t, _)| *t >= from_ms)
+            .map(|x| x.1)
+            .collect();
+        (!m.is_empty()).then(|| m.iter().sum::<f64>() / m.len() as f64)
     }
 }
 
@@ -100,6 +229,6 @@ mod tests {
         assert!(last.points[0].abs_diff(20_000) <= 1, "{}", last.points[0]);
         // Measured once there are two days: the fits of the third day.
         assert_eq!(r.mapes.len(), 24);
-        assert!(r.mean_mape().unwrap() < 0.01);
+        assert!(r.mapes.iter().all(|m| m.1 < 0.01));
     }
 }

@@ -36,6 +36,8 @@ pub enum Kind {
         target: u32,
         window: Duration,
     },
+    /// The clairvoyant floor ([`super::oracle`]): no controller.
+    Oracle,
 }
 
 /// A named controller.
@@ -54,12 +56,14 @@ pub const NAMES: &[&str] = &[
     "target",
     "mollymawk",
     "hpa",
+    "oracle",
 ];
 
 impl Spec {
     /// `engine` (the configured policy), `reactive` (it without forecast and guard),
     /// `predictive` (it with both), `thresholds` / `target` (it with that `rule`),
-    /// `mollymawk` (as at its HEAD), `hpa` (Kubernetes' defaults: 80 %, 300 s).
+    /// `mollymawk` (as at its HEAD), `hpa` (Kubernetes' defaults: 80 %, 300 s),
+    /// `oracle` (the clairvoyant floor).
     pub fn named(name: &str, base: &Policy) -> Option<Self> {
         Self::named_with(name, base, Hpa::TARGET_PERCENT, Hpa::DOWN_WINDOW)
     }
@@ -92,6 +96,7 @@ impl Spec {
                 ..base.clone()
             })),
             "mollymawk" => Kind::Mollymawk,
+            "oracle" => Kind::Oracle,
             "hpa" => Kind::Hpa {
                 target: hpa_target,
                 window: hpa_window,
@@ -132,7 +137,7 @@ pub struct Run {
 }
 
 /// Points kept for plotting, at most.
-const MAX_POINTS: u64 = 2_000;
+pub const MAX_POINTS: u64 = 2_000;
 
 struct Inst {
     name: Arc<Name>,
@@ -158,6 +163,14 @@ enum Cmd {
     Drain(Arc<Name>),
 }
 
+/// The time step a run of `policy` over `trace` takes: rows, samples and boots
+/// all fall on it.
+pub fn grid_ms(trace: &Trace, policy: &Policy) -> u64 {
+    let interval = crate::core::time::duration_ms(policy.sample_interval).max(1);
+    let boot = crate::core::time::duration_ms(policy.boot_time);
+    gcd(gcd(trace.step_ms(), interval), boot).max(1)
+}
+
 /// Simulate `trace` for group `primary` under `policy` (bounds, vCPUs, cadence,
 /// boot time, clone names), scaled by `spec`.
 pub fn run(trace: &Trace, primary: &Name, policy: &Policy, spec: &Spec, seed: u64) -> Run {
@@ -175,9 +188,26 @@ pub fn run_from(
     seed: u64,
     from_ms: u64,
 ) -> Run {
+    run_shared(trace, primary, policy, spec, seed, from_ms, None)
+}
+
+/// [`run_from`] with seasonal fits made beforehand (`tune`: one set for all of
+/// its candidates); they must be of this trace and `forecast_refit`.
+pub fn run_shared(
+    trace: &Trace,
+    primary: &Name,
+    policy: &Policy,
+    spec: &Spec,
+    seed: u64,
+    from_ms: u64,
+    fits: Option<&super::seasonal::Fits>,
+) -> Run {
+    if spec.kind == Kind::Oracle {
+        return super::oracle::run(trace, policy, &spec.name, from_ms);
+    }
     let interval = crate::core::time::duration_ms(policy.sample_interval).max(1);
     let boot = crate::core::time::duration_ms(policy.boot_time);
-    let dt = gcd(gcd(trace.step_ms(), interval), boot).max(1);
+    let dt = grid_ms(trace, policy);
     let end = trace.duration_ms();
     let vcpus = policy.vcpus.max(1);
     let mut rng = Rng::new(seed);
@@ -197,7 +227,7 @@ pub fn run_from(
     let mut t = 0u64;
     // The seasonal forecast, refitted from the trace's past (engine policies only).
     let mut refit = match &spec.kind {
-        Kind::Engine(p) => super::seasonal::Refit::new(p),
+        Kind::Engine(p) => super::seasonal::Source::new(p, fits),
         _ => None,
     };
     while t < end {
@@ -318,7 +348,7 @@ pub fn run_from(
             metrics.outliers_filtered = Some(s.outliers);
         }
         if let Some(r) = &refit {
-            metrics.forecast_mape_percent = r.mean_mape();
+            metrics.forecast_mape_percent = r.mean_mape(from_ms);
             metrics.seasonal_ticks = Some(s.seasonal_high + s.shadow_notes);
         }
     }
@@ -377,6 +407,7 @@ impl Controller {
             }
             Kind::Mollymawk => Rule::Mollymawk(Mollymawk::default(), 0),
             Kind::Hpa { target, window } => Rule::Hpa(Hpa::with_window(*target, *window), 0),
+            Kind::Oracle => unreachable!("run_from simulates the oracle without a controller"),
         };
         let primary = Arc::new(primary.clone());
         Self::Baseline {

@@ -348,6 +348,13 @@ pub fn generate(shape: Shape, hours: f64, seed: u64) -> Trace {
 /// and Sunday: 1.2 at night, a midday hump to ~3. The second week is 10 % busier
 /// (growth); 5 % Gaussian noise per row.
 pub fn weekly(seed: u64) -> Trace {
+    weekly_days(seed, 14)
+}
+
+/// [`weekly`] over `days` days (the weeks after the first at its second week's
+/// level); its first 14 days are [`weekly`]'s. `fixtures/traces/month.csv` is 28
+/// (`cargo run --example weekly_trace -- 28`).
+pub fn weekly_days(seed: u64, days: u64) -> Trace {
     const STEP_S: u64 = 300;
     let level = |t_s: u64| {
         let day = t_s / 86_400;
@@ -365,7 +372,7 @@ pub fn weekly(seed: u64) -> Trace {
         d * growth
     };
     let mut rng = Rng::new(seed);
-    let n = 14 * 86_400 / STEP_S;
+    let n = days * 86_400 / STEP_S;
     Trace {
         t_ms: (0..n).map(|i| i * STEP_S * 1000).collect(),
         demand: (0..n)

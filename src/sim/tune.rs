@@ -9,12 +9,14 @@
 
 use std::time::Duration;
 
+use crate::core::time::duration_ms;
 use crate::core::{Policy, Rule};
 use crate::name::Name;
 
 use super::baselines::Hpa;
 use super::metrics::Metrics;
-use super::simulate::{self, Kind, Run, Spec};
+use super::seasonal::Fits;
+use super::simulate::{self, Kind, Run, Spec, grid_ms};
 use super::trace::{Rng, Trace};
 
 /// What to search for.
@@ -22,8 +24,8 @@ use super::trace::{Rng, Trace};
 pub struct Settings {
     /// Share of the trace's duration fitted on (the rest measures).
     pub train: f64,
-    /// Most under-provisioned timeshare allowed (0.01 = 1 %).
-    pub max_under: f64,
+    /// Most under-provisioned time allowed on the training part.
+    pub max_under: Bound,
     /// Candidates simulated (besides the current policy); the grid if smaller.
     pub samples: usize,
     pub seed: u64,
@@ -31,6 +33,15 @@ pub struct Settings {
     pub jobs: usize,
     /// Search this rule only (`None`: both).
     pub rule: Option<Rule>,
+}
+
+/// The most under-provisioned time a candidate may have on the training part.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Bound {
+    /// This timeshare (0.01 = 1 %).
+    Share(f64),
+    /// No more than the current policy (`--max-under current`).
+    Current,
 }
 
 /// One candidate and its figures on the training part.
@@ -55,14 +66,33 @@ pub struct Tuned {
     pub candidates: Vec<Candidate>,
     /// Index of the recommendation in `candidates`.
     pub best: usize,
-    /// Whether the recommendation met `max_under` and the budget on training.
+    /// Whether the recommendation met the bound and the budget on training.
     pub feasible: bool,
+    /// The bound as a timeshare (the current policy's, for [`Bound::Current`]).
+    pub max_under: f64,
     /// The HPA's best target on training.
     pub hpa_target: u32,
-    /// Out of sample: current, recommended, HPA at its best target, mollymawk.
+    /// Whether the recommendation forecasts (`predictive = true`).
+    pub forecast: bool,
+    /// The recommendation with the forecast the other way, on the training part.
+    pub forecast_train: Metrics,
+    /// Out of sample: current, tuned (as recommended), tuned with the forecast the
+    /// other way, HPA at its best target, mollymawk, and the clairvoyant floor.
     pub test: Vec<Run>,
     /// Where the test part starts, ms.
     pub split_ms: u64,
+}
+
+impl Tuned {
+    /// The recommended policy.
+    pub fn recommended(&self) -> Policy {
+        self.candidates[self.best].policy.clone()
+    }
+
+    /// An out-of-sample run by name.
+    pub fn test_run(&self, name: &str) -> Option<&Run> {
+        self.test.iter().find(|r| r.name == name)
+    }
 }
 
 /// The tuned keys of `p`, as `(key, TOML value)` in the order written.
@@ -90,6 +120,7 @@ pub fn keys(p: &Policy) -> Vec<(&'static str, toml::Value)> {
     k.extend([
         ("scale_up_cooldown", dur(p.scale_up_cooldown)),
         ("scale_down_cooldown", dur(p.scale_down_cooldown)),
+        ("predictive", toml::Value::Boolean(p.predictive)),
     ]);
     k
 }
@@ -118,13 +149,21 @@ fn short(key: &str) -> &str {
         "scale_down_stabilization" => "stab",
         "scale_up_cooldown" => "up_cd",
         "scale_down_cooldown" => "down_cd",
+        "predictive" => "forecast",
         k => k,
     }
 }
 
-/// The grid: both rules, every combination, in a fixed order.
+/// The grid: both rules, every combination, in a fixed order. Candidates do not
+/// forecast (a seasonal refit per candidate would cost more than the whole
+/// search); the forecast is tried on the choice.
 pub fn grid(base: &Policy) -> Vec<Policy> {
     let s = Duration::from_secs;
+    let base = &Policy {
+        predictive: false,
+        predictive_shadow: false,
+        ..base.clone()
+    };
     let mut out = Vec::new();
     for up in [70, 75, 80, 85, 90] {
         for gap in [10, 20, 30] {
@@ -195,43 +234,64 @@ pub fn sample(base: &Policy, n: usize, seed: u64, rule: Option<Rule>) -> Vec<Pol
         .collect()
 }
 
-/// Run `specs` over `trace` on `jobs` threads; results in order. `done` is called
-/// after each (for a progress line).
-fn run_all(
-    trace: &Trace,
-    primary: &Name,
-    base: &Policy,
-    specs: &[Spec],
+/// Where and how `specs` run: over `trace` (measured from `from_ms`), on `jobs`
+/// threads, with shared seasonal `fits`; non-engine specs take `base`'s bounds.
+struct Runs<'a> {
+    trace: &'a Trace,
+    primary: &'a Name,
+    base: &'a Policy,
     seed: u64,
+    from_ms: u64,
     jobs: usize,
-    done: &(dyn Fn() + Sync),
-) -> Vec<Metrics> {
-    let jobs = jobs.clamp(1, specs.len().max(1));
-    let chunk = specs.len().div_ceil(jobs).max(1);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = specs
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|spec| {
-                            let policy = match &spec.kind {
-                                Kind::Engine(p) => p,
-                                _ => base,
-                            };
-                            let m = simulate::run(trace, primary, policy, spec, seed).metrics;
-                            done();
-                            m
-                        })
-                        .collect::<Vec<_>>()
+    fits: Option<&'a Fits>,
+}
+
+impl Runs<'_> {
+    /// Results in the order of `specs`; `done` is called after each.
+    fn all(&self, specs: &[Spec], done: &(dyn Fn() + Sync)) -> Vec<Run> {
+        let jobs = self.jobs.clamp(1, specs.len().max(1));
+        let chunk = specs.len().div_ceil(jobs).max(1);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = specs
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .map(|spec| {
+                                let policy = match &spec.kind {
+                                    Kind::Engine(p) => p,
+                                    _ => self.base,
+                                };
+                                let r = simulate::run_shared(
+                                    self.trace,
+                                    self.primary,
+                                    policy,
+                                    spec,
+                                    self.seed,
+                                    self.from_ms,
+                                    self.fits,
+                                );
+                                done();
+                                r
+                            })
+                            .collect::<Vec<_>>()
+                    })
                 })
-            })
-            .collect();
-        handles
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect()
+        })
+    }
+
+    /// The metrics of each spec.
+    fn metrics(&self, specs: &[Spec], done: &(dyn Fn() + Sync)) -> Vec<Metrics> {
+        self.all(specs, done)
             .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .map(|r| r.metrics)
             .collect()
-    })
+    }
 }
 
 /// The least slack among `ms` meeting `max_under` (and `ok`); else the least
@@ -262,6 +322,11 @@ fn pick(ms: &[Metrics], max_under: f64, ok: impl Fn(usize) -> bool) -> (usize, b
 pub const HPA_TARGETS: [u32; 14] = [30, 35, 40, 45, 50, 55, 60, 65, 70, 75, 80, 85, 90, 95];
 
 /// Search. `progress(done, total)` is called as candidates finish.
+///
+/// The grid's candidates run without a forecast; then each candidate of the
+/// training front runs again with `predictive = true`, its seasonal fits made
+/// once for all of them, and competes on the same terms: the forecast is
+/// recommended only where it bought less slack within the bound.
 pub fn tune(
     trace: &Trace,
     primary: &Name,
@@ -285,17 +350,72 @@ pub fn tune(
             window: Hpa::DOWN_WINDOW,
         },
     }));
-    let total = specs.len();
+    let refits = (trace.duration_ms() / duration_ms(current.forecast_refit).max(1)) as usize + 1;
+    // Grid, HPA targets, fits, the front with forecasts (about a tenth), the
+    // choice's counterpart and the out-of-sample runs.
+    let total = std::sync::atomic::AtomicUsize::new(specs.len() + refits + specs.len() / 10 + 7);
     let count = std::sync::atomic::AtomicUsize::new(0);
     let done = || {
         let n = count.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        progress(n, total);
+        let t = total
+            .fetch_max(n, std::sync::atomic::Ordering::Relaxed)
+            .max(n);
+        progress(n, t);
     };
-    let mut ms = run_all(&head, primary, current, &specs, s.seed, s.jobs, &done);
+    let on = |trace, from_ms, fits| Runs {
+        trace,
+        primary,
+        base: current,
+        seed: s.seed,
+        from_ms,
+        jobs: s.jobs,
+        fits,
+    };
+    let mut ms = on(&head, 0, None).metrics(&specs, &done);
     let hpa_ms = ms.split_off(policies.len());
-    let budget = |i: usize| ms[i].actions_per_hour <= f64::from(policies[i].max_actions_per_hour);
-    let (best, feasible) = pick(&ms, s.max_under, budget);
-    let (h, _) = pick(&hpa_ms, s.max_under, |_| true);
+    let fits = Fits::new(trace, current, grid_ms(trace, current), s.jobs, &done);
+    let fits = fits.as_ref();
+    // The training front again, forecasting.
+    let mut candidates: Vec<Candidate> = policies
+        .into_iter()
+        .zip(ms)
+        .map(|(policy, train)| Candidate { policy, train })
+        .collect();
+    let forecasting: Vec<Policy> = pareto(&candidates)
+        .into_iter()
+        .filter(|&i| !candidates[i].policy.predictive)
+        .map(|i| forecast(&candidates[i].policy, true))
+        .collect();
+    let specs: Vec<Spec> = forecasting.iter().map(engine).collect();
+    let fc_ms = on(&head, 0, fits).metrics(&specs, &done);
+    candidates.extend(
+        forecasting
+            .into_iter()
+            .zip(fc_ms)
+            .map(|(policy, train)| Candidate { policy, train }),
+    );
+    let ms: Vec<Metrics> = candidates.iter().map(|c| c.train.clone()).collect();
+    let budget =
+        |i: usize| ms[i].actions_per_hour <= f64::from(candidates[i].policy.max_actions_per_hour);
+    let max_under = match s.max_under {
+        Bound::Share(v) => v,
+        Bound::Current => ms[0].under_provisioned_timeshare,
+    };
+    let (best, feasible) = pick(&ms, max_under, budget);
+    // The choice with the forecast the other way, for the report.
+    let tuned = candidates[best].policy.clone();
+    let other = forecast(&tuned, !tuned.predictive);
+    let other_train = candidates
+        .iter()
+        .find(|c| c.policy == other)
+        .map(|c| c.train.clone())
+        .unwrap_or_else(|| {
+            let m = simulate::run_shared(&head, primary, &other, &engine(&other), s.seed, 0, fits)
+                .metrics;
+            done();
+            m
+        });
+    let (h, _) = pick(&hpa_ms, max_under, |_| true);
     let hpa_target = HPA_TARGETS[h];
     let named = |name: &str, kind: Kind| Spec {
         name: name.into(),
@@ -303,7 +423,15 @@ pub fn tune(
     };
     let test_specs = [
         named("current", Kind::Engine(Box::new(current.clone()))),
-        named("tuned", Kind::Engine(Box::new(policies[best].clone()))),
+        named("tuned", Kind::Engine(Box::new(tuned.clone()))),
+        named(
+            if other.predictive {
+                "tuned+forecast"
+            } else {
+                "tuned-forecast"
+            },
+            Kind::Engine(Box::new(other)),
+        ),
         named(
             &format!("hpa {hpa_target}%"),
             Kind::Hpa {
@@ -312,29 +440,28 @@ pub fn tune(
             },
         ),
         named("mollymawk", Kind::Mollymawk),
+        named("oracle", Kind::Oracle),
     ];
-    let test = test_specs
-        .iter()
-        .map(|spec| {
-            let policy = match &spec.kind {
-                Kind::Engine(p) => p,
-                _ => current,
-            };
-            simulate::run_from(trace, primary, policy, spec, s.seed, split_ms)
-        })
-        .collect();
-    let candidates = policies
-        .into_iter()
-        .zip(ms)
-        .map(|(policy, train)| Candidate { policy, train })
-        .collect();
+    let test = on(trace, split_ms, fits).all(&test_specs, &done);
     Tuned {
         candidates,
         best,
         feasible,
+        max_under,
+        forecast: tuned.predictive,
+        forecast_train: other_train,
         hpa_target,
         test,
         split_ms,
+    }
+}
+
+/// `p` with the seasonal forecast on or off.
+fn forecast(p: &Policy, on: bool) -> Policy {
+    Policy {
+        predictive: on,
+        predictive_shadow: false,
+        ..p.clone()
     }
 }
 
