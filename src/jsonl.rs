@@ -4,6 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::core::gate::Answer;
+use crate::core::seasonal::Trigger;
 use crate::core::vertical::{Direction, Resize};
 use crate::core::{Output, Timestamp, Verdict, cpu, lxc};
 
@@ -113,6 +114,14 @@ pub fn line(out: &Output, explain: bool) -> Option<Value> {
             "planned_vcpus": n.planned_vcpus,
             "lead_ms": u64::try_from(n.lead.as_millis()).unwrap_or(u64::MAX),
             "mape_percent": f64::from(n.mape_hundredths) / 100.0,
+            "rule": match n.trigger {
+                Trigger::Threshold(_) => "thresholds",
+                Trigger::Target { .. } => "target",
+            },
+            "needs_instances": match n.trigger {
+                Trigger::Target { needs, .. } => Some(needs),
+                Trigger::Threshold(_) => None,
+            },
             "reason": n.to_string(),
         }),
         Output::Evaluation(e) if explain => {

@@ -163,21 +163,56 @@ pub struct Shadow {
     pub planned_vcpus: u32,
     /// `boot_time` + `forecast_margin`.
     pub lead: Duration,
-    pub threshold: u32,
+    /// What the forecast would have triggered.
+    pub trigger: Trigger,
     pub mape_hundredths: u32,
+}
+
+/// The rule a shadow forecast would have tripped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// `rule = "thresholds"`: the peak over the planned vCPUs is above
+    /// `scale_up_threshold` (percent).
+    Threshold(u32),
+    /// `rule = "target"`: the peak needs `needs` instances at `target` percent,
+    /// more than the `desired` count of the demand measured now and than the
+    /// instances there are.
+    Target {
+        target: u32,
+        needs: u32,
+        desired: u32,
+    },
 }
 
 impl std::fmt::Display for Shadow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "shadow: would {} now: the seasonal forecast peaks at {:.2} vCPU within {} (boot_time + forecast_margin), {:.1} % of the {} vCPU planned (above scale_up_threshold {} %); error over the last day {:.2} %",
+            "shadow: would {} now: the seasonal forecast peaks at {:.2} vCPU within {} (boot_time + forecast_margin), ",
             self.would.as_str(),
             self.peak as f64 / 10_000.0,
             humantime::format_duration(self.lead),
-            self.peak as f64 / 100.0 / f64::from(self.planned_vcpus.max(1)),
-            self.planned_vcpus,
-            self.threshold,
+        )?;
+        match self.trigger {
+            Trigger::Threshold(t) => write!(
+                f,
+                "{:.1} % of the {} vCPU planned (above scale_up_threshold {t} %)",
+                self.peak as f64 / 100.0 / f64::from(self.planned_vcpus.max(1)),
+                self.planned_vcpus,
+            )?,
+            Trigger::Target {
+                target,
+                needs,
+                desired,
+            } => write!(
+                f,
+                "needing {needs} instance(s) at target_cpu_percent {target} % (desired now {desired}, {} vCPU planned)",
+                self.planned_vcpus,
+            )?,
+        }
+        write!(
+            f,
+            "; error over the last day {:.2} %",
             f64::from(self.mape_hundredths) / 100.0
         )
     }

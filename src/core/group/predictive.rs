@@ -5,8 +5,9 @@
 //! high ticks, so a group never scales in on a forecast.
 
 use super::*;
+use crate::core::policy::Rule;
 use crate::core::reason::Predicted;
-use crate::core::seasonal::{self, Shadow, Standing};
+use crate::core::seasonal::{self, Shadow, Standing, Trigger};
 
 /// A group's seasonal forecast and what shadow mode remembers between ticks.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -15,8 +16,11 @@ pub(super) struct Seasonal {
     /// The trusted forecast breached on the last evaluation (a shadow note is
     /// written when a breach starts, not on every tick of it).
     breach: bool,
+    /// The same for target tracking's shadow: the forecast's peak needed more
+    /// instances than the measured demand on the last evaluation.
+    target_breach: bool,
     /// A shadow note for the evaluation under way.
-    note: Option<Box<Shadow>>,
+    pub(super) note: Option<Box<Shadow>>,
     /// (peak, MAPE) when the last tick was counted high on the seasonal forecast.
     last: Option<(u64, u32)>,
 }
@@ -147,7 +151,9 @@ impl Group {
                 predicted = true;
                 self.seasonal.last = Some((peak, mape));
                 self.signal.stats_mut().seasonal_high += u64::from(alone);
-            } else if alone && !self.seasonal.breach {
+            } else if alone && !self.seasonal.breach && p.rule == Rule::Thresholds {
+                // Target tracking notes its own (`shadow_target`): a threshold
+                // breach is not what would move it.
                 self.signal.stats_mut().shadow_notes += 1;
                 self.seasonal.note = Some(Box::new(Shadow {
                     t: now,
@@ -156,13 +162,54 @@ impl Group {
                     peak,
                     planned_vcpus: planned_w,
                     lead: self.seasonal_lead(),
-                    threshold: self.policy.scale_up_threshold,
+                    trigger: Trigger::Threshold(self.policy.scale_up_threshold),
                     mape_hundredths: mape,
                 }));
             }
         }
         self.seasonal.breach = breach.is_some();
         (Some(filtered), predicted)
+    }
+
+    /// `predictive = "shadow"` under target tracking: note (once per episode)
+    /// when the trusted forecast's peak within the lead needs more instances
+    /// (`per` bp each) than the `desired` count and the instances there are.
+    pub(super) fn shadow_target(&mut self, now: Timestamp, desired: u32, per: u64) {
+        let p = &self.policy;
+        if !p.predictive_shadow || p.predictive {
+            return;
+        }
+        let count = self.count();
+        let would = self.seasonal_peak(now).and_then(|(peak, mape)| {
+            let needs = u32::try_from(peak.div_ceil(per.max(1))).unwrap_or(u32::MAX);
+            (needs > desired.max(count)).then_some((peak, mape, needs))
+        });
+        if let Some((peak, mape, needs)) = would
+            && !self.seasonal.target_breach
+        {
+            let planned_vcpus = self
+                .members
+                .values()
+                .filter(|m| m.state.is_live() || matches!(m.state, MemberState::Creating(_)))
+                .map(|m| m.vcpus)
+                .sum();
+            self.signal.stats_mut().shadow_notes += 1;
+            self.seasonal.note = Some(Box::new(Shadow {
+                t: now,
+                group: self.group.clone(),
+                would: Action::ScaleUp,
+                peak,
+                planned_vcpus,
+                lead: self.seasonal_lead(),
+                trigger: Trigger::Target {
+                    target: self.policy.target_cpu_percent,
+                    needs,
+                    desired,
+                },
+                mape_hundredths: mape,
+            }));
+        }
+        self.seasonal.target_breach = would.is_some();
     }
 
     /// The forecast ticks that are part of the high streak, if any.
@@ -363,6 +410,40 @@ mod tests {
             notes[0].1.starts_with("shadow: would scale_up now"),
             "{notes:?}"
         );
+    }
+
+    #[test]
+    fn shadow_under_target_tracking_notes_the_count_the_peak_needs_once() {
+        use crate::core::policy::Rule;
+        let p = Policy {
+            rule: Rule::Target,
+            target_cpu_percent: 75,
+            ..policy(false, true)
+        };
+        // 2 instances at 50 %: desired 2 (1 vCPU / 75 %); from 25 min the 3-vCPU
+        // peak within boot + margin needs ceil(3 / 0.75) = 4.
+        let log = hour(p.clone(), curve(1.0, 3.0, 500), 50);
+        assert!(
+            !decisions(&log).iter().any(|x| x.1 == Action::ScaleUp),
+            "{:?}",
+            decisions(&log)
+        );
+        let notes: Vec<_> = log
+            .iter()
+            .filter_map(|(t, o)| match o {
+                Output::Shadow(n) => Some((*t, n.to_string())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert_eq!(notes[0].0, 25 * MIN);
+        assert_eq!(
+            notes[0].1,
+            "shadow: would scale_up now: the seasonal forecast peaks at 3.00 vCPU within 5m (boot_time + forecast_margin), needing 4 instance(s) at target_cpu_percent 75 % (desired now 2, 2 vCPU planned); error over the last day 5.00 %"
+        );
+        // A peak the instances there already cover is no note.
+        let log = hour(p, curve(1.0, 1.4, 500), 50);
+        assert!(!log.iter().any(|(_, o)| matches!(o, Output::Shadow(_))));
     }
 
     #[test]

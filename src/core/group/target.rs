@@ -64,7 +64,9 @@ impl Group {
         } else {
             u32::try_from(demand.div_ceil(per)).unwrap_or(u32::MAX)
         };
+        self.shadow_target(now, desired, per);
         // Ahead of a trusted seasonal peak (`predictive = true`): out, never in.
+        let p = &self.policy;
         let mut last = (desired, demand, vcpus, None);
         if p.predictive
             && let Some((peak, mape)) = self.seasonal_peak(now)
