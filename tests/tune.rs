@@ -394,3 +394,60 @@ fn a_horizontal_container_group_is_tuned_in_its_own_table() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("[[lxc]] vmid = 102"));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn a_month_fitted_on_its_first_half_is_told_the_weekly_season_needs_more() {
+    let dir = std::env::temp_dir().join(format!("tune-month-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // 28 days of hourly rows; a coarse grid and weekly refits keep it quick.
+    let mut csv = String::from("time_s,demand\n");
+    for h in 0..28 * 24u64 {
+        let busy = (8..18).contains(&(h % 24)) && h / 24 % 7 < 5;
+        csv.push_str(&format!("{},{}\n", h * 3600, if busy { 3.0 } else { 1.0 }));
+    }
+    let trace = dir.join("month.csv");
+    std::fs::write(&trace, csv).unwrap();
+    let config = dir.join("c.toml");
+    std::fs::write(
+        &config,
+        "[policy]\nsample_interval = \"60s\"\nboot_time = \"60s\"\nforecast_refit = \"7days\"\n\
+         max_instances = 6\n[[group]]\nprimary = \"a:web\"\n",
+    )
+    .unwrap();
+    let out = tune_cli(&[
+        "--trace",
+        trace.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--samples",
+        "2",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // 14 days before the split; 22 of 28 days: 0.7857 rounded up.
+    assert!(
+        stdout.contains("hint: the training part is shorter than the two weeks (and a day) the weekly season needs before its error is measured; --train 0.79 fits on 22 days"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("forecast error (MAPE of the day ahead"),
+        "{stdout}"
+    );
+    // Fitted on 0.8, the training part has them: no hint.
+    let out = tune_cli(&[
+        "--trace",
+        trace.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--samples",
+        "2",
+        "--train",
+        "0.8",
+    ]);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("hint:"));
+    std::fs::remove_dir_all(&dir).ok();
+}

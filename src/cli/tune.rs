@@ -171,7 +171,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         tune::summary(&current),
         tune::summary(&recommended)
     ));
-    out.push_str(&verdict(&t, &best.train));
+    out.push_str(&verdict(&t, &best.train, trace.duration_ms()));
     out.push_str("\n## Pareto front (training part)\n");
     out.push_str(&format!(
         "{:>8} {:>7} {:>9}  {}\n",
@@ -215,7 +215,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// What the out-of-sample rows say, in words: the tuned keys against the current
 /// ones, whether the forecast was kept, and the clairvoyant floor.
-fn verdict(t: &tune::Tuned, train: &metrics::Metrics) -> String {
+fn verdict(t: &tune::Tuned, train: &metrics::Metrics, trace_ms: u64) -> String {
     let pct = |m: &metrics::Metrics| {
         (
             m.slack * 100.0,
@@ -254,6 +254,33 @@ fn verdict(t: &tune::Tuned, train: &metrics::Metrics) -> String {
             "forecast: tried on {tried} candidates of the training front, none did better; the choice with it: {ou:.2}% under-provisioned at {os:.1}% slack on the training part ({tu:.2}% at {ts:.1}% without)\n"
         )
     });
+    // The forecast's measured error on each part, and whether the training part
+    // was long enough for the weekly season (two weeks before the split).
+    let fc_train = if t.forecast { train } else { &t.forecast_train };
+    let fc_test = t
+        .test
+        .iter()
+        .find(|r| r.name.ends_with("forecast") || (r.name == "tuned" && t.forecast))
+        .filter(|r| r.metrics.forecast_mape_percent.is_some());
+    if let (Some(a), Some(b)) = (
+        fc_train.forecast_mape_percent,
+        fc_test.and_then(|r| r.metrics.forecast_mape_percent),
+    ) {
+        s.push_str(&format!(
+            "forecast error (MAPE of the day ahead, mean of the refits): {a:.1}% on the training part, {b:.1}% on the rest; acted on only while at most forecast_max_error\n"
+        ));
+    }
+    // Two weeks and a day measure the weekly season once; a week more lets the
+    // training part see it at work.
+    let (fortnight, enough) = (15 * 86_400_000u64, 22 * 86_400_000u64);
+    let share = enough as f64 / trace_ms.max(1) as f64;
+    if !t.forecast && t.split_ms < fortnight && share <= 0.9 {
+        s.push_str(&format!(
+            "hint: the training part is shorter than the two weeks (and a day) the weekly season needs before its error is measured; --train {:.2} fits on {} days, a week of them with it\n",
+            (share * 100.0).ceil() / 100.0,
+            22
+        ));
+    }
     if let Some(o) = t.test_run("oracle") {
         let (os, ou, oa) = pct(&o.metrics);
         s.push_str(&format!(
