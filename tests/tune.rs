@@ -36,6 +36,18 @@ fn settings(jobs: usize, seed: u64) -> Settings {
     }
 }
 
+/// `tune --trace T --config C` and `extra`.
+fn tune_on(trace: &Path, config: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "--trace",
+        trace.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    tune_cli(&args)
+}
+
 fn tune_cli(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_albatross-autoscale"))
         .arg("tune")
@@ -312,20 +324,20 @@ fn a_horizontal_container_group_is_tuned_in_its_own_table() {
     let trace = fixture("step.csv");
     // By name, by label, by vmid: the same group.
     for group in ["lxc:web", "web", "102"] {
-        let out = tune_cli(&[
-            "--trace",
-            trace.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-            "--group",
-            group,
-            "--samples",
-            "10",
-            "--max-under",
-            "5%",
-            "--output",
-            out_path.to_str().unwrap(),
-        ]);
+        let out = tune_on(
+            &trace,
+            &config,
+            &[
+                "--group",
+                group,
+                "--samples",
+                "10",
+                "--max-under",
+                "5%",
+                "--output",
+                out_path.to_str().unwrap(),
+            ],
+        );
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),
@@ -368,14 +380,7 @@ fn a_horizontal_container_group_is_tuned_in_its_own_table() {
         String::from_utf8_lossy(&sim.stderr)
     );
     // A vertical container has no clones to model.
-    let out = tune_cli(&[
-        "--trace",
-        trace.to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
-        "--group",
-        "101",
-    ]);
+    let out = tune_on(&trace, &config, &["--group", "101"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
@@ -383,14 +388,7 @@ fn a_horizontal_container_group_is_tuned_in_its_own_table() {
         "{err}"
     );
     // Without --group and without [[group]]: the first horizontal container.
-    let out = tune_cli(&[
-        "--trace",
-        trace.to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
-        "--samples",
-        "4",
-    ]);
+    let out = tune_on(&trace, &config, &["--samples", "4"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("[[lxc]] vmid = 102"));
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -414,14 +412,7 @@ fn a_month_fitted_on_its_first_half_is_told_the_weekly_season_needs_more() {
          max_instances = 6\n[[group]]\nprimary = \"a:web\"\n",
     )
     .unwrap();
-    let out = tune_cli(&[
-        "--trace",
-        trace.to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
-        "--samples",
-        "2",
-    ]);
+    let out = tune_on(&trace, &config, &["--samples", "2"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -438,16 +429,7 @@ fn a_month_fitted_on_its_first_half_is_told_the_weekly_season_needs_more() {
         "{stdout}"
     );
     // Fitted on 0.8, the training part has them: no hint.
-    let out = tune_cli(&[
-        "--trace",
-        trace.to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
-        "--samples",
-        "2",
-        "--train",
-        "0.8",
-    ]);
+    let out = tune_on(&trace, &config, &["--samples", "2", "--train", "0.8"]);
     assert!(!String::from_utf8_lossy(&out.stdout).contains("hint:"));
     std::fs::remove_dir_all(&dir).ok();
 }

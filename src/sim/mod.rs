@@ -5,6 +5,7 @@ pub mod baselines;
 pub mod inputs;
 pub mod metrics;
 pub mod oracle;
+pub mod par;
 pub mod plot;
 pub mod recording;
 pub mod replay;

@@ -9,7 +9,7 @@ use crate::core::Policy;
 use crate::core::time::duration_ms;
 
 use super::metrics::Meter;
-use super::simulate::{MAX_POINTS, Point, Run};
+use super::simulate::{Run, Series};
 use super::trace::{Trace, gcd};
 
 /// Simulate the floor over `trace`, measured from `from_ms` on (as `run_from`).
@@ -34,11 +34,7 @@ pub fn run(trace: &Trace, policy: &Policy, name: &str, from_ms: u64) -> Run {
     // An instance needed at step j exists from `boot` before it.
     let ahead = (boot / dt) as usize;
     let mut meter = Meter::default();
-    let mut series = Vec::new();
-    let bucket = (steps.saturating_sub((from_ms / dt) as usize) as u64)
-        .div_ceil(MAX_POINTS)
-        .max(1);
-    let (mut acc, mut acc_n) = ((0.0, 0.0), 0u64);
+    let mut series = Series::new(steps.saturating_sub((from_ms / dt) as usize) as u64);
     let mut prev: Option<u32> = None;
     for i in 0..steps {
         let t = i as u64 * dt;
@@ -57,17 +53,7 @@ pub fn run(trace: &Trace, policy: &Policy, name: &str, from_ms: u64) -> Run {
         let supply = f64::from(exist * vcpus);
         let capacity = f64::from(need[i] * vcpus);
         meter.step(dt, demand[i], supply, capacity, exist);
-        acc.0 += demand[i];
-        acc.1 += supply;
-        acc_n += 1;
-        if acc_n == bucket {
-            series.push(Point {
-                t_s: (t - from_ms) as f64 / 1000.0,
-                demand: acc.0 / acc_n as f64,
-                supply: acc.1 / acc_n as f64,
-            });
-            (acc, acc_n) = ((0.0, 0.0), 0);
-        }
+        series.push((t - from_ms) as f64 / 1000.0, demand[i], supply);
     }
     let mut metrics = meter.finish();
     metrics.cost_per_hour = metrics.mean_instances * policy.instance_cost_micros as f64 / 1e6;
@@ -75,7 +61,7 @@ pub fn run(trace: &Trace, policy: &Policy, name: &str, from_ms: u64) -> Run {
     Run {
         name: name.to_string(),
         metrics,
-        series,
+        series: series.points,
         events: Vec::new(),
     }
 }

@@ -97,27 +97,10 @@ impl Fits {
             t += dt.max(1);
         }
         let series = &r.series;
-        let jobs = jobs.clamp(1, due.len().max(1));
-        let chunk = due.len().div_ceil(jobs).max(1);
-        let fits = std::thread::scope(|scope| {
-            let handles: Vec<_> = due
-                .chunks(chunk)
-                .map(|part| {
-                    scope.spawn(move || {
-                        part.iter()
-                            .map(|&(t, n)| {
-                                let f = forecast::fit(&series[..n], n as i64 * STEP_MS);
-                                done();
-                                (t, Arc::new(f))
-                            })
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-                .collect()
+        let fits = super::par::map(&due, jobs, |&(t, n)| {
+            let f = forecast::fit(&series[..n], n as i64 * STEP_MS);
+            done();
+            (t, Arc::new(f))
         });
         Some(Self { fits })
     }

@@ -137,7 +137,43 @@ pub struct Run {
 }
 
 /// Points kept for plotting, at most.
-pub const MAX_POINTS: u64 = 2_000;
+const MAX_POINTS: u64 = 2_000;
+
+/// The plotted series of a run: means over buckets of grid steps, at most
+/// [`MAX_POINTS`] of them.
+#[derive(Debug, Default)]
+pub struct Series {
+    bucket: u64,
+    sum: (f64, f64),
+    n: u64,
+    pub points: Vec<Point>,
+}
+
+impl Series {
+    /// For a run measured over `steps` grid steps.
+    pub fn new(steps: u64) -> Self {
+        Self {
+            bucket: steps.div_ceil(MAX_POINTS).max(1),
+            ..Self::default()
+        }
+    }
+
+    /// One measured step at `t_s` seconds (from the start of the measure).
+    pub fn push(&mut self, t_s: f64, demand: f64, supply: f64) {
+        self.sum.0 += demand;
+        self.sum.1 += supply;
+        self.n += 1;
+        if self.n == self.bucket {
+            let n = self.n as f64;
+            self.points.push(Point {
+                t_s,
+                demand: self.sum.0 / n,
+                supply: self.sum.1 / n,
+            });
+            (self.sum, self.n) = ((0.0, 0.0), 0);
+        }
+    }
+}
 
 struct Inst {
     name: Arc<Name>,
@@ -174,26 +210,15 @@ pub fn grid_ms(trace: &Trace, policy: &Policy) -> u64 {
 /// Simulate `trace` for group `primary` under `policy` (bounds, vCPUs, cadence,
 /// boot time, clone names), scaled by `spec`.
 pub fn run(trace: &Trace, primary: &Name, policy: &Policy, spec: &Spec, seed: u64) -> Run {
-    run_from(trace, primary, policy, spec, seed, 0)
+    run_from(trace, primary, policy, spec, seed, 0, None)
 }
 
 /// [`run`] over the whole trace, measured (metrics, series, events) from
 /// `from_ms` on only: the controller starts from the state the earlier part left
-/// (out-of-sample figures of `tune`). Series times count from `from_ms`.
+/// (out-of-sample figures of `tune`). Series times count from `from_ms`. `fits`:
+/// seasonal fits made beforehand (`tune`: one set for all of its candidates), of
+/// this trace and `forecast_refit`; `None` fits as the run goes.
 pub fn run_from(
-    trace: &Trace,
-    primary: &Name,
-    policy: &Policy,
-    spec: &Spec,
-    seed: u64,
-    from_ms: u64,
-) -> Run {
-    run_shared(trace, primary, policy, spec, seed, from_ms, None)
-}
-
-/// [`run_from`] with seasonal fits made beforehand (`tune`: one set for all of
-/// its candidates); they must be of this trace and `forecast_refit`.
-pub fn run_shared(
     trace: &Trace,
     primary: &Name,
     policy: &Policy,
@@ -218,11 +243,8 @@ pub fn run_shared(
         next_sample: 0,
         cpu_us: 0.0,
     }];
-    let (mut meter, mut events, mut series) = (Meter::default(), Vec::new(), Vec::new());
-    let bucket = (end.saturating_sub(from_ms) / dt)
-        .div_ceil(MAX_POINTS)
-        .max(1);
-    let (mut acc, mut acc_n) = ((0.0, 0.0), 0u64);
+    let (mut meter, mut events) = (Meter::default(), Vec::new());
+    let mut series = Series::new(end.saturating_sub(from_ms) / dt);
     let (mut cursor, mut cmds) = (0usize, Vec::new());
     let mut t = 0u64;
     // The seasonal forecast, refitted from the trace's past (engine policies only).
@@ -319,17 +341,7 @@ pub fn run_shared(
             continue;
         }
         meter.step(dt, demand, supply, capacity, insts.len() as u32);
-        acc.0 += demand;
-        acc.1 += supply;
-        acc_n += 1;
-        if acc_n == bucket {
-            series.push(Point {
-                t_s: (t - from_ms) as f64 / 1000.0,
-                demand: acc.0 / acc_n as f64,
-                supply: acc.1 / acc_n as f64,
-            });
-            (acc, acc_n) = ((0.0, 0.0), 0);
-        }
+        series.push((t - from_ms) as f64 / 1000.0, demand, supply);
         t += dt;
     }
     let mut metrics = meter.finish();
@@ -355,7 +367,7 @@ pub fn run_shared(
     Run {
         name: spec.name.clone(),
         metrics,
-        series,
+        series: series.points,
         events,
     }
 }

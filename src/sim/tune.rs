@@ -249,39 +249,22 @@ struct Runs<'a> {
 impl Runs<'_> {
     /// Results in the order of `specs`; `done` is called after each.
     fn all(&self, specs: &[Spec], done: &(dyn Fn() + Sync)) -> Vec<Run> {
-        let jobs = self.jobs.clamp(1, specs.len().max(1));
-        let chunk = specs.len().div_ceil(jobs).max(1);
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = specs
-                .chunks(chunk)
-                .map(|part| {
-                    scope.spawn(move || {
-                        part.iter()
-                            .map(|spec| {
-                                let policy = match &spec.kind {
-                                    Kind::Engine(p) => p,
-                                    _ => self.base,
-                                };
-                                let r = simulate::run_shared(
-                                    self.trace,
-                                    self.primary,
-                                    policy,
-                                    spec,
-                                    self.seed,
-                                    self.from_ms,
-                                    self.fits,
-                                );
-                                done();
-                                r
-                            })
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-                .collect()
+        super::par::map(specs, self.jobs, |spec| {
+            let policy = match &spec.kind {
+                Kind::Engine(p) => p,
+                _ => self.base,
+            };
+            let r = simulate::run_from(
+                self.trace,
+                self.primary,
+                policy,
+                spec,
+                self.seed,
+                self.from_ms,
+                self.fits,
+            );
+            done();
+            r
         })
     }
 
@@ -410,7 +393,7 @@ pub fn tune(
         .find(|c| c.policy == other)
         .map(|c| c.train.clone())
         .unwrap_or_else(|| {
-            let m = simulate::run_shared(&head, primary, &other, &engine(&other), s.seed, 0, fits)
+            let m = simulate::run_from(&head, primary, &other, &engine(&other), s.seed, 0, fits)
                 .metrics;
             done();
             m

@@ -154,17 +154,8 @@ impl Group {
             } else if alone && !self.seasonal.breach && p.rule == Rule::Thresholds {
                 // Target tracking notes its own (`shadow_target`): a threshold
                 // breach is not what would move it.
-                self.signal.stats_mut().shadow_notes += 1;
-                self.seasonal.note = Some(Box::new(Shadow {
-                    t: now,
-                    group: self.group.clone(),
-                    would: Action::ScaleUp,
-                    peak,
-                    planned_vcpus: planned_w,
-                    lead: self.seasonal_lead(),
-                    trigger: Trigger::Threshold(self.policy.scale_up_threshold),
-                    mape_hundredths: mape,
-                }));
+                let trigger = Trigger::Threshold(self.policy.scale_up_threshold);
+                self.note_shadow(now, peak, planned_w, trigger, mape);
             }
         }
         self.seasonal.breach = breach.is_some();
@@ -187,29 +178,46 @@ impl Group {
         if let Some((peak, mape, needs)) = would
             && !self.seasonal.target_breach
         {
-            let planned_vcpus = self
-                .members
-                .values()
-                .filter(|m| m.state.is_live() || matches!(m.state, MemberState::Creating(_)))
-                .map(|m| m.vcpus)
-                .sum();
-            self.signal.stats_mut().shadow_notes += 1;
-            self.seasonal.note = Some(Box::new(Shadow {
-                t: now,
-                group: self.group.clone(),
-                would: Action::ScaleUp,
-                peak,
-                planned_vcpus,
-                lead: self.seasonal_lead(),
-                trigger: Trigger::Target {
-                    target: self.policy.target_cpu_percent,
-                    needs,
-                    desired,
-                },
-                mape_hundredths: mape,
-            }));
+            let trigger = Trigger::Target {
+                target: self.policy.target_cpu_percent,
+                needs,
+                desired,
+            };
+            self.note_shadow(now, peak, self.planned_vcpus(), trigger, mape);
         }
         self.seasonal.target_breach = would.is_some();
+    }
+
+    /// What shadow mode would have done, for this evaluation's outputs.
+    fn note_shadow(
+        &mut self,
+        now: Timestamp,
+        peak: u64,
+        planned: u32,
+        trigger: Trigger,
+        mape: u32,
+    ) {
+        self.signal.stats_mut().shadow_notes += 1;
+        self.seasonal.note = Some(Box::new(Shadow {
+            t: now,
+            group: self.group.clone(),
+            would: Action::ScaleUp,
+            peak,
+            planned_vcpus: planned,
+            lead: self.seasonal_lead(),
+            trigger,
+            mape_hundredths: mape,
+        }));
+    }
+
+    /// vCPUs running, booting or being created: what serves by the time a
+    /// forecast comes due.
+    fn planned_vcpus(&self) -> u32 {
+        self.members
+            .values()
+            .filter(|m| m.state.is_live() || matches!(m.state, MemberState::Creating(_)))
+            .map(|m| m.vcpus)
+            .sum()
     }
 
     /// The forecast ticks that are part of the high streak, if any.
@@ -218,17 +226,7 @@ impl Group {
         if n == 0 {
             return None;
         }
-        let planned: u32 = self
-            .members
-            .values()
-            .filter(|m| {
-                matches!(
-                    m.state,
-                    MemberState::Running | MemberState::Creating(_) | MemberState::Booting(_)
-                )
-            })
-            .map(|m| m.vcpus)
-            .sum();
+        let planned = self.planned_vcpus();
         let (demand, horizon, seasonal_mape) = match self.seasonal.last {
             Some((peak, mape)) => (peak, self.seasonal_lead(), Some(mape)),
             None => (
@@ -341,6 +339,15 @@ mod tests {
             .collect()
     }
 
+    fn shadow_notes(log: &[(u64, Output)]) -> Vec<(u64, String)> {
+        log.iter()
+            .filter_map(|(t, o)| match o {
+                Output::Shadow(n) => Some((*t, n.to_string())),
+                _ => None,
+            })
+            .collect()
+    }
+
     #[test]
     fn true_scales_out_ahead_of_the_peak_by_boot_time_and_margin() {
         // 2 instances at 50 %: no reactive reason; 3 vCPU forecast from 30 min on,
@@ -397,13 +404,7 @@ mod tests {
     fn shadow_never_acts_and_notes_what_it_would_have_done_once() {
         let log = hour(policy(false, true), curve(1.0, 3.0, 500), 50);
         assert_eq!(decisions(&log), vec![]);
-        let notes: Vec<_> = log
-            .iter()
-            .filter_map(|(t, o)| match o {
-                Output::Shadow(n) => Some((*t, n.to_string())),
-                _ => None,
-            })
-            .collect();
+        let notes = shadow_notes(&log);
         assert_eq!(notes.len(), 1, "{notes:?}");
         assert_eq!(notes[0].0, 25 * MIN);
         assert!(
@@ -428,13 +429,7 @@ mod tests {
             "{:?}",
             decisions(&log)
         );
-        let notes: Vec<_> = log
-            .iter()
-            .filter_map(|(t, o)| match o {
-                Output::Shadow(n) => Some((*t, n.to_string())),
-                _ => None,
-            })
-            .collect();
+        let notes = shadow_notes(&log);
         assert_eq!(notes.len(), 1, "{notes:?}");
         assert_eq!(notes[0].0, 25 * MIN);
         assert_eq!(
@@ -443,7 +438,7 @@ mod tests {
         );
         // A peak the instances there already cover is no note.
         let log = hour(p, curve(1.0, 1.4, 500), 50);
-        assert!(!log.iter().any(|(_, o)| matches!(o, Output::Shadow(_))));
+        assert!(shadow_notes(&log).is_empty());
     }
 
     #[test]
