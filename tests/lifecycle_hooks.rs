@@ -127,6 +127,24 @@ async fn member_state(d: &Daemon, vm: &str) -> String {
         .map_or("absent".into(), |m| m.state.to_string())
 }
 
+/// Wait until `vm`'s state is `want`: the hook's own output lands before the
+/// daemon has taken its answer in.
+async fn state_becomes(d: &Daemon, vm: &str, want: &str) {
+    let last = tokio::time::timeout(WAIT, async {
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        loop {
+            if member_state(d, vm).await == want {
+                return;
+            }
+            tick.tick().await;
+        }
+    })
+    .await;
+    if last.is_err() {
+        panic!("{vm} never became {want}: {}", member_state(d, vm).await);
+    }
+}
+
 const CLONE: &str = "demo:web-clone-1";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -138,7 +156,7 @@ async fn a_clone_joins_after_its_health_check_and_on_ready_and_leaves_after_drai
     let draining = script(&w, "lb-remove", "");
     let removed = script(&w, "dns-remove", "");
     let extra = format!(
-        "health_check = \"tcp:{port}\"\nready_timeout = \"20s\"\ndrain_period = \"500ms\"\n\
+        "health_check = \"tcp:{port}\"\nready_timeout = \"20s\"\ndrain_period = \"2s\"\n\
          on_ready = {{ exec = [{}, \"add\"] }}\non_draining = {{ exec = [{}, \"remove\"], timeout = \"5s\" }}\non_removed = {{ exec = [{}] }}\n",
         q(&ready),
         q(&draining),
@@ -150,7 +168,7 @@ async fn a_clone_joins_after_its_health_check_and_on_ready_and_leaves_after_drai
     // The check runs at the clone's first sample; on_ready once it passed.
     let lines = hooks_ran(&w, 1).await;
     assert_eq!(lines[0], format!("ready {CLONE} 127.0.0.1 demo:web add"));
-    assert_eq!(member_state(&d, CLONE).await, "ready");
+    state_becomes(&d, CLONE, "ready").await;
     // The decision log has the hook run with what ran.
     let log = std::fs::read_to_string(w.dir.join("decisions.jsonl")).unwrap();
     let hook: serde_json::Value = log
@@ -164,7 +182,8 @@ async fn a_clone_joins_after_its_health_check_and_on_ready_and_leaves_after_drai
     assert_eq!(hook["runs"][0]["target"], format!("127.0.0.1:{port}"));
     assert_eq!(hook["runs"][1]["run"], "exec");
 
-    // Scale-down: on_draining first, the destroy after drain_period, on_removed last.
+    // Scale-down: on_draining first, the destroy after drain_period (long enough
+    // that the clone is still there when the hook's line is read), on_removed last.
     w.load.set(0.1);
     let (_, _, down) = decided(&mut rx, Action::ScaleDown).await;
     let lines = hooks_ran(&w, 2).await;
@@ -183,7 +202,7 @@ async fn a_clone_joins_after_its_health_check_and_on_ready_and_leaves_after_drai
         _ => None,
     })
     .await;
-    assert!(drained.0 >= down + 500, "{drained:?} {down:?}");
+    assert!(drained.0 >= down + 2000, "{drained:?} {down:?}");
     let lines = hooks_ran(&w, 3).await;
     assert_eq!(lines[2], format!("removed {CLONE} 127.0.0.1 demo:web "));
     assert!(

@@ -125,6 +125,29 @@ fn the_choice_is_the_least_slack_within_the_bound_and_on_the_front() {
     assert_eq!(names[3], format!("hpa {}%", r.hpa_target));
     assert_eq!(names[4..], ["mollymawk", "oracle"]);
     assert_eq!(r.recommended(), best.policy);
+    // A shadow-mode group keeps its shadow unless the forecast is recommended.
+    let shadow = Policy {
+        predictive_shadow: true,
+        ..p.clone()
+    };
+    let r2 = tune::tune(&t, &name, &shadow, &s, &|_, _| {});
+    let rec = r2.recommended();
+    assert_eq!(rec.predictive_shadow, !rec.predictive);
+    let written: Vec<String> = tune::keys(&rec)
+        .iter()
+        .map(|(k, v)| format!("{k} = {v}"))
+        .collect();
+    assert!(
+        written.contains(
+            &(if rec.predictive {
+                "predictive = true"
+            } else {
+                "predictive = \"shadow\""
+            })
+            .to_string()
+        ),
+        "{written:?}"
+    );
     assert_eq!(best.policy.predictive, r.forecast);
     // The forecast was tried on the training front, and competed on its terms.
     assert!(r.candidates.iter().any(|c| c.policy.predictive));
@@ -351,6 +374,16 @@ fn a_horizontal_container_group_is_tuned_in_its_own_table() {
     }
     let before = Config::load(&config).unwrap();
     let tuned = Config::load(&out_path).unwrap();
+    let validate = Command::new(env!("CARGO_BIN_EXE_albatross-autoscale"))
+        .arg("validate")
+        .arg(&out_path)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&validate.stdout).ends_with(": ok, 0 group(s), 2 container(s)\n"),
+        "{}",
+        String::from_utf8_lossy(&validate.stdout)
+    );
     // The vertical container is untouched; the horizontal one has the tuned keys
     // (and keeps its own, such as its boot time and its comment).
     assert_eq!(tuned.lxc[0], before.lxc[0]);

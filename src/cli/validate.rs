@@ -15,7 +15,16 @@ pub struct Args {
 /// Run `validate`: exit 0 and a summary if the file is good, else the problems.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let c = Config::load(&args.config)?;
-    println!("{}: ok, {} group(s)", args.config.display(), c.groups.len());
+    if c.lxc.is_empty() {
+        println!("{}: ok, {} group(s)", args.config.display(), c.groups.len());
+    } else {
+        println!(
+            "{}: ok, {} group(s), {} container(s)",
+            args.config.display(),
+            c.groups.len(),
+            c.lxc.len()
+        );
+    }
     for g in &c.groups {
         let p = &g.policy;
         println!(

@@ -84,9 +84,15 @@ pub struct Tuned {
 }
 
 impl Tuned {
-    /// The recommended policy.
+    /// The recommended policy. One that does not forecast keeps the current
+    /// policy's shadow mode (`predictive = "shadow"`): the forecast stays
+    /// measured and logged.
     pub fn recommended(&self) -> Policy {
-        self.candidates[self.best].policy.clone()
+        let p = &self.candidates[self.best].policy;
+        Policy {
+            predictive_shadow: !p.predictive && self.candidates[0].policy.predictive_shadow,
+            ..p.clone()
+        }
     }
 
     /// An out-of-sample run by name.
@@ -120,7 +126,13 @@ pub fn keys(p: &Policy) -> Vec<(&'static str, toml::Value)> {
     k.extend([
         ("scale_up_cooldown", dur(p.scale_up_cooldown)),
         ("scale_down_cooldown", dur(p.scale_down_cooldown)),
-        ("predictive", toml::Value::Boolean(p.predictive)),
+        (
+            "predictive",
+            match (p.predictive, p.predictive_shadow) {
+                (false, true) => toml::Value::String("shadow".into()),
+                (on, _) => toml::Value::Boolean(on),
+            },
+        ),
     ]);
     k
 }
