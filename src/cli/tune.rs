@@ -127,15 +127,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ),
     };
     let terminal = std::io::stderr().is_terminal();
+    // Runs and fits; the total is an estimate until the training front is known.
     let progress = |done: usize, total: usize| {
-        if terminal && (done.is_multiple_of(10) || done == total) {
-            let _ = write!(std::io::stderr(), "\rtune: {done}/{total} simulated");
-            if done == total {
-                let _ = writeln!(std::io::stderr());
-            }
+        if terminal && done.is_multiple_of(5) {
+            let filled = (done * 30 / total.max(1)).min(30);
+            let _ = write!(
+                std::io::stderr(),
+                "\rtune [{}{}] {done}/~{total} runs and fits",
+                "#".repeat(filled),
+                ".".repeat(30 - filled)
+            );
         }
     };
     let t = tune::tune(&trace, &primary, &current, &settings, &progress);
+    if terminal {
+        let _ = writeln!(std::io::stderr(), "\rtune [{}] done{}", "#".repeat(30), " ".repeat(24));
+    }
     let best = &t.candidates[t.best];
     let mut out = String::new();
     let train_pct = args.train * 100.0;
