@@ -33,6 +33,7 @@ fn settings(jobs: usize, seed: u64) -> Settings {
         seed,
         jobs,
         rule: None,
+        seasonal: true,
     }
 }
 
@@ -368,6 +369,11 @@ fn a_horizontal_container_group_is_tuned_in_its_own_table() {
             String::from_utf8_lossy(&out.stderr)
         );
         assert!(
+            stdout.contains("# [[lxc]]: the daemon fits no seasonal forecast for containers"),
+            "{stdout}"
+        );
+        assert!(!stdout.contains("hint:"), "{stdout}");
+        assert!(
             stdout.contains("## recommended keys ([[lxc]] vmid = 102)"),
             "{stdout}"
         );
@@ -464,5 +470,94 @@ fn a_month_fitted_on_its_first_half_is_told_the_weekly_season_needs_more() {
     // Fitted on 0.8, the training part has them: no hint.
     let out = tune_on(&trace, &config, &["--samples", "2", "--train", "0.8"]);
     assert!(!String::from_utf8_lossy(&out.stdout).contains("hint:"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn inline_tables_are_tuned_in_place_and_ambiguous_names_refused() {
+    let dir = std::env::temp_dir().join(format!("tune-inline-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let step = fixture("step.csv");
+    // The loader takes inline tables; so does --output.
+    let config = dir.join("inline.toml");
+    std::fs::write(
+        &config,
+        "policy = { max_instances = 12, max_actions_per_hour = 12 }\n\
+         group = [{ primary = \"a:one\" }, { primary = \"a:two\", scale_up_ticks = 3 }]\n",
+    )
+    .unwrap();
+    let out_path = dir.join("tuned.toml");
+    let out = tune_on(
+        &step,
+        &config,
+        &[
+            "--group",
+            "A:Two",
+            "--samples",
+            "5",
+            "--max-under",
+            "5%",
+            "--output",
+            out_path.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let before = Config::load(&config).unwrap();
+    let tuned = Config::load(&out_path).unwrap();
+    assert_eq!(tuned.groups[0].policy, before.groups[0].policy);
+    let text = std::fs::read_to_string(&out_path).unwrap();
+    assert!(
+        text.contains("group = [{ primary = \"a:one\" }, { primary = \"a:two\""),
+        "{text}"
+    );
+    let p = &tuned.groups[1].policy;
+    for (k, v) in tune::keys(p) {
+        assert!(text.contains(&format!("{k} = {v}")), "{k} = {v} in {text}");
+    }
+    // A container labelled like a group's primary, and a name that is a vmid.
+    let lxc = lxc_config(&dir);
+    let mut text = std::fs::read_to_string(&lxc).unwrap();
+    text.push_str("\n[[group]]\nprimary = \"lxc:web\"\n\n[[lxc]]\nvmid = 103\nname = \"102\"\nmode = \"horizontal\"\n");
+    std::fs::write(&lxc, text).unwrap();
+    for (group, want) in [
+        (
+            "lxc:web",
+            "--group lxc:web is ambiguous: it names [[group]] primary = \"lxc:web\" and [[lxc]] vmid = 102 (lxc:web)",
+        ),
+        (
+            "102",
+            "--group 102 is ambiguous: it names [[lxc]] vmid = 102 (lxc:web) and [[lxc]] vmid = 103 (lxc:102)",
+        ),
+    ] {
+        let out = tune_on(&step, &lxc, &["--group", group, "--samples", "2"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(want),
+            "{group}: {err}"
+        );
+    }
+    // Shadow mode on a container is allowed but does nothing: validate says so.
+    let mut text = std::fs::read_to_string(lxc_config(&dir)).unwrap();
+    text.push_str("predictive = \"shadow\"\n");
+    let shadow = dir.join("shadow.toml");
+    std::fs::write(&shadow, text).unwrap();
+    let v = Command::new(env!("CARGO_BIN_EXE_albatross-autoscale"))
+        .arg("validate")
+        .arg(&shadow)
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&v.stdout),
+        String::from_utf8_lossy(&v.stderr)
+    );
+    assert!(
+        all.contains("lxc 102 (lxc:web): predictive = \"shadow\" does nothing for containers"),
+        "{all}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }

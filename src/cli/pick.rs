@@ -43,7 +43,7 @@ impl Picked {
 
 /// The group of `config` named `want`, else its first `[[group]]`, else its first
 /// horizontal `[[lxc]]`, else `[policy]` (or the defaults) for a group named
-/// `sim:app`.
+/// `sim:app`. A `want` that names more than one is refused, naming them.
 pub fn pick(config: Option<(&Path, &Config)>, want: Option<&str>) -> anyhow::Result<Picked> {
     let fallback = || Name::parse("sim:app").expect("a valid name");
     let Some((path, c)) = config else {
@@ -71,16 +71,39 @@ pub fn pick(config: Option<(&Path, &Config)>, want: Option<&str>) -> anyhow::Res
             section: Section::Policy,
         });
     };
-    if let Some(i) = c.groups.iter().position(|g| g.primary.to_string() == want) {
-        return Ok(group(i));
-    }
-    let is = |l: &crate::config::proxmox::Lxc| {
-        l.name.to_string() == want
-            || l.name.label.as_deref() == Some(want)
-            || l.vmid.to_string() == want
-    };
-    if let Some(i) = c.lxc.iter().position(is) {
-        return lxc(path, c, i, want);
+    // As names are written anywhere else: case and a root marker do not matter.
+    let as_name = Name::parse(want).ok();
+    let as_label = crate::name::label(want).ok();
+    let groups: Vec<usize> = (0..c.groups.len())
+        .filter(|&i| as_name.as_ref() == Some(&c.groups[i].primary))
+        .collect();
+    let lxcs: Vec<usize> = (0..c.lxc.len())
+        .filter(|&i| {
+            let l = &c.lxc[i];
+            as_name.as_ref() == Some(&l.name)
+                || (as_label.is_some() && l.name.label == as_label)
+                || l.vmid.to_string() == want
+        })
+        .collect();
+    match (groups.as_slice(), lxcs.as_slice()) {
+        ([i], []) => return Ok(group(*i)),
+        ([], [i]) => return lxc(path, c, *i, want),
+        ([], []) => {}
+        _ => {
+            let mut all: Vec<String> = groups
+                .iter()
+                .map(|&i| format!("[[group]] primary = \"{}\"", c.groups[i].primary))
+                .collect();
+            all.extend(
+                lxcs.iter()
+                    .map(|&i| format!("[[lxc]] vmid = {} ({})", c.lxc[i].vmid, c.lxc[i].name)),
+            );
+            bail!(
+                "{}: --group {want} is ambiguous: it names {}; give the full name (`lxc:NAME` for a container) or, for a container, its vmid",
+                path.display(),
+                all.join(" and ")
+            );
+        }
     }
     let mut known: Vec<String> = c.groups.iter().map(|g| g.primary.to_string()).collect();
     known.extend(

@@ -9,8 +9,6 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::config::Config;
-use crate::core::Policy;
-use crate::name::Name;
 use crate::sim::simulate::{self, Spec};
 use crate::sim::trace::{self, Shape};
 use crate::sim::{metrics, plot};
@@ -79,7 +77,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         super::stdout_result(std::io::stdout().lock().write_all(csv.as_bytes()))?;
         return Ok(ExitCode::SUCCESS);
     }
-    let (primary, policy) = group_policy(&args)?;
+    let picked = group_of(&args)?;
+    let (primary, policy) = (&picked.name, &picked.policy);
+    // The daemon fits seasonal forecasts for albatross groups only.
+    let fitting = match picked.section {
+        super::pick::Section::Lxc(_) => simulate::Fitting::Off,
+        _ => simulate::Fitting::Live,
+    };
     let path = args.trace.as_deref().context("--trace is required")?;
     let trace = trace::load(path, policy.sample_interval)?;
     let names: Vec<String> = if args.policies.is_empty() {
@@ -89,9 +93,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let mut runs = Vec::new();
     for name in &names {
-        let spec = Spec::named_with(name, &policy, args.hpa_target, args.hpa_stabilization)
+        let spec = Spec::named_with(name, policy, args.hpa_target, args.hpa_stabilization)
             .context("unknown policy")?;
-        runs.push(simulate::run(&trace, &primary, &policy, &spec, args.seed));
+        runs.push(simulate::run_from(
+            &trace, primary, policy, &spec, args.seed, 0, fitting,
+        ));
     }
     if args.explain {
         let mut err = std::io::stderr().lock();
@@ -139,18 +145,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The group simulated and its policy: `--group`, else the first [[group]], else
-/// the first horizontal [[lxc]], else `[policy]` (or the defaults) for `sim:app`.
-fn group_policy(args: &Args) -> anyhow::Result<(Name, Policy)> {
-    group_of(args.config.as_deref(), args.group.as_deref())
-}
-
-/// The group of `config` named `group` and its policy (shared with `tune`).
-pub fn group_of(
-    config: Option<&std::path::Path>,
-    group: Option<&str>,
-) -> anyhow::Result<(Name, Policy)> {
-    let loaded = config.map(Config::load).transpose()?;
-    let p = super::pick::pick(config.zip(loaded.as_ref()), group)?;
-    Ok((p.name, p.policy))
+/// The group simulated: `--group`, else the first [[group]], else the first
+/// horizontal [[lxc]], else `[policy]` (or the defaults) for `sim:app`.
+fn group_of(args: &Args) -> anyhow::Result<super::pick::Picked> {
+    let loaded = args.config.as_deref().map(Config::load).transpose()?;
+    super::pick::pick(
+        args.config.as_deref().zip(loaded.as_ref()),
+        args.group.as_deref(),
+    )
 }

@@ -117,6 +117,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         max_under: args.max_under,
         samples: usize::try_from(args.samples).unwrap_or(usize::MAX),
         seed: args.seed,
+        seasonal: !matches!(picked.section, Section::Lxc(_)),
         rule: args.rule.as_deref().map(|r| match r {
             "target" => crate::core::Rule::Target,
             _ => crate::core::Rule::Thresholds,
@@ -141,7 +142,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let t = tune::tune(&trace, &primary, &current, &settings, &progress);
     if terminal {
-        let _ = writeln!(std::io::stderr(), "\rtune [{}] done{}", "#".repeat(30), " ".repeat(24));
+        let _ = writeln!(
+            std::io::stderr(),
+            "\rtune [{}] done{}",
+            "#".repeat(30),
+            " ".repeat(24)
+        );
     }
     let best = &t.candidates[t.best];
     let mut out = String::new();
@@ -153,6 +159,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         args.seed,
         t.split_ms as f64 / 3_600_000.0
     ));
+    if !settings.seasonal {
+        out.push_str("# [[lxc]]: the daemon fits no seasonal forecast for containers; predictive = true acts on Holt's (level + trend) forecast only, and so do these runs\n");
+    }
     if args.max_under == Bound::Current {
         out.push_str(&format!(
             "# --max-under current: at most {:.2}% under-provisioned time on the training part (the current configuration's)\n",
@@ -178,7 +187,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         tune::summary(&current),
         tune::summary(&recommended)
     ));
-    out.push_str(&verdict(&t, &best.train, trace.duration_ms()));
+    out.push_str(&verdict(
+        &t,
+        &best.train,
+        trace.duration_ms(),
+        settings.seasonal,
+    ));
     out.push_str("\n## Pareto front (training part)\n");
     out.push_str(&format!(
         "{:>8} {:>7} {:>9}  {}\n",
@@ -222,7 +236,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// What the out-of-sample rows say, in words: the tuned keys against the current
 /// ones, whether the forecast was kept, and the clairvoyant floor.
-fn verdict(t: &tune::Tuned, train: &metrics::Metrics, trace_ms: u64) -> String {
+fn verdict(t: &tune::Tuned, train: &metrics::Metrics, trace_ms: u64, seasonal: bool) -> String {
     let pct = |m: &metrics::Metrics| {
         (
             m.slack * 100.0,
@@ -251,7 +265,12 @@ fn verdict(t: &tune::Tuned, train: &metrics::Metrics, trace_ms: u64) -> String {
     }
     let (os, ou, _) = pct(&t.forecast_train);
     let (ts, tu, _) = pct(train);
-    let tried = t.candidates.iter().filter(|c| c.policy.predictive).count();
+    let tried = t
+        .candidates
+        .iter()
+        .skip(1)
+        .filter(|c| c.policy.predictive)
+        .count();
     s.push_str(&if t.forecast {
         format!(
             "forecast: the choice forecasts (predictive = true): on the training part {tu:.2}% under-provisioned at {ts:.1}% slack, {ou:.2}% at {os:.1}% without\n"
@@ -281,7 +300,7 @@ fn verdict(t: &tune::Tuned, train: &metrics::Metrics, trace_ms: u64) -> String {
     // training part see it at work.
     let (fortnight, enough) = (15 * 86_400_000u64, 22 * 86_400_000u64);
     let share = enough as f64 / trace_ms.max(1) as f64;
-    if !t.forecast && t.split_ms < fortnight && share <= 0.9 {
+    if seasonal && !t.forecast && t.split_ms < fortnight && share <= 0.9 {
         s.push_str(&format!(
             "hint: the training part is shorter than the two weeks (and a day) the weekly season needs before its error is measured; --train {:.2} fits on {} days, a week of them with it\n",
             (share * 100.0).ceil() / 100.0,
@@ -305,7 +324,7 @@ pub fn config_with(
     section: Section,
     policy: &Policy,
 ) -> anyhow::Result<String> {
-    use toml_edit::{DocumentMut, Item, Table};
+    use toml_edit::{DocumentMut, Item, Table, TableLike};
     let mut doc = match config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -320,19 +339,23 @@ pub fn config_with(
         Section::Lxc(i) => ("lxc", Some(i)),
         Section::Policy => ("policy", None),
     };
-    let table: &mut Table = match index {
-        Some(i) => doc
-            .get_mut(key)
-            .and_then(Item::as_array_of_tables_mut)
-            .and_then(|a| a.get_mut(i))
-            .with_context(|| {
-                format!("[[{key}]] {i}: not a table of an array of tables ([[{key}]]) in the file")
-            })?,
+    // `[[group]]` tables or an inline array (`group = [{ ... }]`); `[policy]` or
+    // `policy = { ... }`: the loader takes both, so must this.
+    let table: &mut dyn TableLike = match index {
+        Some(i) => match doc.get_mut(key) {
+            Some(Item::ArrayOfTables(a)) => a.get_mut(i).map(|t| t as &mut dyn TableLike),
+            Some(Item::Value(toml_edit::Value::Array(a))) => a
+                .get_mut(i)
+                .and_then(toml_edit::Value::as_inline_table_mut)
+                .map(|t| t as &mut dyn TableLike),
+            _ => None,
+        }
+        .with_context(|| format!("{key} entry {}: not a table in the file", i + 1))?,
         None => doc
             .entry("policy")
             .or_insert_with(|| Item::Table(Table::new()))
-            .as_table_mut()
-            .context("[policy] is not a table")?,
+            .as_table_like_mut()
+            .context("policy: not a table in the file")?,
     };
     for (k, v) in tune::keys(policy) {
         let v: toml_edit::Value = match v {

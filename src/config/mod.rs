@@ -156,6 +156,14 @@ impl Config {
             }
         }
         pools::warnings(&self.groups, &mut w);
+        for l in &self.lxc {
+            if l.policy.predictive_shadow && l.mode.clones() {
+                w.push(format!(
+                    "lxc {} ({}): predictive = \"shadow\" does nothing for containers: the seasonal forecast is fitted for albatross [[group]]s only (predictive = true acts on Holt's level + trend forecast)",
+                    l.vmid, l.name
+                ));
+            }
+        }
         for g in &self.groups {
             let p = &g.policy;
             let first_check = p.sample_interval * 2;

@@ -70,6 +70,22 @@ impl Refit {
 pub struct Fits {
     /// When each fit is handed over (ms) and the fit.
     fits: Vec<(u64, Arc<Forecast>)>,
+    /// The grid they were made on: a run on another grid fits its own.
+    dt: u64,
+    /// The policy's `forecast_refit` (ms), for the same reason.
+    every_ms: u64,
+}
+
+/// Where a run's seasonal fits come from.
+#[derive(Debug, Clone, Copy)]
+pub enum Fitting<'a> {
+    /// Fitted as the run goes (`simulate`, as the daemon does).
+    Live,
+    /// Made beforehand for this trace (`tune`'s candidates).
+    Shared(&'a Fits),
+    /// None: the daemon fits none for this group (`[[lxc]]` containers), so a
+    /// forecasting policy has Holt's forecast only.
+    Off,
 }
 
 impl Fits {
@@ -102,7 +118,11 @@ impl Fits {
             done();
             (t, Arc::new(f))
         });
-        Some(Self { fits })
+        Some(Self {
+            fits,
+            dt: dt.max(1),
+            every_ms: r.every_ms,
+        })
     }
 
     /// Fits made.
@@ -127,16 +147,20 @@ pub enum Source<'a> {
 }
 
 impl<'a> Source<'a> {
-    /// For a run of `policy`: `None` unless it forecasts seasonally.
-    pub fn new(policy: &Policy, shared: Option<&'a Fits>) -> Option<Self> {
+    /// For a run of `policy` on a `dt` grid: `None` unless it forecasts
+    /// seasonally. Shared fits of another grid or refit period are not used.
+    pub fn new(policy: &Policy, fitting: Fitting<'a>, dt: u64) -> Option<Self> {
         let live = Refit::new(policy)?;
-        Some(match shared {
-            Some(fits) => Self::Shared {
-                fits,
-                next: 0,
-                mapes: Vec::new(),
-            },
-            None => Self::Live(live),
+        Some(match fitting {
+            Fitting::Off => return None,
+            Fitting::Shared(fits) if fits.dt == dt.max(1) && fits.every_ms == live.every_ms => {
+                Self::Shared {
+                    fits,
+                    next: 0,
+                    mapes: Vec::new(),
+                }
+            }
+            _ => Self::Live(live),
         })
     }
 
@@ -152,15 +176,17 @@ impl<'a> Source<'a> {
         match self {
             Self::Live(r) => r.due(t),
             Self::Shared { fits, next, mapes } => {
-                let (at, f) = fits.fits.get(*next)?;
-                if *at > t {
-                    return None;
+                // The newest fit due by now (one per step on the grid they were
+                // made on; this also holds if steps were skipped).
+                let mut newest = None;
+                while let Some((at, f)) = fits.fits.get(*next).filter(|(at, _)| *at <= t) {
+                    *next += 1;
+                    if let Some(m) = f.mape_hundredths {
+                        mapes.push((*at, f64::from(m) / 100.0));
+                    }
+                    newest = Some(f.clone());
                 }
-                *next += 1;
-                if let Some(m) = f.mape_hundredths {
-                    mapes.push((t, f64::from(m) / 100.0));
-                }
-                Some(f.clone())
+                newest
             }
         }
     }

@@ -22,6 +22,7 @@ use crate::name::Name;
 
 use super::baselines::{Hpa, Mollymawk, View};
 use super::metrics::{Meter, Metrics};
+pub use super::seasonal::Fitting;
 use super::trace::{Rng, Trace, gcd};
 
 /// Which controller scales the group.
@@ -210,14 +211,14 @@ pub fn grid_ms(trace: &Trace, policy: &Policy) -> u64 {
 /// Simulate `trace` for group `primary` under `policy` (bounds, vCPUs, cadence,
 /// boot time, clone names), scaled by `spec`.
 pub fn run(trace: &Trace, primary: &Name, policy: &Policy, spec: &Spec, seed: u64) -> Run {
-    run_from(trace, primary, policy, spec, seed, 0, None)
+    run_from(trace, primary, policy, spec, seed, 0, Fitting::Live)
 }
 
 /// [`run`] over the whole trace, measured (metrics, series, events) from
 /// `from_ms` on only: the controller starts from the state the earlier part left
 /// (out-of-sample figures of `tune`). Series times count from `from_ms`. `fits`:
 /// seasonal fits made beforehand (`tune`: one set for all of its candidates), of
-/// this trace and `forecast_refit`; `None` fits as the run goes.
+/// this trace's grid and `forecast_refit`; see [`Fitting`].
 pub fn run_from(
     trace: &Trace,
     primary: &Name,
@@ -225,7 +226,7 @@ pub fn run_from(
     spec: &Spec,
     seed: u64,
     from_ms: u64,
-    fits: Option<&super::seasonal::Fits>,
+    fitting: Fitting<'_>,
 ) -> Run {
     if spec.kind == Kind::Oracle {
         return super::oracle::run(trace, policy, &spec.name, from_ms);
@@ -249,7 +250,7 @@ pub fn run_from(
     let mut t = 0u64;
     // The seasonal forecast, refitted from the trace's past (engine policies only).
     let mut refit = match &spec.kind {
-        Kind::Engine(p) => super::seasonal::Source::new(p, fits),
+        Kind::Engine(p) => super::seasonal::Source::new(p, fitting, dt),
         _ => None,
     };
     while t < end {

@@ -16,7 +16,7 @@ use crate::name::Name;
 use super::baselines::Hpa;
 use super::metrics::Metrics;
 use super::seasonal::Fits;
-use super::simulate::{self, Kind, Run, Spec, grid_ms};
+use super::simulate::{self, Fitting, Kind, Run, Spec, grid_ms};
 use super::trace::{Rng, Trace};
 
 /// What to search for.
@@ -33,6 +33,9 @@ pub struct Settings {
     pub jobs: usize,
     /// Search this rule only (`None`: both).
     pub rule: Option<Rule>,
+    /// Whether the daemon fits seasonal forecasts for this group (not for
+    /// `[[lxc]]` containers: forecasting candidates then have Holt's only).
+    pub seasonal: bool,
 }
 
 /// The most under-provisioned time a candidate may have on the training part.
@@ -255,7 +258,7 @@ struct Runs<'a> {
     seed: u64,
     from_ms: u64,
     jobs: usize,
-    fits: Option<&'a Fits>,
+    fitting: Fitting<'a>,
 }
 
 impl Runs<'_> {
@@ -273,7 +276,7 @@ impl Runs<'_> {
                 spec,
                 self.seed,
                 self.from_ms,
-                self.fits,
+                self.fitting,
             );
             done();
             r
@@ -357,19 +360,24 @@ pub fn tune(
             .max(n);
         progress(n, t);
     };
-    let on = |trace, from_ms, fits| Runs {
+    let on = |trace, from_ms, fitting| Runs {
         trace,
         primary,
         base: current,
         seed: s.seed,
         from_ms,
         jobs: s.jobs,
-        fits,
+        fitting,
     };
-    let mut ms = on(&head, 0, None).metrics(&specs, &done);
+    let mut ms = on(&head, 0, Fitting::Off).metrics(&specs, &done);
     let hpa_ms = ms.split_off(policies.len());
-    let fits = Fits::new(trace, current, grid_ms(trace, current), s.jobs, &done);
-    let fits = fits.as_ref();
+    // Made on the training part's grid (the out-of-sample runs, on the whole
+    // trace's, use them too when the grids agree, as they do for regular rows).
+    let fits = s
+        .seasonal
+        .then(|| Fits::new(trace, current, grid_ms(&head, current), s.jobs, &done))
+        .flatten();
+    let fitting = fits.as_ref().map_or(Fitting::Off, Fitting::Shared);
     // The training front again, forecasting.
     let mut candidates: Vec<Candidate> = policies
         .into_iter()
@@ -382,7 +390,7 @@ pub fn tune(
         .map(|i| forecast(&candidates[i].policy, true))
         .collect();
     let specs: Vec<Spec> = forecasting.iter().map(engine).collect();
-    let fc_ms = on(&head, 0, fits).metrics(&specs, &done);
+    let fc_ms = on(&head, 0, fitting).metrics(&specs, &done);
     candidates.extend(
         forecasting
             .into_iter()
@@ -405,7 +413,7 @@ pub fn tune(
         .find(|c| c.policy == other)
         .map(|c| c.train.clone())
         .unwrap_or_else(|| {
-            let m = simulate::run_from(&head, primary, &other, &engine(&other), s.seed, 0, fits)
+            let m = simulate::run_from(&head, primary, &other, &engine(&other), s.seed, 0, fitting)
                 .metrics;
             done();
             m
@@ -437,7 +445,7 @@ pub fn tune(
         named("mollymawk", Kind::Mollymawk),
         named("oracle", Kind::Oracle),
     ];
-    let test = on(trace, split_ms, fits).all(&test_specs, &done);
+    let test = on(trace, split_ms, fitting).all(&test_specs, &done);
     Tuned {
         candidates,
         best,

@@ -170,10 +170,15 @@ impl Group {
         if !p.predictive_shadow || p.predictive {
             return;
         }
-        let count = self.count();
+        // What would move it: more than the instances staying (not those
+        // draining) and than the measured desired count, within max_instances.
+        let staying = self.staying();
+        let most = p.max_instances;
         let would = self.seasonal_peak(now).and_then(|(peak, mape)| {
-            let needs = u32::try_from(peak.div_ceil(per.max(1))).unwrap_or(u32::MAX);
-            (needs > desired.max(count)).then_some((peak, mape, needs))
+            let needs = u32::try_from(peak.div_ceil(per.max(1)))
+                .unwrap_or(u32::MAX)
+                .min(most);
+            (needs > desired.max(staying)).then_some((peak, mape, needs))
         });
         if let Some((peak, mape, needs)) = would
             && !self.seasonal.target_breach
@@ -186,6 +191,12 @@ impl Group {
             self.note_shadow(now, peak, self.planned_vcpus(), trigger, mape);
         }
         self.seasonal.target_breach = would.is_some();
+    }
+
+    /// A measurement gap ends target tracking's shadow episode: the next breach
+    /// is noted again.
+    pub(super) fn end_shadow_target(&mut self) {
+        self.seasonal.target_breach = false;
     }
 
     /// What shadow mode would have done, for this evaluation's outputs.
@@ -436,9 +447,16 @@ mod tests {
             notes[0].1,
             "shadow: would scale_up now: the seasonal forecast peaks at 3.00 vCPU within 5m (boot_time + forecast_margin), needing 4 instance(s) at target_cpu_percent 75 % (desired now 2, 2 vCPU planned); error over the last day 5.00 %"
         );
-        // A peak the instances there already cover is no note.
-        let log = hour(p, curve(1.0, 1.4, 500), 50);
+        // A peak the instances there already cover is no note, nor one that
+        // would need more than max_instances allows.
+        let log = hour(p.clone(), curve(1.0, 1.4, 500), 50);
         assert!(shadow_notes(&log).is_empty());
+        let at_most_two = Policy {
+            max_instances: 2,
+            ..p
+        };
+        let log = hour(at_most_two, curve(1.0, 3.0, 500), 50);
+        assert!(shadow_notes(&log).is_empty(), "{:?}", shadow_notes(&log));
     }
 
     #[test]

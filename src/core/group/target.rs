@@ -37,8 +37,10 @@ impl Group {
             return;
         }
         let Some(avg) = avg else {
-            // Nothing measured: no recommendation (the window keeps what it had).
+            // Nothing measured: no recommendation (the window keeps what it had),
+            // and a shadow episode ends.
             self.target.last = None;
+            self.end_shadow_target();
             return;
         };
         // Demand = average × fresh vCPUs: the sum of what the fresh members use.
