@@ -590,3 +590,52 @@ fn no_policy_that_never_under_provisions_beats_the_clairvoyant_floor() {
     }
     assert!(compared >= 3, "only {compared} runs met all of the demand");
 }
+
+#[test]
+fn shared_seasonal_fits_decide_exactly_as_live_refits() {
+    use albatross_autoscale::sim::seasonal::Fits;
+    use albatross_autoscale::sim::simulate::Fitting;
+    // Three days of the weekly trace, refitted every 6 hours: fits from day 1,
+    // measured from day 2 (a trusted forecast can act on the third).
+    let t = load("weekly.csv").head(3 * 86_400_000);
+    let p = Policy {
+        rule: albatross_autoscale::core::Rule::Target,
+        predictive: true,
+        forecast_refit: std::time::Duration::from_secs(6 * 3600),
+        ..policy()
+    };
+    let spec = Spec::named("engine", &p).unwrap();
+    let live = simulate::run_from(&t, &primary(), &p, &spec, 1, 0, Fitting::Live);
+    let fits = Fits::new(&t, &p, simulate::grid_ms(&t, &p), 2, &|| {}).unwrap();
+    assert_eq!(fits.len(), 12);
+    let shared = simulate::run_from(&t, &primary(), &p, &spec, 1, 0, Fitting::Shared(&fits));
+    assert_eq!(live, shared);
+    // The forecast was trusted and counted (MAPE ~6 % on the third day).
+    assert!(
+        live.metrics.seasonal_ticks.unwrap_or(0) > 0,
+        "{:?}",
+        live.metrics
+    );
+    assert!(
+        live.metrics.forecast_mape_percent.is_some(),
+        "{:?}",
+        live.metrics
+    );
+    // Measured from the second half: the MAPE of the fits from there on only.
+    let from = 36 * 3_600_000;
+    let late = simulate::run_from(&t, &primary(), &p, &spec, 1, from, Fitting::Shared(&fits));
+    assert_eq!(
+        late,
+        simulate::run_from(&t, &primary(), &p, &spec, 1, from, Fitting::Live)
+    );
+    // Fits of another grid are not used: the run fits its own, the same way.
+    let other = Policy {
+        boot_time: std::time::Duration::from_secs(3),
+        ..p.clone()
+    };
+    let spec = Spec::named("engine", &other).unwrap();
+    assert_eq!(
+        simulate::run_from(&t, &primary(), &other, &spec, 1, 0, Fitting::Shared(&fits)),
+        simulate::run_from(&t, &primary(), &other, &spec, 1, 0, Fitting::Live)
+    );
+}
