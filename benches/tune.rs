@@ -82,7 +82,7 @@ fn forecasting_runs(c: &mut Criterion) {
     g.bench_function("shared", |b| {
         b.iter(|| {
             let dt = simulate::grid_ms(&trace, &policies[0]);
-            let fits = Fits::new(&trace, &policies[0], dt, 1, &|| {}).expect("fits");
+            let fits = Fits::new(&trace, &policies[0], dt, 1, &|| {});
             policies
                 .iter()
                 .map(|p| run(&trace, &name, p, Fitting::Shared(&fits)))

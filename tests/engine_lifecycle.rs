@@ -10,6 +10,9 @@ use albatross_autoscale::core::{
 };
 use albatross_autoscale::name::Name;
 
+mod common;
+use common::decisions;
+
 const IV: u64 = 10_000;
 
 fn n(s: &str) -> Name {
@@ -126,15 +129,6 @@ impl H {
         }
         panic!("no scale-up");
     }
-}
-
-fn decisions(out: &[Output]) -> Vec<Decision> {
-    out.iter()
-        .filter_map(|o| match o {
-            Output::Decision(d) => Some((**d).clone()),
-            _ => None,
-        })
-        .collect()
 }
 
 fn hooks(out: &[Output]) -> Vec<Hook> {

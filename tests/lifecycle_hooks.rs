@@ -298,9 +298,8 @@ async fn a_hanging_on_draining_is_killed_at_its_timeout_and_the_destroy_goes_ahe
 /// the kernel drops further SYNs) fails at `health_check_timeout`, naming it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_health_check_that_never_answers_fails_at_its_timeout() {
-    use albatross_autoscale::core::Timestamp;
-    use albatross_autoscale::core::lifecycle::{Hook, Hooks};
-    use albatross_autoscale::daemon::hooks::{self, HookJob};
+    use albatross_autoscale::core::lifecycle::Hooks;
+    use albatross_autoscale::daemon::hooks;
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let listener = socket.listen(1).unwrap();
@@ -332,18 +331,7 @@ async fn a_health_check_that_never_answers_fails_at_its_timeout() {
         health_check_timeout: Duration::from_secs(1),
         ..Hooks::default()
     };
-    let job = HookJob {
-        hook: Hook {
-            t: Timestamp(0),
-            group: Arc::new(Name::parse("demo:web").unwrap()),
-            vm: Arc::new(Name::parse(CLONE).unwrap()),
-            event: Event::Ready,
-            attempt: 1,
-        },
-        hooks: Arc::new(hooks),
-        address: Some(to.ip()),
-        notices: Default::default(),
-    };
+    let job = ready_job(hooks, to.ip());
     let started = tokio::time::Instant::now();
     let done = hooks::run(job).await;
     let took = started.elapsed();
@@ -358,14 +346,13 @@ async fn a_health_check_that_never_answers_fails_at_its_timeout() {
     drop(held);
 }
 
+/// The readiness step of the one clone, at `address`, with `hooks`.
 fn ready_job(
-    w: &World,
-    argv: Vec<String>,
-    notify: Option<&str>,
+    hooks: albatross_autoscale::core::lifecycle::Hooks,
+    address: std::net::IpAddr,
 ) -> albatross_autoscale::daemon::hooks::HookJob {
     use albatross_autoscale::core::Timestamp;
-    use albatross_autoscale::core::lifecycle::{Hook, HookCommand, Hooks};
-    let _ = w;
+    use albatross_autoscale::core::lifecycle::Hook;
     albatross_autoscale::daemon::hooks::HookJob {
         hook: Hook {
             t: Timestamp(0),
@@ -374,17 +361,27 @@ fn ready_job(
             event: Event::Ready,
             attempt: 1,
         },
-        hooks: Arc::new(Hooks {
-            on_ready: Some(HookCommand {
-                exec: Some(argv),
-                notify: notify.map(str::to_string),
-                timeout: Duration::from_secs(10),
-            }),
-            ..Hooks::default()
-        }),
-        address: Some("127.0.0.1".parse().unwrap()),
+        hooks: Arc::new(hooks),
+        address: Some(address),
         notices: Default::default(),
     }
+}
+
+/// The readiness step running `argv` as `on_ready` (telling `notify`), at 127.0.0.1.
+fn on_ready_job(
+    argv: Vec<String>,
+    notify: Option<&str>,
+) -> albatross_autoscale::daemon::hooks::HookJob {
+    use albatross_autoscale::core::lifecycle::{HookCommand, Hooks};
+    let hooks = Hooks {
+        on_ready: Some(HookCommand {
+            exec: Some(argv),
+            notify: notify.map(str::to_string),
+            timeout: Duration::from_secs(10),
+        }),
+        ..Hooks::default()
+    };
+    ready_job(hooks, "127.0.0.1".parse().unwrap())
 }
 
 /// A hook that writes much to stderr is not killed by a closed pipe; one that
@@ -399,7 +396,7 @@ async fn hooks_run_with_their_own_environment_and_stderr_is_bounded() {
         "chatty",
         "head -c 200000 /dev/zero | tr '\\\\0' x >&2\nexit 0",
     );
-    let done = hooks::run(ready_job(&w, vec![chatty.display().to_string()], None)).await;
+    let done = hooks::run(on_ready_job(vec![chatty.display().to_string()], None)).await;
     assert_eq!(done.outcome, Ok(()), "{:?}", done.runs);
 
     let failing = script(
@@ -407,7 +404,7 @@ async fn hooks_run_with_their_own_environment_and_stderr_is_bounded() {
         "failing",
         "echo \"no backend for $AA_INSTANCE\" >&2\nexit 3",
     );
-    let job = ready_job(&w, vec![failing.display().to_string()], Some("lb"));
+    let job = on_ready_job(vec![failing.display().to_string()], Some("lb"));
     let mut heard = job.notices.subscribe();
     let done = hooks::run(job).await;
     let err = done.outcome.unwrap_err();
@@ -424,7 +421,7 @@ async fn hooks_run_with_their_own_environment_and_stderr_is_bounded() {
         .collect();
     assert!(!ours.is_empty());
     let env = script(&w, "env", &format!("env > {}", q(&w.dir.join("env.txt"))));
-    let done = hooks::run(ready_job(&w, vec![env.display().to_string()], None)).await;
+    let done = hooks::run(on_ready_job(vec![env.display().to_string()], None)).await;
     assert_eq!(done.outcome, Ok(()));
     let seen = std::fs::read_to_string(w.dir.join("env.txt")).unwrap();
     for (k, v) in &ours {

@@ -606,7 +606,7 @@ fn shared_seasonal_fits_decide_exactly_as_live_refits() {
     };
     let spec = Spec::named("engine", &p).unwrap();
     let live = simulate::run_from(&t, &primary(), &p, &spec, 1, 0, Fitting::Live);
-    let fits = Fits::new(&t, &p, simulate::grid_ms(&t, &p), 2, &|| {}).unwrap();
+    let fits = Fits::new(&t, &p, simulate::grid_ms(&t, &p), 2, &|| {});
     assert_eq!(fits.len(), 12);
     let shared = simulate::run_from(&t, &primary(), &p, &spec, 1, 0, Fitting::Shared(&fits));
     assert_eq!(live, shared);

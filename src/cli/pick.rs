@@ -31,6 +31,12 @@ pub struct Picked {
 }
 
 impl Picked {
+    /// Whether the daemon fits seasonal forecasts for it: for albatross groups,
+    /// not for containers (their `predictive = true` is Holt's forecast alone).
+    pub fn seasonal(&self) -> bool {
+        !matches!(self.section, Section::Lxc(_))
+    }
+
     /// The section as the operator reads it, e.g. `[[lxc]] vmid = 101`.
     pub fn header(&self, config: Option<&Config>) -> String {
         match (self.section, config) {
@@ -39,6 +45,16 @@ impl Picked {
             _ => "[policy]".into(),
         }
     }
+}
+
+/// Load `config` (if given) and [`pick`] from it.
+pub fn load_and_pick(
+    config: Option<&Path>,
+    want: Option<&str>,
+) -> anyhow::Result<(Option<Config>, Picked)> {
+    let loaded = config.map(Config::load).transpose()?;
+    let picked = pick(config.zip(loaded.as_ref()), want)?;
+    Ok((loaded, picked))
 }
 
 /// The group of `config` named `want`, else its first `[[group]]`, else its first

@@ -8,7 +8,6 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::config::Config;
 use crate::sim::simulate::{self, Spec};
 use crate::sim::trace::{self, Shape};
 use crate::sim::{metrics, plot};
@@ -77,12 +76,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         super::stdout_result(std::io::stdout().lock().write_all(csv.as_bytes()))?;
         return Ok(ExitCode::SUCCESS);
     }
-    let picked = group_of(&args)?;
+    // `--group`, else the first [[group]], else the first horizontal [[lxc]],
+    // else `[policy]` (or the defaults) for `sim:app`.
+    let (_, picked) = super::pick::load_and_pick(args.config.as_deref(), args.group.as_deref())?;
     let (primary, policy) = (&picked.name, &picked.policy);
-    // The daemon fits seasonal forecasts for albatross groups only.
-    let fitting = match picked.section {
-        super::pick::Section::Lxc(_) => simulate::Fitting::Off,
-        _ => simulate::Fitting::Live,
+    let fitting = if picked.seasonal() {
+        simulate::Fitting::Live
+    } else {
+        simulate::Fitting::Off
     };
     let path = args.trace.as_deref().context("--trace is required")?;
     let trace = trace::load(path, policy.sample_interval)?;
@@ -143,14 +144,4 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         plot::svg(svg, &title, &runs)?;
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The group simulated: `--group`, else the first [[group]], else the first
-/// horizontal [[lxc]], else `[policy]` (or the defaults) for `sim:app`.
-fn group_of(args: &Args) -> anyhow::Result<super::pick::Picked> {
-    let loaded = args.config.as_deref().map(Config::load).transpose()?;
-    super::pick::pick(
-        args.config.as_deref().zip(loaded.as_ref()),
-        args.group.as_deref(),
-    )
 }

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 
-use super::pick::{Section, pick};
+use super::pick::{Section, load_and_pick};
 use crate::config::Config;
 use crate::core::Policy;
 use crate::sim::tune::{self, Bound, Settings};
@@ -96,15 +96,12 @@ fn parse_percent(s: &str) -> Result<f64, String> {
 
 /// Run `tune`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let loaded = args.config.as_deref().map(Config::load).transpose()?;
-    let picked = pick(
-        args.config.as_deref().zip(loaded.as_ref()),
-        args.group.as_deref(),
-    )?;
+    let (loaded, picked) = load_and_pick(args.config.as_deref(), args.group.as_deref())?;
     let (primary, current) = (picked.name.clone(), picked.policy.clone());
     let trace = trace::load(&args.trace, current.sample_interval)?;
     let split = (trace.duration_ms() as f64 * args.train).round() as u64;
-    if trace.head(split).t_ms.len() < 2 || trace.t_ms.len() - trace.head(split).t_ms.len() < 2 {
+    let before = trace.rows_before(split);
+    if before < 2 || trace.t_ms.len() - before < 2 {
         bail!(
             "{}: {} rows are too few to fit on {:.0}% and measure on the rest",
             args.trace.display(),
@@ -117,11 +114,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         max_under: args.max_under,
         samples: usize::try_from(args.samples).unwrap_or(usize::MAX),
         seed: args.seed,
-        seasonal: !matches!(picked.section, Section::Lxc(_)),
-        rule: args.rule.as_deref().map(|r| match r {
-            "target" => crate::core::Rule::Target,
-            _ => crate::core::Rule::Thresholds,
-        }),
+        seasonal: picked.seasonal(),
+        rule: args.rule.as_deref().and_then(crate::core::Rule::parse),
         jobs: args.jobs.map_or_else(
             || std::thread::available_parallelism().map_or(1, usize::from),
             |j| usize::try_from(j).unwrap_or(1),

@@ -297,10 +297,8 @@ pub(super) fn merge(mut p: Policy, f: &PolicyFile) -> Policy {
     set(&mut p.lifecycle.ready_timeout, f.ready_timeout);
     set(&mut p.lifecycle.drain_period, f.drain_period);
     super::hooks::merge(&mut p, &f.hook_keys());
-    match f.rule.as_deref() {
-        Some("thresholds") => p.rule = Rule::Thresholds,
-        Some("target") => p.rule = Rule::Target,
-        _ => {}
+    if let Some(r) = f.rule.as_deref().and_then(Rule::parse) {
+        p.rule = r;
     }
     set_u32(&mut p.target_cpu_percent, f.target_cpu_percent);
     if let Some(t) = f.tolerance.filter(|t| t.is_finite()) {
@@ -381,11 +379,7 @@ pub(super) fn check(
     if let Some(Err(e)) = here.clone_ipv4.as_deref().map(ClonePool::parse) {
         report(true, format!("clone_ipv4: {e}"));
     }
-    if let Some(v) = here
-        .rule
-        .as_deref()
-        .filter(|v| !["thresholds", "target"].contains(v))
-    {
+    if let Some(v) = here.rule.as_deref().filter(|v| Rule::parse(v).is_none()) {
         report(
             true,
             format!(

@@ -141,12 +141,19 @@ pub enum Rule {
 }
 
 impl Rule {
+    pub const ALL: [Self; 2] = [Self::Thresholds, Self::Target];
+
     /// The config value.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Thresholds => "thresholds",
             Self::Target => "target",
         }
+    }
+
+    /// From its config value.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
     }
 }
 

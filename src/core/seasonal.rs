@@ -54,10 +54,6 @@ pub enum Standing {
 }
 
 impl Standing {
-    pub fn trusted(self) -> bool {
-        matches!(self, Self::Trusted { .. })
-    }
-
     /// Short machine-readable name (the API's `status`).
     pub fn name(self) -> &'static str {
         match self {
@@ -253,7 +249,7 @@ mod tests {
                 mape_hundredths: 500
             }
         );
-        assert!(!c.standing(1_000, 4).trusted());
+        assert!(!matches!(c.standing(1_000, 4), Standing::Trusted { .. }));
         assert_eq!(c.standing(1_400, 10), Standing::Stale);
         c.mape_hundredths = None;
         assert_eq!(c.standing(1_000, 10).name(), "unmeasured");

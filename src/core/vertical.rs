@@ -294,10 +294,10 @@ impl Vertical {
 
     /// When a blocked action may become allowed.
     pub fn next_deadline(&self) -> Option<Timestamp> {
-        match (self.redecide_at, self.sched.due) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.redecide_at, self.sched.due]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     pub fn handle(mut self, now: Timestamp, input: Input) -> (Self, Vec<Output>) {

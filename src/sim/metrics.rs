@@ -99,6 +99,15 @@ impl Meter {
         self.actions += u64::from(n);
     }
 
+    /// The metrics so far, every instance-hour priced at `instance_cost_micros`
+    /// (every policy with the group's price, so the column compares them).
+    pub fn finish_priced(&self, instance_cost_micros: u64) -> Metrics {
+        let mut m = self.finish();
+        m.cost_per_hour = m.mean_instances * instance_cost_micros as f64 / 1e6;
+        m.cost = m.cost_per_hour * m.hours;
+        m
+    }
+
     /// The metrics so far.
     pub fn finish(&self) -> Metrics {
         let hours = self.total_ms as f64 / 3_600_000.0;

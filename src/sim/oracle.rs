@@ -69,12 +69,9 @@ pub fn run(trace: &Trace, policy: &Policy, name: &str, from_ms: u64) -> Run {
         meter.step(dt, demand[i], supply, capacity, exist);
         series.push((t - from_ms) as f64 / 1000.0, demand[i], supply);
     }
-    let mut metrics = meter.finish();
-    metrics.cost_per_hour = metrics.mean_instances * policy.instance_cost_micros as f64 / 1e6;
-    metrics.cost = metrics.cost_per_hour * metrics.hours;
     Run {
         name: name.to_string(),
-        metrics,
+        metrics: meter.finish_priced(policy.instance_cost_micros),
         series: series.points,
         events: Vec::new(),
     }

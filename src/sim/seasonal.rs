@@ -24,13 +24,27 @@ pub struct Refit {
 impl Refit {
     /// `None` unless the policy forecasts seasonally (`predictive` true or "shadow").
     pub fn new(policy: &Policy) -> Option<Self> {
-        (policy.predictive || policy.predictive_shadow).then(|| Self {
+        (policy.predictive || policy.predictive_shadow).then(|| Self::every(policy))
+    }
+
+    /// Refits every `forecast_refit` of `policy`, whether it forecasts or not.
+    fn every(policy: &Policy) -> Self {
+        Self {
             every_ms: crate::core::time::duration_ms(policy.forecast_refit).max(1),
             next_ms: 0,
             series: Vec::new(),
             acc: 0.0,
             mapes: Vec::new(),
-        })
+        }
+    }
+
+    /// Whether a fit is due at `t` (and the next one then scheduled).
+    fn take_due(&mut self, t: u64) -> bool {
+        if t < self.next_ms {
+            return false;
+        }
+        self.next_ms = t - t % self.every_ms + self.every_ms;
+        true
     }
 
     /// `demand` vCPUs were asked for over `[t, t + dt)` (the simulator's grid).
@@ -50,10 +64,9 @@ impl Refit {
 
     /// A fit of the past if one is due at `t`.
     pub fn due(&mut self, t: u64) -> Option<Arc<Forecast>> {
-        if t < self.next_ms {
+        if !self.take_due(t) {
             return None;
         }
-        self.next_ms = t - t % self.every_ms + self.every_ms;
         let end = self.series.len() as i64 * STEP_MS;
         let f = forecast::fit(&self.series, end);
         if let Some(m) = f.mape_hundredths {
@@ -89,24 +102,20 @@ pub enum Fitting<'a> {
 }
 
 impl Fits {
-    /// The fits of `policy`'s refit schedule over `trace` on a `dt` grid, made on
-    /// `jobs` threads; `None` if the policy does not forecast seasonally.
+    /// The fits of `policy`'s refit schedule (`forecast_refit`) over `trace` on a
+    /// `dt` grid, made on `jobs` threads.
     pub fn new(
         trace: &super::trace::Trace,
         policy: &Policy,
         dt: u64,
         jobs: usize,
         done: &(dyn Fn() + Sync),
-    ) -> Option<Self> {
-        let mut r = Refit::new(&Policy {
-            predictive: true,
-            ..policy.clone()
-        })?;
+    ) -> Self {
+        let mut r = Refit::every(policy);
         // The schedule: when a fit is due and how many steps it sees.
         let (mut due, mut cursor, mut t) = (Vec::new(), 0, 0);
         while t < trace.duration_ms() {
-            if t >= r.next_ms {
-                r.next_ms = t - t % r.every_ms + r.every_ms;
+            if r.take_due(t) {
                 due.push((t, r.series.len()));
             }
             r.observe(t, dt.max(1), trace.at(t, &mut cursor));
@@ -118,11 +127,11 @@ impl Fits {
             done();
             (t, Arc::new(f))
         });
-        Some(Self {
+        Self {
             fits,
             dt: dt.max(1),
             every_ms: r.every_ms,
-        })
+        }
     }
 
     /// Fits made.

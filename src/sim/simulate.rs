@@ -345,10 +345,7 @@ pub fn run_from(
         series.push((t - from_ms) as f64 / 1000.0, demand, supply);
         t += dt;
     }
-    let mut metrics = meter.finish();
-    // Every policy is priced with the group's price, so the column compares them.
-    metrics.cost_per_hour = metrics.mean_instances * policy.instance_cost_micros as f64 / 1e6;
-    metrics.cost = metrics.cost_per_hour * metrics.hours;
+    let mut metrics = meter.finish_priced(policy.instance_cost_micros);
     if let (Controller::Engine { engine, .. }, Kind::Engine(p)) = (&ctl, &spec.kind)
         && let Some(c) = engine.groups().first()
     {

@@ -64,9 +64,14 @@ impl Trace {
             .max(if self.t_ms.len() < 2 { 1_000 } else { 1 })
     }
 
+    /// How many rows come before `t_ms`.
+    pub fn rows_before(&self, t_ms: u64) -> usize {
+        self.t_ms.partition_point(|t| *t < t_ms)
+    }
+
     /// The rows before `t_ms` (the training part of `tune`).
     pub fn head(&self, t_ms: u64) -> Trace {
-        let n = self.t_ms.partition_point(|t| *t < t_ms);
+        let n = self.rows_before(t_ms);
         Trace {
             t_ms: self.t_ms[..n].to_vec(),
             demand: self.demand[..n].to_vec(),

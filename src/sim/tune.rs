@@ -57,8 +57,12 @@ pub struct Candidate {
 impl Candidate {
     /// Within `max_under` and the policy's action budget.
     pub fn feasible(&self, max_under: f64) -> bool {
-        self.train.under_provisioned_timeshare <= max_under
-            && self.train.actions_per_hour <= f64::from(self.policy.max_actions_per_hour)
+        self.train.under_provisioned_timeshare <= max_under && self.within_budget()
+    }
+
+    /// Within the policy's action budget on the training part.
+    pub fn within_budget(&self) -> bool {
+        self.train.actions_per_hour <= f64::from(self.policy.max_actions_per_hour)
     }
 }
 
@@ -375,8 +379,7 @@ pub fn tune(
     // trace's, use them too when the grids agree, as they do for regular rows).
     let fits = s
         .seasonal
-        .then(|| Fits::new(trace, current, grid_ms(&head, current), s.jobs, &done))
-        .flatten();
+        .then(|| Fits::new(trace, current, grid_ms(&head, current), s.jobs, &done));
     let fitting = fits.as_ref().map_or(Fitting::Off, Fitting::Shared);
     // The training front again, forecasting.
     let mut candidates: Vec<Candidate> = policies
@@ -398,8 +401,7 @@ pub fn tune(
             .map(|(policy, train)| Candidate { policy, train }),
     );
     let ms: Vec<Metrics> = candidates.iter().map(|c| c.train.clone()).collect();
-    let budget =
-        |i: usize| ms[i].actions_per_hour <= f64::from(candidates[i].policy.max_actions_per_hour);
+    let budget = |i: usize| candidates[i].within_budget();
     let max_under = match s.max_under {
         Bound::Share(v) => v,
         Bound::Current => ms[0].under_provisioned_timeshare,

@@ -308,10 +308,10 @@ impl Engine {
 
     /// The earliest time at which [`Input::Tick`] must be handled: O(1).
     pub fn next_deadline(&self) -> Option<Timestamp> {
-        match (self.queue.first(), self.gate.next_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.queue.first(), self.gate.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Advance the engine.

@@ -16,12 +16,12 @@ impl Group {
         }
         self.set_last_eval(now);
         self.redecide_at = None;
-        let (avg, fresh) = self.average(now);
+        let (avg, fresh, fresh_vcpus) = self.average(now);
         // Predictive hook (core::predict): may swap a lone outlier for the median
         // and flag a forecast breach; a no-op unless the policy enables it.
-        let (avg, predicted) = self.guard_and_forecast(now, avg);
+        let (avg, predicted) = self.guard_and_forecast(now, avg, fresh_vcpus);
         self.last_avg = avg;
-        self.track(now, avg);
+        self.track(now, avg, fresh_vcpus);
         match avg {
             Some(bp) if bp > self.policy.scale_up_threshold * 100 => {
                 self.high += 1;
@@ -84,8 +84,9 @@ impl Group {
                 .is_some_and(|t| t.plus(self.policy.death_timeout) > now)
     }
 
-    /// vCPU-weighted average share of the fresh members, and how many there were.
-    pub(super) fn average(&self, now: Timestamp) -> (Option<Bp>, u32) {
+    /// vCPU-weighted average share of the fresh members, how many there were, and
+    /// their vCPUs (average × vCPUs = the demand they serve).
+    pub(super) fn average(&self, now: Timestamp) -> (Option<Bp>, u32, u32) {
         let (mut sum, mut weight, mut n) = (0u64, 0u64, 0u32);
         for m in self.members.values() {
             if let (true, Some(bp)) = (self.is_fresh(m, now), m.bp) {
@@ -96,7 +97,7 @@ impl Group {
             }
         }
         let avg = (weight > 0).then(|| Bp::try_from(sum / weight).unwrap_or(cpu::FULL));
-        (avg, n)
+        (avg, n, u32::try_from(weight).unwrap_or(u32::MAX))
     }
 
     /// Instances counted against `max_instances`: everything that exists or is
@@ -137,12 +138,13 @@ impl Group {
         }
     }
 
-    pub(super) fn primary_state(&self) -> Option<MemberState> {
+    pub(super) fn primary_member(&self) -> Option<&Member> {
         // Members are in join order: the primary is nearly always first.
-        self.members
-            .values()
-            .find(|m| m.role == Role::Primary)
-            .map(|m| m.state)
+        self.members.values().find(|m| m.role == Role::Primary)
+    }
+
+    pub(super) fn primary_state(&self) -> Option<MemberState> {
+        self.primary_member().map(|m| m.state)
     }
 
     pub(super) fn decide(

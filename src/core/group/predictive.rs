@@ -92,6 +92,7 @@ impl Group {
         &mut self,
         now: Timestamp,
         avg: Option<Bp>,
+        fresh_vcpus: u32,
     ) -> (Option<Bp>, bool) {
         self.seasonal.last = None;
         let p = &self.policy;
@@ -100,26 +101,10 @@ impl Group {
             self.seasonal.breach = false;
             return (avg, false);
         };
-        // Same freshness rule as `average`: demand is average × fresh vCPUs, so
-        // it does not drop when a clone joins. Planned capacity counts clones
-        // being created: they serve by the time the forecast comes due.
-        let (mut fresh_w, mut planned_w) = (0u32, 0u32);
-        for m in self.members.values() {
-            let fresh = m.state == MemberState::Running
-                && now >= m.grace_until
-                && m.bp.is_some()
-                && m.last_seen.is_some_and(|t| t.plus(p.death_timeout) > now);
-            if fresh {
-                fresh_w += m.vcpus;
-            }
-            if matches!(
-                m.state,
-                MemberState::Running | MemberState::Creating(_) | MemberState::Booting(_)
-            ) {
-                planned_w += m.vcpus;
-            }
-        }
-        let fresh_w = fresh_w.max(1);
+        // Demand is average × fresh vCPUs (as `average` counted them), so it does
+        // not drop when a clone joins. Planned capacity counts clones being
+        // created: they serve by the time the forecast comes due.
+        let (fresh_w, planned_w) = (fresh_vcpus.max(1), self.planned_vcpus());
         let interval_ms = crate::core::time::duration_ms(p.sample_interval).max(1);
         let settings = predict::ForecastSettings {
             predictive: p.predictive,

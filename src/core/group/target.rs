@@ -31,7 +31,7 @@ pub(super) struct TargetState {
 impl Group {
     /// Compute the desired count from the average of this evaluation (after the
     /// anomaly guard) and file it in the window. A no-op under `rule = "thresholds"`.
-    pub(super) fn track(&mut self, now: Timestamp, avg: Option<Bp>) {
+    pub(super) fn track(&mut self, now: Timestamp, avg: Option<Bp>, fresh_vcpus: u32) {
         let p = &self.policy;
         if p.rule != Rule::Target {
             return;
@@ -44,19 +44,8 @@ impl Group {
             return;
         };
         // Demand = average × fresh vCPUs: the sum of what the fresh members use.
-        let weight: u64 = self
-            .members
-            .values()
-            .filter(|m| m.bp.is_some() && self.is_fresh(m, now))
-            .map(|m| u64::from(m.vcpus))
-            .sum();
-        let demand = u64::from(avg) * weight;
-        let vcpus = self
-            .members
-            .values()
-            .find(|m| m.role == Role::Primary)
-            .map_or(p.vcpus, |m| m.vcpus)
-            .max(1);
+        let demand = u64::from(avg) * u64::from(fresh_vcpus);
+        let vcpus = self.primary_member().map_or(p.vcpus, |m| m.vcpus).max(1);
         let target_bp = u64::from(p.target_cpu_percent.max(1)) * 100;
         let within =
             u64::from(avg).abs_diff(target_bp) * 1000 <= u64::from(p.tolerance_pm) * target_bp;
