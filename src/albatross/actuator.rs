@@ -292,14 +292,21 @@ impl AlbatrossActuator {
         let (cpus, pool) = self.rules_of(&d.group);
         // Addresses of clones still being created count as taken (pools of groups
         // on one endpoint do not overlap: the config refuses it).
+        // Chosen and recorded under one lock: two clones created at once (of
+        // two groups) never take the same address or the same free CPU.
         let (placed, creating) = {
-            let taken: Vec<std::net::Ipv4Addr> =
-                lock(&self.creating).values().filter_map(|c| c.1).collect();
+            let mut inflight = lock(&self.creating);
+            let taken: Vec<std::net::Ipv4Addr> = inflight.values().filter_map(|c| c.1).collect();
             let (argv, addr) = address::clone_argv(&config.argv, pool.as_ref(), &running, &taken)
                 .map_err(Failed::Permanent)?;
             config.argv = argv;
-            let placed = cpus == CloneCpus::Spread && self.place(&client, &running, &mut config);
-            let creating = Creating::new(&self.creating, &d.instance, &config.cpuids, addr);
+            let placed =
+                cpus == CloneCpus::Spread && place(&client, &running, &inflight, &mut config);
+            inflight.insert((*d.instance).clone(), (config.cpuids.clone(), addr));
+            let creating = Creating {
+                map: &self.creating,
+                name: (*d.instance).clone(),
+            };
             (placed, creating)
         };
         if let Some(policy) = client.policy() {
@@ -377,62 +384,46 @@ impl AlbatrossActuator {
     }
 }
 
-impl AlbatrossActuator {
-    /// Pin the clone to the least used CPU the policy allows (counted over the
-    /// path's unikernels and the clones being created), as mollymawk does: albatross
-    /// runs every unikernel under `taskset -c <cpuids>`, so a clone on the primary's
-    /// CPU shares it and adds nothing. `false` if it stays on the primary's CPU.
-    fn place(
-        &self,
-        client: &Client,
-        running: &[crate::wire::NamedUnikernelInfo],
-        config: &mut UnikernelConfig,
-    ) -> bool {
-        let Some(policy) = client.policy().filter(|p| !p.cpuids.is_empty()) else {
-            return false;
-        };
-        let mut load: HashMap<i64, usize> = policy.cpuids.iter().map(|&c| (c, 0)).collect();
-        let creating = lock(&self.creating);
-        let used = running
-            .iter()
-            .flat_map(|u| u.info.cpuids.iter())
-            .chain(creating.values().flat_map(|c| c.0.iter()));
-        for c in used {
-            if let Some(n) = load.get_mut(c) {
-                *n += 1;
-            }
+/// Pin the clone to the least used CPU the policy allows (counted over the path's
+/// unikernels and the clones being created), as mollymawk does: albatross runs
+/// every unikernel under `taskset -c <cpuids>`, so a clone on the primary's CPU
+/// shares it and adds nothing. `false` if it stays on the primary's CPU.
+fn place(
+    client: &Client,
+    running: &[crate::wire::NamedUnikernelInfo],
+    creating: &HashMap<Name, InFlight>,
+    config: &mut UnikernelConfig,
+) -> bool {
+    let Some(policy) = client.policy().filter(|p| !p.cpuids.is_empty()) else {
+        return false;
+    };
+    let mut load: HashMap<i64, usize> = policy.cpuids.iter().map(|&c| (c, 0)).collect();
+    let used = running
+        .iter()
+        .flat_map(|u| u.info.cpuids.iter())
+        .chain(creating.values().flat_map(|c| c.0.iter()));
+    for c in used {
+        if let Some(n) = load.get_mut(c) {
+            *n += 1;
         }
-        // Least used first; ties to the lowest id (stable placement).
-        let Some(best) = policy.cpuids.iter().min_by_key(|c| (load[c], **c)).copied() else {
-            return false;
-        };
-        let same = config.cpuids == [best];
-        config.cpuids = vec![best];
-        !same || load[&best] == 0
     }
+    // Least used first; ties to the lowest id (stable placement).
+    let Some(best) = policy.cpuids.iter().min_by_key(|c| (load[c], **c)).copied() else {
+        return false;
+    };
+    let same = config.cpuids == [best];
+    config.cpuids = vec![best];
+    !same || load[&best] == 0
 }
 
-/// A clone being created and its CPUs, counted by [`AlbatrossActuator::place`]
-/// until the create ends.
+/// A clone being created (its CPUs and address counted by [`place`] and the
+/// address choice) until the create ends: dropping it forgets the entry.
 struct Creating<'a> {
     map: &'a Mutex<HashMap<Name, InFlight>>,
     name: Name,
 }
 
-impl<'a> Creating<'a> {
-    fn new(
-        map: &'a Mutex<HashMap<Name, InFlight>>,
-        name: &Name,
-        cpuids: &[i64],
-        addr: Option<std::net::Ipv4Addr>,
-    ) -> Self {
-        lock(map).insert(name.clone(), (cpuids.to_vec(), addr));
-        Self {
-            map,
-            name: name.clone(),
-        }
-    }
-
+impl Creating<'_> {
     /// The address the clone is created with, if any.
     fn address(&self) -> Option<std::net::Ipv4Addr> {
         lock(self.map).get(&self.name).and_then(|c| c.1)
