@@ -7,7 +7,6 @@
 //! refuses an approval once the group was paused. The same harness serves the
 //! Proxmox status view (`GET /v1/containers`).
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,22 +18,20 @@ use albatross_autoscale::daemon::decision_log::DecisionLog;
 use albatross_autoscale::daemon::ownership::Ownership;
 use albatross_autoscale::daemon::runner::EngineHandle;
 use albatross_autoscale::daemon::{Actuator, Done, Event, Failed, Runner, RunnerSettings};
+use albatross_autoscale::http::Api;
 use albatross_autoscale::http::limit::ManualClock;
-use albatross_autoscale::http::{Api, router};
 use albatross_autoscale::name::Name;
 use albatross_autoscale::notify::Notices;
 use albatross_autoscale::proxmox::{self, RunOptions};
 use albatross_autoscale::sandbox::proxmox::{Ct, Fake, FakeServer};
 use albatross_autoscale::service::{Service, ServiceOptions};
-use axum::body::Body;
-use axum::extract::ConnectInfo;
-use axum::http::{Method, Request, StatusCode};
-use http_body_util::BodyExt;
+use axum::http::{Method, StatusCode};
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
+
+mod common;
 
 const SECRET: &str = "3f0c5a52-0000-4000-8000-000000000001";
 const TOKEN: &str = "autoscale@pve!scaler";
@@ -48,18 +45,7 @@ fn dir(name: &str) -> PathBuf {
 }
 
 async fn call(api: &Arc<Api>, method: Method, path: &str) -> (StatusCode, Value) {
-    let mut req = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("authorization", format!("Bearer {KEY}"))
-        .body(Body::empty())
-        .unwrap();
-    req.extensions_mut()
-        .insert(ConnectInfo(SocketAddr::from(([10, 0, 0, 1], 40000))));
-    let r = router(api.clone()).oneshot(req).await.unwrap();
-    let status = r.status();
-    let bytes = r.into_body().collect().await.unwrap().to_bytes();
-    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    let (status, text) = common::api::request(api, method, path, KEY).await;
     let v = if text.starts_with('{') {
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
     } else {

@@ -2,7 +2,6 @@
 //! daemon's refit task does, handed to the engine as an input, and shown by
 //! `GET /v1/groups/{name}/forecast` and the metrics.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -13,15 +12,13 @@ use albatross_autoscale::daemon::forecast::from_history;
 use albatross_autoscale::daemon::runner::{EngineHandle, Event};
 use albatross_autoscale::history::store::{Row, Store};
 use albatross_autoscale::history::writer::unix_ms;
+use albatross_autoscale::http::Api;
 use albatross_autoscale::http::limit::ManualClock;
-use albatross_autoscale::http::{Api, router};
 use albatross_autoscale::name::Name;
-use axum::body::Body;
-use axum::extract::ConnectInfo;
-use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
+use axum::http::StatusCode;
 use serde_json::Value;
-use tower::ServiceExt;
+
+mod common;
 
 const KEY: &str = "forecast-key-0123456789abcdef";
 const STEP: i64 = 300_000;
@@ -49,17 +46,7 @@ async fn get(api: &Arc<Api>, path: &str) -> (StatusCode, Value) {
 }
 
 async fn get_text(api: &Arc<Api>, path: &str) -> (StatusCode, String) {
-    let mut req = Request::builder()
-        .uri(path)
-        .header("authorization", format!("Bearer {KEY}"))
-        .body(Body::empty())
-        .unwrap();
-    req.extensions_mut()
-        .insert(ConnectInfo(SocketAddr::from(([10, 0, 0, 1], 40000))));
-    let r = router(api.clone()).oneshot(req).await.unwrap();
-    let status = r.status();
-    let bytes = r.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&bytes).into_owned())
+    common::api::request(api, axum::http::Method::GET, path, KEY).await
 }
 
 #[tokio::test]

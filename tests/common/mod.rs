@@ -1,7 +1,9 @@
-//! The engine test harness shared by tests/engine*.rs: one `Group` driven with
-//! explicit time; each VM's cumulative CPU counter advances by the given percentage
-//! of the interval since its previous sample.
+//! Shared test harnesses: the engine one for tests/engine*.rs (one `Group` driven
+//! with explicit time; each VM's cumulative CPU counter advances by the given
+//! percentage of the interval since its previous sample) and [`api`] for the HTTP API.
 #![allow(dead_code)] // each test binary uses a different part
+
+pub mod api;
 
 use std::collections::HashMap;
 use std::sync::Arc;
